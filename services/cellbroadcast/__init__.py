@@ -1,0 +1,1 @@
+"""Cell-broadcast service: CAP requests to the operators' CBCs (API declared, requests to come)."""

@@ -1,0 +1,136 @@
+"""The serving kernel: every service's process is `run_service(...)` and nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+import grpc
+import redis.asyncio as aioredis
+import uvloop
+from grpc_health.v1 import health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from services.kernel.context import configure_logging
+from services.kernel.health import HealthReporter
+from services.kernel.interceptors import ErrorInterceptor
+from services.kernel.settings import ServiceSettings, SettingsError, load_settings
+
+logger = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=ServiceSettings)
+ShutdownHook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Kernel(Generic[S]):
+    """What a service's `build` gets: the stores, the server, and hooks into the lifecycle."""
+
+    name: str
+    settings: S
+    pg: asyncpg.Pool
+    redis: aioredis.Redis
+    server: grpc.aio.Server
+    #: Full gRPC service names registered (for health and reflection).
+    grpc_service_names: list[str] = field(default_factory=list)
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _shutdown: list[ShutdownHook] = field(default_factory=list)
+
+    def add_service_name(self, full_name: str) -> None:
+        """Declare a registered gRPC service (e.g. `tocsin.sms.v1.SmsService`)."""
+        self.grpc_service_names.append(full_name)
+
+    def add_background(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Run a long-lived task (a stream consumer) for the life of the process."""
+        self._background.append(asyncio.create_task(coro, name=name))
+
+    def on_shutdown(self, hook: ShutdownHook) -> None:
+        """Call `hook` on SIGTERM, after health went NOT_SERVING, before the server stops."""
+        self._shutdown.append(hook)
+
+
+Build = Callable[[Kernel[S]], Awaitable[None]]
+
+
+def run_service(*, name: str, settings_cls: type[S], build: Build[S]) -> None:
+    """Entry point of a service process: settings, logging, serve until SIGTERM, exit."""
+    try:
+        settings = load_settings(settings_cls)
+    except SettingsError as exc:
+        print(f"tocsin-{name}: invalid setting: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(service=name, level=settings.log_level)
+    uvloop.run(serve(name=name, settings=settings, build=build))
+
+
+async def serve(
+    *, name: str, settings: S, build: Build[S], ready: asyncio.Event | None = None
+) -> None:
+    """Serve until SIGTERM/SIGINT (or cancellation), then shut down gracefully."""
+    pool = await asyncpg.create_pool(
+        settings.database_url, min_size=0, max_size=settings.pg_pool_size
+    )
+    redis = aioredis.Redis.from_url(
+        settings.redis_url, socket_timeout=5, socket_connect_timeout=2, retry_on_timeout=True
+    )
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor(service=name)],
+        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+    )
+    kernel: Kernel[S] = Kernel(name=name, settings=settings, pg=pool, redis=redis, server=server)
+    await build(kernel)
+    reporter = HealthReporter(
+        service=name,
+        grpc_service_names=kernel.grpc_service_names,
+        pool=pool,
+        redis=redis,
+        timeout=settings.health_timeout_s,
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(reporter.servicer, server)
+    reflection.enable_server_reflection(
+        [*kernel.grpc_service_names, "grpc.health.v1.Health", reflection.SERVICE_NAME], server
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.grpc_bind_port}")
+    metrics_server, _ = start_http_server(settings.metrics_bind_port, addr=settings.host)
+    await server.start()
+    await reporter.check_once()
+    health_task = asyncio.create_task(
+        reporter.run(interval=settings.health_interval_s), name="health"
+    )
+    logger.info(
+        "listening grpc=%s:%d metrics=%s:%d",
+        settings.host,
+        port,
+        settings.host,
+        metrics_server.server_port,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+        logger.info("shutting down: health NOT_SERVING, finishing in-flight work")
+    finally:
+        await reporter.stop_serving()
+        for hook in kernel._shutdown:
+            await hook()
+        await server.stop(settings.shutdown_grace_s)
+        for task in [*kernel._background, health_task]:
+            task.cancel()
+        await asyncio.gather(*kernel._background, health_task, return_exceptions=True)
+        metrics_server.shutdown()
+        await redis.aclose()
+        await pool.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        logger.info("stopped")

@@ -1,0 +1,84 @@
+"""One frozen settings object per process, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "TOCSIN_"
+
+
+class SettingsError(Exception):
+    """A setting in the environment is missing or malformed; the message names the variable."""
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has; a service subclasses it to add its own fields."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    #: Default gRPC port of the service; subclasses set their own.
+    default_grpc_port: ClassVar[int] = 50050
+    #: Default metrics port of the service; subclasses set their own.
+    default_metrics_port: ClassVar[int] = 9100
+
+    # PostgreSQL holding the truth (alerts, deliveries, entities, costs).
+    database_url: str = Field(validation_alias=AliasChoices("DATABASE_URL", "TOCSIN_DATABASE_URL"))
+    # Redis holding the work streams and the rate-limit buckets.
+    redis_url: str = Field(validation_alias=AliasChoices("REDIS_URL", "TOCSIN_REDIS_URL"))
+    # Address the gRPC server and the metrics endpoint bind to.
+    host: str = "127.0.0.1"
+    # gRPC port; 0 picks a free one (the log says which). None means the service's default.
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
+    # Prometheus /metrics port; 0 picks a free one. None means the service's default.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Logging level name.
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    # Seconds between health probes of PostgreSQL and Redis.
+    health_interval_s: float = Field(default=1.0, gt=0)
+    # Seconds a dependency probe may take before it counts as down.
+    health_timeout_s: float = Field(default=1.0, gt=0)
+    # Seconds in-flight work gets to finish on SIGTERM before it is handed back.
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    # Largest number of PostgreSQL connections in the pool.
+    pg_pool_size: int = Field(default=10, ge=1)
+
+    @property
+    def grpc_bind_port(self) -> int:
+        """The gRPC port to bind: the setting, or the service's default."""
+        return self.default_grpc_port if self.grpc_port is None else self.grpc_port
+
+    @property
+    def metrics_bind_port(self) -> int:
+        """The metrics port to bind: the setting, or the service's default."""
+        return self.default_metrics_port if self.metrics_port is None else self.metrics_port
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def _variable(cls: type[ServiceSettings], name: str) -> str:
+    if name.isupper():  # pydantic reports an aliased field by the alias it looked for
+        return name
+    field = cls.model_fields.get(name)
+    alias = field.validation_alias if field else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"{ENV_PREFIX}{name.upper()}"
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Build the settings from the environment; raise SettingsError naming the bad variable."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "?"
+        variable = _variable(cls, name)
+        if first["type"] == "missing":
+            raise SettingsError(f"{variable} is not set") from None
+        raise SettingsError(
+            f"{variable}={first.get('input')!r} is invalid: {first['msg']}"
+        ) from None
