@@ -1,0 +1,130 @@
+{{/* Chart name, truncated to the 63 characters a DNS label allows. */}}
+{{- define "tocsin.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Release-qualified name; the release name alone when it already contains the chart name. */}}
+{{- define "tocsin.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels every object carries. */}}
+{{- define "tocsin.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "tocsin.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: tocsin
+{{- end -}}
+
+{{- define "tocsin.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tocsin.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Context for one service: dict "root" $ "name" <key> "svc" <merged values>. */}}
+{{- define "tocsin.service.fullname" -}}
+{{- printf "%s-%s" (include "tocsin.fullname" .root) .name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "tocsin.service.labels" -}}
+{{ include "tocsin.labels" .root }}
+app.kubernetes.io/component: {{ .name }}
+{{- end -}}
+
+{{- define "tocsin.service.selectorLabels" -}}
+{{ include "tocsin.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .name }}
+{{- end -}}
+
+{{/*
+The enabled services, each merged over serviceDefaults, as a YAML map name -> values.
+Callers: {{- range $name, $svc := include "tocsin.services" . | fromYaml }}
+*/}}
+{{- define "tocsin.services" -}}
+{{- $out := dict -}}
+{{- range $name, $svc := .Values.services -}}
+{{- $merged := mergeOverwrite (deepCopy $.Values.serviceDefaults) (deepCopy $svc) -}}
+{{- if $merged.enabled -}}
+{{- $_ := required (printf "services.%s.grpcPort is required" $name) $merged.grpcPort -}}
+{{- $_ := required (printf "services.%s.metricsPort is required" $name) $merged.metricsPort -}}
+{{- $_ := set $out $name $merged -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{- define "tocsin.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "tocsin.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "tocsin.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tocsin.datastoresSecretName" -}}
+{{- default (printf "%s-datastores" (include "tocsin.fullname" .)) .Values.datastores.existingSecret -}}
+{{- end -}}
+
+{{- define "tocsin.credentialsSecretName" -}}
+{{- default (printf "%s-credentials" (include "tocsin.fullname" .)) .Values.credentials.existingSecret -}}
+{{- end -}}
+
+{{- define "tocsin.configName" -}}
+{{- printf "%s-config" (include "tocsin.fullname" .) -}}
+{{- end -}}
+
+{{/* Environment-variable form of an operator name: proximus-be -> PROXIMUS_BE. */}}
+{{- define "tocsin.envName" -}}
+{{- regexReplaceAll "[^A-Z0-9]" (upper .) "_" -}}
+{{- end -}}
+
+{{/* Environment of every tocsin container: datastores and the token signing key from Secrets. */}}
+{{- define "tocsin.secretEnv" -}}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "tocsin.datastoresSecretName" . }}
+      key: DATABASE_URL
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "tocsin.datastoresSecretName" . }}
+      key: REDIS_URL
+- name: TOCSIN_TOKEN_SIGNING_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "tocsin.credentialsSecretName" . }}
+      key: TOCSIN_TOKEN_SIGNING_KEY
+{{- end -}}
+
+{{/* Volumes for the config files and a writable /tmp under a read-only root. */}}
+{{- define "tocsin.volumes" -}}
+- name: config
+  configMap:
+    name: {{ include "tocsin.configName" . }}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end -}}
+
+{{- define "tocsin.volumeMounts" -}}
+- name: config
+  mountPath: /etc/tocsin
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
