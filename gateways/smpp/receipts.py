@@ -1,0 +1,147 @@
+"""SMSC delivery receipts: deliver_sm with the receipt esm_class, in TLV and text form.
+
+The receipted_message_id and message_state TLVs win when present; otherwise the SMPP 3.4 appendix B
+text (`id:... sub:... dlvrd:... submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:DELIVRD err:000`)
+is read. Dates are SMSC-local times as the SMSC writes them (naive datetimes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from gateways.smpp.pdu import (
+    TAG_MESSAGE_STATE,
+    TAG_NETWORK_ERROR_CODE,
+    TAG_RECEIPTED_MESSAGE_ID,
+    DeliverSm,
+)
+
+
+class ReceiptState(StrEnum):
+    """Final (or intermediate) state of a submitted message, from the receipt."""
+
+    DELIVERED = "DELIVRD"  #: delivered to the handset
+    EXPIRED = "EXPIRED"  #: validity period passed before delivery
+    DELETED = "DELETED"  #: deleted at the SMSC
+    UNDELIVERABLE = "UNDELIV"  #: the network gave up
+    ACCEPTED = "ACCEPTD"  #: accepted on the subscriber's behalf
+    UNKNOWN = "UNKNOWN"  #: the SMSC does not know
+    REJECTED = "REJECTD"  #: rejected by the SMSC
+    ENROUTE = "ENROUTE"  #: still on its way (intermediate receipt)
+
+    @property
+    def is_final(self) -> bool:
+        """True for every state but ENROUTE."""
+        return self is not ReceiptState.ENROUTE
+
+
+#: message_state TLV value (SMPP 3.4 section 5.2.28) to ReceiptState, and back.
+STATE_BY_TLV = {
+    1: ReceiptState.ENROUTE,
+    2: ReceiptState.DELIVERED,
+    3: ReceiptState.EXPIRED,
+    4: ReceiptState.DELETED,
+    5: ReceiptState.UNDELIVERABLE,
+    6: ReceiptState.ACCEPTED,
+    7: ReceiptState.UNKNOWN,
+    8: ReceiptState.REJECTED,
+}
+TLV_BY_STATE = {state: code for code, state in STATE_BY_TLV.items()}
+_STATE_BY_TEXT = {state.value: state for state in ReceiptState}
+_STATE_BY_TEXT.update(
+    {"DELIVERED": ReceiptState.DELIVERED, "UNDELIVERABLE": ReceiptState.UNDELIVERABLE}
+)
+
+
+class ReceiptError(ValueError):
+    """A deliver_sm marked as a receipt from which no message id or state can be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReceipt:
+    """What an SMSC reported about one submitted segment."""
+
+    message_id: str
+    state: ReceiptState
+    error_code: int
+    submit_date: datetime | None
+    done_date: datetime | None
+
+
+_TEXT_RE = re.compile(
+    r"id:(?P<id>\S+)"
+    r"|submit date:(?P<submit>\d{10,12})"
+    r"|done date:(?P<done>\d{10,12})"
+    r"|stat:(?P<stat>[A-Za-z]+)"
+    r"|err:(?P<err>[0-9A-Fa-f]+)",
+    re.IGNORECASE,
+)
+
+
+def _date(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    fmt = "%y%m%d%H%M%S" if len(text) == 12 else "%y%m%d%H%M"
+    try:
+        return datetime.strptime(text, fmt)
+    except ValueError:
+        return None
+
+
+def format_receipt_text(
+    *,
+    message_id: str,
+    state: ReceiptState,
+    submit_date: datetime,
+    done_date: datetime,
+    error_code: int = 0,
+    text: str = "",
+) -> str:
+    """Write the SMPP 3.4 appendix B receipt text (used by the simulator and tests)."""
+    return (
+        f"id:{message_id} sub:001 dlvrd:{'001' if state is ReceiptState.DELIVERED else '000'} "
+        f"submit date:{submit_date:%y%m%d%H%M} done date:{done_date:%y%m%d%H%M} "
+        f"stat:{state.value} err:{error_code:03d} text:{text[:20]}"
+    )
+
+
+def parse_receipt_text(text: str) -> tuple[str | None, ReceiptState | None, int, dict[str, str]]:
+    """Read id, state, error code and dates from receipt text; missing parts come back None/0."""
+    found: dict[str, str] = {}
+    for m in _TEXT_RE.finditer(text):
+        for key, value in m.groupdict().items():
+            if value is not None and key not in found:
+                found[key] = value
+    state = _STATE_BY_TEXT.get(found.get("stat", "").upper())
+    err = found.get("err", "0")
+    error_code = int(err) if err.isdigit() else int(err, 16)
+    return found.get("id"), state, error_code, found
+
+
+def receipt_from_deliver_sm(pdu: DeliverSm) -> DeliveryReceipt:
+    """Build a DeliveryReceipt from a receipt deliver_sm (TLVs first, then the text)."""
+    text = pdu.short_message.decode("latin-1")
+    text_id, text_state, error_code, found = parse_receipt_text(text)
+    message_id = text_id
+    raw_id = pdu.tlvs.get(TAG_RECEIPTED_MESSAGE_ID)
+    if raw_id:
+        message_id = raw_id.rstrip(b"\0").decode("latin-1")
+    state = text_state
+    raw_state = pdu.tlvs.get(TAG_MESSAGE_STATE)
+    if raw_state and raw_state[0] in STATE_BY_TLV:
+        state = STATE_BY_TLV[raw_state[0]]
+    raw_err = pdu.tlvs.get(TAG_NETWORK_ERROR_CODE)
+    if raw_err and len(raw_err) == 3 and not found.get("err"):
+        error_code = int.from_bytes(raw_err[1:3], "big")
+    if not message_id or state is None:
+        raise ReceiptError(f"receipt without message id or state: {text[:80]!r}")
+    return DeliveryReceipt(
+        message_id=message_id,
+        state=state,
+        error_code=error_code,
+        submit_date=_date(found.get("submit")),
+        done_date=_date(found.get("done")),
+    )

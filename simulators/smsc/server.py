@@ -1,0 +1,377 @@
+"""SMPP 3.4 SMSC simulator: binds ESMEs, answers submit_sm, sends receipts, misbehaves on demand.
+
+It counts what it receives so tests can prove that nobody got a message twice or none, and that a
+rate was held: `messages` (full messages per destination, concatenated parts reassembled),
+`segments` (accepted submit_sm per destination), `per_second` (accepted submit_sm per one-second
+window since start). A message counts when its submit_sm_resp ESME_ROK is sent; submits pending an
+answer when the connection drops are not counted, so the ESME's resubmission is the only copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from gateways.smpp import pdu as P
+from gateways.smpp.gsm import ESM_UDHI, decode_payload, split_udh
+from gateways.smpp.receipts import TLV_BY_STATE, ReceiptState, format_receipt_text
+from gateways.smpp.wire import PduProtocol
+from simulators.smsc.config import SmscConfig
+
+log = logging.getLogger(__name__)
+
+ROK = 0x00
+RINVBNDSTS = 0x04
+RALYBND = 0x05
+RINVPASWD = 0x0E
+RINVSYSID = 0x0F
+RMSGQFUL = 0x14
+RTHROTTLED = 0x58
+RINVCMDID = 0x03
+
+
+@dataclass(slots=True)
+class _Receipt:
+    message_id: str
+    source: str
+    destination: str
+    state: ReceiptState
+    submitted: datetime
+    handle: asyncio.Handle | None = None
+
+
+@dataclass(slots=True)
+class _Parts:
+    numbers: set[int] = field(default_factory=set)
+    texts: dict[int, str] = field(default_factory=dict)
+
+
+class _SmscSession(PduProtocol):
+    """One ESME connection."""
+
+    def __init__(self, sim: SmscSimulator) -> None:
+        super().__init__()
+        self.sim = sim
+        self.bound: str | None = None  # bind command name once bound
+        self.seq = P.SequenceGenerator()
+        #: sequence -> scheduled submit_sm_resp not yet sent.
+        self.unanswered: dict[int, tuple[asyncio.TimerHandle, _Receipt | None]] = {}
+        #: deliver_sm sequence -> receipt waiting for deliver_sm_resp.
+        self.unacked: dict[int, _Receipt] = {}
+
+    @property
+    def receives(self) -> bool:
+        return self.bound in ("bind_transceiver", "bind_receiver")
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.sim.sessions.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.sim.sessions.discard(self)
+        for handle, receipt in self.unanswered.values():
+            handle.cancel()
+            if receipt is not None and receipt.handle is not None:
+                receipt.handle.cancel()
+        self.unanswered.clear()
+        for receipt in self.unacked.values():
+            self.sim._queue_receipt(receipt)
+        self.unacked.clear()
+        self.sim._notify()
+
+    def on_garbage(self, exc: P.PduError) -> None:
+        log.warning("%s: garbage from ESME: %s", self.sim.config.name, exc)
+        self.send(P.encode_other("generic_nack", sequence=0, status=0x02))
+        self.close()
+
+    def on_pdu(self, raw: bytes) -> None:
+        _len, cid, _status, seq = P.header(raw)
+        sim = self.sim
+        if cid in P.BIND_COMMANDS:
+            self.on_bind(raw, cid, seq)
+            return
+        if sim.hung:
+            return
+        if cid == P.SUBMIT_SM:
+            self.on_submit(raw, seq)
+        elif cid == P.DELIVER_SM_RESP:
+            receipt = self.unacked.pop(seq, None)
+            if receipt is not None:
+                sim.receipts_acked[receipt.state.value] += 1
+                sim._notify()
+        elif cid == P.ENQUIRE_LINK:
+            self.send(P.encode_other("enquire_link_resp", sequence=seq))
+        elif cid == P.UNBIND:
+            self.send(P.encode_other("unbind_resp", sequence=seq))
+            sim.unbinds += 1
+            self.bound = None
+            self.close()
+        elif cid & P.RESP:
+            return
+        else:
+            self.send(P.encode_other("generic_nack", sequence=seq, status=RINVCMDID))
+
+    def on_bind(self, raw: bytes, cid: int, seq: int) -> None:
+        req = P.decode_other(raw)
+        name = P.command_name(cid)
+        cfg = self.sim.config
+        if self.bound is not None:
+            status = RALYBND
+        elif req.system_id.decode("latin-1") != cfg.system_id:
+            status = RINVSYSID
+        elif req.password.decode("latin-1") != cfg.password:
+            status = RINVPASWD
+        else:
+            status = ROK
+        self.send(
+            P.encode_other(f"{name}_resp", sequence=seq, status=status, system_id=cfg.name[:15])
+        )
+        if status == ROK:
+            self.bound = name
+            self.sim.binds += 1
+            if self.receives:
+                self.sim._flush_receipts()
+            self.sim._notify()
+
+    def on_submit(self, raw: bytes, seq: int) -> None:
+        sim = self.sim
+        cfg = sim.config
+        pdu = P.decode_submit_sm(raw)
+        sim.submit_pdus += 1
+        n = sim.submit_pdus
+        if sim.drop_after is not None and n >= sim.drop_after:
+            sim.drop_after = None
+            self.abort()
+            return
+        if sim.garbage_after is not None and n >= sim.garbage_after:
+            sim.garbage_after = None
+            self.send(sim.garbage())
+            return
+        status = sim._decide(self, pdu)
+        receipt: _Receipt | None = None
+        mid = ""
+        if status == ROK:
+            mid = sim._next_id()
+            if pdu.registered_delivery & 0x03:
+                receipt = sim._schedule_receipt(mid, pdu)
+        if cfg.submit_latency_s <= 0 or status != ROK:
+            self.answer(seq, status, mid, pdu)
+            return
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(cfg.submit_latency_s, self.answer, seq, status, mid, pdu)
+        self.unanswered[seq] = (handle, receipt)
+
+    def answer(self, seq: int, status: int, mid: str, pdu: P.SubmitSm) -> None:
+        self.unanswered.pop(seq, None)
+        self.send(P.encode_resp(P.SUBMIT_SM_RESP, seq, status, mid))
+        self.sim.statuses[status] += 1
+        if status == ROK:
+            self.sim._count(pdu)
+        self.sim._notify()
+
+
+class SmscSimulator:
+    """An SMSC on 127.0.0.1 for tests and benchmarks; see SmscConfig for its behaviour."""
+
+    def __init__(self, config: SmscConfig | None = None) -> None:
+        self.config = config or SmscConfig()
+        if self.config.host not in ("127.0.0.1", "localhost"):
+            raise ValueError("the simulator binds loopback only")
+        self._rng = random.Random(self.config.seed)
+        self._server: asyncio.Server | None = None
+        self.sessions: set[_SmscSession] = set()
+        self.port = 0
+        self.hung = self.config.hang  #: when True nothing but binds is answered
+        self.drop_after = self.config.drop_after_submits
+        self.garbage_after = self.config.garbage_after_submits
+        self._ids = 0
+        self._start = 0.0
+        self._window_second = -1
+        self._window_count = 0
+        self._parts: dict[tuple[str, str, int, int], _Parts] = {}
+        self._receipt_queue: deque[_Receipt] = deque()
+        self._changed: asyncio.Event | None = None
+        #: Full messages accepted per destination (concatenated parts reassembled).
+        self.messages: Counter[str] = Counter()
+        #: Accepted submit_sm per destination (raw PDUs).
+        self.segments: Counter[str] = Counter()
+        #: Accepted submit_sm per one-second window since start.
+        self.per_second: Counter[int] = Counter()
+        #: submit_sm_resp sent, by command status.
+        self.statuses: Counter[int] = Counter()
+        #: deliver_sm receipts sent and acknowledged, by stat text.
+        self.receipts_sent: Counter[str] = Counter()
+        self.receipts_acked: Counter[str] = Counter()
+        #: Reassembled texts per destination, when config.keep_texts.
+        self.texts: dict[str, list[str]] = {}
+        self.submit_pdus = 0  #: every submit_sm received, answered or not
+        self.binds = 0  #: successful binds
+        self.unbinds = 0  #: unbinds received
+
+    async def start(self) -> int:
+        """Listen and return the port."""
+        loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        self._start = loop.time()
+        self._server = await loop.create_server(
+            lambda: _SmscSession(self), self.config.host, self.config.port
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("%s: listening on %s:%d", self.config.name, self.config.host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        """Close every session and stop listening."""
+        if self._server is not None:
+            self._server.close()
+        for s in list(self.sessions):
+            s.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+        self._server = None
+
+    @property
+    def bound_sessions(self) -> int:
+        """Sessions currently bound."""
+        return sum(1 for s in self.sessions if s.bound is not None)
+
+    def drop_connections(self) -> None:
+        """Drop every connection now, without unbind."""
+        for s in list(self.sessions):
+            s.abort()
+
+    def send_garbage_now(self) -> None:
+        """Write bytes that are not SMPP to every session."""
+        for s in list(self.sessions):
+            s.send(self.garbage())
+
+    def garbage(self) -> bytes:
+        """An impossible PDU: a huge command_length followed by noise."""
+        return b"\xde\xad\xbe\xef" + self._rng.randbytes(60)
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Wait until predicate() holds, re-checking after every counter change."""
+        assert self._changed is not None, "start() first"
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    def _next_id(self) -> str:
+        self._ids += 1
+        return f"{self._ids:x}"
+
+    def _decide(self, session: _SmscSession, pdu: P.SubmitSm) -> int:
+        cfg = self.config
+        if session.bound not in ("bind_transceiver", "bind_transmitter"):
+            return RINVBNDSTS
+        if len(session.unanswered) >= cfg.window:
+            return RMSGQFUL
+        if cfg.max_rate is not None:
+            second = int(asyncio.get_running_loop().time() - self._start)
+            if second != self._window_second:
+                self._window_second = second
+                self._window_count = 0
+            if self._window_count >= cfg.max_rate:
+                return RTHROTTLED
+            self._window_count += 1
+        if cfg.permanent_failure_share and self._rng.random() < cfg.permanent_failure_share:
+            return cfg.permanent_failure_status
+        if cfg.temporary_failure_share and self._rng.random() < cfg.temporary_failure_share:
+            return cfg.temporary_failure_status
+        return ROK
+
+    def _count(self, pdu: P.SubmitSm) -> None:
+        dest = pdu.destination_addr
+        self.segments[dest] += 1
+        self.per_second[int(asyncio.get_running_loop().time() - self._start)] += 1
+        if not pdu.esm_class & ESM_UDHI:
+            self.messages[dest] += 1
+            if self.config.keep_texts:
+                text = decode_payload(pdu.data_coding, pdu.short_message)
+                self.texts.setdefault(dest, []).append(text)
+            return
+        concat, body = split_udh(pdu.short_message)
+        if concat is None:
+            self.messages[dest] += 1
+            return
+        key = (pdu.source_addr, dest, concat.reference, concat.total)
+        parts = self._parts.setdefault(key, _Parts())
+        parts.numbers.add(concat.number)
+        if self.config.keep_texts:
+            parts.texts[concat.number] = decode_payload(pdu.data_coding, body)
+        if len(parts.numbers) >= concat.total:
+            del self._parts[key]
+            self.messages[dest] += 1
+            if self.config.keep_texts:
+                text = "".join(parts.texts[i] for i in sorted(parts.texts))
+                self.texts.setdefault(dest, []).append(text)
+
+    def _schedule_receipt(self, mid: str, pdu: P.SubmitSm) -> _Receipt:
+        cfg = self.config
+        draw = self._rng.random()
+        if draw < cfg.undeliverable_share:
+            state = ReceiptState.UNDELIVERABLE
+        elif draw < cfg.undeliverable_share + cfg.expired_share:
+            state = ReceiptState.EXPIRED
+        else:
+            state = ReceiptState.DELIVERED
+        receipt = _Receipt(mid, pdu.source_addr, pdu.destination_addr, state, datetime.now())
+        loop = asyncio.get_running_loop()
+        if cfg.receipt_delay_s <= 0:
+            receipt.handle = loop.call_soon(self._send_receipt, receipt)
+        else:
+            receipt.handle = loop.call_later(cfg.receipt_delay_s, self._send_receipt, receipt)
+        return receipt
+
+    def _receiver(self) -> _SmscSession | None:
+        for s in self.sessions:
+            if s.receives and s.writable:
+                return s
+        return None
+
+    def _send_receipt(self, receipt: _Receipt) -> None:
+        receipt.handle = None
+        session = self._receiver()
+        if session is None or self.hung:
+            self._queue_receipt(receipt)
+            return
+        seq = session.seq()
+        now = datetime.now()
+        text = format_receipt_text(
+            message_id=receipt.message_id,
+            state=receipt.state,
+            submit_date=receipt.submitted,
+            done_date=now,
+            error_code=0 if receipt.state is ReceiptState.DELIVERED else 1,
+        )
+        session.unacked[seq] = receipt
+        session.send(
+            P.encode_deliver_sm(
+                sequence=seq,
+                source_addr=receipt.destination,
+                destination_addr=receipt.source,
+                short_message=text.encode("latin-1"),
+                esm_class=P.ESM_DELIVERY_RECEIPT,
+                message_state=TLV_BY_STATE[receipt.state],
+                receipted_message_id=receipt.message_id,
+            )
+        )
+        self.receipts_sent[receipt.state.value] += 1
+
+    def _queue_receipt(self, receipt: _Receipt) -> None:
+        self._receipt_queue.append(receipt)
+
+    def _flush_receipts(self) -> None:
+        queue, self._receipt_queue = self._receipt_queue, deque()
+        for receipt in queue:
+            self._send_receipt(receipt)
