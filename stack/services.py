@@ -1,0 +1,58 @@
+"""What `make run` starts: the services and simulators, their ports and their wiring."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service process of the stack."""
+
+    name: str
+    grpc_port: int
+    metrics_port: int
+    #: Extra environment, with {placeholders} filled from the stack's addresses.
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def module(self) -> str:
+        """The module run with `python -m`."""
+        return f"services.{self.name}"
+
+    def exists(self) -> bool:
+        """Whether this service has been built yet (its __main__ module exists)."""
+        try:
+            return importlib.util.find_spec(f"{self.module}.__main__") is not None
+        except ModuleNotFoundError:
+            return False
+
+
+@dataclass(frozen=True)
+class SmscSpec:
+    """One SMSC simulator standing in for a mobile operator."""
+
+    operator: str
+    port: int
+
+
+#: Operators played by SMSC simulators in `make run`.
+SMSCS = (SmscSpec("opA", 2775), SmscSpec("opB", 2776))
+
+#: Services in start order: targeting before alerting, which calls it.
+SERVICES = (
+    ServiceSpec("targeting", 50052, 9102),
+    ServiceSpec("sms", 50053, 9103),
+    ServiceSpec("voice", 50054, 9104),
+    ServiceSpec("cellbroadcast", 50055, 9105),
+    ServiceSpec(
+        "alerting",
+        50051,
+        9101,
+        env={
+            "TOCSIN_TARGETING_ADDR": "127.0.0.1:50052",
+            "TOCSIN_SMS_ADDR": "127.0.0.1:50053",
+        },
+    ),
+)
