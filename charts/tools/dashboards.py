@@ -21,6 +21,22 @@ UNIT_PRICE_EUR = 0.055
 #: The bucket holding the whole SMS budget in the built-in rate-limit rules.
 GLOBAL_SMS_BUCKET = "sms:global"
 
+
+def per_second(
+    title: str,
+    description: str,
+    metric: str,
+    by: str,
+    *,
+    stack: bool = True,
+    **matchers: str,
+) -> Panel:
+    """Return a panel of one counter's rate per `by` labels, named by those labels."""
+    legend = " ".join("{{" + label.strip() + "}}" for label in by.split(","))
+    query = Q(rate(metric, by, **matchers), legend)
+    return Panel(title, description, (query,), unit="ops", stack=stack)
+
+
 OPERATOR_VARIABLE = variable(
     "operator",
     "Operator",
@@ -88,16 +104,12 @@ DISPATCH = dashboard(
         Row(
             "Messages",
             (
-                Panel(
+                per_second(
                     "Messages per channel and state",
                     "Messages reaching a state (queued, submitted, delivered, failed) per second.",
-                    (
-                        Q(
-                            rate("tocsin_alert_messages_total", "channel, state"),
-                            "{{channel}} {{state}}",
-                        ),
-                    ),
-                    unit="ops",
+                    "tocsin_alert_messages_total",
+                    "channel, state",
+                    stack=False,
                 ),
                 Panel(
                     "Delivery success per channel",
@@ -111,24 +123,17 @@ DISPATCH = dashboard(
                     ),
                     unit="percentunit",
                 ),
-                Panel(
+                per_second(
                     "SMS per operator",
                     "submit_sm successes per operator: how the budget is shared.",
-                    (Q(rate("tocsin_sms_submitted_total", "operator"), "{{operator}}"),),
-                    unit="ops",
-                    stack=True,
+                    "tocsin_sms_submitted_total",
+                    "operator",
                 ),
-                Panel(
+                per_second(
                     "Recipients enqueued",
                     "Recipients written to the channel work streams by targeting.",
-                    (
-                        Q(
-                            rate("tocsin_targeting_recipients_enqueued_total", "channel"),
-                            "{{channel}}",
-                        ),
-                    ),
-                    unit="ops",
-                    stack=True,
+                    "tocsin_targeting_recipients_enqueued_total",
+                    "channel",
                 ),
             ),
         ),
@@ -253,29 +258,19 @@ OPERATORS = dashboard(
                     (Q(f"{THROTTLED} / ({THROTTLED} + {SUBMITTED})", "{{operator}}"),),
                     unit="percentunit",
                 ),
-                Panel(
+                per_second(
                     "Segments per second",
                     "Segments submitted: communication units going out.",
-                    (
-                        Q(
-                            rate("tocsin_sms_segments_total", "operator", operator=OPERATOR),
-                            "{{operator}}",
-                        ),
-                    ),
-                    unit="ops",
-                    stack=True,
+                    "tocsin_sms_segments_total",
+                    "operator",
+                    operator=OPERATOR,
                 ),
-                Panel(
+                per_second(
                     "Failures by reason",
                     "Final failures per operator and reason (permanent, temporary, expired).",
-                    (
-                        Q(
-                            rate("tocsin_sms_failed_total", "operator, reason", operator=OPERATOR),
-                            "{{operator}} {{reason}}",
-                        ),
-                    ),
-                    unit="ops",
-                    stack=True,
+                    "tocsin_sms_failed_total",
+                    "operator, reason",
+                    operator=OPERATOR,
                 ),
             ),
         ),
@@ -307,17 +302,12 @@ OPERATORS = dashboard(
                     ),
                     unit="s",
                 ),
-                Panel(
+                per_second(
                     "Delivered per second",
                     "Delivery receipts with state DELIVERED.",
-                    (
-                        Q(
-                            rate("tocsin_sms_delivered_total", "operator", operator=OPERATOR),
-                            "{{operator}}",
-                        ),
-                    ),
-                    unit="ops",
-                    stack=True,
+                    "tocsin_sms_delivered_total",
+                    "operator",
+                    operator=OPERATOR,
                 ),
             ),
         ),
@@ -357,11 +347,12 @@ OPERATORS = dashboard(
                     kind="state-timeline",
                     mappings=((0, "shared", "green"), (1, "fallback", "red")),
                 ),
-                Panel(
+                per_second(
                     "Script calls to Redis",
                     "Token-bucket script calls by result.",
-                    (Q(rate("tocsin_ratelimit_redis_calls_total", "result"), "{{result}}"),),
-                    unit="ops",
+                    "tocsin_ratelimit_redis_calls_total",
+                    "result",
+                    stack=False,
                 ),
             ),
         ),
