@@ -201,11 +201,12 @@ class Limiter:
                     break
                 metrics.REFUSALS.labels(bucket=answer.limiting or names[0]).inc()
                 await asyncio.sleep(max(answer.wait, MIN_RETRY_SECONDS))
+            for spec in specs:
+                metrics.TOKENS_GRANTED.labels(bucket=spec.name).inc(want)
             if answer.wait > 0:
                 await asyncio.sleep(answer.wait)
         waited = loop.time() - asked
         for spec in specs:
-            metrics.TOKENS_GRANTED.labels(bucket=spec.name).inc(want)
             metrics.WAIT_SECONDS.labels(bucket=spec.name).observe(waited)
         pace = min(s.rate for s in specs)
         if answer.rules_version is None:

@@ -41,6 +41,8 @@ class ScriptDriver:
         self.redis = redis
         #: Longest one call may take before it counts as Redis being unreachable (seconds).
         self.timeout = timeout
+        #: Acquire calls made (answered or not), for benchmarks and tests.
+        self.acquire_calls = 0
 
     @contextlib.asynccontextmanager
     async def _bounded(self) -> AsyncIterator[None]:
@@ -75,6 +77,7 @@ class ScriptDriver:
     ) -> Answer:
         """Take `n` tokens from every bucket or none; see script.lua for the rules."""
         debts = debts or {}
+        self.acquire_calls += 1
         args = ["acquire", str(n), _micros(max_wait)]
         for spec in specs:
             args += [repr(spec.rate), str(spec.capacity), repr(float(debts.get(spec.name, 0.0)))]
