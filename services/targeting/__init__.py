@@ -1,0 +1,1 @@
+"""Targeting: who an alert must reach, per channel and language (issue 5)."""
