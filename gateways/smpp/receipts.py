@@ -84,9 +84,10 @@ _TEXT_RE = re.compile(
 def _date(text: str | None) -> datetime | None:
     if not text:
         return None
-    fmt = "%y%m%d%H%M%S" if len(text) == 12 else "%y%m%d%H%M"
+    # Two-digit years are 20yy: strptime's %y would turn 69..99 into the 1900s.
+    n = [int(text[i : i + 2]) for i in range(0, len(text), 2)]
     try:
-        return datetime.strptime(text, fmt)
+        return datetime(2000 + n[0], n[1], n[2], n[3], n[4], n[5] if len(n) > 5 else 0)
     except ValueError:
         return None
 

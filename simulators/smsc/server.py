@@ -105,7 +105,9 @@ class _SmscSession(PduProtocol):
                 sim.receipts_acked[receipt.state.value] += 1
                 sim._notify()
         elif cid == P.ENQUIRE_LINK:
+            sim.enquire_links += 1
             self.send(P.encode_other("enquire_link_resp", sequence=seq))
+            sim._notify()
         elif cid == P.UNBIND:
             self.send(P.encode_other("unbind_resp", sequence=seq))
             sim.unbinds += 1
@@ -151,6 +153,11 @@ class _SmscSession(PduProtocol):
         if sim.garbage_after is not None and n >= sim.garbage_after:
             sim.garbage_after = None
             self.send(sim.garbage())
+            return
+        if cfg.generic_nack_share and sim._rng.random() < cfg.generic_nack_share:
+            self.send(P.encode_other("generic_nack", sequence=seq, status=RINVCMDID))
+            sim.statuses[RINVCMDID] += 1
+            sim._notify()
             return
         status = sim._decide(self, pdu)
         receipt: _Receipt | None = None
@@ -212,6 +219,7 @@ class SmscSimulator:
         self.submit_pdus = 0  #: every submit_sm received, answered or not
         self.binds = 0  #: successful binds
         self.unbinds = 0  #: unbinds received
+        self.enquire_links = 0  #: enquire_link received
 
     async def start(self) -> int:
         """Listen and return the port."""
@@ -355,6 +363,7 @@ class SmscSimulator:
             error_code=0 if receipt.state is ReceiptState.DELIVERED else 1,
         )
         session.unacked[seq] = receipt
+        tlvs = self.config.receipt_tlvs
         session.send(
             P.encode_deliver_sm(
                 sequence=seq,
@@ -362,8 +371,8 @@ class SmscSimulator:
                 destination_addr=receipt.source,
                 short_message=text.encode("latin-1"),
                 esm_class=P.ESM_DELIVERY_RECEIPT,
-                message_state=TLV_BY_STATE[receipt.state],
-                receipted_message_id=receipt.message_id,
+                message_state=TLV_BY_STATE[receipt.state] if tlvs else None,
+                receipted_message_id=receipt.message_id if tlvs else None,
             )
         )
         self.receipts_sent[receipt.state.value] += 1
