@@ -145,7 +145,7 @@ class Limiter:
     async def start(self) -> None:
         """Announce this replica and keep announcing it, so that every fallback knows its share."""
         if self._heartbeat is None:
-            await self._beat()
+            await self.refresh()
             self._heartbeat = asyncio.create_task(
                 self._heartbeat_loop(), name="ratelimit-heartbeat"
             )
@@ -300,7 +300,8 @@ class Limiter:
         self._rules = rules
         self._specs = {}
 
-    async def _beat(self) -> None:
+    async def refresh(self) -> None:
+        """Heartbeat now: count the live replicas and pick up rules published since."""
         try:
             count, version = await self._driver.heartbeat(
                 self._settings.replica_id, ttl=keys.REPLICA_TTL_SECONDS
@@ -314,4 +315,4 @@ class Limiter:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self._settings.heartbeat_interval)
-            await self._beat()
+            await self.refresh()
