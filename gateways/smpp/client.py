@@ -105,12 +105,20 @@ class SubmitResult:
         )
 
 
-def _addr(source: str) -> tuple[int, int, str]:
+def _source_addr(source: str) -> tuple[int, int, str]:
     """TON/NPI for an originator: international for digits, alphanumeric otherwise."""
     digits = source.removeprefix("+")
     if digits.isdigit():
         return 1, 1, digits
     return 5, 0, source
+
+
+def _destination_addr(destination: str) -> tuple[int, int, str]:
+    """TON/NPI for a recipient: international E.164 digits, or unknown (the SMSC judges)."""
+    digits = destination.removeprefix("+")
+    if digits.isdigit():
+        return 1, 1, digits
+    return 0, 0, destination
 
 
 class _Link:
@@ -240,6 +248,7 @@ class SmppClient:
         self._refs = itertools.count(random.randrange(256))
         self._window: asyncio.Semaphore | None = None
         self._closed = asyncio.Event()
+        self._inflight = 0
         if config.mode is BindMode.PAIR:
             self._links = [_Link(self, "bind_transmitter"), _Link(self, "bind_receiver")]
         else:
@@ -250,6 +259,11 @@ class SmppClient:
     def is_bound(self) -> bool:
         """True while every link of this client is bound."""
         return all(link.bound.is_set() for link in self._links)
+
+    @property
+    def load(self) -> float:
+        """Submits in progress (sent or waiting for window room) per window slot."""
+        return self._inflight / self.config.window
 
     @property
     def outstanding(self) -> int:
@@ -274,15 +288,21 @@ class SmppClient:
             raise TimeoutError(f"{self.config.name} not bound: {errors}") from exc
 
     async def submit(self, req: SubmitRequest) -> SubmitResult:
-        """Submit a text (every segment); waits for a bind and window room, never raises for SMSC
-        answers."""
+        """Submit every segment; waits for bind and window room; never raises for SMSC answers."""
+        self._inflight += 1
+        try:
+            return await self._submit(req)
+        finally:
+            self._inflight -= 1
+
+    async def _submit(self, req: SubmitRequest) -> SubmitResult:
         source = req.source or self.config.source_addr
         ref = next(self._refs) & 0xFF if req.reference is None else req.reference
         encoded = encode_text(req.text, reference=ref)
         wanted = req.segments
         n = len(encoded.parts)
-        src_ton, src_npi, src = _addr(source)
-        _dt, _dn, dest = _addr(req.destination)
+        src_ton, src_npi, src = _source_addr(source)
+        dest_ton, dest_npi, dest = _destination_addr(req.destination)
         reg = 1 if req.registered_delivery else 0
         jobs = [
             self._submit_segment(
@@ -292,6 +312,8 @@ class SmppClient:
                     source_addr_ton=src_ton,
                     source_addr_npi=src_npi,
                     destination_addr=dest,
+                    dest_addr_ton=dest_ton,
+                    dest_addr_npi=dest_npi,
                     esm_class=encoded.esm_class,
                     registered_delivery=reg,
                     data_coding=encoded.data_coding,
@@ -301,7 +323,7 @@ class SmppClient:
             for i, part in enumerate(encoded.parts)
             if wanted is None or i in wanted
         ]
-        answers = [await jobs[0]] if len(jobs) == 1 else await asyncio.gather(*jobs)
+        answers = await asyncio.gather(*jobs) if len(jobs) != 1 else [await jobs[0]]
         ids = [""] * n
         statuses = [NOT_SENT] * n
         indexes = range(n) if wanted is None else sorted(i for i in wanted if i < n)

@@ -57,7 +57,7 @@ class SmppPool:
         bound = [c for c in self.clients if c.is_bound]
         if not bound:
             return self.clients[0]
-        return min(bound, key=lambda c: c.outstanding / c.config.window)
+        return min(bound, key=lambda c: c.load)
 
     async def submit(self, req: SubmitRequest) -> SubmitResult:
         """Submit through the least loaded bound client (waits if none is bound)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import uvloop
 
 from gateways.smpp import (
     BindConfig,
@@ -18,6 +19,7 @@ from gateways.smpp import (
     SubmitRequest,
     SubmitResult,
 )
+from simulators.smsc import SmscConfig, SmscSimulator
 from tests.gateways.smpp.conftest import FAST, ClientFactory, SmscFactory
 
 
@@ -315,3 +317,36 @@ async def test_hung_smsc_detected_by_enquire_link_alone(
     sim.hung = False
     await bound.client.wait_bound(5)
     assert bound.states[:3] == [True, False, True]
+
+
+def test_runs_under_uvloop() -> None:
+    """The services run on uvloop, whose transports are not asyncio.Transport subclasses."""
+
+    async def scenario() -> tuple[SubmitResult, int]:
+        sim = SmscSimulator(SmscConfig())
+        port = await sim.start()
+        receipts: list[DeliveryReceipt] = []
+        client = SmppClient(
+            BindConfig(
+                name="uv",
+                host="127.0.0.1",
+                port=port,
+                system_id="tocsin",
+                password="secret",
+                **FAST,  # type: ignore[arg-type]
+            ),
+            on_receipt=receipts.append,
+        )
+        await client.start()
+        try:
+            await client.wait_bound(5)
+            res = await client.submit(SubmitRequest("+32470000001", text="uvloop"))
+            await sim.wait_for(lambda: sum(sim.receipts_acked.values()) == 1, 5)
+        finally:
+            await client.close()
+            await sim.stop()
+        return res, len(receipts)
+
+    res, receipts = uvloop.run(scenario())
+    assert res.outcome is SubmitOutcome.ACCEPTED
+    assert receipts == 1
