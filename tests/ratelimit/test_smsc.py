@@ -1,0 +1,84 @@
+"""Two replicas send over SMPP to the SMSC simulator through the limiter: per-second arrivals at the
+SMSC never pass the global rate plus the bucket capacity."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import redis.asyncio as aioredis
+
+from gateways.smpp import BindConfig, SmppClient, SubmitRequest, SubmitResult
+from ratelimit import Limiter, Rules
+from simulators.smsc import SmscConfig, SmscSimulator
+from tests.ratelimit.conftest import warm
+
+RATE = 300
+CAPACITY = 50
+RULES = f"""
+lease = 25
+[bucket."sms:global"]
+rate = {RATE}
+capacity = {CAPACITY}
+[bucket."sms:op:sim"]
+parent = "sms:global"
+share = 1.0
+capacity = {CAPACITY}
+[bucket."sms:bind:sim:*"]
+rate = 200
+capacity = {CAPACITY}
+"""
+SECONDS = 4.0
+
+
+async def _send(limiter: Limiter, client: SmppClient, bind: str) -> None:
+    """One bind's sender: lease, then one submit_sm per token at the lease's pace."""
+    buckets = ["sms:global", "sms:op:sim", f"sms:bind:sim:{bind}"]
+    pending: set[asyncio.Task[SubmitResult]] = set()
+    try:
+        while True:
+            lease = await limiter.lease(buckets)
+            async for i in lease.paced():
+                task = asyncio.create_task(client.submit(SubmitRequest(f"+3247{i:07d}", text="x")))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+    finally:
+        for task in pending:
+            task.cancel()
+
+
+async def test_smsc_arrivals_stay_within_rate_plus_capacity(
+    redis_client: aioredis.Redis, redis_url: str
+) -> None:
+    await warm(redis_client)
+    # The SMSC would answer "throttled" to anything above rate + capacity in one second.
+    sim = SmscSimulator(SmscConfig(name="sim", max_rate=RATE + CAPACITY))
+    port = await sim.start()
+    rules = Rules.from_toml(RULES)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(sim.stop)
+        senders = []
+        for replica in range(2):
+            client = aioredis.Redis.from_url(redis_url)
+            stack.push_async_callback(client.aclose)
+            limiter = await stack.enter_async_context(Limiter.from_rules(client, rules))
+            for bind in range(2):
+                name = f"{replica}-{bind}"
+                smpp = SmppClient(
+                    BindConfig(name, "127.0.0.1", port, "tocsin", "secret", window=50)
+                )
+                await smpp.start()
+                stack.push_async_callback(smpp.close)
+                await smpp.wait_bound(5)
+                senders.append((limiter, smpp, name))
+        async with asyncio.timeout(30), asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_send(*sender)) for sender in senders]
+            await asyncio.sleep(SECONDS)
+            for task in tasks:
+                task.cancel()
+
+    arrivals = sum(sim.per_second.values())
+    assert arrivals <= CAPACITY + RATE * (SECONDS + 1)
+    assert arrivals >= 0.8 * RATE * SECONDS
+    assert max(sim.per_second.values()) <= RATE + CAPACITY
+    assert set(sim.statuses) == {0}
