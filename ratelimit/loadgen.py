@@ -1,11 +1,11 @@
 """A load generator: one process, many sender tasks, leasing from one bucket and pacing sends.
 
-Used by the accuracy test and by `bench/ratelimit.py`, each running several of these processes
-against one Redis. Prints one JSON object on stdout: lease grants (wall time, tokens), the wall time
-of every send, how many acquire calls went to Redis and how many tokens they were granted.
+The accuracy test and `python -m ratelimit.bench` each run several of these processes against one
+Redis (`spawn`). A process prints one JSON report on stdout: lease grants (wall time, tokens), the
+wall time of every send, how many acquire calls went to Redis and how many tokens they were granted.
 
-    python -m ratelimit.loadgen --redis redis://127.0.0.1:6379/0 --start-at 1700000000.0 \
-        --duration 10 --tasks 16 --rate 741 --capacity 100 --lease 50
+    python -m ratelimit.loadgen --redis redis://127.0.0.1:6379/0 \
+        --load '{"start_at": 1700000000.0, "duration": 10, "tasks": 16, "rate": 741}'
 """
 
 from __future__ import annotations
@@ -17,79 +17,120 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
+from ratelimit import keys
 from ratelimit.config import Rule, Rules
-from ratelimit.limiter import Limiter, LimiterSettings
+from ratelimit.limiter import Limiter
 
 #: The bucket the generator leases from.
 BUCKET = "bench:global"
 
 
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What every process of one run does."""
+
+    #: Wall time at which the senders start.
+    start_at: float
+    #: Seconds they run.
+    duration: float = 10.0
+    #: Sender tasks per process.
+    tasks: int = 16
+    #: Bucket rate, tokens per second.
+    rate: float = 741.0
+    #: Bucket capacity.
+    capacity: int = 100
+    #: Tokens per lease.
+    lease: int = 50
+
+
 @dataclass
-class Tally:
+class Report:
     """What one process was granted and sent."""
 
     #: (wall time the lease could start, tokens) per lease.
     grants: list[tuple[float, int]] = field(default_factory=list)
     #: Wall time of every send.
     sends: list[float] = field(default_factory=list)
+    #: Acquire calls made to Redis.
+    calls: int = 0
+    #: Tokens granted by those calls, including leases reserved to start after the end.
+    reserved: float = 0.0
     #: Leases granted by the local fallback.
     fallback_leases: int = 0
 
+    @classmethod
+    def from_json(cls, data: Any) -> Report:
+        """Read a report printed by a load-generator process."""
+        return cls(
+            grants=[(float(t), int(n)) for t, n in data["grants"]],
+            sends=[float(t) for t in data["sends"]],
+            calls=int(data["calls"]),
+            reserved=float(data["reserved"]),
+            fallback_leases=int(data["fallback_leases"]),
+        )
 
-async def _sender(limiter: Limiter, tally: Tally, *, lease_size: int) -> None:
+
+async def warm(client: aioredis.Redis) -> None:
+    """Make Redis look as if it had run the limiter for an hour, so untouched buckets are full."""
+    seconds, micros = await client.time()
+    await client.hset(keys.META, keys.META_EPOCH, str((seconds - 3600) * 1_000_000 + micros))
+
+
+async def _sender(limiter: Limiter, report: Report, *, lease_size: int) -> None:
     while True:
         lease = await limiter.lease([BUCKET], lease_size)
-        tally.grants.append((time.time(), lease.granted))
+        report.grants.append((time.time(), lease.granted))
         if limiter.in_fallback:
-            tally.fallback_leases += 1
+            report.fallback_leases += 1
         async for _ in lease.paced():
-            tally.sends.append(time.time())
+            report.sends.append(time.time())
 
 
-async def run(
-    *,
-    url: str,
-    start_at: float,
-    duration: float,
-    tasks: int,
-    rate: float,
-    capacity: int,
-    lease_size: int,
-) -> dict[str, object]:
-    """Run `tasks` senders from `start_at` for `duration` seconds; return the tally as JSON data."""
-    rules = Rules((Rule(BUCKET, rate, capacity),), lease=lease_size, source="loadgen")
+async def run(url: str, load: Load) -> Report:
+    """Run the senders of one process and return what they were granted and sent."""
+    rules = Rules((Rule(BUCKET, load.rate, load.capacity),), lease=load.lease, source="loadgen")
     client = aioredis.Redis.from_url(url)
-    tally = Tally()
+    report = Report()
     try:
-        async with Limiter.from_rules(client, rules, settings=LimiterSettings()) as limiter:
-            await asyncio.sleep(max(0.0, start_at - time.time()))
+        async with Limiter.from_rules(client, rules) as limiter:
+            await asyncio.sleep(max(0.0, load.start_at - time.time()))
             # At the end every sender stops where it is: no Redis call is made after the end, and
             # a lease reserved before it but starting after it counts as granted, not as used.
             with contextlib.suppress(TimeoutError):
                 async with (
-                    asyncio.timeout(start_at + duration - time.time()),
+                    asyncio.timeout(load.start_at + load.duration - time.time()),
                     asyncio.TaskGroup() as group,
                 ):
-                    for _ in range(tasks):
-                        group.create_task(_sender(limiter, tally, lease_size=lease_size))
-            calls = limiter.driver.acquire_calls
+                    for _ in range(load.tasks):
+                        group.create_task(_sender(limiter, report, lease_size=load.lease))
+            report.calls = limiter.driver.acquire_calls
     finally:
         await client.aclose()
-    reserved = REGISTRY.get_sample_value(
-        "tocsin_ratelimit_tokens_granted_total", {"bucket": BUCKET}
-    )
-    return {
-        "grants": tally.grants,
-        "sends": tally.sends,
-        "acquire_calls": calls,
-        "tokens_granted": reserved or 0.0,
-        "fallback_leases": tally.fallback_leases,
-    }
+    sample = REGISTRY.get_sample_value("tocsin_ratelimit_tokens_granted_total", {"bucket": BUCKET})
+    report.reserved = sample or 0.0
+    return report
+
+
+async def spawn(url: str, load: Load, *, processes: int) -> list[Report]:
+    """Run `processes` load-generator processes at once and collect their reports."""
+
+    async def one() -> Report:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ratelimit.loadgen", "--redis", url, "--load",
+            json.dumps(asdict(load)), stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"load generator exited with status {proc.returncode}")
+        return Report.from_json(json.loads(out))
+
+    return list(await asyncio.gather(*(one() for _ in range(processes))))
 
 
 def max_window(times: Sequence[float], width: float = 1.0) -> int:
@@ -105,28 +146,13 @@ def max_window(times: Sequence[float], width: float = 1.0) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run, print the tally."""
+    """Parse arguments, run, print the report."""
     parser = argparse.ArgumentParser(prog="python -m ratelimit.loadgen", description=__doc__)
     parser.add_argument("--redis", required=True, help="redis:// URL on 127.0.0.1")
-    parser.add_argument("--start-at", type=float, required=True, help="wall time to start")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds")
-    parser.add_argument("--tasks", type=int, default=16, help="sender tasks")
-    parser.add_argument("--rate", type=float, default=741.0, help="bucket rate, tokens/s")
-    parser.add_argument("--capacity", type=int, default=100, help="bucket capacity")
-    parser.add_argument("--lease", type=int, default=50, help="tokens per lease")
+    parser.add_argument("--load", required=True, help="the Load, as a JSON object")
     args = parser.parse_args(argv)
-    result = asyncio.run(
-        run(
-            url=args.redis,
-            start_at=args.start_at,
-            duration=args.duration,
-            tasks=args.tasks,
-            rate=args.rate,
-            capacity=args.capacity,
-            lease_size=args.lease,
-        )
-    )
-    json.dump(result, sys.stdout)
+    report = asyncio.run(run(args.redis, Load(**json.loads(args.load))))
+    json.dump(asdict(report), sys.stdout)
     return 0
 
 

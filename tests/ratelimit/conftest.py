@@ -1,20 +1,12 @@
-"""Rate-limiter fixtures: a Redis whose memory is warm, and a Redis the test may restart."""
+"""Rate-limiter fixtures: a Redis the test may restart."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-import redis.asyncio as aioredis
 
-from ratelimit import keys
 from stack.embedded import ManagedProcess, start_redis
-
-
-async def warm(client: aioredis.Redis) -> None:
-    """Make Redis look as if it had run the limiter for an hour, so untouched buckets are full."""
-    seconds, micros = await client.time()
-    await client.hset(keys.META, keys.META_EPOCH, str((seconds - 3600) * 1_000_000 + micros))
 
 
 class RestartableRedis:

@@ -17,7 +17,7 @@ from ratelimit import (
     publish_rules,
     withdraw_rules,
 )
-from tests.ratelimit.conftest import warm
+from ratelimit.loadgen import warm
 
 RULES = """
 lease = 20

@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from ratelimit import Limiter, LimiterSettings, Rules
-from ratelimit.loadgen import max_window
-from tests.ratelimit.conftest import RestartableRedis, warm
+from ratelimit.loadgen import max_window, warm
+from tests.ratelimit.conftest import RestartableRedis
 
 RATE = 300.0
 CAPACITY = 50

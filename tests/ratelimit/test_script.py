@@ -6,9 +6,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from ratelimit import keys
+from ratelimit.loadgen import warm
 from ratelimit.model import BucketSpec
 from ratelimit.redis import ScriptDriver
-from tests.ratelimit.conftest import warm
 
 # Slow buckets, so that the time between two calls refills next to nothing.
 WIDE = BucketSpec("wide", rate=10.0, capacity=100)

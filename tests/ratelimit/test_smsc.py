@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 
 from gateways.smpp import BindConfig, SmppClient, SubmitRequest, SubmitResult
 from ratelimit import Limiter, Rules
+from ratelimit.loadgen import warm
 from simulators.smsc import SmscConfig, SmscSimulator
-from tests.ratelimit.conftest import warm
 
 RATE = 300
 CAPACITY = 50
