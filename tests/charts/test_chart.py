@@ -10,6 +10,7 @@ import pytest
 from tests.charts.conftest import (
     PRODUCTION_VALUES,
     SERVICES,
+    HelmError,
     Manifest,
     Render,
     by_kind,
@@ -307,3 +308,24 @@ def test_default_values_leave_the_built_in_rate_limit_rules(
     assert "ratelimit.toml" not in by_kind(default_manifests, "ConfigMap")["tocsin-config"]["data"]
     for service in SERVICES:
         assert "TOCSIN_RATELIMIT_CONFIG" not in env_of(default_manifests, service)
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("services.sms.grpcport=50053", "'grpcport' not allowed"),
+        ("services.sms.grpcPort=70000", "/services/sms/grpcPort"),
+        ("alerts.deliveryFailureRatio=2", "/alerts/deliveryFailureRatio"),
+        ("datastores.redisUrl=localhost:6379", "/datastores/redisUrl"),
+    ],
+)
+def test_values_schema_rejects_mistakes_before_anything_runs(
+    render: Render, setting: str, complaint: str
+) -> None:
+    with pytest.raises(HelmError, match=complaint):
+        render(set_values=[setting])
+
+
+def test_a_service_without_ports_is_refused(render: Render) -> None:
+    with pytest.raises(HelmError, match=r"services\.email\.grpcPort is required"):
+        render(set_values=["services.email.metricsPort=9106"])
