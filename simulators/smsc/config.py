@@ -25,6 +25,7 @@ class SmscConfig:
     permanent_failure_share: float = 0.0  # submits answered `permanent_failure_status`
     permanent_failure_status: int = 0x0B  # ESME_RINVDSTADR
     generic_nack_share: float = 0.0  # submits answered generic_nack 0x03 instead of a resp
+    receipt_retry_s: float = 0.05  # delay before resending a receipt answered with an error
     receipt_tlvs: bool = True  # False: receipts carry the text form only, no TLVs
     drop_after_submits: int | None = None  # close the connection once, at this many submit_sm
     garbage_after_submits: int | None = None  # send garbage once, at this many submit_sm

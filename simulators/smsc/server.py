@@ -90,7 +90,7 @@ class _SmscSession(PduProtocol):
         self.close()
 
     def on_pdu(self, raw: bytes) -> None:
-        _len, cid, _status, seq = P.header(raw)
+        _len, cid, status, seq = P.header(raw)
         sim = self.sim
         if cid in P.BIND_COMMANDS:
             self.on_bind(raw, cid, seq)
@@ -101,9 +101,16 @@ class _SmscSession(PduProtocol):
             self.on_submit(raw, seq)
         elif cid == P.DELIVER_SM_RESP:
             receipt = self.unacked.pop(seq, None)
-            if receipt is not None:
+            if receipt is None:
+                return
+            if status == ROK:
                 sim.receipts_acked[receipt.state.value] += 1
-                sim._notify()
+            else:
+                sim.receipts_refused[status] += 1
+                receipt.handle = self.loop.call_later(
+                    sim.config.receipt_retry_s, sim._send_receipt, receipt
+                )
+            sim._notify()
         elif cid == P.ENQUIRE_LINK:
             sim.enquire_links += 1
             self.send(P.encode_other("enquire_link_resp", sequence=seq))
@@ -124,9 +131,9 @@ class _SmscSession(PduProtocol):
         cfg = self.sim.config
         if self.bound is not None:
             status = RALYBND
-        elif req.system_id.decode("latin-1") != cfg.system_id:
+        elif (req.system_id or b"").decode("latin-1") != cfg.system_id:
             status = RINVSYSID
-        elif req.password.decode("latin-1") != cfg.password:
+        elif (req.password or b"").decode("latin-1") != cfg.password:
             status = RINVPASWD
         else:
             status = ROK
@@ -214,6 +221,8 @@ class SmscSimulator:
         #: deliver_sm receipts sent and acknowledged, by stat text.
         self.receipts_sent: Counter[str] = Counter()
         self.receipts_acked: Counter[str] = Counter()
+        #: deliver_sm_resp with an error status, by status (the receipt is sent again).
+        self.receipts_refused: Counter[int] = Counter()
         #: Reassembled texts per destination, when config.keep_texts.
         self.texts: dict[str, list[str]] = {}
         self.submit_pdus = 0  #: every submit_sm received, answered or not
@@ -252,6 +261,12 @@ class SmscSimulator:
         """Drop every connection now, without unbind."""
         for s in list(self.sessions):
             s.abort()
+
+    def unbind_all(self) -> None:
+        """Send unbind to every bound session (an SMSC going into maintenance)."""
+        for s in list(self.sessions):
+            if s.bound is not None:
+                s.send(P.encode_other("unbind", sequence=s.seq()))
 
     def send_garbage_now(self) -> None:
         """Write bytes that are not SMPP to every session."""
@@ -308,7 +323,11 @@ class SmscSimulator:
                 text = decode_payload(pdu.data_coding, pdu.short_message)
                 self.texts.setdefault(dest, []).append(text)
             return
-        concat, body = split_udh(pdu.short_message)
+        try:
+            concat, body = split_udh(pdu.short_message)
+        except ValueError:
+            log.warning("%s: unreadable UDH to %s counted as one message", self.config.name, dest)
+            concat = None
         if concat is None:
             self.messages[dest] += 1
             return

@@ -350,3 +350,45 @@ def test_runs_under_uvloop() -> None:
     res, receipts = uvloop.run(scenario())
     assert res.outcome is SubmitOutcome.ACCEPTED
     assert receipts == 1
+
+
+async def test_unbind_from_smsc_rebinds(smsc: SmscFactory, connect: ClientFactory) -> None:
+    sim = await smsc()
+    bound = await connect(sim)
+    sim.unbind_all()
+    await sim.wait_for(lambda: sim.binds == 2, 5)
+    await bound.client.wait_bound(5)
+    res = await bound.client.submit(SubmitRequest("+32470000001", text="after unbind"))
+    assert res.outcome is SubmitOutcome.ACCEPTED
+    assert bound.states[:3] == [True, False, True]
+
+
+async def test_failing_receipt_handler_gets_the_receipt_again(smsc: SmscFactory) -> None:
+    sim = await smsc()
+    calls: list[DeliveryReceipt] = []
+
+    async def flaky(receipt: DeliveryReceipt) -> None:
+        calls.append(receipt)
+        if len(calls) == 1:
+            raise RuntimeError("database down")
+
+    client = SmppClient(
+        BindConfig(
+            name="flaky",
+            host="127.0.0.1",
+            port=sim.port,
+            system_id="tocsin",
+            password="secret",
+            **FAST,  # type: ignore[arg-type]
+        ),
+        on_receipt=flaky,
+    )
+    await client.start()
+    try:
+        await client.wait_bound(5)
+        res = await client.submit(SubmitRequest("+32470000001", text="receipt twice"))
+        await sim.wait_for(lambda: sum(sim.receipts_acked.values()) == 1, 5)
+    finally:
+        await client.close()
+    assert sim.receipts_refused == {CommandStatus.ESME_RX_T_APPN: 1}
+    assert [r.message_id for r in calls] == res.message_ids * 2
