@@ -36,6 +36,21 @@ FAST = {
 }
 
 
+def bind_config(sim: SmscSimulator, **fields: Any) -> BindConfig:
+    """A BindConfig for `sim`'s account with test-sized timers; `fields` override."""
+    settings: dict[str, Any] = {
+        "name": "test",
+        "host": "127.0.0.1",
+        "port": sim.port,
+        "system_id": sim.config.system_id,
+        "password": sim.config.password,
+        "source_addr": "TOCSIN",
+        **FAST,
+    }
+    settings.update(fields)
+    return BindConfig(**settings)
+
+
 @pytest.fixture
 async def smsc() -> AsyncIterator[SmscFactory]:
     """Start simulators with the given SmscConfig fields; all stopped after the test."""
@@ -59,20 +74,10 @@ async def connect() -> AsyncIterator[ClientFactory]:
     clients: list[SmppClient] = []
 
     async def start(sim: SmscSimulator, *, wait: bool = True, **fields: Any) -> Bound:
-        settings: dict[str, Any] = {
-            "name": "test",
-            "host": "127.0.0.1",
-            "port": sim.port,
-            "system_id": sim.config.system_id,
-            "password": sim.config.password,
-            "source_addr": "TOCSIN",
-            **FAST,
-        }
-        settings.update(fields)
         receipts: list[DeliveryReceipt] = []
         states: list[bool] = []
         client = SmppClient(
-            BindConfig(**settings), on_receipt=receipts.append, on_bind_state=states.append
+            bind_config(sim, **fields), on_receipt=receipts.append, on_bind_state=states.append
         )
         clients.append(client)
         await client.start()

@@ -8,7 +8,6 @@ import pytest
 import uvloop
 
 from gateways.smpp import (
-    BindConfig,
     BindMode,
     CommandStatus,
     DeliveryReceipt,
@@ -20,7 +19,7 @@ from gateways.smpp import (
     SubmitResult,
 )
 from simulators.smsc import SmscConfig, SmscSimulator
-from tests.gateways.smpp.conftest import FAST, ClientFactory, SmscFactory
+from tests.gateways.smpp.conftest import ClientFactory, SmscFactory, bind_config
 
 
 def _reqs(n: int, text: str = "Alert: leave the zone now") -> list[SubmitRequest]:
@@ -113,14 +112,7 @@ async def test_receipt_before_submit_resp_is_delivered(
         got.append((receipt, bool(done)))
 
     client = SmppClient(
-        BindConfig(
-            name="early",
-            host="127.0.0.1",
-            port=sim.port,
-            system_id="tocsin",
-            password="secret",
-            **FAST,  # type: ignore[arg-type]
-        ),
+        bind_config(sim, name="early"),
         on_receipt=on_receipt,
     )
     await client.start()
@@ -281,18 +273,7 @@ async def test_refused_bind_reports_its_status(smsc: SmscFactory, connect: Clien
 
 async def test_pool_spreads_over_binds(smsc: SmscFactory) -> None:
     sim = await smsc(submit_latency_s=0.01)
-    configs = [
-        BindConfig(
-            name=f"b{i}",
-            host="127.0.0.1",
-            port=sim.port,
-            system_id="tocsin",
-            password="secret",
-            window=5,
-            **FAST,  # type: ignore[arg-type]
-        )
-        for i in range(2)
-    ]
+    configs = [bind_config(sim, name=f"b{i}", window=5) for i in range(2)]
     states: list[tuple[str, bool]] = []
     pool = SmppPool(configs, on_bind_state=lambda name, up: states.append((name, up)))
     await pool.start()
@@ -324,17 +305,10 @@ def test_runs_under_uvloop() -> None:
 
     async def scenario() -> tuple[SubmitResult, int]:
         sim = SmscSimulator(SmscConfig())
-        port = await sim.start()
+        await sim.start()
         receipts: list[DeliveryReceipt] = []
         client = SmppClient(
-            BindConfig(
-                name="uv",
-                host="127.0.0.1",
-                port=port,
-                system_id="tocsin",
-                password="secret",
-                **FAST,  # type: ignore[arg-type]
-            ),
+            bind_config(sim, name="uv"),
             on_receipt=receipts.append,
         )
         await client.start()
@@ -373,14 +347,7 @@ async def test_failing_receipt_handler_gets_the_receipt_again(smsc: SmscFactory)
             raise RuntimeError("database down")
 
     client = SmppClient(
-        BindConfig(
-            name="flaky",
-            host="127.0.0.1",
-            port=sim.port,
-            system_id="tocsin",
-            password="secret",
-            **FAST,  # type: ignore[arg-type]
-        ),
+        bind_config(sim, name="flaky"),
         on_receipt=flaky,
     )
     await client.start()
