@@ -163,7 +163,8 @@ class _Link:
 
     async def _connect_and_bind(self) -> Session:
         loop = asyncio.get_running_loop()
-        receipts = self.client._on_receipt if self.bind_command != "bind_transmitter" else None
+        # Even a transmitter gets the handler: a receipt an SMSC sends there must not be lost.
+        receipts = self.client._on_receipt
         async with asyncio.timeout(self.cfg.connect_timeout_s):
             _tr, session = await loop.create_connection(
                 lambda: Session(name=self.name, on_receipt=receipts), self.cfg.host, self.cfg.port
