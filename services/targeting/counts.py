@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from services.targeting.cover import COUNT_RES, FINE_RES, ancestor, descendant_range
+from services.targeting.model import Conn
 
 _COUNT_SELECT = """
     SELECT cell, language, count(*), count(*) FILTER (WHERE channels & 1 <> 0),
@@ -15,7 +14,7 @@ _COUNT_SELECT = """
 """
 
 
-async def rebuild_counts(*, conn: asyncpg.Connection) -> None:
+async def rebuild_counts(*, conn: Conn) -> None:
     """Recompute every cell's counts from the addresses (after a bulk load)."""
     async with conn.transaction():
         await conn.execute("LOCK TABLE cell_counts IN EXCLUSIVE MODE")
@@ -26,7 +25,7 @@ async def rebuild_counts(*, conn: asyncpg.Connection) -> None:
         )
 
 
-async def refresh_counts(*, conn: asyncpg.Connection, fine_cells: list[int]) -> None:
+async def refresh_counts(*, conn: Conn, fine_cells: list[int]) -> None:
     """Recompute the counts of the cells holding these points; call inside the write transaction."""
     cells = sorted({ancestor(c, res=COUNT_RES) for c in fine_cells})
     if not cells:

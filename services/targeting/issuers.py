@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from services.kernel.errors import InvalidArgument, NotFound, PermissionDenied
+from services.targeting.model import Conn
 from services.targeting.zones import Zone, parse_geojson, project_geometry
 
 #: Tolerance around a territory, in metres: a zone drawn along the border may overshoot a little.
@@ -12,7 +11,7 @@ TERRITORY_TOLERANCE_M = 200.0
 
 
 async def check_issuer(
-    *, conn: asyncpg.Connection, entity_id: int, zone: Zone | None, group_ids: list[int]
+    *, conn: Conn, entity_id: int, zone: Zone | None, group_ids: list[int]
 ) -> None:
     """Refuse unless the entity exists, owns the groups and (for a zone) is type 1 covering it."""
     if entity_id <= 0:
@@ -21,11 +20,10 @@ async def check_issuer(
     if entity is None:
         raise NotFound(f"entity {entity_id} does not exist", field="entity_id")
     if group_ids:
-        owners = dict(
-            await conn.fetch(
-                "SELECT id, entity_id FROM groups WHERE id = ANY($1::bigint[])", group_ids
-            )
+        rows = await conn.fetch(
+            "SELECT id, entity_id FROM groups WHERE id = ANY($1::bigint[])", group_ids
         )
+        owners: dict[int, int] = {r["id"]: r["entity_id"] for r in rows}
         for i, gid in enumerate(group_ids):
             if gid not in owners:
                 raise NotFound(f"group {gid} does not exist", field=f"group_ids[{i}]")

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
 from services.kernel import keys
+
+#: A connection, straight or from a pool.
+Conn = asyncpg.Connection | PoolConnectionProxy
 
 #: Languages a citizen may choose.
 LANGUAGES = ("nl", "fr", "de", "en")

@@ -21,6 +21,8 @@ from services.targeting.zones import Zone
 #: Finest cover resolution by zone area (km²): fine enough that the band of points tested exactly
 #: stays narrow, coarse enough that covering a large zone stays cheap (docs/targeting.md).
 MAX_RES_BY_AREA = ((50.0, 11), (1_000.0, 10), (float("inf"), 9))
+#: Zones smaller than this (km²) are counted exactly, person by person, without cell_counts.
+EXACT_BELOW_KM2 = 10.0
 
 _COUNTS_SQL = """
     SELECT c.language, sum(c.sms), sum(c.voice), sum(c.email)
@@ -101,7 +103,7 @@ async def preview(
     tasks: list[asyncio.Task[None]] = []
     exact = True
     if zone is not None:
-        plan = plan_zone(zone=zone)
+        plan = plan_zone(zone=zone, use_counts=zone.area_km2 >= EXACT_BELOW_KM2)
         band = plan.address_ranges
         if plan.count_ranges:
             # Large zone: counts are an upper bound anyway, so the cells inside are counted in
