@@ -225,6 +225,9 @@ class Limiter:
     async def _acquire(self, specs: Sequence[BucketSpec], n: int) -> Answer:
         loop = asyncio.get_running_loop()
         if self._fallback_since is None or loop.time() >= self._next_probe:
+            if self._fallback_since is not None:
+                # One probe per interval, however many callers are waiting: Redis may be slow.
+                self._next_probe = loop.time() + self._settings.probe_interval
             owed = {**self._debts}
             for name, tokens in self._local.owed().items():
                 owed[name] = owed.get(name, 0.0) + tokens

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ratelimit import Rules, RulesError, UnknownBucketError
+from ratelimit.__main__ import main
 
 
 def test_default_global_rate_is_two_million_in_45_minutes() -> None:
@@ -103,3 +104,17 @@ def test_a_bad_rules_file_gives_one_error_naming_rule_and_field(
     assert f"field {field!r}" in message
     if rule is not None:
         assert f"rule {rule!r}" in message
+
+
+def test_the_command_line_names_the_rule_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(GOOD + '[bucket."sms:op:x"]\nshare = 2\nparent = "sms:global"\ncapacity = 5\n')
+    assert main(["check", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"{path}: rule 'sms:op:x', field 'share': must be above 0 and at most 1, got 2.0"
+    )
+    path.write_text(GOOD)
+    assert main(["check", str(path)]) == 0
+    assert capsys.readouterr().out == "sms:global\t100.0/s\tcapacity 100\n"
