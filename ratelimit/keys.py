@@ -16,7 +16,8 @@ BUCKET = PREFIX + "bucket:"
 
 #: Hash of limiter-wide facts: `epoch` (Redis time in microseconds when this Redis first ran the
 #: script: a bucket with no state refills from then, so a Redis that lost its memory starts every
-#: bucket empty, not full) and `rules_version` (incremented on every published rules change).
+#: bucket empty, not full) and `rules_version` (a fresh random id at every publish or withdraw;
+#: absent, 0, while nothing was ever published on this Redis).
 META = PREFIX + "meta"
 META_EPOCH = "epoch"
 META_RULES_VERSION = "rules_version"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from importlib import resources
 from typing import Any
@@ -110,12 +111,18 @@ class ScriptDriver:
         return text.decode() if isinstance(text, bytes) else str(text)
 
 
+def _new_version() -> str:
+    # Random, not a counter: a Redis that restarted counts from 0 again, and a limiter that slept
+    # through the restart would take a new counter value for the one it already has.
+    return str(secrets.randbits(52) or 1)
+
+
 async def publish_rules(redis: Redis, text: str, *, source: str = "<published>") -> Rules:
     """Validate rules and publish them to every limiter on this Redis, from its next lease on."""
     rules = Rules.from_toml(text, source=source)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.set(keys.RULES, text)
-        pipe.hincrby(keys.META, keys.META_RULES_VERSION, 1)
+        pipe.hset(keys.META, keys.META_RULES_VERSION, _new_version())
         await pipe.execute()
     return rules
 
@@ -124,5 +131,5 @@ async def withdraw_rules(redis: Redis) -> None:
     """Withdraw published rules: every limiter goes back to the rules it started with."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(keys.RULES)
-        pipe.hincrby(keys.META, keys.META_RULES_VERSION, 1)
+        pipe.hset(keys.META, keys.META_RULES_VERSION, _new_version())
         await pipe.execute()
