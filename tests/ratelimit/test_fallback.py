@@ -6,6 +6,8 @@ import logging
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from ratelimit import Limiter, LimiterSettings, Rules
@@ -82,3 +84,31 @@ async def test_without_redis_leases_continue_from_the_fallback(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "local fallback" in warnings[0].getMessage()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.floats(min_value=0.0, max_value=0.5), st.integers(min_value=1, max_value=40)),
+        min_size=1,
+        max_size=60,
+    ),
+    max_wait=st.floats(min_value=0.0, max_value=2.0),
+)
+def test_leases_never_start_faster_than_rate_plus_capacity(
+    steps: list[tuple[float, int]], max_wait: float
+) -> None:
+    clock = FakeClock()
+    local = LocalBuckets(clock=clock)
+    starts: list[tuple[float, int]] = []
+    for pause, n in steps:
+        clock.now += pause
+        answer = local.acquire([SPEC], n, max_wait=max_wait, replicas=1)
+        if answer.granted:
+            starts.append((clock.now + answer.wait, n))
+    starts.sort()
+    # Tokens of leases starting within any [a, b] fit in a full bucket plus the refill meanwhile.
+    for i, (a, _) in enumerate(starts):
+        for b, _ in starts[i:]:
+            tokens = sum(n for s, n in starts if a <= s <= b)
+            assert tokens <= SPEC.capacity + SPEC.rate * (b - a) + 1e-6
