@@ -359,3 +359,19 @@ async def test_failing_receipt_handler_gets_the_receipt_again(smsc: SmscFactory)
         await client.close()
     assert sim.receipts_refused == {CommandStatus.ESME_RX_T_APPN: 1}
     assert [r.message_id for r in calls] == res.message_ids * 2
+
+
+async def test_binds_once_a_down_smsc_comes_up(smsc: SmscFactory, connect: ClientFactory) -> None:
+    probe = await smsc()
+    port = probe.port
+    await probe.stop()
+    down = SmscSimulator(SmscConfig(port=port))
+    down.port = port  # the client fixture reads the port before the SMSC is up
+    bound = await connect(down, wait=False)
+    with pytest.raises(TimeoutError, match=r"Connect call failed|refused"):
+        await bound.client.wait_bound(0.3)
+    sim = await smsc(port=port)
+    await bound.client.wait_bound(5)
+    res = await bound.client.submit(SubmitRequest("+32470000001", text="finally"))
+    assert res.outcome is SubmitOutcome.ACCEPTED
+    assert sim.binds == 1
