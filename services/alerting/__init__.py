@@ -1,0 +1,1 @@
+"""Alerting service: the issuers' API from a crisis cell's decision to a dispatched alert."""

@@ -1,0 +1,64 @@
+"""Alerting service process: `python -m services.alerting`."""
+
+from __future__ import annotations
+
+import grpc
+from tocsin.sms.v1 import sms_pb2_grpc
+from tocsin.targeting.v1 import targeting_pb2_grpc
+
+from services.alerting.alerts import Alerts
+from services.alerting.gate import Gate
+from services.alerting.progress import run_settler
+from services.alerting.remote import SmsProgressClient, TargetingClient
+from services.alerting.servicer import add_servicers
+from services.alerting.settings import Settings
+from services.kernel import Kernel, run_service
+
+
+async def build(kernel: Kernel[Settings]) -> None:
+    """Wire the ports to the peer services and register the three servicers."""
+    settings = kernel.settings
+    targeting_channel = grpc.aio.insecure_channel(settings.targeting_addr)
+    sms_channel = grpc.aio.insecure_channel(settings.sms_addr)
+    targeting = TargetingClient(
+        targeting_pb2_grpc.TargetingStub(targeting_channel), timeout_s=settings.rpc_timeout_s
+    )
+    deliveries = SmsProgressClient(
+        sms_pb2_grpc.SmsServiceStub(sms_channel), timeout_s=settings.rpc_timeout_s
+    )
+    gate = Gate(
+        pool=kernel.pg,
+        jwt_key=settings.jwt_key.get_secret_value(),
+        token_issuer=settings.token_issuer,
+    )
+    alerts = Alerts(pool=kernel.pg, redis=kernel.redis, targeting=targeting)
+    names = add_servicers(
+        kernel.server,
+        pool=kernel.pg,
+        alerts=alerts,
+        deliveries=deliveries,
+        gate=gate,
+        token_ttl_s=settings.token_ttl_s,
+        watch_interval_s=settings.watch_interval_s,
+    )
+    for name in names:
+        kernel.add_service_name(name)
+    kernel.add_background(
+        run_settler(kernel.pg, deliveries=deliveries, interval=settings.settle_interval_s),
+        name="settler",
+    )
+
+    async def close_channels() -> None:
+        await targeting_channel.close()
+        await sms_channel.close()
+
+    kernel.on_shutdown(close_channels)
+
+
+def main() -> None:
+    """Run the alerting service until SIGTERM."""
+    run_service(name="alerting", settings_cls=Settings, build=build)
+
+
+if __name__ == "__main__":
+    main()

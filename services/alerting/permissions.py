@@ -1,0 +1,77 @@
+"""Who may alert whom: the rules of the service agreement, each refusal PERMISSION_DENIED."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from shapely.geometry import MultiPolygon, Polygon
+from shapely.geometry.base import BaseGeometry
+
+from services.alerting.model import PRESENCE_CHANNELS, AlertSpec, Kind
+from services.alerting.validation import parse_zone
+from services.kernel.errors import PermissionDenied
+
+#: Kinds allowed on presence channels (LB-SMS, cell broadcast, CAP feed): threatening danger,
+#: and its marked drills, the way the nationwide tests used LB-SMS (docs/alerting.md).
+PRESENCE_KINDS = frozenset({Kind.EMERGENCY, Kind.EXERCISE, Kind.TEST})
+#: Tolerance around a territory, in metres: a zone drawn along the border may overshoot a little
+#: (the same margin targeting allows, so that both services agree).
+BORDER_TOLERANCE_M = 200.0
+#: Metres per degree of latitude, and of longitude at the equator.
+M_PER_DEG_LAT = 110_574.0
+M_PER_DEG_LON_EQ = 111_320.0
+
+
+@dataclass(frozen=True)
+class EntityInfo:
+    """What the rules need of the issuing entity."""
+
+    id: int
+    name: str
+    type: int
+    territory_geojson: str | None
+
+
+def zone_inside(*, zone: Polygon | MultiPolygon, territory: Polygon | MultiPolygon) -> bool:
+    """Whether the zone lies inside the territory, give or take BORDER_TOLERANCE_M."""
+    kx = M_PER_DEG_LON_EQ * math.cos(math.radians(territory.centroid.y))
+    scale = np.array([kx, M_PER_DEG_LAT])
+
+    def metres(geometry: Polygon | MultiPolygon) -> BaseGeometry:
+        return shapely.transform(geometry, lambda xy: xy * scale)
+
+    return bool(metres(territory).buffer(BORDER_TOLERANCE_M).covers(metres(zone)))
+
+
+def check_alert(*, entity: EntityInfo, spec: AlertSpec, own_groups: frozenset[int]) -> None:
+    """Refuse what this entity may not send: population outside its right, others' groups."""
+    if spec.zone_geojson:
+        if entity.type != 1:
+            raise PermissionDenied(
+                f"entity type {entity.type} may alert only its own groups, never a zone's"
+                " population",
+                field="spec.zone_geojson",
+            )
+        if not entity.territory_geojson:
+            raise PermissionDenied("the entity has no territory", field="spec.zone_geojson")
+        territory = parse_zone(entity.territory_geojson, field="entity.territory")
+        if not zone_inside(zone=parse_zone(spec.zone_geojson), territory=territory):
+            raise PermissionDenied(
+                f"zone extends outside the territory of {entity.name}", field="spec.zone_geojson"
+            )
+    foreign = sorted(set(spec.group_ids) - own_groups)
+    if foreign:
+        raise PermissionDenied(
+            f"groups {', '.join(map(str, foreign))} are not groups of {entity.name}",
+            field="spec.group_ids",
+        )
+    if spec.kind not in PRESENCE_KINDS:
+        for channel in spec.channels:
+            if channel in PRESENCE_CHANNELS:
+                raise PermissionDenied(
+                    f"channel {channel.value} is only for emergencies (threatening danger)",
+                    field="spec.channels",
+                )

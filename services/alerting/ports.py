@@ -1,0 +1,84 @@
+"""What the alerting service needs of other services, as small interfaces (wired in __main__)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from services.alerting.model import Channel
+
+
+@dataclass(frozen=True)
+class AudienceCount:
+    """Recipients of one channel in one language."""
+
+    channel: Channel
+    language: str
+    recipients: int
+
+
+@dataclass(frozen=True)
+class AudiencePreview:
+    """Targeting's answer to "whom would this reach, at what cost"."""
+
+    audiences: tuple[AudienceCount, ...]
+    #: Communication units (SMS segments plus voice messages).
+    units: int
+    #: Operator cells covering the zone (0 without a zone or without presence channels).
+    cells: int = 0
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a channel reports for one alert, over all its versions."""
+
+    #: Handed to an operator (delivered ones included).
+    submitted: int = 0
+    delivered: int = 0
+    failed: int = 0
+    #: Not sent: cancelled, or superseded by a newer version, before it was handed over.
+    dropped: int = 0
+    #: Communication units handed to operators (SMS segments, voice messages).
+    units: int = 0
+
+
+class Targeting(Protocol):
+    """Counts an audience and resolves it into the channels' work streams."""
+
+    async def preview(
+        self,
+        *,
+        entity_id: int,
+        zone_geojson: str,
+        group_ids: tuple[int, ...],
+        channels: tuple[Channel, ...],
+        texts: dict[str, str],
+        with_cells: bool,
+    ) -> AudiencePreview:
+        """Recipients per channel and language, and the units the texts would use."""
+        ...
+
+    async def resolve(
+        self,
+        *,
+        entity_id: int,
+        alert_id: str,
+        version: int,
+        kind: str,
+        expires: float,
+        sender: str,
+        texts: dict[str, str],
+        channels: tuple[Channel, ...],
+        zone_geojson: str,
+        group_ids: tuple[int, ...],
+    ) -> dict[Channel, int]:
+        """Enqueue every recipient; return how many per channel."""
+        ...
+
+
+class Deliveries(Protocol):
+    """Per-alert outcomes reported by the channel services."""
+
+    async def sent(self, *, alert_id: str) -> dict[Channel, Sent]:
+        """Counts per channel for the alert (channels without any message may be absent)."""
+        ...

@@ -1,0 +1,172 @@
+"""Adapters from the ports to the targeting and SMS services' gRPC APIs (chosen in __main__)."""
+
+from __future__ import annotations
+
+import grpc
+from tocsin.sms.v1 import sms_pb2, sms_pb2_grpc
+from tocsin.targeting.v1 import targeting_pb2 as tpb
+from tocsin.targeting.v1 import targeting_pb2_grpc
+
+from services.alerting.model import Channel
+from services.alerting.ports import AudienceCount, AudiencePreview, Sent
+from services.kernel.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ServiceError,
+    Unavailable,
+)
+
+TO_TARGETING = {
+    Channel.SMS: tpb.CHANNEL_SMS,
+    Channel.VOICE: tpb.CHANNEL_VOICE,
+    Channel.EMAIL: tpb.CHANNEL_EMAIL,
+}
+FROM_TARGETING = {v: k for k, v in TO_TARGETING.items()}
+#: SMS states counted as handed to an operator, as final failures, as dropped before sending.
+SUBMITTED = (sms_pb2.STATE_SUBMITTED, sms_pb2.STATE_DELIVERED)
+FAILED = (sms_pb2.STATE_FAILED, sms_pb2.STATE_EXPIRED)
+DROPPED = (sms_pb2.STATE_CANCELLED, sms_pb2.STATE_SUPERSEDED)
+
+
+def remote_error(exc: grpc.aio.AioRpcError, *, service: str) -> ServiceError:
+    """The error the caller sees for a peer's refusal: its status where it concerns the caller."""
+    details = exc.details() or ""
+    code = exc.code()
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        field, sep, message = details.partition(": ")
+        return InvalidArgument(field if sep else service, message if sep else details)
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDenied(f"{service}: {details}")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(f"{service}: {details}")
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return FailedPrecondition(f"{service}: {details}")
+    return Unavailable(f"{service} unavailable ({code.name}): retry")
+
+
+def _zone(zone_geojson: str) -> tpb.Zone | None:
+    return tpb.Zone(geojson=zone_geojson) if zone_geojson else None
+
+
+class TargetingClient:
+    """The Targeting port over the targeting service's gRPC API."""
+
+    def __init__(self, stub: targeting_pb2_grpc.TargetingAsyncStub, *, timeout_s: float) -> None:
+        self._stub = stub
+        self._timeout = timeout_s
+
+    async def preview(
+        self,
+        *,
+        entity_id: int,
+        zone_geojson: str,
+        group_ids: tuple[int, ...],
+        channels: tuple[Channel, ...],
+        texts: dict[str, str],
+        with_cells: bool,
+    ) -> AudiencePreview:
+        """Counts per channel and language, units, and (for presence channels) cells."""
+        audiences: list[AudienceCount] = []
+        units = cells = 0
+        try:
+            if channels:
+                reply = await self._stub.Preview(
+                    tpb.PreviewRequest(
+                        entity_id=entity_id,
+                        zone=_zone(zone_geojson),
+                        group_ids=list(group_ids),
+                        channels=[TO_TARGETING[c] for c in channels],
+                        texts=texts,
+                    ),
+                    timeout=self._timeout,
+                )
+                units = reply.units
+                for count in reply.channels:
+                    for lang in count.languages:
+                        audiences.append(
+                            AudienceCount(
+                                FROM_TARGETING[count.channel], lang.language, lang.recipients
+                            )
+                        )
+            if with_cells and zone_geojson:
+                found = await self._stub.CellsForZone(
+                    tpb.CellsForZoneRequest(entity_id=entity_id, zone=_zone(zone_geojson)),
+                    timeout=self._timeout,
+                )
+                cells = sum(len(o.cell_ids) for o in found.operators)
+        except grpc.aio.AioRpcError as exc:
+            raise remote_error(exc, service="targeting") from None
+        return AudiencePreview(tuple(audiences), units, cells)
+
+    async def resolve(
+        self,
+        *,
+        entity_id: int,
+        alert_id: str,
+        version: int,
+        kind: str,
+        expires: float,
+        sender: str,
+        texts: dict[str, str],
+        channels: tuple[Channel, ...],
+        zone_geojson: str,
+        group_ids: tuple[int, ...],
+    ) -> dict[Channel, int]:
+        """Stream the audience into the work streams; recipients enqueued per channel."""
+        request = tpb.ResolveRequest(
+            entity_id=entity_id,
+            alert_id=alert_id,
+            version=version,
+            kind=kind,
+            expires=expires,
+            sender=sender,
+            texts=texts,
+            channels=[TO_TARGETING[c] for c in channels],
+            zone=_zone(zone_geojson),
+            group_ids=list(group_ids),
+        )
+        counts: dict[Channel, int] = {c: 0 for c in channels}
+        done = False
+        try:
+            async for progress in self._stub.Resolve(request, timeout=self._timeout * 20):
+                for count in progress.channels:
+                    counts[FROM_TARGETING[count.channel]] = count.recipients
+                done = done or progress.done
+        except grpc.aio.AioRpcError as exc:
+            raise remote_error(exc, service="targeting") from None
+        if not done:
+            raise Unavailable("targeting ended Resolve before everything was enqueued: retry")
+        return counts
+
+
+class SmsProgressClient:
+    """The Deliveries port for the SMS channel, over the SMS service's GetAlertProgress."""
+
+    def __init__(self, stub: sms_pb2_grpc.SmsServiceAsyncStub, *, timeout_s: float) -> None:
+        self._stub = stub
+        self._timeout = timeout_s
+
+    async def sent(self, *, alert_id: str) -> dict[Channel, Sent]:
+        """SMS counts over every version of the alert."""
+        try:
+            reply = await self._stub.GetAlertProgress(
+                sms_pb2.GetAlertProgressRequest(alert_id=alert_id, version=0),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise remote_error(exc, service="sms") from None
+        submitted = delivered = failed = dropped = units = 0
+        for version in reply.versions:
+            units += version.segments_submitted
+            for count in version.counts:
+                if count.state in SUBMITTED:
+                    submitted += count.count
+                if count.state == sms_pb2.STATE_DELIVERED:
+                    delivered += count.count
+                elif count.state in FAILED:
+                    failed += count.count
+                elif count.state in DROPPED:
+                    dropped += count.count
+        return {Channel.SMS: Sent(submitted, delivered, failed, dropped, units)}

@@ -1,0 +1,33 @@
+"""Settings of the alerting service process (and of its CLI's direct-to-database commands)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, SecretStr
+
+from services.kernel import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """Settings of the alerting service, read once from TOCSIN_* variables."""
+
+    default_grpc_port: ClassVar[int] = 50051
+    default_metrics_port: ClassVar[int] = 9101
+
+    # HMAC key signing the access tokens (HS256); at least 32 characters, kept in a secret store.
+    jwt_key: SecretStr = Field(min_length=32)
+    # Seconds an access token stays valid after Login.
+    token_ttl_s: int = Field(default=3600, ge=60, le=24 * 3600)
+    # Issuer claim written into and required from every token.
+    token_issuer: str = "tocsin-alerting"
+    # gRPC address of the targeting service.
+    targeting_addr: str = "127.0.0.1:50052"
+    # gRPC address of the SMS service (per-alert progress).
+    sms_addr: str = "127.0.0.1:50053"
+    # Seconds between progress polls of live alerts (charging, completion, metrics).
+    settle_interval_s: float = Field(default=2.0, gt=0)
+    # Seconds between progress polls of one WatchAlert stream.
+    watch_interval_s: float = Field(default=0.5, gt=0)
+    # Seconds a call to targeting or the SMS service may take (Resolve gets 20 times this).
+    rpc_timeout_s: float = Field(default=10.0, gt=0)

@@ -1,0 +1,256 @@
+"""The alerting service in-process, on this test's PostgreSQL and Redis, with fake peers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from google.protobuf.timestamp_pb2 import Timestamp
+from tocsin.alerting.v1 import alerting_pb2 as pb
+from tocsin.alerting.v1 import alerting_pb2_grpc
+
+from services.alerting import admin
+from services.alerting.alerts import Alerts
+from services.alerting.gate import Gate
+from services.alerting.model import Channel
+from services.alerting.ports import AudienceCount, AudiencePreview, Deliveries, Sent, Targeting
+from services.alerting.servicer import add_servicers
+from services.alerting.texts import sms_segments
+from services.kernel.interceptors import ErrorInterceptor
+
+JWT_KEY = "test-signing-key-of-at-least-32-characters"
+ISSUER = "tocsin-alerting"
+PASSWORD = "correct horse battery"
+
+
+def square(lon: float, lat: float, size: float) -> str:
+    """A GeoJSON square polygon with its south-west corner at (lon, lat)."""
+    ring = [[lon, lat], [lon + size, lat], [lon + size, lat + size], [lon, lat + size], [lon, lat]]
+    return json.dumps({"type": "Polygon", "coordinates": [ring]})
+
+
+#: Territory of the test municipality (around Gent), a zone inside it and one outside (Brussels).
+TERRITORY = square(3.60, 51.00, 0.20)
+ZONE_INSIDE = square(3.70, 51.05, 0.02)
+ZONE_OUTSIDE = square(4.30, 50.80, 0.05)
+
+
+@dataclass
+class ResolveCall:
+    """What the alerting service asked targeting to resolve."""
+
+    kwargs: dict[str, Any]
+
+
+@dataclass
+class FakeTargeting:
+    """Targeting with fixed audiences: recipients per channel and language."""
+
+    audience: dict[Channel, dict[str, int]] = field(
+        default_factory=lambda: {Channel.SMS: {"nl": 10, "fr": 5}, Channel.EMAIL: {"nl": 4}}
+    )
+    cells: int = 7
+    resolved: list[ResolveCall] = field(default_factory=list)
+
+    async def preview(
+        self,
+        *,
+        entity_id: int,
+        zone_geojson: str,
+        group_ids: tuple[int, ...],
+        channels: tuple[Channel, ...],
+        texts: dict[str, str],
+        with_cells: bool,
+    ) -> AudiencePreview:
+        audiences = [
+            AudienceCount(c, lang, n)
+            for c in channels
+            for lang, n in self.audience.get(c, {}).items()
+        ]
+        fallback = texts.get("en") or next(iter(texts.values()))
+        units = sum(
+            a.recipients
+            * (sms_segments(texts.get(a.language, fallback)) if a.channel is Channel.SMS else 1)
+            for a in audiences
+            if a.channel in (Channel.SMS, Channel.VOICE)
+        )
+        return AudiencePreview(tuple(audiences), units, self.cells if with_cells else 0)
+
+    async def resolve(self, **kwargs: Any) -> dict[Channel, int]:
+        self.resolved.append(ResolveCall(kwargs))
+        return {c: sum(self.audience.get(c, {}).values()) for c in kwargs["channels"]}
+
+
+@dataclass
+class FakeDeliveries:
+    """Channel reports set by the test."""
+
+    reports: dict[str, dict[Channel, Sent]] = field(default_factory=dict)
+
+    async def sent(self, *, alert_id: str) -> dict[Channel, Sent]:
+        return self.reports.get(alert_id, {})
+
+
+def bearer(token: str) -> tuple[tuple[str, str]]:
+    """Call metadata carrying a token."""
+    return (("authorization", f"Bearer {token}"),)
+
+
+@dataclass
+class Client:
+    """Stubs of the three services, logged in as one user."""
+
+    auth: alerting_pb2_grpc.AuthServiceAsyncStub
+    alerts: alerting_pb2_grpc.AlertingServiceAsyncStub
+    admin: alerting_pb2_grpc.AdminServiceAsyncStub
+    metadata: tuple[tuple[str, str]]
+
+
+def stubs(channel: grpc.aio.Channel, token: str) -> Client:
+    """Stubs calling with `token`."""
+    return Client(
+        alerting_pb2_grpc.AuthServiceStub(channel),
+        alerting_pb2_grpc.AlertingServiceStub(channel),
+        alerting_pb2_grpc.AdminServiceStub(channel),
+        bearer(token),
+    )
+
+
+async def login(channel: grpc.aio.Channel, username: str, password: str = PASSWORD) -> Client:
+    """Log in and return stubs for that user."""
+    auth = alerting_pb2_grpc.AuthServiceStub(channel)
+    reply = await auth.Login(pb.LoginRequest(username=username, password=password))
+    return stubs(channel, reply.token)
+
+
+@dataclass
+class Harness:
+    """The service under test with its fakes and stores."""
+
+    channel: grpc.aio.Channel
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    targeting: FakeTargeting
+    deliveries: FakeDeliveries
+    admin: Client
+
+    async def login(self, username: str, password: str = PASSWORD) -> Client:
+        """Log in and return stubs for that user."""
+        return await login(self.channel, username, password)
+
+    async def entity(
+        self, name: str, *, type: int = 1, territory: str = TERRITORY, postpaid: bool = False
+    ) -> pb.Entity:
+        """Create an entity through AdminService."""
+        return await self.admin.admin.CreateEntity(
+            pb.CreateEntityRequest(
+                name=name,
+                type=type,
+                territory_kind="municipality" if territory else "",
+                territory_geojson=territory,
+                postpaid=postpaid,
+            ),
+            metadata=self.admin.metadata,
+        )
+
+    async def issuer(self, entity_id: int, username: str) -> Client:
+        """Create an issuer of the entity and log in as them."""
+        await self.admin.admin.CreateUser(
+            pb.CreateUserRequest(
+                username=username, password=PASSWORD, entity_id=entity_id, role=pb.ROLE_ISSUER
+            ),
+            metadata=self.admin.metadata,
+        )
+        return await self.login(username)
+
+    async def group(self, entity_id: int, name: str) -> int:
+        """Create a group with one member; return its id."""
+        group = await self.admin.admin.CreateGroup(
+            pb.CreateGroupRequest(entity_id=entity_id, name=name), metadata=self.admin.metadata
+        )
+        await self.admin.admin.AddGroupMember(
+            pb.AddGroupMemberRequest(
+                group_id=group.id,
+                name="Crisis coordinator",
+                phone="+32470000001",
+                language="nl",
+                channels=[pb.CHANNEL_SMS],
+            ),
+            metadata=self.admin.metadata,
+        )
+        return group.id
+
+
+def expires_in(hours: float = 2) -> Timestamp:
+    """A Timestamp `hours` from now."""
+    ts = Timestamp()
+    ts.FromDatetime(datetime.now(UTC) + timedelta(hours=hours))
+    return ts
+
+
+def spec(
+    *,
+    kind: pb.AlertKind = pb.ALERT_KIND_EMERGENCY,
+    zone: str = ZONE_INSIDE,
+    groups: tuple[int, ...] = (),
+    channels: tuple[pb.Channel, ...] = (pb.CHANNEL_SMS, pb.CHANNEL_EMAIL),
+    headline: str = "Chemische wolk boven Gent",
+    languages: tuple[str, ...] = ("nl", "en"),
+) -> pb.AlertSpec:
+    """An alert spec with sensible defaults."""
+    return pb.AlertSpec(
+        kind=kind,
+        category="CBRNE",
+        urgency="Immediate",
+        severity="Severe",
+        certainty="Observed",
+        infos=[
+            pb.Info(
+                language=lang,
+                event="Chemical release",
+                headline=f"{headline} ({lang})",
+                instruction="Stay inside, close doors and windows.",
+            )
+            for lang in languages
+        ],
+        zone_geojson=zone,
+        area_description="Gent - Rabot",
+        group_ids=list(groups),
+        channels=list(channels),
+        expires=expires_in(),
+    )
+
+
+@pytest.fixture
+async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIterator[Harness]:
+    """The alerting servicers in-process with a bootstrapped admin logged in."""
+    targeting, deliveries = FakeTargeting(), FakeDeliveries()
+    ports: tuple[Targeting, Deliveries] = (targeting, deliveries)
+    gate = Gate(pool=pg_pool, jwt_key=JWT_KEY, token_issuer=ISSUER)
+    server = grpc.aio.server(interceptors=[ErrorInterceptor(service="alerting")])
+    add_servicers(
+        server,
+        pool=pg_pool,
+        alerts=Alerts(pool=pg_pool, redis=redis_client, targeting=ports[0]),
+        deliveries=ports[1],
+        gate=gate,
+        token_ttl_s=600,
+        watch_interval_s=0.05,
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await admin.bootstrap_admin(pg_pool, username="admin", password=PASSWORD)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        admin_client = await login(channel, "admin")
+        yield Harness(channel, pg_pool, redis_client, targeting, deliveries, admin_client)
+    finally:
+        await channel.close()
+        await server.stop(None)
