@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import secrets
 from dataclasses import dataclass, field
 
 
@@ -53,6 +54,8 @@ SERVICES = (
         env={
             "TOCSIN_TARGETING_ADDR": "127.0.0.1:50052",
             "TOCSIN_SMS_ADDR": "127.0.0.1:50053",
+            # A fresh token-signing key per `make run`: tokens end with the stack that issued them.
+            "TOCSIN_JWT_KEY": secrets.token_urlsafe(48),
         },
     ),
 )
