@@ -12,6 +12,7 @@ docs/ratelimit.md describes the rules file, the Redis script and the fallback.
 from ratelimit.config import Rule, Rules, RulesError, UnknownBucketError
 from ratelimit.limiter import Lease, LeaseExhaustedError, Limiter, LimiterSettings
 from ratelimit.redis import RedisUnavailableError, ScriptDriver, publish_rules, withdraw_rules
+from ratelimit.watch import RulesFileWatcher
 
 __all__ = [
     "Lease",
@@ -22,6 +23,7 @@ __all__ = [
     "Rule",
     "Rules",
     "RulesError",
+    "RulesFileWatcher",
     "ScriptDriver",
     "UnknownBucketError",
     "publish_rules",

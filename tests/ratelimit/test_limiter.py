@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -13,6 +14,7 @@ from ratelimit import (
     Limiter,
     Rules,
     RulesError,
+    RulesFileWatcher,
     UnknownBucketError,
     publish_rules,
     withdraw_rules,
@@ -139,3 +141,20 @@ async def test_invalid_rules_are_never_published(redis_client: aioredis.Redis) -
 async def test_rules_replaced_in_process_apply_from_the_next_lease(limiter: Limiter) -> None:
     limiter.update_rules(Rules.from_toml(RULES.replace("capacity = 30", "capacity = 5")))
     assert (await limiter.lease(BUCKETS, 50)).granted == 5
+
+
+async def test_a_changed_rules_file_applies_from_the_next_lease(
+    limiter: Limiter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(RULES)
+    watcher = RulesFileWatcher(limiter, path)
+    assert not await watcher.check()
+    path.write_text(RULES.replace("share = 0.5", "share = 0.2"))
+    assert await watcher.check()
+    assert (await limiter.lease(BUCKETS, 1)).interval == pytest.approx(1 / 20)
+    # A broken edit is refused with one error naming rule and field; the last good rules stay.
+    path.write_text(RULES.replace("share = 0.5", "share = 5"))
+    assert not await watcher.check()
+    assert limiter.rules.resolve("sms:op:orange").rate == pytest.approx(20)
+    assert "rule 'sms:op:*', field 'share'" in caplog.text
