@@ -50,11 +50,12 @@ SERVICE_VARIABLE = variable(
     multi=True,
 )
 
-SMS_OUTCOMES = (
-    f"sum(rate(tocsin_sms_delivered_total{sel()}[{RATE}]))"
-    f" + sum(rate(tocsin_sms_failed_total{sel()}[{RATE}]))"
-)
+# A counter has no series until its first increment: "or vector(0)" and "or other * 0" keep a
+# ratio defined when, say, nothing has failed yet or nothing was delivered at all.
+SMS_DELIVERED = f"(sum(rate(tocsin_sms_delivered_total{sel()}[{RATE}])) or vector(0))"
+SMS_FAILED = f"(sum(rate(tocsin_sms_failed_total{sel()}[{RATE}])) or vector(0))"
 CHANNEL_FINAL = rate("tocsin_alert_messages_total", "channel", state="~delivered|failed")
+CHANNEL_DELIVERED = rate("tocsin_alert_messages_total", "channel", state="delivered")
 
 DISPATCH = dashboard(
     uid="tocsin-dispatch",
@@ -74,13 +75,7 @@ DISPATCH = dashboard(
                 Panel(
                     "SMS delivered",
                     "Delivery receipts DELIVERED over final outcomes (delivered + failed).",
-                    (
-                        Q(
-                            f"sum(rate(tocsin_sms_delivered_total{sel()}[{RATE}]))"
-                            f" / ({SMS_OUTCOMES})",
-                            "delivered",
-                        ),
-                    ),
+                    (Q(f"{SMS_DELIVERED} / ({SMS_DELIVERED} + {SMS_FAILED})", "delivered"),),
                     kind="gauge",
                     unit="percentunit",
                     width=6,
@@ -116,8 +111,7 @@ DISPATCH = dashboard(
                     "Delivered over delivered + failed, per channel.",
                     (
                         Q(
-                            f"{rate('tocsin_alert_messages_total', 'channel', state='delivered')}"
-                            f" / {CHANNEL_FINAL}",
+                            f"({CHANNEL_DELIVERED} or {CHANNEL_FINAL} * 0) / {CHANNEL_FINAL}",
                             "{{channel}}",
                         ),
                     ),
@@ -255,7 +249,12 @@ OPERATORS = dashboard(
                 Panel(
                     "Throttled share",
                     "Throttled over all submit_sm answers: above a few percent, lower the rate.",
-                    (Q(f"{THROTTLED} / ({THROTTLED} + {SUBMITTED})", "{{operator}}"),),
+                    (
+                        Q(
+                            f"{THROTTLED} / ({THROTTLED} + ({SUBMITTED} or {THROTTLED} * 0))",
+                            "{{operator}}",
+                        ),
+                    ),
                     unit="percentunit",
                 ),
                 per_second(
