@@ -228,22 +228,26 @@ class Limiter:
             if self._fallback_since is not None:
                 # One probe per interval, however many callers are waiting: Redis may be slow.
                 self._next_probe = loop.time() + self._settings.probe_interval
-            owed = {**self._debts}
-            for name, tokens in self._local.owed().items():
-                owed[name] = owed.get(name, 0.0) + tokens
-            debts = {s.name: owed[s.name] for s in specs if s.name in owed}
+            # Owed to Redis: debts left from an earlier recovery, and what the fallback granted
+            # since Redis last failed. Taken out while the call runs, so no two calls pay them.
+            names = {s.name for s in specs}
+            pending = {name: self._debts.pop(name) for name in names if name in self._debts}
+            local = {k: v for k, v in self._local.owed().items() if k in names}
+            debts = {name: pending.get(name, 0.0) + local.get(name, 0.0) for name in names}
             try:
                 answer = await self._driver.acquire(
                     specs, n, max_wait=self._rules.max_wait, debts=debts
                 )
             except RedisUnavailableError as exc:
+                for name, tokens in pending.items():
+                    self._debts[name] = self._debts.get(name, 0.0) + tokens
                 self._enter_fallback(exc)
             else:
                 if self._fallback_since is not None:
-                    self._leave_fallback()
-                    self._debts = owed
-                for name in debts:
-                    self._debts.pop(name, None)
+                    for name, tokens in self._leave_fallback().items():
+                        left = tokens - local.get(name, 0.0)
+                        if left > 0:
+                            self._debts[name] = self._debts.get(name, 0.0) + left
                 await self._check_rules(answer.rules_version)
                 return answer
         for spec in specs:
@@ -263,7 +267,8 @@ class Limiter:
                 self.replicas,
             )
 
-    def _leave_fallback(self) -> None:
+    def _leave_fallback(self) -> dict[str, float]:
+        """Back on Redis; return the tokens the fallback granted since Redis last failed."""
         since = self._fallback_since or 0.0
         self._fallback_since = None
         for name in self._local.buckets:
@@ -273,7 +278,7 @@ class Limiter:
             "back on the shared buckets",
             asyncio.get_running_loop().time() - since,
         )
-        self._local.drain()
+        return self._local.drain()
 
     async def _check_rules(self, version: int | None) -> None:
         """Switch to the rules published in Redis when their version changed."""

@@ -16,6 +16,7 @@ from ratelimit import (
     RulesError,
     RulesFileWatcher,
     UnknownBucketError,
+    keys,
     publish_rules,
     withdraw_rules,
 )
@@ -135,7 +136,7 @@ async def test_an_idle_replica_learns_published_rules_from_its_heartbeat(
 async def test_invalid_rules_are_never_published(redis_client: aioredis.Redis) -> None:
     with pytest.raises(RulesError):
         await publish_rules(redis_client, '[bucket."b"]\nrate = 0\ncapacity = 1\n')
-    assert await redis_client.get("tocsin:rl:{rl}:rules") is None
+    assert await redis_client.get(keys.RULES) is None
 
 
 async def test_rules_replaced_in_process_apply_from_the_next_lease(limiter: Limiter) -> None:

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from ratelimit import Limiter, LimiterSettings, Rules
+from ratelimit import Limiter, LimiterSettings, Rules, keys
 from ratelimit.loadgen import max_window, warm
 from tests.ratelimit.conftest import RestartableRedis
 
@@ -90,3 +90,25 @@ async def test_redis_restart_falls_back_without_over_sending_and_recovers(
     granted = sum(n for t, n, _ in record.grants)
     assert granted <= CAPACITY + RATE * (ended - started)
     assert max_window(record.sends) <= RATE + CAPACITY
+
+
+async def test_tokens_granted_locally_are_charged_to_the_restarted_redis(
+    restartable_redis: RestartableRedis,
+) -> None:
+    rules = Rules.from_toml('[fallback]\nreplicas = 1\n[bucket."b"]\nrate = 10\ncapacity = 10\n')
+    client = aioredis.Redis.from_url(restartable_redis.url)
+    try:
+        limiter = Limiter.from_rules(client, rules, settings=LimiterSettings(probe_interval=0.0))
+        await asyncio.to_thread(restartable_redis.stop)
+        await limiter.lease(["b"], 2)  # from the fallback: Redis failed just before
+        await limiter.lease(["b"], 2)  # Redis failed again just before: only these two are owed
+        assert limiter.in_fallback
+        await asyncio.to_thread(restartable_redis.start)
+        await limiter.lease(["b"], 2)
+        assert not limiter.in_fallback
+        # The fresh Redis starts the bucket empty, takes the two tokens owed and the two leased.
+        tokens = await client.hget(keys.bucket("b"), "tokens")
+        assert tokens is not None
+        assert float(tokens) == pytest.approx(-4, abs=0.1)
+    finally:
+        await client.aclose()
