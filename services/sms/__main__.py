@@ -1,0 +1,163 @@
+"""SMS service process: `python -m services.sms`.
+
+The one place that picks the concrete SMPP gateway and rate limiter behind the service's ports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from tocsin.sms.v1 import sms_pb2, sms_pb2_grpc
+
+from gateways.smpp import (
+    BindConfig,
+    DeliveryReceipt,
+    SmppClient,
+    SubmitRequest,
+    segment_count,
+)
+from ratelimit.limiter import Limiter
+from services.kernel import Kernel, run_service
+from services.sms import metrics
+from services.sms.api import SmsApi
+from services.sms.engine import SmsEngine, make_recorder
+from services.sms.ports import Outcome, Submission, SubmitAnswer
+from services.sms.recorder import Recorder
+from services.sms.servicer import SmsServicer
+from services.sms.settings import BindSpec, Settings
+
+#: command_status answered for a text the gateway cannot encode (ESME_RINVMSGLEN).
+INVALID_LENGTH = 0x01
+
+
+class SmppBind:
+    """A gateways.smpp client seen through the service's Bind port."""
+
+    def __init__(self, client: SmppClient) -> None:
+        self.client = client
+        self.name = client.config.name
+        self.window = client.config.window
+
+    @property
+    def is_bound(self) -> bool:
+        """Whether the bind is up."""
+        return self.client.is_bound
+
+    @property
+    def outstanding(self) -> int:
+        """submit_sm not yet answered."""
+        return self.client.outstanding
+
+    async def submit(self, submission: Submission) -> SubmitAnswer:
+        """Submit through the client; a text it cannot encode is a permanent failure."""
+        try:
+            result = await self.client.submit(
+                SubmitRequest(
+                    destination=submission.destination,
+                    source=submission.source,
+                    text=submission.text,
+                    reference=submission.reference,
+                    segments=submission.segments,
+                )
+            )
+        except ValueError:
+            return SubmitAnswer(Outcome.PERMANENT, [], INVALID_LENGTH, 0, frozenset())
+        return SubmitAnswer(
+            Outcome(result.outcome.value),
+            result.message_ids,
+            result.command_status,
+            result.reference,
+            result.missing(),
+        )
+
+
+def receipt_handler(
+    recorder: Recorder, operator: str
+) -> Callable[[DeliveryReceipt], Awaitable[None]]:
+    """The bind's receipt callback: hand the receipt to the recorder, under its operator."""
+
+    def handle(receipt: DeliveryReceipt) -> Awaitable[None]:
+        return recorder.receipt(operator, receipt)
+
+    return handle
+
+
+def bind_state(operator: str, bind: str) -> Callable[[bool], None]:
+    """The bind's state callback: the bind-up gauge."""
+
+    def changed(up: bool) -> None:
+        metrics.BIND_UP.labels(operator, bind).set(1 if up else 0)
+
+    return changed
+
+
+def smpp_bind(spec: BindSpec, *, operator: str, recorder: Recorder) -> SmppBind:
+    """An SMPP client for one configured bind."""
+    config = BindConfig(
+        name=spec.name,
+        host=spec.host,
+        port=spec.port,
+        system_id=spec.system_id,
+        password=spec.password,
+        window=spec.window,
+    )
+    metrics.BIND_UP.labels(operator, spec.name).set(0)
+    return SmppBind(
+        SmppClient(
+            config,
+            on_receipt=receipt_handler(recorder, operator),
+            on_bind_state=bind_state(operator, spec.name),
+        )
+    )
+
+
+async def build(kernel: Kernel[Settings]) -> None:
+    """Binds, limiter, pipeline and API of one SMS process."""
+    settings = kernel.settings
+    recorder = make_recorder(settings=settings, pool=kernel.pg)
+    binds = {
+        op.name: [smpp_bind(b, operator=op.name, recorder=recorder) for b in op.binds]
+        for op in settings.operators()
+    }
+    limiter = Limiter.from_rules(kernel.redis, settings.ratelimit_rules)
+    await limiter.start()
+    engine = SmsEngine(
+        settings=settings,
+        pool=kernel.pg,
+        redis=kernel.redis,
+        recorder=recorder,
+        binds=binds,
+        tokens=limiter,
+        segment_count=segment_count,
+    )
+    for op_binds in binds.values():
+        for bind in op_binds:
+            await bind.client.start()
+    kernel.add_background(engine.run(), name="sms-engine")
+    api = SmsApi(
+        pool=kernel.pg,
+        redis=kernel.redis,
+        router=engine.router,
+        segment_count=segment_count,
+        default_sender=settings.default_sender,
+    )
+    sms_pb2_grpc.add_SmsServiceServicer_to_server(SmsServicer(api), kernel.server)
+    kernel.add_service_name(sms_pb2.DESCRIPTOR.services_by_name["SmsService"].full_name)
+
+    async def shutdown() -> None:
+        await engine.drain(timeout=settings.shutdown_grace_s)
+        for op_binds in binds.values():
+            for bind in op_binds:
+                await bind.client.close()
+        await limiter.close()
+
+    kernel.on_shutdown(shutdown)
+
+
+def main() -> None:
+    """Run the SMS service until SIGTERM."""
+    run_service(name="sms", settings_cls=Settings, build=build)
+
+
+if __name__ == "__main__":
+    main()

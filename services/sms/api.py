@@ -1,0 +1,210 @@
+"""What the SMS gRPC API does: validated, idempotent sends onto the stream, and state queries."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from services.kernel import keys as shared
+from services.kernel.errors import InvalidArgument, NotFound
+from services.sms import store
+from services.sms.control import API_PREFIX
+from services.sms.model import State
+from services.sms.routing import Router, is_e164
+
+#: Scope of the SMS API's rows in `idempotency_keys`.
+IDEMPOTENCY_SCOPE = "sms.send"
+#: Most numbers in one SendBatch.
+MAX_RECIPIENTS = 10_000
+#: Most segments a text may take (communication units per recipient).
+MAX_SEGMENTS = 10
+#: Recipients per stream entry (docs/streams.md: a few hundred).
+ENTRY_SIZE = 500
+#: Default and longest time to live of an API send (seconds).
+DEFAULT_TTL_S = 3600.0
+MAX_TTL_S = 7 * 24 * 3600.0
+_SENDER = re.compile(r"^(?:[A-Za-z0-9 .\-]{1,11}|\+?[0-9]{1,15})$")
+_KEY = re.compile(r"^[\x21-\x7e]{1,100}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """Answer of a send."""
+
+    batch_id: str
+    accepted: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStatus:
+    """One recipient's row."""
+
+    batch_id: str
+    address: str
+    state: State
+    operator: str
+    segments: int
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Counts of one version."""
+
+    version: int
+    counts: dict[State, int]
+    segments_submitted: int
+
+    @property
+    def total(self) -> int:
+        """Recipients of this version."""
+        return sum(self.counts.values())
+
+
+class SmsApi:
+    """The API's domain calls."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        router: Router,
+        segment_count: Callable[[str], int],
+        default_sender: str,
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._router = router
+        self._segments = segment_count
+        self._default_sender = default_sender
+
+    def _validate(
+        self, *, key: str, to: Sequence[str], text: str, sender: str, ttl_s: float, field: str
+    ) -> int:
+        if not _KEY.match(key):
+            raise InvalidArgument("idempotency_key", "must be 1 to 100 printable characters")
+        if not to:
+            raise InvalidArgument(field, "at least one number is needed")
+        if len(to) > MAX_RECIPIENTS:
+            raise InvalidArgument(field, f"at most {MAX_RECIPIENTS} numbers per batch")
+        for i, number in enumerate(to):
+            if not is_e164(number):
+                where = field if field == "to" and len(to) == 1 else f"{field}[{i}]"
+                raise InvalidArgument(where, f"{number!r} is not an E.164 number (+32470123456)")
+        if not text.strip():
+            raise InvalidArgument("text", "must not be empty")
+        try:
+            segments = self._segments(text)
+        except ValueError as exc:
+            raise InvalidArgument("text", str(exc)) from None
+        if segments > MAX_SEGMENTS:
+            raise InvalidArgument("text", f"takes {segments} segments, at most {MAX_SEGMENTS}")
+        if sender and not _SENDER.match(sender):
+            raise InvalidArgument("sender", "at most 11 letters/digits, or a number")
+        if ttl_s < 0 or ttl_s > MAX_TTL_S:
+            raise InvalidArgument("ttl_seconds", f"must be between 0 and {MAX_TTL_S:.0f}")
+        return segments
+
+    async def send(
+        self, *, key: str, to: Sequence[str], text: str, sender: str, ttl_s: float, field: str
+    ) -> Sent:
+        """Queue one text to `to`; a key seen before returns the first answer, sending nothing."""
+        segments = self._validate(
+            key=key, to=to, text=text, sender=sender, ttl_s=ttl_s, field=field
+        )
+        batch_id = f"{API_PREFIX}{key}"
+        numbers = list(dict.fromkeys(to))
+        expires = time.time() + (ttl_s or DEFAULT_TTL_S)
+        answer = json.dumps({"batch_id": batch_id, "accepted": len(numbers)}).encode()
+        async with self._pool.acquire() as conn, conn.transaction():
+            # The key row is locked until commit: a concurrent repeat waits, then sees it.
+            stored = await conn.fetchval(
+                """
+                INSERT INTO idempotency_keys (scope, key, response) VALUES ($1, $2, $3)
+                ON CONFLICT (scope, key) DO NOTHING RETURNING response
+                """,
+                IDEMPOTENCY_SCOPE,
+                key,
+                answer,
+            )
+            if stored is None:
+                first = await conn.fetchval(
+                    "SELECT response FROM idempotency_keys WHERE scope = $1 AND key = $2",
+                    IDEMPOTENCY_SCOPE,
+                    key,
+                )
+                data = json.loads(bytes(first))
+                return Sent(str(data["batch_id"]), int(data["accepted"]), duplicate=True)
+            await store.queue(
+                conn,
+                alerts=[batch_id] * len(numbers),
+                versions=[1] * len(numbers),
+                addresses=numbers,
+                operators=[self._router.route(n) for n in numbers],
+                segments=[segments] * len(numbers),
+            )
+            # Written before commit: if this fails nothing is kept and the caller may retry.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for i in range(0, len(numbers), ENTRY_SIZE):
+                    pipe.xadd(
+                        shared.SMS_STREAM,
+                        {
+                            "alert": batch_id,
+                            "version": "1",
+                            "kind": "general",
+                            "expires": repr(expires),
+                            "sender": sender or self._default_sender,
+                            "texts": json.dumps({"en": text}),
+                            "to": json.dumps([[n, "en"] for n in numbers[i : i + ENTRY_SIZE]]),
+                            "batch": str(i // ENTRY_SIZE),
+                        },
+                    )
+                await pipe.execute()
+        return Sent(batch_id, len(numbers), duplicate=False)
+
+    async def batch(self, *, batch_id: str) -> Progress:
+        """Counts per state of an API batch."""
+        if not batch_id.startswith(API_PREFIX):
+            raise InvalidArgument("batch_id", f"API batch ids start with {API_PREFIX!r}")
+        found = await store.counts(self._pool, alert=batch_id, version=1)
+        if 1 not in found:
+            raise NotFound(f"no batch {batch_id}", field="batch_id")
+        per_state, units = found[1]
+        return Progress(1, per_state, units)
+
+    async def message(self, *, batch_id: str, address: str) -> MessageStatus:
+        """State of one recipient."""
+        if not batch_id:
+            raise InvalidArgument("batch_id", "must not be empty")
+        if not is_e164(address):
+            raise InvalidArgument("to", f"{address!r} is not an E.164 number")
+        row = await store.message(self._pool, alert=batch_id, address=address)
+        if row is None:
+            raise NotFound(f"no message to {address} in {batch_id}", field="to")
+        return MessageStatus(
+            batch_id=batch_id,
+            address=address,
+            state=State(row["state"]),
+            operator=row["operator"],
+            segments=row["segments"],
+            attempts=row["attempts"],
+            error=row["error"] or "",
+        )
+
+    async def alert_progress(self, *, alert: str, version: int) -> list[Progress]:
+        """Counts per state and segments submitted, per version of an alert."""
+        if not alert:
+            raise InvalidArgument("alert_id", "must not be empty")
+        if version < 0:
+            raise InvalidArgument("version", "must be 0 (every version) or more")
+        found = await store.counts(self._pool, alert=alert, version=version or None)
+        return [Progress(v, per_state, units) for v, (per_state, units) in sorted(found.items())]

@@ -1,0 +1,173 @@
+"""Settings of the SMS service: operators and their binds, routing, batching, retries."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, model_validator
+
+from services.kernel import ServiceSettings
+
+#: Belgian mobile ranges by the operator that holds them (national number prefixes after +32).
+DEFAULT_ROUTES = "opA=3246,3247;opB=3249;opC=3248,32456"
+
+
+@dataclass(frozen=True, slots=True)
+class BindSpec:
+    """One SMPP bind to an operator's SMSC."""
+
+    name: str  # bind name (metrics label), e.g. `opA-0`
+    host: str  # SMSC host
+    port: int  # SMSC port
+    system_id: str  # SMPP account
+    password: str  # SMPP password
+    window: int  # submit_sm outstanding at most
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorSpec:
+    """An operator: its binds and the number prefixes routed to it."""
+
+    name: str
+    binds: tuple[BindSpec, ...]
+    prefixes: tuple[str, ...]
+
+
+def _parse_routes(text: str) -> dict[str, tuple[str, ...]]:
+    routes: dict[str, tuple[str, ...]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, sep, prefixes = part.partition("=")
+        items = tuple(p.strip().removeprefix("+") for p in prefixes.split(",") if p.strip())
+        if not sep or not name.strip() or not all(p.isdigit() for p in items):
+            raise ValueError(f"route {part!r} is not `operator=digits,digits`")
+        routes[name.strip()] = items
+    return routes
+
+
+class Settings(ServiceSettings):
+    """Settings of the SMS service (env prefix TOCSIN_)."""
+
+    default_grpc_port: ClassVar[int] = 50053
+    default_metrics_port: ClassVar[int] = 9103
+
+    # Operators' SMSCs: `opA=127.0.0.1:2775,opB=127.0.0.1:2776`; the first is the default route.
+    smsc: str = "opA=127.0.0.1:2775"
+    # TOML file describing operators in full ([operators.<name>] binds=[{host,port,...}],
+    # prefixes=[...]); when set it replaces `smsc` and `routes`.
+    operators_file: Path | None = None
+    # Number prefixes per operator, `opA=3247,3246;opB=3249`; unmatched numbers go to the default.
+    # The default splits Belgian mobile ranges over opA/opB/opC (ignoring those not configured).
+    routes: str = DEFAULT_ROUTES
+    # Operator for numbers no prefix matches (foreign numbers); empty: the first operator.
+    default_operator: str = ""
+    # SMPP account and password used by every bind named in `smsc`.
+    smpp_system_id: str = "tocsin"
+    smpp_password: str = "secret"
+    # Binds opened per operator named in `smsc`, and the window of each.
+    binds_per_operator: int = Field(default=2, ge=1, le=64)
+    window: int = Field(default=100, ge=1, le=10_000)
+    # Originator when a work entry names none.
+    default_sender: str = "BE-Alert"
+    # Stream entries read per XREADGROUP.
+    read_count: int = Field(default=20, ge=1)
+    # Milliseconds an XREADGROUP blocks waiting for work.
+    read_block_ms: int = Field(default=200, ge=1)
+    # Recipients held in this process (read, not yet durable) before reading stops.
+    max_in_flight: int = Field(default=20_000, ge=1)
+    # Largest number of state changes written to PostgreSQL in one statement.
+    write_batch: int = Field(default=5_000, ge=1)
+    # Seconds between two writes of buffered state changes (when the buffer is not full).
+    write_interval_s: float = Field(default=0.02, gt=0)
+    # First retry delay of a temporary failure (seconds); doubled per attempt up to the cap.
+    retry_min_s: float = Field(default=1.0, gt=0)
+    retry_max_s: float = Field(default=60.0, gt=0)
+    # First pause of an operator after a throttling answer (seconds); doubled up to the cap.
+    throttle_min_s: float = Field(default=0.05, gt=0)
+    throttle_max_s: float = Field(default=5.0, gt=0)
+    # Seconds an entry stays unacknowledged by a silent consumer before another one claims it.
+    claim_idle_s: float = Field(default=30.0, gt=0)
+    # Entries examined per XAUTOCLAIM call.
+    claim_count: int = Field(default=50, ge=1)
+    # Consumer name in the group; empty: host-pid (a restarted process is a new consumer).
+    consumer: str = ""
+    # Tokens asked per rate-limit lease.
+    lease_size: int = Field(default=200, ge=1)
+    # Rate-limit rules file for the ratelimit package; empty: its built-in rules.
+    ratelimit_rules: Path | None = None
+    # Seconds an unmatched delivery receipt is held waiting for its row before it is dropped.
+    receipt_hold_s: float = Field(default=600.0, gt=0)
+    # Seconds between refreshes of the cancelled/version keys of alerts in flight.
+    control_refresh_s: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        self.operators()
+        return self
+
+    @property
+    def consumer_name(self) -> str:
+        """This process's consumer name in the stream group."""
+        return self.consumer or f"{socket.gethostname()}-{os.getpid()}"
+
+    def operators(self) -> list[OperatorSpec]:
+        """Operators in routing order (the default one first); ValueError names the problem."""
+        ops = self._from_file() if self.operators_file else self._from_env()
+        if not ops:
+            raise ValueError("no operator configured")
+        default = self.default_operator or ops[0].name
+        names = [op.name for op in ops]
+        if default not in names:
+            raise ValueError(f"default operator {default!r} is not one of {names}")
+        return sorted(ops, key=lambda op: op.name != default)
+
+    def _from_env(self) -> list[OperatorSpec]:
+        routes = _parse_routes(self.routes)
+        ops: list[OperatorSpec] = []
+        for part in filter(None, (p.strip() for p in self.smsc.split(","))):
+            name, sep, address = part.partition("=")
+            host, colon, port = address.rpartition(":")
+            if not sep or not colon or not port.isdigit():
+                raise ValueError(f"smsc {part!r} is not `operator=host:port`")
+            binds = tuple(
+                BindSpec(
+                    f"{name}-{i}",
+                    host,
+                    int(port),
+                    self.smpp_system_id,
+                    self.smpp_password,
+                    self.window,
+                )
+                for i in range(self.binds_per_operator)
+            )
+            ops.append(OperatorSpec(name, binds, routes.get(name, ())))
+        unknown = set(routes) - {op.name for op in ops}
+        if unknown and self.routes != DEFAULT_ROUTES:  # the default names three operators
+            raise ValueError(f"routes name operators without an SMSC: {sorted(unknown)}")
+        return ops
+
+    def _from_file(self) -> list[OperatorSpec]:
+        assert self.operators_file is not None
+        data = tomllib.loads(self.operators_file.read_text(encoding="utf-8"))
+        ops: list[OperatorSpec] = []
+        for name, op in data.get("operators", {}).items():
+            binds = tuple(
+                BindSpec(
+                    str(b.get("name", f"{name}-{i}")),
+                    str(b.get("host", "127.0.0.1")),
+                    int(b["port"]),
+                    str(b.get("system_id", self.smpp_system_id)),
+                    str(b.get("password", self.smpp_password)),
+                    int(b.get("window", self.window)),
+                )
+                for i, b in enumerate(op.get("binds", []))
+            )
+            if not binds:
+                raise ValueError(f"operator {name!r} has no binds")
+            prefixes = tuple(str(p).removeprefix("+") for p in op.get("prefixes", []))
+            ops.append(OperatorSpec(name, binds, prefixes))
+        return ops

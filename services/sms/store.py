@@ -1,0 +1,218 @@
+"""PostgreSQL access of the SMS service: every write is one statement over arrays (no row loops)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from services.sms.model import State
+
+# Recipients to send: rows new to this call, plus rows still queued from an earlier attempt
+# (a re-delivered or claimed entry, or an API batch). DO UPDATE, not DO NOTHING: it waits for a
+# concurrent writer of the row and then sees its committed state.
+_QUEUE = """
+INSERT INTO sms_messages AS m (alert, version, address, operator, segments)
+SELECT DISTINCT ON (alert, version, address) alert, version, address, operator, segments
+FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[])
+    AS u(alert, version, address, operator, segments)
+ON CONFLICT (alert, version, address) DO UPDATE SET state = m.state
+WHERE m.state = 'queued'
+RETURNING alert, version, address
+"""
+
+_SUBMITTED = """
+UPDATE sms_messages m
+SET state = 'submitted', message_ids = string_to_array(u.ids, ' '), bind = u.bind,
+    attempts = u.attempts, submitted_at = to_timestamp(u.at)
+FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[])
+    AS u(alert, version, address, ids, bind, attempts, at)
+WHERE m.alert = u.alert AND m.version = u.version AND m.address = u.address
+  AND m.state = 'queued'
+"""
+
+_MESSAGE_IDS = """
+INSERT INTO sms_message_ids (operator, message_id, alert, version, address)
+SELECT u.operator, mid, u.alert, u.version, u.address
+FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[])
+    AS u(operator, alert, version, address, ids),
+    unnest(string_to_array(u.ids, ' ')) AS mid
+WHERE mid <> ''
+ON CONFLICT (operator, message_id) DO UPDATE
+SET alert = EXCLUDED.alert, version = EXCLUDED.version, address = EXCLUDED.address
+"""
+
+# Outcomes reached without a receipt (failed, expired, cancelled, superseded); never overwrites
+# a row that already left `queued`.
+_FINAL = """
+INSERT INTO sms_messages AS m
+    (alert, version, address, operator, segments, state, error, attempts, done_at)
+SELECT alert, version, address, operator, segments, state, nullif(error, ''), attempts,
+       to_timestamp(at)
+FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
+            $8::int[], $9::float8[])
+    AS u(alert, version, address, operator, segments, state, error, attempts, at)
+ON CONFLICT (alert, version, address) DO UPDATE
+SET state = EXCLUDED.state, error = EXCLUDED.error, attempts = EXCLUDED.attempts,
+    done_at = EXCLUDED.done_at
+WHERE m.state = 'queued'
+"""
+
+# Receipts: matched ones (kind 'm') are consumed; updated rows (kind 'u') give the latency.
+# A failure receipt may overwrite `delivered` (another segment of the text failed).
+_RECEIPTS = """
+WITH r AS (
+    SELECT u.operator, u.mid, u.state, u.error, u.at, i.alert, i.version, i.address
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])
+        AS u(operator, mid, state, error, at)
+    JOIN sms_message_ids i ON i.operator = u.operator AND i.message_id = u.mid
+), upd AS (
+    UPDATE sms_messages m
+    SET state = r.state, error = nullif(r.error, ''), done_at = to_timestamp(r.at)
+    FROM r
+    WHERE m.alert = r.alert AND m.version = r.version AND m.address = r.address
+      AND r.state <> ''
+      AND (m.state = 'submitted' OR (m.state = 'delivered' AND r.state <> 'delivered'))
+    RETURNING m.operator, m.state, r.at - extract(epoch FROM m.submitted_at)::float8 AS latency
+)
+SELECT 'm' AS kind, operator, mid, NULL::text AS state, NULL::float8 AS latency FROM r
+UNION ALL
+SELECT 'u', operator, NULL, state, latency FROM upd
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptResult:
+    """What applying a batch of receipts did."""
+
+    #: (operator, message id) of every receipt that found its row.
+    matched: set[tuple[str, str]]
+    #: (operator, new state, seconds from submission to receipt) of every row changed.
+    changed: list[tuple[str, str, float]]
+
+
+async def queue(
+    conn: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy,
+    *,
+    alerts: Sequence[str],
+    versions: Sequence[int],
+    addresses: Sequence[str],
+    operators: Sequence[str],
+    segments: Sequence[int],
+) -> set[tuple[str, int, str]]:
+    """Record recipients as queued; return those to send (new, or still queued from before)."""
+    rows = await conn.fetch(_QUEUE, alerts, versions, addresses, operators, segments)
+    return {(r[0], r[1], r[2]) for r in rows}
+
+
+@dataclass(slots=True)
+class Writes:
+    """State changes to write in one transaction, as columns."""
+
+    sub_alert: list[str]
+    sub_version: list[int]
+    sub_address: list[str]
+    sub_operator: list[str]
+    sub_ids: list[str]
+    sub_bind: list[str]
+    sub_attempts: list[int]
+    sub_at: list[float]
+    fin_alert: list[str]
+    fin_version: list[int]
+    fin_address: list[str]
+    fin_operator: list[str]
+    fin_segments: list[int]
+    fin_state: list[str]
+    fin_error: list[str]
+    fin_attempts: list[int]
+    fin_at: list[float]
+    rc_operator: list[str]
+    rc_mid: list[str]
+    rc_state: list[str]
+    rc_error: list[str]
+    rc_at: list[float]
+
+    @classmethod
+    def empty(cls) -> Writes:
+        """No changes."""
+        return cls(*([] for _ in range(22)))
+
+
+async def write(pool: asyncpg.Pool, w: Writes) -> ReceiptResult:
+    """Write submissions, final states and receipts in one transaction, in that order."""
+    async with pool.acquire() as conn, conn.transaction():
+        if w.sub_alert:
+            await conn.execute(
+                _SUBMITTED,
+                w.sub_alert,
+                w.sub_version,
+                w.sub_address,
+                w.sub_ids,
+                w.sub_bind,
+                w.sub_attempts,
+                w.sub_at,
+            )
+            await conn.execute(
+                _MESSAGE_IDS, w.sub_operator, w.sub_alert, w.sub_version, w.sub_address, w.sub_ids
+            )
+        if w.fin_alert:
+            await conn.execute(
+                _FINAL,
+                w.fin_alert,
+                w.fin_version,
+                w.fin_address,
+                w.fin_operator,
+                w.fin_segments,
+                w.fin_state,
+                w.fin_error,
+                w.fin_attempts,
+                w.fin_at,
+            )
+        if not w.rc_mid:
+            return ReceiptResult(set(), [])
+        rows = await conn.fetch(_RECEIPTS, w.rc_operator, w.rc_mid, w.rc_state, w.rc_error, w.rc_at)
+    matched = {(r[1], r[2]) for r in rows if r[0] == "m"}
+    changed = [(r[1], r[3], float(r[4] or 0.0)) for r in rows if r[0] == "u"]
+    return ReceiptResult(matched, changed)
+
+
+async def counts(
+    pool: asyncpg.Pool, *, alert: str, version: int | None
+) -> dict[int, tuple[dict[State, int], int]]:
+    """Per version: recipients per state, and segments accepted by SMSCs."""
+    rows = await pool.fetch(
+        """
+        SELECT version, state, count(*) AS n,
+               sum(segments) FILTER (WHERE state IN ('submitted', 'delivered')
+                                        OR (state IN ('failed', 'expired')
+                                            AND submitted_at IS NOT NULL)) AS units
+        FROM sms_messages
+        WHERE alert = $1 AND ($2::int IS NULL OR version = $2)
+        GROUP BY version, state
+        ORDER BY version
+        """,
+        alert,
+        version,
+    )
+    out: dict[int, tuple[dict[State, int], int]] = {}
+    for r in rows:
+        per_state, units = out.get(r["version"], ({}, 0))
+        per_state[State(r["state"])] = int(r["n"])
+        out[r["version"]] = (per_state, units + int(r["units"] or 0))
+    return out
+
+
+async def message(pool: asyncpg.Pool, *, alert: str, address: str) -> asyncpg.Record | None:
+    """The newest version's row of one recipient, or None."""
+    row: asyncpg.Record | None = await pool.fetchrow(
+        """
+        SELECT alert, version, address, operator, segments, state, error, attempts
+        FROM sms_messages WHERE alert = $1 AND address = $2
+        ORDER BY version DESC LIMIT 1
+        """,
+        alert,
+        address,
+    )
+    return row
