@@ -140,6 +140,8 @@ class Harness:
     targeting: FakeTargeting
     deliveries: FakeDeliveries
     admin: Client
+    #: gRPC target of the service.
+    target: str
 
     async def login(self, username: str, password: str = PASSWORD) -> Client:
         """Log in and return stubs for that user."""
@@ -250,7 +252,9 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
         admin_client = await login(channel, "admin")
-        yield Harness(channel, pg_pool, redis_client, targeting, deliveries, admin_client)
+        yield Harness(
+            channel, pg_pool, redis_client, targeting, deliveries, admin_client, f"127.0.0.1:{port}"
+        )
     finally:
         await channel.close()
         await server.stop(None)
