@@ -20,7 +20,8 @@ from tests.charts.conftest import (
 
 PER_SERVICE_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
 SENTINELS = {
-    "credentials.tokenSigningKey": "sentinel-signing-key",
+    "credentials.jwtKey": "sentinel-jwt-key-that-is-at-least-32-characters",
+    "smpp.password": "sentinel-shared-smpp-password",
     "smpp.operators.proximus.systemId": "sentinel-system-id",
     "smpp.operators.proximus.password": "sentinel-smpp-password",
     "datastores.databaseUrl": "postgresql://tocsin:sentinel-db-password@db:5432/tocsin",
@@ -130,20 +131,35 @@ def test_secrets_are_never_inlined_in_configmaps_or_pod_specs(render: Render) ->
     assert set(SENTINELS.values()) <= stored
 
 
-def test_only_the_sms_service_gets_smpp_credentials(render: Render) -> None:
+def test_each_service_gets_only_the_credentials_it_needs(render: Render) -> None:
     manifests = render(set_values=WITH_OPERATOR)
     for service in SERVICES:
         env = {e["name"]: e for e in container(component(manifests, "Deployment", service))["env"]}
-        for name in ("DATABASE_URL", "REDIS_URL", "TOCSIN_TOKEN_SIGNING_KEY"):
-            assert "secretKeyRef" in env[name]["valueFrom"], (service, name)
-        smpp = {name for name in env if name.startswith("TOCSIN_SMPP_PROXIMUS_")}
+        assert all("secretKeyRef" in entry["valueFrom"] for entry in env.values()), service
+        credentials = set(env) - {"DATABASE_URL", "REDIS_URL"}
         if service == "sms":
-            assert smpp == {"TOCSIN_SMPP_PROXIMUS_SYSTEM_ID", "TOCSIN_SMPP_PROXIMUS_PASSWORD"}
-            assert all("secretKeyRef" in env[name]["valueFrom"] for name in smpp)
+            assert credentials == {
+                "TOCSIN_SMPP_SYSTEM_ID",
+                "TOCSIN_SMPP_PASSWORD",
+                "TOCSIN_SMPP_PROXIMUS_SYSTEM_ID",
+                "TOCSIN_SMPP_PROXIMUS_PASSWORD",
+            }
+        elif service == "alerting":
+            assert credentials == {"TOCSIN_JWT_KEY"}
         else:
-            assert not smpp, service
-    smpp_toml = by_kind(manifests, "ConfigMap")["tocsin-config"]["data"]["smpp.toml"]
-    assert 'host = "smsc.example"' in smpp_toml
+            assert not credentials, service
+    operators = by_kind(manifests, "ConfigMap")["tocsin-config"]["data"]["operators.toml"]
+    assert 'host = "smsc.example"' in operators
+    assert env_of(manifests, "sms")["TOCSIN_OPERATORS_FILE"] == "/etc/tocsin/operators.toml"
+    assert "TOCSIN_OPERATORS_FILE" not in env_of(manifests, "voice")
+
+
+def test_services_find_each_other_by_their_kubernetes_service(
+    default_manifests: list[Manifest],
+) -> None:
+    env = env_of(default_manifests, "alerting")
+    for service, (grpc_port, _) in SERVICES.items():
+        assert env[f"TOCSIN_{service.upper()}_ADDR"] == f"tocsin-{service}:{grpc_port}"
 
 
 def test_existing_secrets_replace_the_chart_secrets(
@@ -159,7 +175,7 @@ def test_existing_secrets_replace_the_chart_secrets(
 
 def test_a_generated_signing_key_is_random_and_long(render: Render) -> None:
     first, second = (
-        by_kind(render(), "Secret")["tocsin-credentials"]["stringData"]["TOCSIN_TOKEN_SIGNING_KEY"]
+        by_kind(render(), "Secret")["tocsin-credentials"]["stringData"]["TOCSIN_JWT_KEY"]
         for _ in range(2)
     )
     assert len(first) >= 64
@@ -295,7 +311,7 @@ def test_production_mounts_its_rate_limit_rules_and_they_load(
     rules = config.Rules.from_toml(rules_text, source=str(PRODUCTION_VALUES))
     assert rules.resolve("sms:global").rate == pytest.approx(2_000_000 / 2700)
     for service in SERVICES:
-        assert env_of(production_manifests, service)["TOCSIN_RATELIMIT_CONFIG"] == (
+        assert env_of(production_manifests, service)["TOCSIN_RATELIMIT_RULES"] == (
             "/etc/tocsin/ratelimit.toml"
         )
         mounts = container(component(production_manifests, "Deployment", service))["volumeMounts"]
@@ -307,7 +323,7 @@ def test_default_values_leave_the_built_in_rate_limit_rules(
 ) -> None:
     assert "ratelimit.toml" not in by_kind(default_manifests, "ConfigMap")["tocsin-config"]["data"]
     for service in SERVICES:
-        assert "TOCSIN_RATELIMIT_CONFIG" not in env_of(default_manifests, service)
+        assert "TOCSIN_RATELIMIT_RULES" not in env_of(default_manifests, service)
 
 
 @pytest.mark.parametrize(
@@ -317,6 +333,7 @@ def test_default_values_leave_the_built_in_rate_limit_rules(
         ("services.sms.grpcPort=70000", "/services/sms/grpcPort"),
         ("alerts.deliveryFailureRatio=2", "/alerts/deliveryFailureRatio"),
         ("datastores.redisUrl=localhost:6379", "/datastores/redisUrl"),
+        ("credentials.jwtKey=short", "/credentials/jwtKey"),
     ],
 )
 def test_values_schema_rejects_mistakes_before_anything_runs(

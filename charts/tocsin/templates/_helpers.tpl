@@ -92,7 +92,7 @@ Callers: {{- range $name, $svc := include "tocsin.services" . | fromYaml }}
 {{- regexReplaceAll "[^A-Z0-9]" (upper .) "_" -}}
 {{- end -}}
 
-{{/* Environment of every tocsin container: datastores and the token signing key from Secrets. */}}
+{{/* Environment of every tocsin container: the datastores, from their Secret. */}}
 {{- define "tocsin.secretEnv" -}}
 - name: DATABASE_URL
   valueFrom:
@@ -104,11 +104,38 @@ Callers: {{- range $name, $svc := include "tocsin.services" . | fromYaml }}
     secretKeyRef:
       name: {{ include "tocsin.datastoresSecretName" . }}
       key: REDIS_URL
-- name: TOCSIN_TOKEN_SIGNING_KEY
+{{- end -}}
+
+{{/*
+Credentials one service reads, each from the credentials Secret under its own name: the keys
+in its `secretEnv`, and with `smpp: true` the SMPP accounts (optional: a bind without its own
+account uses the shared TOCSIN_SMPP_SYSTEM_ID / TOCSIN_SMPP_PASSWORD).
+Context: dict "root" $ "svc" <merged service values>.
+*/}}
+{{- define "tocsin.credentialEnv" -}}
+{{- $secret := include "tocsin.credentialsSecretName" .root -}}
+{{- range $key := .svc.secretEnv | default list }}
+- name: {{ $key }}
   valueFrom:
     secretKeyRef:
-      name: {{ include "tocsin.credentialsSecretName" . }}
-      key: TOCSIN_TOKEN_SIGNING_KEY
+      name: {{ $secret }}
+      key: {{ $key }}
+{{- end }}
+{{- if .svc.smpp }}
+{{- $keys := list "TOCSIN_SMPP_SYSTEM_ID" "TOCSIN_SMPP_PASSWORD" }}
+{{- range $op, $_ := .root.Values.smpp.operators }}
+{{- $env := include "tocsin.envName" $op }}
+{{- $keys = concat $keys (list (printf "TOCSIN_SMPP_%s_SYSTEM_ID" $env) (printf "TOCSIN_SMPP_%s_PASSWORD" $env)) }}
+{{- end }}
+{{- range $key := $keys }}
+- name: {{ $key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $key }}
+      optional: true
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Volumes for the config files and a writable /tmp under a read-only root. */}}

@@ -1,0 +1,114 @@
+"""Each service's own settings load from exactly what the chart gives its container.
+
+The chart's environment variables and mounted files are a contract with services/*/settings;
+this test builds a container's environment from the rendered objects (ConfigMaps, Secrets, the
+/etc/tocsin mount) and loads the real settings class with it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.kernel.settings import load_settings
+from tests.charts.conftest import (
+    PRODUCTION_VALUES,
+    SERVICES,
+    Manifest,
+    Render,
+    by_kind,
+    component,
+    container,
+)
+
+MOUNT = "/etc/tocsin/"
+JWT_KEY = "a-jwt-key-for-the-settings-test-0123456789"
+OVERRIDES = [
+    "datastores.existingSecret=",
+    "credentials.existingSecret=",
+    f"credentials.jwtKey={JWT_KEY}",
+    "smpp.password=shared-password",
+]
+
+
+def settings_class(service: str) -> Any:
+    """Return the service's Settings class, or skip while the service does not exist yet."""
+    for module in (f"services.{service}.settings", f"services.{service}.__main__"):
+        try:
+            found = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name not in (module, f"services.{service}"):
+                raise
+            continue
+        if hasattr(found, "Settings"):
+            return found.Settings
+    pytest.skip(f"services.{service} has no Settings yet")
+
+
+def container_env(manifests: list[Manifest], service: str, files: Path) -> dict[str, str]:
+    """Return the environment the service's container starts with, the mount under `files`."""
+    main = container(component(manifests, "Deployment", service))
+    configmaps = by_kind(manifests, "ConfigMap")
+    secrets = {name: s["stringData"] for name, s in by_kind(manifests, "Secret").items()}
+    env: dict[str, str] = {}
+    for source in main["envFrom"]:
+        env.update(configmaps[source["configMapRef"]["name"]]["data"])
+    for entry in main["env"]:
+        ref = entry["valueFrom"]["secretKeyRef"]
+        value = secrets[ref["name"]].get(ref["key"])
+        if value is None:
+            assert ref.get("optional"), f"{service}: {ref['key']} is missing from {ref['name']}"
+            continue
+        env[entry["name"]] = value
+    for name, text in (configmaps["tocsin-config"]["data"] or {}).items():
+        (files / name).write_text(text, encoding="utf-8")
+    return {
+        key: str(files / value.removeprefix(MOUNT)) if value.startswith(MOUNT) else value
+        for key, value in env.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def manifests(render: Render) -> list[Manifest]:
+    """Production values, with the chart making the Secrets so that their values are known."""
+    return render(values=[PRODUCTION_VALUES], set_values=OVERRIDES)
+
+
+@pytest.mark.parametrize(("service", "ports"), SERVICES.items())
+def test_settings_load_from_the_chart_environment(
+    manifests: list[Manifest],
+    service: str,
+    ports: tuple[int, int],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cls = settings_class(service)
+    env = container_env(manifests, service, tmp_path)
+    for name in list(os.environ):
+        if name.startswith("TOCSIN_") or name in ("DATABASE_URL", "REDIS_URL"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(cls)
+    assert (settings.grpc_bind_port, settings.metrics_bind_port) == ports
+    assert settings.host == "0.0.0.0"
+    # 60 s grace less the 10 s preStop sleep and 5 s of margin (values-production.yaml).
+    assert settings.shutdown_grace_s == 45
+    if service == "alerting":
+        assert settings.jwt_key.get_secret_value() == JWT_KEY
+        assert settings.targeting_addr == "tocsin-targeting:50052"
+        assert settings.sms_addr == "tocsin-sms:50053"
+    if service == "sms":
+        operators = settings.operators()
+        assert operators[0].name == "proximus", "the default operator comes first"
+        assert {op.name: len(op.binds) for op in operators} == {
+            "proximus": 4,
+            "orange": 3,
+            "base": 2,
+        }
+        assert operators[0].binds[0].password == "shared-password"
+        assert settings.ratelimit_rules == tmp_path / "ratelimit.toml"
