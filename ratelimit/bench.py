@@ -86,7 +86,6 @@ def _redis(url: str | None) -> Iterator[str]:
 async def bench(args: argparse.Namespace, url: str) -> dict[str, object]:
     """Run both parts and return the figures with the parameters that produced them."""
     load = Load(
-        start_at=time.time() + 3.0,
         duration=args.seconds,
         tasks=args.tasks,
         rate=args.rate,

@@ -5,7 +5,7 @@ Redis (`spawn`). A process prints one JSON report on stdout: lease grants (wall 
 wall time of every send, how many acquire calls went to Redis and how many tokens they were granted.
 
     python -m ratelimit.loadgen --redis redis://127.0.0.1:6379/0 \
-        --load '{"start_at": 1700000000.0, "duration": 10, "tasks": 16, "rate": 741}'
+        --load '{"duration": 10, "tasks": 16, "rate": 741}'    # then "ready"; send a start time
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ BUCKET = "bench:global"
 class Load:
     """What every process of one run does."""
 
-    #: Wall time at which the senders start.
-    start_at: float
-    #: Seconds they run.
+    #: Seconds the senders run.
     duration: float = 10.0
     #: Sender tasks per process.
     tasks: int = 16
@@ -63,6 +61,8 @@ class Report:
     reserved: float = 0.0
     #: Leases granted by the local fallback.
     fallback_leases: int = 0
+    #: Wall time at which the senders started.
+    start_at: float = 0.0
 
     @classmethod
     def from_json(cls, data: Any) -> Report:
@@ -73,6 +73,7 @@ class Report:
             calls=int(data["calls"]),
             reserved=float(data["reserved"]),
             fallback_leases=int(data["fallback_leases"]),
+            start_at=float(data["start_at"]),
         )
 
 
@@ -93,18 +94,24 @@ async def _sender(limiter: Limiter, report: Report, *, lease_size: int) -> None:
 
 
 async def run(url: str, load: Load) -> Report:
-    """Run the senders of one process and return what they were granted and sent."""
+    """Run the senders of one process and return what they were granted and sent.
+
+    Prints `ready` once connected, then reads the wall time to start at from stdin, so that every
+    process of a run starts at once however long each took to start.
+    """
     rules = Rules((Rule(BUCKET, load.rate, load.capacity),), lease=load.lease, source="loadgen")
     client = aioredis.Redis.from_url(url)
     report = Report()
     try:
         async with Limiter.from_rules(client, rules) as limiter:
-            await asyncio.sleep(max(0.0, load.start_at - time.time()))
+            print("ready", flush=True)
+            report.start_at = float(await asyncio.to_thread(sys.stdin.readline))
+            await asyncio.sleep(max(0.0, report.start_at - time.time()))
             # At the end every sender stops where it is: no Redis call is made after the end, and
             # a lease reserved before it but starting after it counts as granted, not as used.
             with contextlib.suppress(TimeoutError):
                 async with (
-                    asyncio.timeout(load.start_at + load.duration - time.time()),
+                    asyncio.timeout(report.start_at + load.duration - time.time()),
                     asyncio.TaskGroup() as group,
                 ):
                     for _ in range(load.tasks):
@@ -117,20 +124,36 @@ async def run(url: str, load: Load) -> Report:
     return report
 
 
-async def spawn(url: str, load: Load, *, processes: int) -> list[Report]:
-    """Run `processes` load-generator processes at once and collect their reports."""
-
-    async def one() -> Report:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ratelimit.loadgen", "--redis", url, "--load",
-            json.dumps(asdict(load)), stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, _ = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"load generator exited with status {proc.returncode}")
-        return Report.from_json(json.loads(out))
-
-    return list(await asyncio.gather(*(one() for _ in range(processes))))
+async def spawn(url: str, load: Load, *, processes: int, lead: float = 0.5) -> list[Report]:
+    """Run `processes` load-generator processes, start them together once all are ready (plus
+    `lead` seconds), and collect their reports."""
+    command = [sys.executable, "-m", "ratelimit.loadgen", "--redis", url]
+    command += ["--load", json.dumps(asdict(load))]
+    pipe = asyncio.subprocess.PIPE
+    procs = [
+        await asyncio.create_subprocess_exec(*command, stdin=pipe, stdout=pipe)
+        for _ in range(processes)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            if (await proc.stdout.readline()).strip() != b"ready":
+                raise RuntimeError("a load generator failed to start")
+        start_at = time.time() + lead
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(f"{start_at!r}\n".encode())
+            await proc.stdin.drain()
+            proc.stdin.close()
+        outputs = await asyncio.gather(*(proc.communicate() for proc in procs))
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    if any(proc.returncode != 0 for proc in procs):
+        raise RuntimeError(f"a load generator failed: {[p.returncode for p in procs]}")
+    return [Report.from_json(json.loads(out)) for out, _ in outputs]
 
 
 def max_window(times: Sequence[float], width: float = 1.0) -> int:
