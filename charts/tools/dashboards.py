@@ -201,7 +201,7 @@ OPERATORS = dashboard(
             (
                 Panel(
                     "Binds up",
-                    "Bound SMPP sessions per operator.",
+                    "Bound SMPP sessions per operator, over all sms pods.",
                     (
                         Q(
                             f"sum by (operator) (tocsin_smpp_bind_up{sel(operator=OPERATOR)})",
@@ -214,12 +214,12 @@ OPERATORS = dashboard(
                 ),
                 Panel(
                     "Bind state",
-                    "Each bind over time: a red stretch is a bind down (alert TocsinSmppBindDown).",
+                    "Each bind of each sms pod: a red stretch is a bind down (TocsinSmppBindDown).",
                     (
                         Q(
-                            "max by (operator, bind) "
+                            "min by (pod, operator, bind) "
                             f"(tocsin_smpp_bind_up{sel(operator=OPERATOR)})",
-                            "{{operator}} {{bind}}",
+                            "{{pod}} {{bind}}",
                         ),
                     ),
                     kind="state-timeline",
