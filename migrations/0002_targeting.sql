@@ -61,8 +61,9 @@ CREATE TABLE subscribers (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Up to five addresses per subscriber, as points. language and channels are copies of the
--- subscriber's, so that previews count without touching the personal data in `subscribers`.
+-- Up to five addresses per subscriber, as points. language, channels, phone and email are copies
+-- of the subscriber's, written in the same transaction: previews count from the index alone, and
+-- Resolve reads one table in H3 order without a join per address (docs/targeting.md).
 CREATE TABLE addresses (
     subscriber_id bigint           NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
     position      smallint         NOT NULL CHECK (position BETWEEN 0 AND 4),
@@ -72,10 +73,13 @@ CREATE TABLE addresses (
     h3            bigint           NOT NULL,  -- H3 cell of (lat, lon) at resolution 15
     language      text             NOT NULL,
     channels      smallint         NOT NULL,
+    phone         text,
+    email         text,
     PRIMARY KEY (subscriber_id, position)
 );
--- Range scans per H3 cell; the included columns let previews run as index-only scans.
-CREATE INDEX addresses_h3 ON addresses (h3) INCLUDE (subscriber_id, lon, lat, language, channels);
+-- Range scans per H3 cell; the included columns make previews and Resolve index-only scans.
+CREATE INDEX addresses_h3 ON addresses (h3)
+    INCLUDE (subscriber_id, lon, lat, language, channels, phone, email);
 
 -- Per H3 resolution-9 cell and language: distinct subscribers with an address in the cell, in
 -- total and per channel. Kept exact by the registration code; rebuilt after a bulk load.

@@ -11,6 +11,7 @@ import asyncpg
 
 from services.targeting import population as popmod
 from services.targeting.counts import rebuild_counts
+from services.targeting.model import Conn
 from services.targeting.population import LANGUAGES, Population
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ class PopulationConflict(Exception):
     """The database holds subscribers that no synthetic load put there."""
 
 
-async def loaded(*, conn: asyncpg.Connection, seed: int, subscribers: int) -> bool:
+async def loaded(*, conn: Conn, seed: int, subscribers: int) -> bool:
     """Whether exactly this synthetic population is completely loaded."""
     row = await conn.fetchval(
         "SELECT complete FROM synthetic_populations WHERE seed = $1 AND subscribers = $2",
@@ -39,7 +40,7 @@ async def loaded(*, conn: asyncpg.Connection, seed: int, subscribers: int) -> bo
 
 async def load_population(
     *,
-    conn: asyncpg.Connection,
+    conn: Conn,
     seed: int,
     subscribers: int,
     progress: Callable[[str], None] = lambda _: None,
@@ -78,13 +79,24 @@ async def load_population(
         _address_rows(pop),
         pop.addr_subscriber.size,
         progress,
-        ["subscriber_id", "position", "kind", "lon", "lat", "h3", "language", "channels"],
+        [
+            "subscriber_id",
+            "position",
+            "kind",
+            "lon",
+            "lat",
+            "h3",
+            "language",
+            "channels",
+            "phone",
+            "email",
+        ],
     )
     await conn.execute("RESET session_replication_role")
     progress("indexing addresses by H3 cell")
     await conn.execute(
         "CREATE INDEX addresses_h3 ON addresses (h3) "
-        "INCLUDE (subscriber_id, lon, lat, language, channels)"
+        "INCLUDE (subscriber_id, lon, lat, language, channels, phone, email)"
     )
     await conn.execute(
         "SELECT setval(pg_get_serial_sequence('subscribers', 'id'), $1)", max(1, subscribers)
@@ -105,7 +117,7 @@ async def load_population(
     await rebuild_counts(conn=conn)
     progress("vacuum analyze")
     for table in ("subscribers", "addresses", "cell_counts", "cell_sites"):
-        await conn.execute(f"VACUUM (ANALYZE) {table}")
+        await conn.execute(f"VACUUM (FREEZE, ANALYZE) {table}")
     await conn.execute(
         "UPDATE synthetic_populations SET complete = true, loaded_at = now() "
         "WHERE seed = $1 AND subscribers = $2",
@@ -116,7 +128,7 @@ async def load_population(
     return True
 
 
-async def _skip_foreign_key_checks(conn: asyncpg.Connection) -> None:
+async def _skip_foreign_key_checks(conn: Conn) -> None:
     """Generated addresses reference generated subscribers: skip the per-row FK trigger."""
     try:
         await conn.execute("SET session_replication_role = replica")
@@ -125,7 +137,7 @@ async def _skip_foreign_key_checks(conn: asyncpg.Connection) -> None:
 
 
 async def _copy(
-    conn: asyncpg.Connection,
+    conn: Conn,
     table: str,
     rows: Iterator[tuple[Any, ...]],
     total: int,
@@ -163,5 +175,7 @@ def _address_rows(pop: Population) -> Iterator[tuple[Any, ...]]:
         pop.addr_h3.tolist(),
         [LANGUAGES[i] for i in language[sub - 1].tolist()],
         channels[sub - 1].tolist(),
+        [pop.phone[i] for i in (sub - 1).tolist()],
+        [pop.email[i] for i in (sub - 1).tolist()],
         strict=True,
     )

@@ -120,10 +120,11 @@ def _city_points(rng: np.random.Generator, n: int, *, spread: float = 1.0) -> tu
     lat0 = np.array([c[2] for c in CITIES])[pick]
     sigma = np.array([c[4] for c in CITIES])[pick] * spread
     dlon, dlat = _km_to_deg(50.5)
-    # A heavier tail than a Gaussian: dense centres, suburbs thinning out.
-    r = np.abs(rng.standard_t(4, size=n)) * sigma
-    theta = rng.uniform(0, 2 * np.pi, size=n)
-    return lon0 + r * np.cos(theta) * dlon, lat0 + r * np.sin(theta) * dlat
+    # Student's t per axis: a Gaussian core (a finite density in the centre) with suburbs
+    # thinning out more slowly than a Gaussian's.
+    dx = rng.standard_t(4, size=n) * sigma
+    dy = rng.standard_t(4, size=n) * sigma
+    return lon0 + dx * dlon, lat0 + dy * dlat
 
 
 def _countryside_points(rng: np.random.Generator, n: int) -> tuple[Array, Array]:

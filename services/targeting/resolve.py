@@ -34,14 +34,13 @@ FETCH = 20_000
 KINDS = ("emergency", "general", "exercise", "test")
 
 _ZONE_SQL = """
-    SELECT r.test, a.lon, a.lat, s.language,
-           CASE WHEN s.channels & $4 & 1 <> 0 THEN s.phone END,
-           CASE WHEN s.channels & $4 & 2 <> 0 THEN s.phone END,
-           CASE WHEN s.channels & $4 & 4 <> 0 THEN s.email END
+    SELECT r.test, a.lon, a.lat, a.language,
+           CASE WHEN a.channels & $4 & 1 <> 0 THEN a.phone END,
+           CASE WHEN a.channels & $4 & 2 <> 0 THEN a.phone END,
+           CASE WHEN a.channels & $4 & 4 <> 0 THEN a.email END
     FROM unnest($1::bigint[], $2::bigint[], $3::bool[]) r(lo, hi, test)
     JOIN addresses a ON a.h3 BETWEEN r.lo AND r.hi
-    JOIN subscribers s ON s.id = a.subscriber_id
-    WHERE s.channels & $4 <> 0
+    WHERE a.channels & $4 <> 0
 """
 _GROUPS_SQL = """
     SELECT false, 0.0, 0.0, language,

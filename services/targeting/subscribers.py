@@ -137,11 +137,12 @@ async def remove(*, pool: asyncpg.Pool, subscriber_id: int) -> None:
 async def _insert_addresses(conn: Conn, subscriber_id: int, data: SubscriberData) -> list[int]:
     cells = [h3.latlng_to_cell(a.lat, a.lon, FINE_RES) for a in data.addresses]
     bits = channel_bits(data.channels)
+    phone, email = data.phone, data.email
     await conn.executemany(
-        "INSERT INTO addresses (subscriber_id, position, kind, lon, lat, h3, language, channels) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO addresses (subscriber_id, position, kind, lon, lat, h3, language, channels,"
+        " phone, email) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         [
-            (subscriber_id, i, a.kind, a.lon, a.lat, cell, data.language, bits)
+            (subscriber_id, i, a.kind, a.lon, a.lat, cell, data.language, bits, phone, email)
             for i, (a, cell) in enumerate(zip(data.addresses, cells, strict=True))
         ],
     )
