@@ -161,7 +161,7 @@ def alert_pb(alert: Alert) -> pb.Alert:
     )
 
 
-def alert_progress_pb(alert: Alert) -> pb.AlertProgress:
+def alert_progress_pb(alert: Alert, *, final: bool) -> pb.AlertProgress:
     """A WatchAlert message."""
     return pb.AlertProgress(
         alert_id=alert.id,
@@ -169,7 +169,7 @@ def alert_progress_pb(alert: Alert) -> pb.AlertProgress:
         version=alert.version,
         channels=[progress_pb(c) for c in alert.progress],
         units=alert.units_prepaid + alert.units_postpaid,
-        final=alert.state in (State.COMPLETE, State.CANCELLED, State.EXPIRED),
+        final=final,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import grpc
 
 from services.alerting import audit
 from services.alerting.auth import Principal, bearer, load_principal, token_user
+from services.kernel import context as kernel_context
 from services.kernel.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class Gate:
     ) -> AsyncIterator[Call]:
         """Authenticate (unless `authenticate` is false: Login), run the body, audit the result."""
         call = Call(action=action, peer=context.peer() or "", target=target)
+        token = kernel_context.alert_id.set(target if _is_alert_id(target) else "-")
         try:
             if authenticate:
                 call.caller = await self.authenticate(context.invocation_metadata())
@@ -71,6 +74,8 @@ class Gate:
             raise
         else:
             await self._record(call, result="OK", detail=call.detail)
+        finally:
+            kernel_context.alert_id.reset(token)
 
     async def _record(self, call: Call, *, result: str, detail: str) -> None:
         who = call.caller
@@ -85,3 +90,11 @@ class Gate:
             result=result,
             detail=detail,
         )
+
+
+def _is_alert_id(target: str) -> bool:
+    try:
+        uuid.UUID(target)
+    except ValueError:
+        return False
+    return True

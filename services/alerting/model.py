@@ -130,6 +130,8 @@ class ChannelCounts:
     failed: int = 0
     dropped: int = 0
     units: int = 0
+    #: Whether the channel's service has reported on this alert at all.
+    reported: bool = False
 
     @property
     def queued(self) -> int:

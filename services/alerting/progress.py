@@ -26,8 +26,6 @@ from services.kernel.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
-#: States after which an alert changes no more.
-FINAL_STATES = (State.COMPLETE, State.CANCELLED, State.EXPIRED)
 #: Counters of tocsin_alert_messages_total fed from the channels' reports.
 REPORTED_STATES = ("submitted", "delivered", "failed")
 
@@ -107,8 +105,8 @@ async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -
 
 async def watch(
     pool: asyncpg.Pool, *, deliveries: Deliveries, alert: Alert, interval: float
-) -> AsyncIterator[Alert]:
-    """The alert after every change, until it is complete, cancelled or expired."""
+) -> AsyncIterator[tuple[Alert, bool]]:
+    """The alert after every change, and whether it is the last one (see `_done`)."""
     last: tuple[object, ...] | None = None
     while True:
         if alert.state is not State.DRAFT:
@@ -117,6 +115,7 @@ async def watch(
             fresh = await store.fetch(pool, alert_id=alert.id)
             assert fresh is not None
             alert = fresh
+        done = _done(alert)
         seen = (
             alert.state,
             alert.version,
@@ -124,12 +123,30 @@ async def watch(
             alert.units_prepaid,
             alert.units_postpaid,
         )
-        if seen != last:
+        if seen != last or done:
             last = seen
-            yield alert
-        if alert.state in FINAL_STATES:
+            yield alert, done
+        if done:
             return
         await asyncio.sleep(interval)
+
+
+def _done(alert: Alert) -> bool:
+    """Complete, expired, or cancelled with every message accounted for (or past expiry)."""
+    if alert.state in (State.COMPLETE, State.EXPIRED):
+        return True
+    if alert.state is State.CANCELLED:
+        return _settled(alert) or alert.spec.expires <= now_utc()
+    return False
+
+
+def _settled(alert: Alert) -> bool:
+    """A cancelled alert is settled once every reporting channel has an outcome for each message.
+
+    Until then messages handed over before the cancel may still be delivered, and the rest are
+    being dropped: the watcher sees both counts come in.
+    """
+    return all(c.finished for c in alert.progress if c.reported)
 
 
 async def settle_live(pool: asyncpg.Pool, *, deliveries: Deliveries) -> None:

@@ -141,10 +141,10 @@ class AlertingServicer(alerting_pb2_grpc.AlertingServiceServicer):
         # Audited when the watch starts: the stream itself may last as long as the alert.
         async with self._gate.call(context, "WatchAlert", target=request.alert_id) as call:
             alert = await self._alerts.visible(principal=call.principal, alert_id=request.alert_id)
-        async for current in progress.watch(
+        async for current, final in progress.watch(
             self._pool, deliveries=self._deliveries, alert=alert, interval=self._watch_interval
         ):
-            yield convert.alert_progress_pb(current)
+            yield convert.alert_progress_pb(current, final=final)
 
 
 class AdminServicer(alerting_pb2_grpc.AdminServiceServicer):

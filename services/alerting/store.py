@@ -89,6 +89,7 @@ def counts(row: asyncpg.Record) -> tuple[ChannelCounts, ...]:
                 failed=int(seen.get("failed", 0)),
                 dropped=int(seen.get("dropped", 0)),
                 units=int(seen.get("units", 0)),
+                reported=name in progress,
             )
         )
     return tuple(out)
