@@ -1,0 +1,309 @@
+"""Seed a running stack through its own APIs: an admin, an entity, issuers, subscribers, alerts.
+
+Shared by the load test, the campaign benchmark, the metrics-coverage test and the `make run` demo.
+Everything goes through the services' gRPC APIs except the very first admin, which by design
+only exists straight in the database (services.alerting.admin.bootstrap_admin).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
+from tocsin.targeting.v1 import targeting_pb2, targeting_pb2_grpc
+
+from services.kernel.errors import FailedPrecondition
+
+Metadata = tuple[tuple[str, str], ...]
+
+#: Number prefixes (after +32) of the two operators the stack simulates (SMS routing defaults).
+OPERATOR_PREFIXES = ("47", "49")
+#: Seconds a seeding call may take.
+CALL_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Place:
+    """A circular zone somewhere in Belgium, and the territory of the entity that owns it."""
+
+    name: str
+    lon: float
+    lat: float
+    #: Radius of the alert zone, in metres.
+    radius_m: float
+    #: Half the side of the square territory around it, in metres.
+    territory_half_m: float = 15_000.0
+
+    def _offset(self, dx_m: float, dy_m: float) -> tuple[float, float]:
+        lon = self.lon + dx_m / (111_320.0 * math.cos(math.radians(self.lat)))
+        lat = self.lat + dy_m / 110_574.0
+        return lon, lat
+
+    def territory_geojson(self) -> str:
+        """A square around the place, as a GeoJSON Polygon."""
+        h = self.territory_half_m
+        ring = [self._offset(x, y) for x, y in ((-h, -h), (h, -h), (h, h), (-h, h), (-h, -h))]
+        coords = ",".join(f"[{lon:.6f},{lat:.6f}]" for lon, lat in ring)
+        return f'{{"type":"Polygon","coordinates":[[{coords}]]}}'
+
+    def zone_geojson(self, *, sides: int = 48) -> str:
+        """The circular zone as a GeoJSON Polygon."""
+        ring = [
+            self._offset(
+                self.radius_m * math.cos(2 * math.pi * i / sides),
+                self.radius_m * math.sin(2 * math.pi * i / sides),
+            )
+            for i in range(sides)
+        ]
+        ring.append(ring[0])
+        coords = ",".join(f"[{lon:.6f},{lat:.6f}]" for lon, lat in ring)
+        return f'{{"type":"Polygon","coordinates":[[{coords}]]}}'
+
+    def random_point(self, rng: random.Random, *, inside: float = 0.9) -> tuple[float, float]:
+        """A point drawn evenly inside `inside` times the zone's radius."""
+        r = self.radius_m * inside * math.sqrt(rng.random())
+        theta = rng.uniform(0, 2 * math.pi)
+        return self._offset(r * math.cos(theta), r * math.sin(theta))
+
+
+#: Gent, the demo's and the load test's municipality.
+GENT = Place("Gent", 3.7174, 51.0543, 1500.0)
+
+
+def bearer(token: str) -> Metadata:
+    """Call metadata carrying a token from AuthService.Login."""
+    return (("authorization", f"Bearer {token}"),)
+
+
+def new_password() -> str:
+    """A random password long enough for the alerting service."""
+    return secrets.token_urlsafe(18)
+
+
+def phone(index: int, *, block: int = 0) -> str:
+    """A distinct Belgian mobile number per index, alternating between the simulated operators."""
+    prefix = OPERATOR_PREFIXES[index % len(OPERATOR_PREFIXES)]
+    return f"+32{prefix}{block % 10}{index:06d}"
+
+
+async def bootstrap_admin(*, database_url: str, username: str, password: str) -> bool:
+    """Create the first admin in the database; False when an admin exists already."""
+    from services.alerting.admin import bootstrap_admin as create_first_admin
+
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        await create_first_admin(pool, username=username, password=password)
+    except FailedPrecondition:
+        return False
+    finally:
+        await pool.close()
+    return True
+
+
+async def login(channel: grpc.aio.Channel, *, username: str, password: str) -> str:
+    """A token for the user."""
+    auth = alerting_pb2_grpc.AuthServiceStub(channel)
+    reply = await auth.Login(
+        alerting_pb2.LoginRequest(username=username, password=password), timeout=CALL_TIMEOUT_S
+    )
+    return reply.token
+
+
+async def ensure_entity(
+    channel: grpc.aio.Channel, admin: Metadata, *, place: Place, postpaid: bool = True
+) -> int:
+    """The id of the type 1 entity governing `place`, created with its territory if absent."""
+    stub = alerting_pb2_grpc.AdminServiceStub(channel)
+    name = f"Gemeente {place.name} (tocsin demo)"
+    found = await stub.ListEntities(
+        alerting_pb2.ListEntitiesRequest(), metadata=admin, timeout=CALL_TIMEOUT_S
+    )
+    for entity in found.entities:
+        if entity.name == name:
+            return entity.id
+    created = await stub.CreateEntity(
+        alerting_pb2.CreateEntityRequest(
+            name=name,
+            type=1,
+            territory_kind="municipality",
+            territory_geojson=place.territory_geojson(),
+            postpaid=postpaid,
+        ),
+        metadata=admin,
+        timeout=CALL_TIMEOUT_S,
+    )
+    return created.id
+
+
+async def ensure_issuer(
+    channel: grpc.aio.Channel, admin: Metadata, *, entity_id: int, username: str, password: str
+) -> None:
+    """Create an issuer of the entity unless one of that name exists."""
+    stub = alerting_pb2_grpc.AdminServiceStub(channel)
+    users = await stub.ListUsers(
+        alerting_pb2.ListUsersRequest(entity_id=entity_id), metadata=admin, timeout=CALL_TIMEOUT_S
+    )
+    if any(u.username == username for u in users.users):
+        return
+    await stub.CreateUser(
+        alerting_pb2.CreateUserRequest(
+            username=username,
+            password=password,
+            entity_id=entity_id,
+            role=alerting_pb2.ROLE_ISSUER,
+        ),
+        metadata=admin,
+        timeout=CALL_TIMEOUT_S,
+    )
+
+
+async def audience(channel: grpc.aio.Channel, *, entity_id: int, place: Place) -> int:
+    """SMS recipients targeting counts in the place's zone."""
+    stub = targeting_pb2_grpc.TargetingStub(channel)
+    reply = await stub.Preview(
+        targeting_pb2.PreviewRequest(
+            entity_id=entity_id,
+            zone=targeting_pb2.Zone(geojson=place.zone_geojson()),
+            channels=[targeting_pb2.CHANNEL_SMS],
+        ),
+        timeout=CALL_TIMEOUT_S,
+    )
+    return sum(c.recipients for c in reply.channels if c.channel == targeting_pb2.CHANNEL_SMS)
+
+
+async def register_subscribers(
+    channel: grpc.aio.Channel,
+    *,
+    place: Place,
+    count: int,
+    first: int = 0,
+    block: int = 0,
+    seed: int = 7,
+    concurrency: int = 32,
+    languages: Sequence[str] = ("nl", "nl", "nl", "fr", "en"),
+    progress: Callable[[int], None] = lambda _: None,
+) -> None:
+    """Register `count` subscribers (SMS only) at home inside the place's zone."""
+    stub = targeting_pb2_grpc.TargetingStub(channel)
+    rng = random.Random(seed)
+    points = [place.random_point(rng) for _ in range(first + count)][first:]
+    langs = [rng.choice(languages) for _ in range(first + count)][first:]
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            lon, lat = points[i]
+            await stub.RegisterSubscriber(
+                targeting_pb2.RegisterSubscriberRequest(
+                    subscriber=targeting_pb2.Subscriber(
+                        phone=phone(first + i, block=block),
+                        language=langs[i],
+                        channels=[targeting_pb2.CHANNEL_SMS],
+                        addresses=[
+                            targeting_pb2.Address(
+                                kind=targeting_pb2.ADDRESS_KIND_HOME, lon=lon, lat=lat
+                            )
+                        ],
+                    )
+                ),
+                timeout=CALL_TIMEOUT_S,
+            )
+            progress(1)
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, max(1, count)))))
+
+
+def alert_spec(
+    *,
+    place: Place,
+    kind: int = alerting_pb2.ALERT_KIND_TEST,
+    headline: str = "Test of the public warning system",
+    expires_in: timedelta = timedelta(hours=1),
+) -> alerting_pb2.AlertSpec:
+    """An SMS alert to the place's zone, in the four languages, one SMS segment each."""
+    expires = Timestamp()
+    expires.FromDatetime(datetime.now(UTC) + expires_in)
+    texts = {
+        "nl": ("Test", "Test van BE-Alert", "Dit is een test.", "Niets te doen."),
+        "fr": ("Test", "Test de BE-Alert", "Ceci est un test.", "Rien a faire."),
+        "de": ("Test", "Test von BE-Alert", "Dies ist ein Test.", "Nichts zu tun."),
+        "en": ("Test", headline, "This is a test.", "Nothing to do."),
+    }
+    return alerting_pb2.AlertSpec(
+        kind=kind,  # type: ignore[arg-type]
+        category="Safety",
+        urgency="Immediate",
+        severity="Minor",
+        certainty="Observed",
+        infos=[
+            alerting_pb2.Info(language=lang, event=e, headline=h, description=d, instruction=i)
+            for lang, (e, h, d, i) in texts.items()
+        ],
+        zone_geojson=place.zone_geojson(),
+        area_description=f"{place.name} (demo zone)",
+        channels=[alerting_pb2.CHANNEL_SMS],
+        expires=expires,
+        sender="BE-Alert",
+    )
+
+
+async def create_alert(
+    channel: grpc.aio.Channel, issuer: Metadata, *, spec: alerting_pb2.AlertSpec, key: str
+) -> alerting_pb2.Alert:
+    """CreateAlert with an idempotency key."""
+    stub = alerting_pb2_grpc.AlertingServiceStub(channel)
+    return await stub.CreateAlert(
+        alerting_pb2.CreateAlertRequest(idempotency_key=key, spec=spec),
+        metadata=issuer,
+        timeout=CALL_TIMEOUT_S,
+    )
+
+
+async def watch(
+    channel: grpc.aio.Channel, issuer: Metadata, *, alert_id: str, timeout: float
+) -> AsyncIterator[alerting_pb2.AlertProgress]:
+    """WatchAlert until its final message or `timeout` seconds (DEADLINE_EXCEEDED then)."""
+    stub = alerting_pb2_grpc.AlertingServiceStub(channel)
+    call = stub.WatchAlert(
+        alerting_pb2.WatchAlertRequest(alert_id=alert_id), metadata=issuer, timeout=timeout
+    )
+    async for progress in call:
+        yield progress
+        if progress.final:
+            return
+
+
+def sms_progress(progress: alerting_pb2.AlertProgress) -> alerting_pb2.ChannelProgress:
+    """The SMS channel's counts of a progress message (zeros before the first)."""
+    for ch in progress.channels:
+        if ch.channel == alerting_pb2.CHANNEL_SMS:
+            return ch
+    return alerting_pb2.ChannelProgress(channel=alerting_pb2.CHANNEL_SMS)
+
+
+async def deliver(
+    channel: grpc.aio.Channel, issuer: Metadata, *, alert_id: str, timeout: float
+) -> alerting_pb2.ChannelProgress:
+    """Send an alert and wait until every SMS has an outcome; the last SMS counts."""
+    stub = alerting_pb2_grpc.AlertingServiceStub(channel)
+    await stub.SendAlert(
+        alerting_pb2.SendAlertRequest(alert_id=alert_id), metadata=issuer, timeout=CALL_TIMEOUT_S
+    )
+    last = alerting_pb2.ChannelProgress(channel=alerting_pb2.CHANNEL_SMS)
+    async for progress in watch(channel, issuer, alert_id=alert_id, timeout=timeout):
+        last = sms_progress(progress)
+        if last.targeted and last.delivered + last.failed >= last.targeted:
+            break
+    return last

@@ -1,0 +1,236 @@
+"""The `make run` demo: a test alert to a few thousand synthetic citizens of Gent, watched live.
+
+The supervisor calls `run_demo` once every service is SERVING (unless --no-demo). It seeds what is
+missing (the first admin, the entity of Gent with its territory, an issuer, the subscribers in
+the zone), creates a test alert, previews it, sends it, shows its progress from WatchAlert until
+every SMS has an outcome, and prints the outcome. It ends by itself within DEMO_TIMEOUT_S and
+never takes the stack down: a failure is printed, and the stack keeps running.
+
+Credentials of the demo's accounts live in `<var>/demo/credentials.json` (mode 0600), so a second
+`make run` on the same data logs in again instead of seeding twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
+
+from loadtest import seed
+from stack.services import SERVICES
+
+logger = logging.getLogger(__name__)
+
+#: Subscribers the demo zone should hold.
+DEMO_SUBSCRIBERS = 3000
+#: The whole demo ends within this many seconds, however it goes.
+DEMO_TIMEOUT_S = 120.0
+#: Printed first on the outcome line (tests/stack/test_demo.py reads it).
+OUTCOME = "demo: outcome"
+
+ADMIN = "demo-admin"
+ISSUER = "demo-issuer-gent"
+
+
+class DemoError(Exception):
+    """The demo cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the demo alert came to."""
+
+    targeted: int
+    delivered: int
+    failed: int
+    units: int
+    elapsed_s: float
+
+
+def run_demo(*, alerting: str, var: Path) -> None:
+    """Seed, send and watch the demo alert; print the outcome or why there is none."""
+    console = Console(highlight=False)
+    console.print("demo: a test alert to the synthetic citizens of Gent (--no-demo skips this)")
+    try:
+        outcome = asyncio.run(asyncio.wait_for(_demo(alerting, var, console), DEMO_TIMEOUT_S))
+    except TimeoutError:
+        console.print(f"demo: gave up after {DEMO_TIMEOUT_S:.0f} s; the stack keeps running")
+        return
+    except DemoError as exc:
+        console.print(f"demo: {exc}; the stack keeps running")
+        return
+    except grpc.RpcError as exc:
+        code, details = exc.code(), exc.details()
+        console.print(f"demo: a call failed: {code.name} {details}; the stack keeps running")
+        return
+    except Exception:
+        # The demo is a guest of the supervisor: whatever breaks it must not stop the stack.
+        logger.exception("demo: failed unexpectedly; the stack keeps running")
+        return
+    console.print(
+        f"{OUTCOME}: targeted {outcome.targeted}, delivered {outcome.delivered},"
+        f" failed {outcome.failed}, units charged {outcome.units},"
+        f" elapsed {outcome.elapsed_s:.1f} s"
+    )
+
+
+def _address(alerting: str, service: str) -> str:
+    """A sibling service's address: the alerting port tells the stack's port offset."""
+    host, _, port = alerting.rpartition(":")
+    ports = {s.name: s.grpc_port for s in SERVICES}
+    return f"{host}:{int(port) - ports['alerting'] + ports[service]}"
+
+
+def _database_url(var: Path) -> str:
+    """The stack's PostgreSQL: DATABASE_URL, or the embedded server's port from its pid file."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        return external
+    pid_file = var / "pg" / "postmaster.pid"
+    try:
+        port = int(pid_file.read_text(encoding="utf-8").splitlines()[3])
+    except (OSError, IndexError, ValueError) as exc:
+        raise DemoError(f"cannot tell where PostgreSQL listens ({pid_file}: {exc})") from None
+    return f"postgresql://postgres@127.0.0.1:{port}/tocsin"
+
+
+def _credentials(var: Path) -> dict[str, str]:
+    """The demo accounts' passwords, made up and kept on first use."""
+    path = var / "demo" / "credentials.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+        return stored
+    creds = {ADMIN: seed.new_password(), ISSUER: seed.new_password()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(creds), encoding="utf-8")
+    return creds
+
+
+async def _issuer(
+    channel: grpc.aio.Channel, var: Path, console: Console
+) -> tuple[seed.Metadata, int]:
+    """The demo issuer's token and entity, creating admin, entity and issuer where missing."""
+    creds = _credentials(var)
+    if await seed.bootstrap_admin(
+        database_url=_database_url(var), username=ADMIN, password=creds[ADMIN]
+    ):
+        console.print(f"demo: created the first admin {ADMIN!r}")
+    try:
+        admin = seed.bearer(await seed.login(channel, username=ADMIN, password=creds[ADMIN]))
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.UNAUTHENTICATED:
+            raise
+        raise DemoError(
+            "an admin exists that this demo did not create (or its credentials in"
+            f" {var / 'demo'} are gone); run with --no-demo or a fresh --var"
+        ) from None
+    entity_id = await seed.ensure_entity(channel, admin, place=seed.GENT)
+    await seed.ensure_issuer(
+        channel, admin, entity_id=entity_id, username=ISSUER, password=creds[ISSUER]
+    )
+    token = await seed.login(channel, username=ISSUER, password=creds[ISSUER])
+    return seed.bearer(token), entity_id
+
+
+async def _population(targeting: grpc.aio.Channel, entity_id: int, console: Console) -> None:
+    """Register the subscribers the zone still lacks (none on a second run)."""
+    have = await seed.audience(targeting, entity_id=entity_id, place=seed.GENT)
+    if have >= DEMO_SUBSCRIBERS:
+        console.print(f"demo: {have} subscribers in the zone already")
+        return
+    with _bar(console) as bar:
+        task = bar.add_task("registering subscribers", total=DEMO_SUBSCRIBERS - have, detail="")
+        await seed.register_subscribers(
+            targeting,
+            place=seed.GENT,
+            count=DEMO_SUBSCRIBERS - have,
+            first=have,
+            progress=lambda n: bar.advance(task, n),
+        )
+
+
+def _bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("demo: {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _print_preview(preview: alerting_pb2.PreviewAlertResponse, console: Console) -> None:
+    parts = ", ".join(
+        f"{a.language} {a.recipients}"
+        for a in preview.audiences
+        if a.channel == alerting_pb2.CHANNEL_SMS
+    )
+    console.print(
+        f"demo: preview: SMS to {parts or 'nobody'}; {preview.estimated_units} units,"
+        f" EUR {preview.estimated_cost_cents / 100:.2f} excl. VAT"
+    )
+
+
+async def _demo(alerting: str, var: Path, console: Console) -> Outcome:
+    async with (
+        grpc.aio.insecure_channel(alerting) as channel,
+        grpc.aio.insecure_channel(_address(alerting, "targeting")) as targeting,
+    ):
+        issuer, entity_id = await _issuer(channel, var, console)
+        await _population(targeting, entity_id, console)
+        stub = alerting_pb2_grpc.AlertingServiceStub(channel)
+        spec = seed.alert_spec(place=seed.GENT, headline="Test of the BE-Alert demo")
+        alert = await seed.create_alert(channel, issuer, spec=spec, key=f"demo-{uuid.uuid4()}")
+        preview = await stub.PreviewAlert(
+            alerting_pb2.PreviewAlertRequest(alert_id=alert.id),
+            metadata=issuer,
+            timeout=seed.CALL_TIMEOUT_S,
+        )
+        _print_preview(preview, console)
+        started = time.monotonic()
+        await stub.SendAlert(
+            alerting_pb2.SendAlertRequest(alert_id=alert.id),
+            metadata=issuer,
+            timeout=seed.CALL_TIMEOUT_S,
+        )
+        console.print(f"demo: alert {alert.id} sent; watching it")
+        last = alerting_pb2.ChannelProgress(channel=alerting_pb2.CHANNEL_SMS)
+        with _bar(console) as bar:
+            task = bar.add_task("SMS with an outcome", total=None, detail="")
+            async for progress in seed.watch(
+                channel, issuer, alert_id=alert.id, timeout=DEMO_TIMEOUT_S
+            ):
+                last = seed.sms_progress(progress)
+                bar.update(
+                    task,
+                    total=last.targeted or None,
+                    completed=last.delivered + last.failed,
+                    detail=f"submitted {last.submitted} delivered {last.delivered}"
+                    f" failed {last.failed}",
+                )
+        final = await stub.GetAlert(
+            alerting_pb2.GetAlertRequest(alert_id=alert.id),
+            metadata=issuer,
+            timeout=seed.CALL_TIMEOUT_S,
+        )
+        charged = final.units_prepaid + final.units_postpaid
+        return Outcome(
+            targeted=last.targeted,
+            delivered=last.delivered,
+            failed=last.failed,
+            units=charged,
+            elapsed_s=time.monotonic() - started,
+        )

@@ -1,0 +1,51 @@
+"""`make run`'s demo: seeded, sent and watched by itself, every demo SMS delivered."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtest.stackproc import ROOT, random_offset
+from stack.demo import OUTCOME
+
+OUTCOME_LINE = re.compile(
+    rf"^{OUTCOME}: targeted (\d+), delivered (\d+), failed (\d+), units charged (\d+),", re.M
+)
+
+
+@pytest.mark.timeout(240)
+def test_the_demo_delivers_every_sms_and_the_stack_stops(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stack",
+            "run",
+            "--var",
+            str(tmp_path / "var"),
+            "--port-offset",
+            str(random_offset()),
+            "--exit-when-ready",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    match = OUTCOME_LINE.search(done.stdout)
+    assert match, output
+    targeted, delivered, failed, units = map(int, match.groups())
+    assert targeted >= 1000, output
+    assert (delivered, failed) == (targeted, 0), output
+    assert units == targeted, output
+    assert "tocsin: stopped" in done.stdout
