@@ -13,7 +13,8 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,13 +24,13 @@ import redis.asyncio as aioredis
 
 from services.kernel.errors import InvalidArgument
 from services.targeting.metrics import RECIPIENTS_ENQUEUED, RESOLVE_SECONDS
-from services.targeting.model import LANGUAGES, Channel, Counts, channel_bits
+from services.targeting.model import ALL_CHANNELS, LANGUAGES, Channel, Conn, Counts, channel_bits
 from services.targeting.preview import plan_zone
 from services.targeting.zones import Zone
 
-#: Rows in the first cursor fetch (small: the first batch leaves at once) and in later ones.
-FIRST_FETCH = 1_000
-FETCH = 20_000
+#: Bytes of COPY output in the first chunk (small: the first batch leaves at once) and later ones.
+FIRST_CHUNK_BYTES = 64 * 1024
+CHUNK_BYTES = 1024 * 1024
 #: Alert kinds, as the streams carry them.
 KINDS = ("emergency", "general", "exercise", "test")
 
@@ -42,8 +43,10 @@ _ZONE_SQL = """
     JOIN addresses a ON a.h3 BETWEEN r.lo AND r.hi
     WHERE a.channels & $4 <> 0
 """
+#: Columns of _ZONE_SQL.
+ZONE_COLUMNS = 7
 _GROUPS_SQL = """
-    SELECT false, 0.0, 0.0, language,
+    SELECT language,
            CASE WHEN channels & $2 & 1 <> 0 THEN phone END,
            CASE WHEN channels & $2 & 2 <> 0 THEN phone END,
            CASE WHEN channels & $2 & 4 <> 0 THEN email END
@@ -97,21 +100,34 @@ def validate_message(message: AlertMessage, channels: frozenset[Channel]) -> Non
         raise InvalidArgument("channels", "at least one channel")
 
 
+#: A stream entry to write: its channel, its fields, and its recipients per language.
+Entry = tuple[Channel, dict[str, str | bytes], Counter[bytes]]
+
+
 class _Batcher:
-    """Deduplicates recipients per channel and cuts them into stream entries."""
+    """Deduplicates recipients per channel and cuts them into stream entries.
+
+    Destinations and languages travel as bytes, straight from PostgreSQL's COPY text output to
+    the stream entry's JSON: at a million recipients, str objects and json.dumps per recipient
+    would be most of the time.
+    """
 
     def __init__(
         self, *, message: AlertMessage, channels: frozenset[Channel], batch_size: int
     ) -> None:
         self._channels = [c for c in (Channel.SMS, Channel.VOICE, Channel.EMAIL) if c in channels]
         self._size = batch_size
-        self._seen: dict[Channel, set[str]] = {c: set() for c in self._channels}
-        self._pending: dict[Channel, list[list[str]]] = {c: [] for c in self._channels}
+        self._seen: dict[Channel, set[bytes]] = {c: set() for c in self._channels}
+        # Per channel: JSON items b'["dest","lang"]', and their languages (for the counts).
+        self._items: dict[Channel, list[bytes]] = {c: [] for c in self._channels}
+        self._langs: dict[Channel, list[bytes]] = {c: [] for c in self._channels}
         self._seq: dict[Channel, int] = dict.fromkeys(self._channels, 0)
         texts = message.texts
         fallback = "en" if "en" in texts else next(iter(texts))
-        self._lang = {lang: (lang if lang in texts else fallback) for lang in LANGUAGES}
-        self._fields: dict[str, str] = {
+        self._lang = {
+            lang.encode(): (lang if lang in texts else fallback).encode() for lang in LANGUAGES
+        }
+        self._fields: dict[str, str | bytes] = {
             "alert": message.alert,
             "version": str(message.version),
             "kind": message.kind,
@@ -121,35 +137,129 @@ class _Batcher:
         }
         self.progress = Progress()
 
-    def add(self, languages: list[str], destinations: dict[Channel, list[str | None]]) -> None:
-        """Take recipients in: a language and, per channel, a destination or None, per row."""
+    def add(self, languages: Sequence[bytes], destinations: dict[Channel, Sequence[bytes]]) -> None:
+        """Take recipients in: a language and, per channel, a destination or b"" (none), per row."""
         lang_of = self._lang
         for channel in self._channels:
             seen = self._seen[channel]
             # Within the chunk, a dict dedups at C speed and keeps the first-seen order.
             chunk = dict(zip(destinations[channel], languages, strict=True))
-            fresh = [dest for dest in chunk if dest is not None and dest not in seen]
+            chunk.pop(b"", None)
+            fresh = [dest for dest in chunk if dest not in seen]
+            if not fresh:
+                continue
             seen.update(fresh)
-            self._pending[channel].extend([[dest, lang_of[chunk[dest]]] for dest in fresh])
+            langs = [lang_of[chunk[dest]] for dest in fresh]
+            if b'"' in b"".join(fresh) or b"\\" in b"".join(fresh):
+                safe = [json.dumps(d.decode())[1:-1].encode() for d in fresh]
+            else:
+                safe = fresh
+            self._items[channel].extend(
+                [b'["%b","%b"]' % pair for pair in zip(safe, langs, strict=True)]
+            )
+            self._langs[channel].extend(langs)
 
-    def entries(self, *, final: bool) -> list[tuple[Channel, dict[str, str], dict[str, int]]]:
+    def entries(
+        self, *, final: bool
+    ) -> list[tuple[Channel, dict[str, str | bytes], Counter[bytes]]]:
         """Cut full batches (and, when final, the rest) into stream entries."""
         out = []
         for channel in self._channels:
-            pending = self._pending[channel]
-            cut = len(pending) if final else len(pending) - len(pending) % self._size
+            items, langs = self._items[channel], self._langs[channel]
+            cut = len(items) if final else len(items) - len(items) % self._size
             for start in range(0, cut, self._size):
-                chunk = pending[start : min(start + self._size, cut)]
+                end = min(start + self._size, cut)
                 self._seq[channel] += 1
                 fields = dict(self._fields)
-                fields["to"] = json.dumps(chunk, ensure_ascii=False)
+                fields["to"] = b"[" + b",".join(items[start:end]) + b"]"
                 fields["batch"] = f"{channel.value}-{self._seq[channel]}"
-                per_lang: dict[str, int] = {}
-                for _, lang in chunk:
-                    per_lang[lang] = per_lang.get(lang, 0) + 1
-                out.append((channel, fields, per_lang))
-            del pending[:cut]
+                out.append((channel, fields, Counter(langs[start:end])))
+            del items[:cut]
+            del langs[:cut]
         return out
+
+
+def _group_columns(rows: list[Any]) -> tuple[Sequence[bytes], dict[Channel, Sequence[bytes]]]:
+    """Group members' rows (language, sms, voice, email) as the batcher takes them."""
+
+    def enc(values: Sequence[str | None]) -> list[bytes]:
+        return [v.encode() if v else b"" for v in values]
+
+    if not rows:
+        return [], dict.fromkeys(ALL_CHANNELS, ())
+    language, sms, voice, email = zip(*rows, strict=True)
+    return enc(language), {
+        Channel.SMS: enc(sms),
+        Channel.VOICE: enc(voice),
+        Channel.EMAIL: enc(email),
+    }
+
+
+def _zone_columns(
+    zone: Zone, rows: bytes
+) -> tuple[Sequence[bytes], dict[Channel, Sequence[bytes]]]:
+    """COPY text rows (test, lon, lat, language, sms, voice, email) inside the zone, as columns.
+
+    One split of the whole chunk and seven slices make the columns without a Python call per
+    row. NULL (`\\N`) becomes b"" (no destination). Values never hold tabs, newlines or COPY
+    escapes: phone numbers are E.164, e-mail addresses are validated without white space or
+    backslashes.
+    """
+    flat = rows.replace(b"\n", b"\t").split(b"\t")
+    test = flat[0::ZONE_COLUMNS]
+    columns: list[Sequence[bytes]] = [flat[i::ZONE_COLUMNS] for i in range(3, ZONE_COLUMNS)]
+    tested = np.frombuffer(b"".join(test), dtype="S1") == b"t"
+    if tested.any():
+        keep = ~tested
+        keep[tested] = zone.contains(
+            lon=np.array(flat[1::ZONE_COLUMNS])[tested].astype(float),
+            lat=np.array(flat[2::ZONE_COLUMNS])[tested].astype(float),
+        )
+        mask = keep.tolist()
+        columns = [list(itertools.compress(col, mask)) for col in columns]
+    return columns[0], {
+        Channel.SMS: [b"" if v == b"\\N" else v for v in columns[1]],
+        Channel.VOICE: [b"" if v == b"\\N" else v for v in columns[2]],
+        Channel.EMAIL: [b"" if v == b"\\N" else v for v in columns[3]],
+    }
+
+
+async def _copy_rows(conn: Conn, query: str, args: Sequence[Any]) -> AsyncIterator[bytes]:
+    """Stream a query's rows as COPY text, whole lines only, a small first chunk then larger."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=4)
+    buffer: list[bytes] = []
+    size = 0
+    limit = FIRST_CHUNK_BYTES
+
+    async def output(data: bytes) -> None:
+        nonlocal size, limit
+        buffer.append(data)
+        size += len(data)
+        if size >= limit:
+            await queue.put(b"".join(buffer))
+            buffer.clear()
+            size, limit = 0, CHUNK_BYTES
+
+    async def copy() -> None:
+        try:
+            await conn.copy_from_query(query, *args, output=output, format="text")
+            if buffer:
+                await queue.put(b"".join(buffer))
+        finally:
+            await queue.put(None)
+
+    task = asyncio.create_task(copy())
+    rest = b""
+    try:
+        while (data := await queue.get()) is not None:
+            data = rest + data
+            end = data.rfind(b"\n")
+            rest = data[end + 1 :]
+            if end > 0:
+                yield data[:end]
+        await task
+    finally:
+        task.cancel()
 
 
 async def resolve(
@@ -183,30 +293,25 @@ async def resolve(
         return True
 
     if group_ids:
-        batcher.add(*_columns(None, await pool.fetch(_GROUPS_SQL, group_ids, mask)))
+        batcher.add(*_group_columns(await pool.fetch(_GROUPS_SQL, group_ids, mask)))
         if await flush(final=False):
             yield batcher.progress
     if zone is not None:
         plan = plan_zone(zone=zone, use_counts=False)
-        lo, hi, test = (
-            (list(c) for c in zip(*plan.address_ranges, strict=True))
-            if (plan.address_ranges)
-            else ([], [], [])
+        ranges = plan.address_ranges
+        args = (
+            [r[0] for r in ranges],
+            [r[1] for r in ranges],
+            [r[2] for r in ranges],
+            mask,
         )
         async with pool.acquire() as conn, conn.transaction(readonly=True):
             await conn.execute(_STREAMING_PLAN)
-            cursor = await conn.cursor(_ZONE_SQL, lo, hi, test, mask)
-            size = FIRST_FETCH
-            fetching: asyncio.Future[list[Any]] = asyncio.ensure_future(cursor.fetch(size))
-            try:
-                while rows := await fetching:
-                    # The next rows come from PostgreSQL while these are sorted and written.
-                    fetching = asyncio.ensure_future(cursor.fetch(FETCH))
-                    batcher.add(*_columns(zone, rows))
-                    if await flush(final=False):
-                        yield batcher.progress
-            finally:
-                fetching.cancel()
+            # While these lines are sorted and written, PostgreSQL sends the next ones.
+            async for rows in _copy_rows(conn, _ZONE_SQL, args):
+                batcher.add(*_zone_columns(zone, rows))
+                if await flush(final=False):
+                    yield batcher.progress
     await flush(final=True)
     if writing is not None:
         await writing
@@ -215,31 +320,9 @@ async def resolve(
     yield batcher.progress
 
 
-def _columns(
-    zone: Zone | None, rows: list[Any]
-) -> tuple[list[str], dict[Channel, list[str | None]]]:
-    """Languages and per-channel destinations of the rows whose point is in the zone."""
-    test, lon, lat, language, sms, voice, email = zip(*rows, strict=True)
-    columns: list[tuple[Any, ...]] = [language, sms, voice, email]
-    if zone is not None and any(test):
-        tested = np.fromiter(test, bool, len(rows))
-        keep = ~tested
-        keep[tested] = zone.contains(
-            lon=np.fromiter(lon, float, len(rows))[tested],
-            lat=np.fromiter(lat, float, len(rows))[tested],
-        )
-        mask = keep.tolist()
-        columns = [tuple(itertools.compress(col, mask)) for col in columns]
-    return list(columns[0]), {
-        Channel.SMS: list(columns[1]),
-        Channel.VOICE: list(columns[2]),
-        Channel.EMAIL: list(columns[3]),
-    }
-
-
 async def _write(
     redis: aioredis.Redis,
-    entries: list[tuple[Channel, dict[str, str], dict[str, int]]],
+    entries: list[Entry],
     progress: Progress,
 ) -> None:
     pipe = redis.pipeline(transaction=False)
@@ -248,6 +331,6 @@ async def _write(
     await pipe.execute()
     for channel, _, per_lang in entries:
         for lang, n in per_lang.items():
-            progress.counts.add(channel, lang, n)
+            progress.counts.add(channel, lang.decode(), n)
         RECIPIENTS_ENQUEUED.labels(channel.value).inc(sum(per_lang.values()))
     progress.batches += len(entries)
