@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +36,7 @@ from tests.services.alerting.conftest import (
     login,
     spec,
 )
-from tests.services.sms.conftest import StartSms, StartSmscs, smscs, start_sms
+from tests.services.sms.conftest import Smscs, StartSms, StartSmscs, smscs, start_sms
 
 __all__ = ["smscs", "start_sms"]
 
@@ -79,17 +80,58 @@ async def serve_alerting(settings: Settings) -> tuple[asyncio.Task[None], str]:
     return task, f"127.0.0.1:{port[0]}"
 
 
-async def test_an_alert_reaches_registered_phones_and_is_charged(
+@dataclass
+class Platform:
+    """The three services, Gent with its registered citizens, and its mayor logged in."""
+
+    mayor: Client
+    entity_id: int
+    smscs: Smscs
+    start_sms: StartSms
+    sms_port: int
+
+    async def sms(self) -> None:
+        """Start the SMS service: from now on the work streams are consumed."""
+        await self.start_sms(self.smscs, grpc_port=self.sms_port)
+
+    async def create(self, alert_spec: pb.AlertSpec) -> pb.Alert:
+        """CreateAlert as the mayor."""
+        return await self.mayor.alerts.CreateAlert(
+            pb.CreateAlertRequest(idempotency_key=f"e2e-{id(alert_spec)}", spec=alert_spec),
+            metadata=self.mayor.metadata,
+        )
+
+    async def watch(self, alert_id: str) -> list[pb.AlertProgress]:
+        """Every WatchAlert message until the last."""
+        async with asyncio.timeout(60):
+            return [
+                p
+                async for p in self.mayor.alerts.WatchAlert(
+                    pb.WatchAlertRequest(alert_id=alert_id), metadata=self.mayor.metadata
+                )
+            ]
+
+    def texts(self) -> dict[str, list[str]]:
+        """Texts each phone received, over every simulator."""
+        out: dict[str, list[str]] = {}
+        for sim in self.smscs.by_name.values():
+            for dest, texts in sim.texts.items():
+                out.setdefault(dest, []).extend(texts)
+        return out
+
+
+@pytest.fixture
+async def platform(
     pg_dsn: str,
     pg_pool: asyncpg.Pool,
     redis_url: str,
     targeting_addr: str,
     smscs: StartSmscs,
     start_sms: StartSms,
-) -> None:
+) -> AsyncIterator[Platform]:
+    """Alerting and targeting serving, the SMS service ready to start, Gent seeded via gRPC."""
     simulators = await smscs(keep_texts=True)
     sms_port = free_port()
-    await start_sms(simulators, grpc_port=sms_port)
     settings = load_settings(
         Settings,
         DATABASE_URL=pg_dsn,
@@ -104,6 +146,7 @@ async def test_an_alert_reaches_registered_phones_and_is_charged(
         health_interval_s=0.2,
         log_level="WARNING",
     )
+    # The documented bootstrap path: the first admin straight into PostgreSQL.
     await admin.bootstrap_admin(pg_pool, username="admin", password=PASSWORD)
     task, target = await serve_alerting(settings)
     channel = grpc.aio.insecure_channel(target)
@@ -125,8 +168,6 @@ async def test_an_alert_reaches_registered_phones_and_is_charged(
             ),
             metadata=root.metadata,
         )
-        mayor: Client = await login(channel, "mayor.gent")
-
         portal = targeting_pb2_grpc.TargetingStub(targeting_channel)
         for i in range(CITIZENS):
             await portal.RegisterSubscriber(
@@ -143,60 +184,102 @@ async def test_an_alert_reaches_registered_phones_and_is_charged(
                     )
                 )
             )
-
-        draft = await mayor.alerts.CreateAlert(
-            pb.CreateAlertRequest(
-                idempotency_key="e2e-test-0001",
-                spec=spec(
-                    kind=pb.ALERT_KIND_TEST,
-                    zone=ZONE_INSIDE,
-                    channels=(pb.CHANNEL_SMS,),
-                    languages=("nl",),
-                ),
-            ),
-            metadata=mayor.metadata,
-        )
-        preview = await mayor.alerts.PreviewAlert(
-            pb.PreviewAlertRequest(alert_id=draft.id), metadata=mayor.metadata
-        )
-        assert sum(a.recipients for a in preview.audiences) == CITIZENS
-        assert preview.estimated_units == CITIZENS
-
-        sent = await mayor.alerts.SendAlert(
-            pb.SendAlertRequest(alert_id=draft.id), metadata=mayor.metadata
-        )
-        assert sent.state == pb.ALERT_STATE_SENT
-        async with asyncio.timeout(60):
-            seen = [
-                p
-                async for p in mayor.alerts.WatchAlert(
-                    pb.WatchAlertRequest(alert_id=draft.id), metadata=mayor.metadata
-                )
-            ]
-        assert seen[-1].state == pb.ALERT_STATE_COMPLETE
-        final = await mayor.alerts.GetAlert(
-            pb.GetAlertRequest(alert_id=draft.id), metadata=mayor.metadata
-        )
-        sms_progress = {c.channel: c for c in final.progress}[pb.CHANNEL_SMS]
-        assert sms_progress.targeted == CITIZENS
-        assert sms_progress.delivered == CITIZENS
-        assert sms_progress.units == CITIZENS
-        assert (final.units_prepaid, final.units_postpaid) == (CITIZENS, 0)
-
-        texts = [t for sim in simulators.by_name.values() for ts in sim.texts.values() for t in ts]
-        assert len(texts) == CITIZENS
-        assert all(t.startswith("TEST - Chemische wolk") for t in texts)
-
-        report = await mayor.admin.GetUsageReport(
-            pb.GetUsageReportRequest(entity_id=gent.id, month=datetime.now(UTC).strftime("%Y-%m")),
-            metadata=mayor.metadata,
-        )
-        assert report.units_prepaid == CITIZENS
-        assert report.prepaid_units_left == 50_000 - CITIZENS
-        assert dict(report.alerts_by_kind) == {"test": 1}
+        yield Platform(await login(channel, "mayor.gent"), gent.id, simulators, start_sms, sms_port)
     finally:
         await channel.close()
         await targeting_channel.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def sms_only(kind: pb.AlertKind = pb.ALERT_KIND_TEST) -> pb.AlertSpec:
+    """A Dutch SMS alert to the zone."""
+    return spec(kind=kind, zone=ZONE_INSIDE, channels=(pb.CHANNEL_SMS,), languages=("nl",))
+
+
+async def test_an_alert_reaches_registered_phones_and_is_charged(platform: Platform) -> None:
+    await platform.sms()
+    mayor = platform.mayor
+    draft = await platform.create(sms_only())
+    preview = await mayor.alerts.PreviewAlert(
+        pb.PreviewAlertRequest(alert_id=draft.id), metadata=mayor.metadata
+    )
+    assert sum(a.recipients for a in preview.audiences) == CITIZENS
+    assert preview.estimated_units == CITIZENS
+
+    sent = await mayor.alerts.SendAlert(
+        pb.SendAlertRequest(alert_id=draft.id), metadata=mayor.metadata
+    )
+    assert sent.state == pb.ALERT_STATE_SENT
+    seen = await platform.watch(draft.id)
+    assert seen[-1].state == pb.ALERT_STATE_COMPLETE
+    assert seen[-1].final
+    final = await mayor.alerts.GetAlert(
+        pb.GetAlertRequest(alert_id=draft.id), metadata=mayor.metadata
+    )
+    sms_progress = {c.channel: c for c in final.progress}[pb.CHANNEL_SMS]
+    assert sms_progress.targeted == CITIZENS
+    assert sms_progress.delivered == CITIZENS
+    assert sms_progress.units == CITIZENS
+    assert (final.units_prepaid, final.units_postpaid) == (CITIZENS, 0)
+
+    texts = platform.texts()
+    assert len(texts) == CITIZENS
+    assert all(
+        t == ["TEST - Chemische wolk boven Gent (nl) Stay inside, close doors and windows."]
+        for t in texts.values()
+    )
+
+    report = await mayor.admin.GetUsageReport(
+        pb.GetUsageReportRequest(
+            entity_id=platform.entity_id, month=datetime.now(UTC).strftime("%Y-%m")
+        ),
+        metadata=mayor.metadata,
+    )
+    assert report.units_prepaid == CITIZENS
+    assert report.prepaid_units_left == 50_000 - CITIZENS
+    assert dict(report.alerts_by_kind) == {"test": 1}
+
+
+async def test_cancel_drops_what_no_operator_has_yet(platform: Platform) -> None:
+    mayor = platform.mayor
+    draft = await platform.create(sms_only(pb.ALERT_KIND_EMERGENCY))
+    await mayor.alerts.SendAlert(pb.SendAlertRequest(alert_id=draft.id), metadata=mayor.metadata)
+    # Everything is on the SMS stream, nothing handed to an operator yet: cancel, then consume.
+    await mayor.alerts.CancelAlert(
+        pb.CancelAlertRequest(alert_id=draft.id), metadata=mayor.metadata
+    )
+    await platform.sms()
+    seen = await platform.watch(draft.id)
+    last = seen[-1]
+    assert last.state == pb.ALERT_STATE_CANCELLED
+    assert last.final
+    sms = {c.channel: c for c in last.channels}[pb.CHANNEL_SMS]
+    assert (sms.targeted, sms.dropped, sms.submitted, sms.queued) == (CITIZENS, CITIZENS, 0, 0)
+    assert last.units == 0
+    assert platform.texts() == {}
+
+
+async def test_update_reaches_the_same_phones_once_with_the_new_text(platform: Platform) -> None:
+    mayor = platform.mayor
+    draft = await platform.create(sms_only(pb.ALERT_KIND_EMERGENCY))
+    await mayor.alerts.SendAlert(pb.SendAlertRequest(alert_id=draft.id), metadata=mayor.metadata)
+    updated = await mayor.alerts.UpdateAlert(
+        pb.UpdateAlertRequest(
+            alert_id=draft.id,
+            base_version=1,
+            infos=[pb.Info(language="nl", event="Chemical release", headline="Gevaar geweken")],
+        ),
+        metadata=mayor.metadata,
+    )
+    assert updated.version == 2
+    await platform.sms()
+    seen = await platform.watch(draft.id)
+    assert seen[-1].state == pb.ALERT_STATE_COMPLETE
+    sms = {c.channel: c for c in seen[-1].channels}[pb.CHANNEL_SMS]
+    # Version 1 was superseded before it was sent; version 2 reached the same phones.
+    assert (sms.targeted, sms.delivered, sms.dropped) == (2 * CITIZENS, CITIZENS, CITIZENS)
+    texts = platform.texts()
+    assert sorted(texts) == sorted(f"32470{i:06d}" for i in range(CITIZENS))
+    assert all(t == ["Gevaar geweken"] for t in texts.values())
