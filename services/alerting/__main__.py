@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import grpc
+from tocsin.cellbroadcast.v1 import cellbroadcast_pb2_grpc
 from tocsin.sms.v1 import sms_pb2_grpc
 from tocsin.targeting.v1 import targeting_pb2_grpc
 
 from services.alerting.alerts import Alerts
 from services.alerting.gate import Gate
 from services.alerting.progress import run_settler
-from services.alerting.remote import SmsProgressClient, TargetingClient
+from services.alerting.remote import CellBroadcastClient, SmsProgressClient, TargetingClient
 from services.alerting.servicer import add_servicers
 from services.alerting.settings import Settings
 from services.kernel import Kernel, run_service
@@ -20,6 +21,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     settings = kernel.settings
     targeting_channel = grpc.aio.insecure_channel(settings.targeting_addr)
     sms_channel = grpc.aio.insecure_channel(settings.sms_addr)
+    cb_channel = grpc.aio.insecure_channel(settings.cellbroadcast_addr)
     targeting = TargetingClient(
         targeting_pb2_grpc.TargetingStub(targeting_channel), timeout_s=settings.rpc_timeout_s
     )
@@ -31,7 +33,11 @@ async def build(kernel: Kernel[Settings]) -> None:
         jwt_key=settings.jwt_key.get_secret_value(),
         token_issuer=settings.token_issuer,
     )
-    alerts = Alerts(pool=kernel.pg, redis=kernel.redis, targeting=targeting)
+    broadcasts = CellBroadcastClient(
+        cellbroadcast_pb2_grpc.CellBroadcastServiceStub(cb_channel),
+        timeout_s=settings.rpc_timeout_s,
+    )
+    alerts = Alerts(pool=kernel.pg, redis=kernel.redis, targeting=targeting, broadcasts=broadcasts)
     names = add_servicers(
         kernel.server,
         pool=kernel.pg,
@@ -51,6 +57,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     async def close_channels() -> None:
         await targeting_channel.close()
         await sms_channel.close()
+        await cb_channel.close()
 
     kernel.on_shutdown(close_channels)
 

@@ -10,11 +10,10 @@ from datetime import UTC, datetime
 import asyncpg
 import redis.asyncio as aioredis
 
-from services.alerting import cap, entities, ledger, store
+from services.alerting import cap, entities, ledger, presence, store
 from services.alerting.auth import Principal, require_entity
 from services.alerting.metrics import ALERT_MESSAGES, ALERTS
 from services.alerting.model import (
-    PRESENCE_CHANNELS,
     REGISTERED_CHANNELS,
     Alert,
     AlertSpec,
@@ -25,7 +24,8 @@ from services.alerting.model import (
     State,
 )
 from services.alerting.permissions import EntityInfo, check_alert
-from services.alerting.ports import AudienceCount, Targeting
+from services.alerting.ports import AudienceCount, Broadcasts, Targeting
+from services.alerting.presence import BROADCAST_CHANNELS
 from services.alerting.texts import channel_texts, sms_segments
 from services.alerting.validation import check_idempotency_key, check_infos, check_spec
 from services.kernel import keys
@@ -78,10 +78,18 @@ def _registered(spec: AlertSpec) -> tuple[Channel, ...]:
 class Alerts:
     """The lifecycle of alerts, for callers already authenticated."""
 
-    def __init__(self, *, pool: asyncpg.Pool, redis: aioredis.Redis, targeting: Targeting) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        targeting: Targeting,
+        broadcasts: Broadcasts,
+    ) -> None:
         self._pool = pool
         self._redis = redis
         self._targeting = targeting
+        self._broadcasts = broadcasts
 
     async def visible(self, *, principal: Principal, alert_id: str) -> Alert:
         """An alert the caller may read: their entity's own (an admin reads any)."""
@@ -175,23 +183,27 @@ class Alerts:
         spec = alert.spec
         channels = _registered(spec)
         texts = channel_texts(kind=spec.kind, infos=spec.infos)
-        with_cells = any(c in PRESENCE_CHANNELS for c in spec.channels)
-        if not channels and not with_cells:
-            return (), 0, 0
+        cells = 0
+        if spec.zone_geojson and any(c in BROADCAST_CHANNELS for c in spec.channels):
+            found_cells = await self._targeting.cells(
+                entity_id=alert.entity_id, zone_geojson=spec.zone_geojson
+            )
+            cells = sum(len(ids) for ids in found_cells.values())
+        if not channels:
+            return (), 0, cells
         found = await self._targeting.preview(
             entity_id=alert.entity_id,
             zone_geojson=spec.zone_geojson,
             group_ids=spec.group_ids,
             channels=channels,
             texts=texts,
-            with_cells=with_cells,
         )
         fallback = texts.get("en") or next(iter(texts.values()))
         audiences = tuple(
             Audience(a.channel, a.language, a.recipients, _units(a, texts, fallback))
             for a in found.audiences
         )
-        return audiences, found.units, found.cells
+        return audiences, found.units, cells
 
     async def preview(self, *, principal: Principal, alert_id: str) -> Preview:
         """Audience per channel and language, estimated cost, and how it would be billed."""
@@ -242,7 +254,9 @@ class Alerts:
                 now,
             )
             if claimed is not None:
-                await self._record_cap(conn, alert=sending, entity=entity, msg_type=MsgType.ALERT)
+                cap_xml = await self._record_cap(
+                    conn, alert=sending, entity=entity, msg_type=MsgType.ALERT
+                )
         if claimed is None:
             return await self.visible(principal=principal, alert_id=alert.id)
         await self._redis.set(keys.alert_version(alert.id), 1, ex=keys.ALERT_CONTROL_TTL_S)
@@ -256,6 +270,7 @@ class Alerts:
             )
             raise
         await self._add_targeted(alert.id, targeted, to_state=State.SENT, only_from=State.SENDING)
+        await self._broadcast(sending, cap_xml)
         ALERTS.labels(alert.spec.kind.value, "send").inc()
         return await self.visible(principal=principal, alert_id=alert.id)
 
@@ -300,11 +315,14 @@ class Alerts:
                 msg_type=MsgType.UPDATE,
                 spec=replace(alert.spec, infos=infos),
             )
-            await self._record_cap(conn, alert=updated, entity=entity, msg_type=MsgType.UPDATE)
+            cap_xml = await self._record_cap(
+                conn, alert=updated, entity=entity, msg_type=MsgType.UPDATE
+            )
         # Consumers drop unsent work of older versions from here on.
         await self._redis.set(keys.alert_version(alert.id), version, ex=keys.ALERT_CONTROL_TTL_S)
         targeted = await self._dispatch(updated)
         await self._add_targeted(alert.id, targeted, to_state=None, only_from=None)
+        await self._broadcast(updated, cap_xml)
         ALERTS.labels(alert.spec.kind.value, "update").inc()
         return await self.visible(principal=principal, alert_id=alert.id)
 
@@ -340,6 +358,8 @@ class Alerts:
                     entity=entity,
                     msg_type=MsgType.CANCEL,
                 )
+        if dispatched:
+            await presence.withdraw(broadcasts=self._broadcasts, alert=alert)
         ALERTS.labels(alert.spec.kind.value, "cancel").inc()
         return await self.visible(principal=principal, alert_id=alert.id)
 
@@ -364,6 +384,32 @@ class Alerts:
         for channel, n in targeted.items():
             ALERT_MESSAGES.labels(channel.value, "queued").inc(n)
         return targeted
+
+    async def _broadcast(self, alert: Alert, cap_xml: str) -> None:
+        """Request the presence channels and add what was requested to the alert's counts."""
+        requested = await presence.broadcast(
+            targeting=self._targeting, broadcasts=self._broadcasts, alert=alert, cap_xml=cap_xml
+        )
+        if not requested:
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT targeted, progress FROM alerts WHERE id = $1::uuid FOR UPDATE", alert.id
+            )
+            assert row is not None, alert.id
+            targeted, progress = json.loads(row["targeted"]), json.loads(row["progress"])
+            for channel, req in requested.items():
+                name = channel.value
+                targeted[name] = targeted.get(name, 0) + req.cells
+                seen = progress.setdefault(name, {})
+                seen["submitted"] = seen.get("submitted", 0) + req.accepted
+                seen["failed"] = seen.get("failed", 0) + req.refused
+            await conn.execute(
+                "UPDATE alerts SET targeted = $2::jsonb, progress = $3::jsonb WHERE id = $1::uuid",
+                alert.id,
+                json.dumps(targeted),
+                json.dumps(progress),
+            )
 
     async def _add_targeted(
         self,
@@ -399,7 +445,7 @@ class Alerts:
         alert: Alert,
         entity: EntityInfo,
         msg_type: MsgType,
-    ) -> None:
+    ) -> str:
         """Store the CAP document of this message, referencing the alert's earlier ones."""
         earlier = await conn.fetch(
             "SELECT xml FROM cap_messages WHERE alert_id = $1::uuid ORDER BY seq", alert.id
@@ -414,6 +460,7 @@ class Alerts:
             sender_name=entity.name,
             references=refs,
         )
+        xml = cap.render(message)
         await conn.execute(
             "INSERT INTO cap_messages (alert_id, seq, msg_type, version, identifier, sent_at, xml)"
             " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7)",
@@ -423,8 +470,9 @@ class Alerts:
             alert.version,
             message.identifier,
             message.sent,
-            cap.render(message),
+            xml,
         )
+        return xml
 
 
 def _units(audience: AudienceCount, texts: dict[str, str], fallback: str) -> int:

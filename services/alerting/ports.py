@@ -24,8 +24,6 @@ class AudiencePreview:
     audiences: tuple[AudienceCount, ...]
     #: Communication units (SMS segments plus voice messages).
     units: int
-    #: Operator cells covering the zone (0 without a zone or without presence channels).
-    cells: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,9 +51,12 @@ class Targeting(Protocol):
         group_ids: tuple[int, ...],
         channels: tuple[Channel, ...],
         texts: dict[str, str],
-        with_cells: bool,
     ) -> AudiencePreview:
         """Recipients per channel and language, and the units the texts would use."""
+        ...
+
+    async def cells(self, *, entity_id: int, zone_geojson: str) -> dict[str, tuple[str, ...]]:
+        """The operators' cells covering the zone, per operator."""
         ...
 
     async def resolve(
@@ -73,6 +74,34 @@ class Targeting(Protocol):
         group_ids: tuple[int, ...],
     ) -> dict[Channel, int]:
         """Enqueue every recipient; return how many per channel."""
+        ...
+
+
+@dataclass(frozen=True)
+class OperatorAck:
+    """One operator's answer to a broadcast request."""
+
+    operator: str
+    accepted: bool
+    error: str = ""
+
+
+class Broadcasts(Protocol):
+    """Requests to the operators' cell broadcast centres (cell broadcast and LB-SMS)."""
+
+    async def broadcast(
+        self,
+        *,
+        alert_id: str,
+        cap_xml: str,
+        cells: dict[str, tuple[str, ...]],
+        location_based_sms: bool,
+    ) -> tuple[OperatorAck, ...]:
+        """Ask every operator to broadcast the CAP document in its cells."""
+        ...
+
+    async def withdraw(self, *, alert_id: str) -> tuple[OperatorAck, ...]:
+        """Withdraw the alert's broadcasts everywhere."""
         ...
 
 

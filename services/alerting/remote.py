@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import grpc
+from tocsin.cellbroadcast.v1 import cellbroadcast_pb2 as cbpb
+from tocsin.cellbroadcast.v1 import cellbroadcast_pb2_grpc
 from tocsin.sms.v1 import sms_pb2, sms_pb2_grpc
 from tocsin.targeting.v1 import targeting_pb2 as tpb
 from tocsin.targeting.v1 import targeting_pb2_grpc
 
 from services.alerting.model import Channel
-from services.alerting.ports import AudienceCount, AudiencePreview, Sent
+from services.alerting.ports import AudienceCount, AudiencePreview, OperatorAck, Sent
 from services.kernel.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -16,6 +18,7 @@ from services.kernel.errors import (
     PermissionDenied,
     ServiceError,
     Unavailable,
+    Unimplemented,
 )
 
 TO_TARGETING = {
@@ -43,6 +46,8 @@ def remote_error(exc: grpc.aio.AioRpcError, *, service: str) -> ServiceError:
         return NotFound(f"{service}: {details}")
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return FailedPrecondition(f"{service}: {details}")
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return Unimplemented(f"{service}: {details}")
     return Unavailable(f"{service} unavailable ({code.name}): retry")
 
 
@@ -65,40 +70,38 @@ class TargetingClient:
         group_ids: tuple[int, ...],
         channels: tuple[Channel, ...],
         texts: dict[str, str],
-        with_cells: bool,
     ) -> AudiencePreview:
-        """Counts per channel and language, units, and (for presence channels) cells."""
-        audiences: list[AudienceCount] = []
-        units = cells = 0
+        """Counts per channel and language, and units."""
         try:
-            if channels:
-                reply = await self._stub.Preview(
-                    tpb.PreviewRequest(
-                        entity_id=entity_id,
-                        zone=_zone(zone_geojson),
-                        group_ids=list(group_ids),
-                        channels=[TO_TARGETING[c] for c in channels],
-                        texts=texts,
-                    ),
-                    timeout=self._timeout,
-                )
-                units = reply.units
-                for count in reply.channels:
-                    for lang in count.languages:
-                        audiences.append(
-                            AudienceCount(
-                                FROM_TARGETING[count.channel], lang.language, lang.recipients
-                            )
-                        )
-            if with_cells and zone_geojson:
-                found = await self._stub.CellsForZone(
-                    tpb.CellsForZoneRequest(entity_id=entity_id, zone=_zone(zone_geojson)),
-                    timeout=self._timeout,
-                )
-                cells = sum(len(o.cell_ids) for o in found.operators)
+            reply = await self._stub.Preview(
+                tpb.PreviewRequest(
+                    entity_id=entity_id,
+                    zone=_zone(zone_geojson),
+                    group_ids=list(group_ids),
+                    channels=[TO_TARGETING[c] for c in channels],
+                    texts=texts,
+                ),
+                timeout=self._timeout,
+            )
         except grpc.aio.AioRpcError as exc:
             raise remote_error(exc, service="targeting") from None
-        return AudiencePreview(tuple(audiences), units, cells)
+        audiences = tuple(
+            AudienceCount(FROM_TARGETING[count.channel], lang.language, lang.recipients)
+            for count in reply.channels
+            for lang in count.languages
+        )
+        return AudiencePreview(audiences, reply.units)
+
+    async def cells(self, *, entity_id: int, zone_geojson: str) -> dict[str, tuple[str, ...]]:
+        """The operators' cells covering the zone."""
+        try:
+            found = await self._stub.CellsForZone(
+                tpb.CellsForZoneRequest(entity_id=entity_id, zone=_zone(zone_geojson)),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise remote_error(exc, service="targeting") from None
+        return {o.operator: tuple(o.cell_ids) for o in found.operators}
 
     async def resolve(
         self,
@@ -170,3 +173,46 @@ class SmsProgressClient:
                 elif count.state in DROPPED:
                     dropped += count.count
         return {Channel.SMS: Sent(submitted, delivered, failed, dropped, units)}
+
+
+class CellBroadcastClient:
+    """The Broadcasts port over the cell broadcast service's gRPC API."""
+
+    def __init__(
+        self, stub: cellbroadcast_pb2_grpc.CellBroadcastServiceAsyncStub, *, timeout_s: float
+    ) -> None:
+        self._stub = stub
+        self._timeout = timeout_s
+
+    async def broadcast(
+        self,
+        *,
+        alert_id: str,
+        cap_xml: str,
+        cells: dict[str, tuple[str, ...]],
+        location_based_sms: bool,
+    ) -> tuple[OperatorAck, ...]:
+        """Ask every operator to broadcast the CAP document in its cells."""
+        request = cbpb.BroadcastRequest(
+            alert_id=alert_id,
+            cap_xml=cap_xml.encode(),
+            cells=[
+                cbpb.OperatorCells(operator=op, cell_ids=list(ids)) for op, ids in cells.items()
+            ],
+            location_based_sms=location_based_sms,
+        )
+        try:
+            reply = await self._stub.Broadcast(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise remote_error(exc, service="cellbroadcast") from None
+        return tuple(OperatorAck(a.operator, a.accepted, a.error) for a in reply.acks)
+
+    async def withdraw(self, *, alert_id: str) -> tuple[OperatorAck, ...]:
+        """Withdraw the alert's broadcasts."""
+        try:
+            reply = await self._stub.Withdraw(
+                cbpb.WithdrawRequest(alert_id=alert_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise remote_error(exc, service="cellbroadcast") from None
+        return tuple(OperatorAck(a.operator, a.accepted, a.error) for a in reply.acks)

@@ -25,6 +25,8 @@ class Settings(ServiceSettings):
     targeting_addr: str = "127.0.0.1:50052"
     # gRPC address of the SMS service (per-alert progress).
     sms_addr: str = "127.0.0.1:50053"
+    # gRPC address of the cell broadcast service (cell broadcast and LB-SMS requests).
+    cellbroadcast_addr: str = "127.0.0.1:50055"
     # Seconds between progress polls of live alerts (charging, completion, metrics).
     settle_interval_s: float = Field(default=2.0, gt=0)
     # Seconds between progress polls of one WatchAlert stream.

@@ -20,9 +20,18 @@ from services.alerting import admin
 from services.alerting.alerts import Alerts
 from services.alerting.gate import Gate
 from services.alerting.model import Channel
-from services.alerting.ports import AudienceCount, AudiencePreview, Deliveries, Sent, Targeting
+from services.alerting.ports import (
+    AudienceCount,
+    AudiencePreview,
+    Broadcasts,
+    Deliveries,
+    OperatorAck,
+    Sent,
+    Targeting,
+)
 from services.alerting.servicer import add_servicers
 from services.alerting.texts import sms_segments
+from services.kernel.errors import ServiceError
 from services.kernel.interceptors import ErrorInterceptor
 
 JWT_KEY = "test-signing-key-of-at-least-32-characters"
@@ -56,7 +65,10 @@ class FakeTargeting:
     audience: dict[Channel, dict[str, int]] = field(
         default_factory=lambda: {Channel.SMS: {"nl": 10, "fr": 5}, Channel.EMAIL: {"nl": 4}}
     )
-    cells: int = 7
+    #: Cells covering any zone, per operator.
+    cell_ids: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: {"opA": ("a1", "a2", "a3", "a4"), "opB": ("b1", "b2", "b3")}
+    )
     resolved: list[ResolveCall] = field(default_factory=list)
 
     async def preview(
@@ -67,7 +79,6 @@ class FakeTargeting:
         group_ids: tuple[int, ...],
         channels: tuple[Channel, ...],
         texts: dict[str, str],
-        with_cells: bool,
     ) -> AudiencePreview:
         audiences = [
             AudienceCount(c, lang, n)
@@ -81,11 +92,47 @@ class FakeTargeting:
             for a in audiences
             if a.channel in (Channel.SMS, Channel.VOICE)
         )
-        return AudiencePreview(tuple(audiences), units, self.cells if with_cells else 0)
+        return AudiencePreview(tuple(audiences), units)
+
+    async def cells(self, *, entity_id: int, zone_geojson: str) -> dict[str, tuple[str, ...]]:
+        return self.cell_ids
 
     async def resolve(self, **kwargs: Any) -> dict[Channel, int]:
         self.resolved.append(ResolveCall(kwargs))
         return {c: sum(self.audience.get(c, {}).values()) for c in kwargs["channels"]}
+
+
+@dataclass
+class FakeBroadcasts:
+    """The cell broadcast service: records requests; refuses as told."""
+
+    broadcasts: list[dict[str, Any]] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)
+    #: Operators that refuse.
+    refusing: frozenset[str] = frozenset()
+    #: Raised by every call when set (e.g. the service is not built yet).
+    error: ServiceError | None = None
+
+    async def broadcast(
+        self,
+        *,
+        alert_id: str,
+        cap_xml: str,
+        cells: dict[str, tuple[str, ...]],
+        location_based_sms: bool,
+    ) -> tuple[OperatorAck, ...]:
+        if self.error is not None:
+            raise self.error
+        self.broadcasts.append(
+            {"alert_id": alert_id, "cap_xml": cap_xml, "cells": cells, "lb_sms": location_based_sms}
+        )
+        return tuple(OperatorAck(op, op not in self.refusing, "refused") for op in cells)
+
+    async def withdraw(self, *, alert_id: str) -> tuple[OperatorAck, ...]:
+        if self.error is not None:
+            raise self.error
+        self.withdrawn.append(alert_id)
+        return (OperatorAck("opA", True),)
 
 
 @dataclass
@@ -138,6 +185,7 @@ class Harness:
     pool: asyncpg.Pool
     redis: aioredis.Redis
     targeting: FakeTargeting
+    broadcasts: FakeBroadcasts
     deliveries: FakeDeliveries
     admin: Client
     #: gRPC target of the service.
@@ -233,15 +281,15 @@ def spec(
 @pytest.fixture
 async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIterator[Harness]:
     """The alerting servicers in-process with a bootstrapped admin logged in."""
-    targeting, deliveries = FakeTargeting(), FakeDeliveries()
-    ports: tuple[Targeting, Deliveries] = (targeting, deliveries)
+    targeting, broadcasts, deliveries = FakeTargeting(), FakeBroadcasts(), FakeDeliveries()
+    ports: tuple[Targeting, Broadcasts, Deliveries] = (targeting, broadcasts, deliveries)
     gate = Gate(pool=pg_pool, jwt_key=JWT_KEY, token_issuer=ISSUER)
     server = grpc.aio.server(interceptors=[ErrorInterceptor(service="alerting")])
     add_servicers(
         server,
         pool=pg_pool,
-        alerts=Alerts(pool=pg_pool, redis=redis_client, targeting=ports[0]),
-        deliveries=ports[1],
+        alerts=Alerts(pool=pg_pool, redis=redis_client, targeting=ports[0], broadcasts=ports[1]),
+        deliveries=ports[2],
         gate=gate,
         token_ttl_s=600,
         watch_interval_s=0.05,
@@ -253,7 +301,14 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
     try:
         admin_client = await login(channel, "admin")
         yield Harness(
-            channel, pg_pool, redis_client, targeting, deliveries, admin_client, f"127.0.0.1:{port}"
+            channel,
+            pg_pool,
+            redis_client,
+            targeting,
+            broadcasts,
+            deliveries,
+            admin_client,
+            f"127.0.0.1:{port}",
         )
     finally:
         await channel.close()
