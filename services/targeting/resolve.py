@@ -43,6 +43,8 @@ _ZONE_SQL = """
     JOIN addresses a ON a.h3 BETWEEN r.lo AND r.hi
     WHERE a.channels & $4 <> 0
 """
+#: NULL in COPY text: a row without a destination on that channel.
+NULL_TEXT = b"\\N"
 #: Columns of _ZONE_SQL.
 ZONE_COLUMNS = 7
 _GROUPS_SQL = """
@@ -138,25 +140,22 @@ class _Batcher:
         self.progress = Progress()
 
     def add(self, languages: Sequence[bytes], destinations: dict[Channel, Sequence[bytes]]) -> None:
-        """Take recipients in: a language and, per channel, a destination or b"" (none), per row."""
-        lang_of = self._lang
+        """Take recipients in: per row a language and, per channel, a destination or NULL_TEXT."""
         for channel in self._channels:
             seen = self._seen[channel]
-            # Within the chunk, a dict dedups at C speed and keeps the first-seen order.
+            # Within the chunk a dict dedups and keeps the first-seen order; map and filterfalse
+            # keep the per-recipient work in C.
             chunk = dict(zip(destinations[channel], languages, strict=True))
-            chunk.pop(b"", None)
-            fresh = [dest for dest in chunk if dest not in seen]
+            chunk.pop(NULL_TEXT, None)
+            fresh = list(itertools.filterfalse(seen.__contains__, chunk))
             if not fresh:
                 continue
             seen.update(fresh)
-            langs = [lang_of[chunk[dest]] for dest in fresh]
-            if b'"' in b"".join(fresh) or b"\\" in b"".join(fresh):
-                safe = [json.dumps(d.decode())[1:-1].encode() for d in fresh]
-            else:
-                safe = fresh
-            self._items[channel].extend(
-                [b'["%b","%b"]' % pair for pair in zip(safe, langs, strict=True)]
-            )
+            langs = list(map(self._lang.__getitem__, map(chunk.__getitem__, fresh)))
+            joined = b"".join(fresh)
+            if b'"' in joined or b"\\" in joined:
+                fresh = [json.dumps(d.decode())[1:-1].encode() for d in fresh]
+            self._items[channel].extend(map(b'["%b","%b"]'.__mod__, zip(fresh, langs, strict=True)))
             self._langs[channel].extend(langs)
 
     def entries(
@@ -183,7 +182,7 @@ def _group_columns(rows: list[Any]) -> tuple[Sequence[bytes], dict[Channel, Sequ
     """Group members' rows (language, sms, voice, email) as the batcher takes them."""
 
     def enc(values: Sequence[str | None]) -> list[bytes]:
-        return [v.encode() if v else b"" for v in values]
+        return [v.encode() if v else NULL_TEXT for v in values]
 
     if not rows:
         return [], dict.fromkeys(ALL_CHANNELS, ())
@@ -201,7 +200,7 @@ def _zone_columns(
     """COPY text rows (test, lon, lat, language, sms, voice, email) inside the zone, as columns.
 
     One split of the whole chunk and seven slices make the columns without a Python call per
-    row. NULL (`\\N`) becomes b"" (no destination). Values never hold tabs, newlines or COPY
+    row. NULL stays NULL_TEXT (no destination). Values never hold tabs, newlines or COPY
     escapes: phone numbers are E.164, e-mail addresses are validated without white space or
     backslashes.
     """
@@ -218,9 +217,9 @@ def _zone_columns(
         mask = keep.tolist()
         columns = [list(itertools.compress(col, mask)) for col in columns]
     return columns[0], {
-        Channel.SMS: [b"" if v == b"\\N" else v for v in columns[1]],
-        Channel.VOICE: [b"" if v == b"\\N" else v for v in columns[2]],
-        Channel.EMAIL: [b"" if v == b"\\N" else v for v in columns[3]],
+        Channel.SMS: columns[1],
+        Channel.VOICE: columns[2],
+        Channel.EMAIL: columns[3],
     }
 
 

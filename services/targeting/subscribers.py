@@ -22,7 +22,8 @@ _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 # Belgian numbers: +32 then 8 digits (fixed lines) or 9 digits starting with 4 (mobiles).
 _BE_MOBILE = re.compile(r"\+324[0-9]{8}")
 _BE_FIXED = re.compile(r"\+32[1-35-9][0-9]{7}")
-_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}")
+# No quotes or backslashes: Resolve writes addresses into JSON as they are (resolve.py).
+_EMAIL = re.compile(r'[^@\s"\\]{1,64}@[^@\s"\\]+\.[^@\s."\\]{2,}')
 
 
 @dataclass(frozen=True)

@@ -261,3 +261,15 @@ async def test_issuers_target_only_their_territory_and_groups(pg_pool: asyncpg.P
             await check_issuer(conn=conn, entity_id=mayor, zone=None, group_ids=[group])
         with pytest.raises(NotFound):
             await check_issuer(conn=conn, entity_id=mayor, zone=None, group_ids=[group + 99])
+
+
+async def test_destinations_are_json_escaped_in_stream_entries(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis, streams: dict[Channel, str]
+) -> None:
+    entity = await make_entity(pg_pool)
+    odd = 'o"brien\\x@example.org'
+    group = await make_group(
+        pg_pool, entity_id=entity, members=[{"email": odd, "language": "fr", "channels": 4}]
+    )
+    await run(pg_pool, redis_client, zone=None, group_ids=[group])
+    assert await stream_recipients(redis_client, streams[Channel.EMAIL]) == [(odd, "fr")]
