@@ -8,6 +8,7 @@ from tocsin.sms.v1 import sms_pb2_grpc
 from tocsin.targeting.v1 import targeting_pb2_grpc
 
 from services.alerting.alerts import Alerts
+from services.alerting.auth import LoginGuard
 from services.alerting.gate import Gate
 from services.alerting.progress import run_settler
 from services.alerting.remote import CellBroadcastClient, SmsProgressClient, TargetingClient
@@ -44,6 +45,11 @@ async def build(kernel: Kernel[Settings]) -> None:
         alerts=alerts,
         deliveries=deliveries,
         gate=gate,
+        guard=LoginGuard(
+            redis=kernel.redis,
+            max_failures=settings.login_max_failures,
+            window_s=settings.login_lockout_s,
+        ),
         token_ttl_s=settings.token_ttl_s,
         watch_interval_s=settings.watch_interval_s,
     )

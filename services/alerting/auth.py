@@ -13,9 +13,16 @@ from datetime import UTC, datetime
 
 import asyncpg
 import jwt
+import redis.asyncio as aioredis
 
+from services.alerting import keys
 from services.alerting.model import Role
-from services.kernel.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from services.kernel.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
 
 #: scrypt cost parameters (RFC 7914): 16 MiB of memory per hash, about 50 ms.
 SCRYPT_N = 2**14
@@ -26,6 +33,12 @@ MIN_PASSWORD_LENGTH = 12
 #: The one message for a wrong user or password: it does not say which.
 BAD_CREDENTIALS = "unknown user or wrong password"
 ALGORITHM = "HS256"
+#: Count one failed login; the first failure of a window sets its expiry (atomic in Redis 6 too).
+COUNT_FAILURE = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
 
 
 @dataclass(frozen=True)
@@ -147,8 +160,47 @@ async def load_principal(pool: asyncpg.Pool, *, user_id: int) -> Principal:
     return Principal(row["id"], row["username"], row["entity_id"], Role(row["role"]))
 
 
-async def login(pool: asyncpg.Pool, *, username: str, password: str) -> Principal:
+@dataclass(frozen=True)
+class LoginGuard:
+    """Refuses a user name after too many failed logins in a window (guessing passwords)."""
+
+    redis: aioredis.Redis
+    max_failures: int
+    window_s: int
+
+    async def check(self, username: str) -> None:
+        """ResourceExhausted while the name is locked out."""
+        failures = await self.redis.get(keys.login_failures(username))
+        if failures is not None and int(failures) >= self.max_failures:
+            ttl = await self.redis.ttl(keys.login_failures(username))
+            raise ResourceExhausted(
+                f"too many failed logins: try again in {max(ttl, 1)} s or ask an admin"
+            )
+
+    async def failed(self, username: str) -> None:
+        """Count a failure; the window starts at the first one."""
+        await self.redis.eval(COUNT_FAILURE, 1, keys.login_failures(username), self.window_s)
+
+    async def succeeded(self, username: str) -> None:
+        """Forget the failures of a name that logged in."""
+        await self.redis.delete(keys.login_failures(username))
+
+
+async def login(
+    pool: asyncpg.Pool, *, guard: LoginGuard, username: str, password: str
+) -> Principal:
     """Check a user's own credential; Unauthenticated with one message for every failure."""
+    await guard.check(username)
+    try:
+        who = await _check_credential(pool, username=username, password=password)
+    except Unauthenticated:
+        await guard.failed(username)
+        raise
+    await guard.succeeded(username)
+    return who
+
+
+async def _check_credential(pool: asyncpg.Pool, *, username: str, password: str) -> Principal:
     row = await pool.fetchrow(
         "SELECT id, username, entity_id, role, disabled, password_hash FROM users"
         " WHERE username = $1",

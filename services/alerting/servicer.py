@@ -22,16 +22,24 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 class AuthServicer(alerting_pb2_grpc.AuthServiceServicer):
     """Login and password change."""
 
-    def __init__(self, *, pool: asyncpg.Pool, gate: Gate, token_ttl_s: int) -> None:
+    def __init__(
+        self, *, pool: asyncpg.Pool, gate: Gate, guard: auth.LoginGuard, token_ttl_s: int
+    ) -> None:
         self._pool = pool
         self._gate = gate
+        self._guard = guard
         self._ttl = token_ttl_s
 
     async def Login(self, request: pb.LoginRequest, context: Ctx) -> pb.LoginResponse:
         async with self._gate.call(
             context, "Login", target=request.username, authenticate=False
         ) as call:
-            who = await auth.login(self._pool, username=request.username, password=request.password)
+            who = await auth.login(
+                self._pool,
+                guard=self._guard,
+                username=request.username,
+                password=request.password,
+            )
             call.caller = who
             token, expires = auth.issue_token(
                 principal=who,
@@ -310,12 +318,13 @@ def add_servicers(
     alerts: Alerts,
     deliveries: Deliveries,
     gate: Gate,
+    guard: auth.LoginGuard,
     token_ttl_s: int,
     watch_interval_s: float,
 ) -> list[str]:
     """Register the three servicers on `server`; return their full service names."""
     alerting_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthServicer(pool=pool, gate=gate, token_ttl_s=token_ttl_s), server
+        AuthServicer(pool=pool, gate=gate, guard=guard, token_ttl_s=token_ttl_s), server
     )
     alerting_pb2_grpc.add_AlertingServiceServicer_to_server(
         AlertingServicer(

@@ -19,6 +19,10 @@ class Settings(ServiceSettings):
     jwt_key: SecretStr = Field(min_length=32)
     # Seconds an access token stays valid after Login.
     token_ttl_s: int = Field(default=3600, ge=60, le=24 * 3600)
+    # Failed logins of one user name after which Login refuses it for `login_lockout_s`.
+    login_max_failures: int = Field(default=10, ge=1)
+    # Seconds a run of failed logins is remembered (and a locked-out name stays locked).
+    login_lockout_s: int = Field(default=900, ge=1)
     # Issuer claim written into and required from every token.
     token_issuer: str = "tocsin-alerting"
     # gRPC address of the targeting service.

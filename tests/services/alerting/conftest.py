@@ -18,6 +18,7 @@ from tocsin.alerting.v1 import alerting_pb2_grpc
 
 from services.alerting import admin
 from services.alerting.alerts import Alerts
+from services.alerting.auth import LoginGuard
 from services.alerting.gate import Gate
 from services.alerting.model import Channel
 from services.alerting.ports import (
@@ -37,6 +38,8 @@ from services.kernel.interceptors import ErrorInterceptor
 JWT_KEY = "test-signing-key-of-at-least-32-characters"
 ISSUER = "tocsin-alerting"
 PASSWORD = "correct horse battery"
+#: Failed logins before a user name is locked out, in these tests.
+LOGIN_MAX_FAILURES = 3
 
 
 def square(lon: float, lat: float, size: float) -> str:
@@ -291,6 +294,7 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
         alerts=Alerts(pool=pg_pool, redis=redis_client, targeting=ports[0], broadcasts=ports[1]),
         deliveries=ports[2],
         gate=gate,
+        guard=LoginGuard(redis=redis_client, max_failures=LOGIN_MAX_FAILURES, window_s=60),
         token_ttl_s=600,
         watch_interval_s=0.05,
     )

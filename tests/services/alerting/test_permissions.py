@@ -12,6 +12,7 @@ from tocsin.alerting.v1 import alerting_pb2 as pb
 from tests.services.alerting.conftest import (
     ISSUER,
     JWT_KEY,
+    LOGIN_MAX_FAILURES,
     ZONE_INSIDE,
     ZONE_OUTSIDE,
     Client,
@@ -198,3 +199,22 @@ async def test_issuers_may_not_administer_nor_see_other_entities_alerts(harness:
     assert list(listed.alerts) == []
     own = await gent_client.alerts.ListAlerts(pb.ListAlertsRequest(), metadata=gent_client.metadata)
     assert [a.id for a in own.alerts] == [alert.id]
+
+
+async def test_guessing_passwords_locks_the_name_out(harness: Harness) -> None:
+    gent = await harness.entity("Stad Gent")
+    await harness.issuer(gent.id, "mayor.gent")
+    for _ in range(LOGIN_MAX_FAILURES):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await harness.login("mayor.gent", "a wrong guess!")
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await harness.login("mayor.gent")
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    entry = await last_audit(harness)
+    assert (entry["action"], entry["target"], entry["result"]) == (
+        "Login",
+        "mayor.gent",
+        "RESOURCE_EXHAUSTED",
+    )
+    await harness.login("admin")  # other names are not affected
