@@ -1,8 +1,8 @@
-"""The per-cell counts behind fast previews (table cell_counts), rebuilt or refreshed exactly."""
+"""The per-cell counts behind fast previews (table cell_counts): rebuilt, or kept by deltas."""
 
 from __future__ import annotations
 
-from services.targeting.cover import COUNT_RES, FINE_RES, ancestor, descendant_range
+from services.targeting.cover import COUNT_RES, ancestor
 from services.targeting.model import Conn
 
 _COUNT_SELECT = """
@@ -25,22 +25,35 @@ async def rebuild_counts(*, conn: Conn) -> None:
         )
 
 
-async def refresh_counts(*, conn: Conn, fine_cells: list[int]) -> None:
-    """Recompute the counts of the cells holding these points; call inside the write transaction."""
+async def add_subscriber_counts(
+    *, conn: Conn, fine_cells: list[int], language: str, channels: int, sign: int
+) -> None:
+    """Count one subscriber in (sign 1) or out (sign -1) of the cells holding their addresses.
+
+    Call inside the transaction that writes the addresses. Each upsert is atomic, so concurrent
+    registrations in the same cell never lose a count, and the cost does not grow with the cell.
+    """
     cells = sorted({ancestor(c, res=COUNT_RES) for c in fine_cells})
     if not cells:
         return
-    # Serialise writers of the same cells, so that concurrent registrations never lose a count.
-    for cell in cells:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", cell)
-    ranges = [descendant_range(c, res=FINE_RES) for c in cells]
-    await conn.execute("DELETE FROM cell_counts WHERE cell = ANY($1::bigint[])", cells)
+    bits = [1 if channels & bit else 0 for bit in (1, 2, 4)]
     await conn.execute(
-        "INSERT INTO cell_counts (cell, language, subscribers, sms, voice, email) "
-        + _COUNT_SELECT.format(
-            res=COUNT_RES,
-            where="JOIN unnest($1::bigint[], $2::bigint[]) r(lo, hi) ON h3 BETWEEN r.lo AND r.hi",
-        ),
-        [lo for lo, _ in ranges],
-        [hi for _, hi in ranges],
+        """
+        INSERT INTO cell_counts AS c (cell, language, subscribers, sms, voice, email)
+        SELECT cell, $2, $3, $4, $5, $6 FROM unnest($1::bigint[]) cell
+        ON CONFLICT (cell, language) DO UPDATE SET
+            subscribers = c.subscribers + EXCLUDED.subscribers, sms = c.sms + EXCLUDED.sms,
+            voice = c.voice + EXCLUDED.voice, email = c.email + EXCLUDED.email
+        """,
+        cells,
+        language,
+        sign,
+        *(sign * b for b in bits),
     )
+    if sign < 0:
+        await conn.execute(
+            "DELETE FROM cell_counts WHERE cell = ANY($1::bigint[]) AND language = $2 "
+            "AND subscribers <= 0",
+            cells,
+            language,
+        )

@@ -9,7 +9,7 @@ import asyncpg
 from h3.api import basic_int as h3
 
 from services.kernel.errors import InvalidArgument, NotFound
-from services.targeting.counts import refresh_counts
+from services.targeting.counts import add_subscriber_counts
 from services.targeting.cover import FINE_RES
 from services.targeting.model import LANGUAGES, Channel, Conn, channel_bits
 from services.targeting.zones import COUNTRY_BBOX
@@ -95,7 +95,7 @@ async def register(*, pool: asyncpg.Pool, data: SubscriberData) -> int:
             channel_bits(data.channels),
         )
         cells = await _insert_addresses(conn, subscriber_id, data)
-        await refresh_counts(conn=conn, fine_cells=cells)
+        await _count(conn, cells, data.language, channel_bits(data.channels), 1)
     return subscriber_id
 
 
@@ -103,22 +103,26 @@ async def update(*, pool: asyncpg.Pool, subscriber_id: int, data: SubscriberData
     """Replace a subscriber's data and addresses."""
     validate(data)
     async with pool.acquire() as conn, conn.transaction():
-        found = await conn.fetchval(
+        before = await conn.fetchrow(
+            "SELECT language, channels FROM subscribers WHERE id = $1 FOR UPDATE", subscriber_id
+        )
+        if before is None:
+            raise NotFound(f"subscriber {subscriber_id} does not exist", field="subscriber_id")
+        await conn.execute(
             "UPDATE subscribers SET phone = $2, email = $3, language = $4, channels = $5, "
-            "updated_at = now() WHERE id = $1 RETURNING id",
+            "updated_at = now() WHERE id = $1",
             subscriber_id,
             data.phone,
             data.email,
             data.language,
             channel_bits(data.channels),
         )
-        if found is None:
-            raise NotFound(f"subscriber {subscriber_id} does not exist", field="subscriber_id")
         old = await conn.fetch(
             "DELETE FROM addresses WHERE subscriber_id = $1 RETURNING h3", subscriber_id
         )
+        await _count(conn, [r["h3"] for r in old], before["language"], before["channels"], -1)
         cells = await _insert_addresses(conn, subscriber_id, data)
-        await refresh_counts(conn=conn, fine_cells=[r["h3"] for r in old] + cells)
+        await _count(conn, cells, data.language, channel_bits(data.channels), 1)
 
 
 async def remove(*, pool: asyncpg.Pool, subscriber_id: int) -> None:
@@ -127,12 +131,18 @@ async def remove(*, pool: asyncpg.Pool, subscriber_id: int) -> None:
         old = await conn.fetch(
             "DELETE FROM addresses WHERE subscriber_id = $1 RETURNING h3", subscriber_id
         )
-        found = await conn.fetchval(
-            "DELETE FROM subscribers WHERE id = $1 RETURNING id", subscriber_id
+        before = await conn.fetchrow(
+            "DELETE FROM subscribers WHERE id = $1 RETURNING language, channels", subscriber_id
         )
-        if found is None:
+        if before is None:
             raise NotFound(f"subscriber {subscriber_id} does not exist", field="subscriber_id")
-        await refresh_counts(conn=conn, fine_cells=[r["h3"] for r in old])
+        await _count(conn, [r["h3"] for r in old], before["language"], before["channels"], -1)
+
+
+async def _count(conn: Conn, cells: list[int], language: str, channels: int, sign: int) -> None:
+    await add_subscriber_counts(
+        conn=conn, fine_cells=cells, language=language, channels=channels, sign=sign
+    )
 
 
 async def _insert_addresses(conn: Conn, subscriber_id: int, data: SubscriberData) -> list[int]:

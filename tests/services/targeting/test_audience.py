@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -273,3 +274,20 @@ async def test_destinations_are_json_escaped_in_stream_entries(
     )
     await run(pg_pool, redis_client, zone=None, group_ids=[group])
     assert await stream_recipients(redis_client, streams[Channel.EMAIL]) == [(odd, "fr")]
+
+
+async def test_concurrent_registrations_and_removals_keep_counts_exact(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    ids = await asyncio.gather(
+        *(
+            add_subscriber(pg_pool, phone=f"+324700002{i:02d}", points=[CENTRE, NEAR, FAR])
+            for i in range(20)
+        )
+    )
+    await asyncio.gather(*(subscribers.remove(pool=pg_pool, subscriber_id=s) for s in ids[:7]))
+    kept = sorted(map(tuple, await pg_pool.fetch("SELECT * FROM cell_counts")))
+    async with pg_pool.acquire() as conn:
+        await rebuild_counts(conn=conn)
+    assert sorted(map(tuple, await pg_pool.fetch("SELECT * FROM cell_counts"))) == kept
+    assert sum(row[2] for row in kept if row[0] == kept[0][0]) == 13
