@@ -5,6 +5,9 @@ The one place that picks the concrete SMPP gateway and rate limiter behind the s
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 from collections.abc import Awaitable, Callable
 
 from tocsin.sms.v1 import sms_pb2, sms_pb2_grpc
@@ -25,6 +28,8 @@ from services.sms.ports import Outcome, Submission, SubmitAnswer
 from services.sms.recorder import Recorder
 from services.sms.servicer import SmsServicer
 from services.sms.settings import BindSpec, Settings
+
+logger = logging.getLogger(__name__)
 
 #: command_status answered for a text the gateway cannot encode (ESME_RINVMSGLEN).
 INVALID_LENGTH = 0x01
@@ -111,6 +116,16 @@ def smpp_bind(spec: BindSpec, *, operator: str, recorder: Recorder) -> SmppBind:
     )
 
 
+async def run_engine(engine: SmsEngine) -> None:
+    """Run the pipeline; if it fails, stop the process rather than serve without it."""
+    try:
+        await engine.run()
+    except Exception:
+        logger.critical("the SMS pipeline failed; stopping", exc_info=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise
+
+
 async def build(kernel: Kernel[Settings]) -> None:
     """Binds, limiter, pipeline and API of one SMS process."""
     settings = kernel.settings
@@ -133,7 +148,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     for op_binds in binds.values():
         for bind in op_binds:
             await bind.client.start()
-    kernel.add_background(engine.run(), name="sms-engine")
+    kernel.add_background(run_engine(engine), name="sms-engine")
     api = SmsApi(
         pool=kernel.pg,
         redis=kernel.redis,

@@ -164,7 +164,8 @@ class StreamConsumer:
                     continue
                 start = "0-0"
                 while True:
-                    nxt, claimed, _deleted = await self._redis.xautoclaim(
+                    # Redis 6.2 answers [next, entries], Redis 7 adds the deleted ids.
+                    reply = await self._redis.xautoclaim(
                         self.cfg.stream,
                         self.cfg.group,
                         self.cfg.consumer,
@@ -172,6 +173,7 @@ class StreamConsumer:
                         start_id=start,
                         count=self.cfg.claim_count,
                     )
+                    nxt, claimed = reply[0], reply[1]
                     if claimed:
                         logger.info("claimed %d abandoned SMS entries", len(claimed))
                         await self._take([[self.cfg.stream, claimed]])

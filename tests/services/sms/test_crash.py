@@ -1,0 +1,77 @@
+"""kill -9 of an SMS process mid-send: another one claims the abandoned work and finishes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from grpc_health.v1 import health_pb2
+
+from tests.services.kernel.conftest import ServiceProcess
+from tests.services.sms.conftest import (
+    ROUTES,
+    WIDE_OPEN_RULES,
+    StartSmscs,
+    add_work,
+    numbers,
+    wait_acknowledged,
+    wait_outcomes,
+    watch_until,
+)
+
+ALERT = "c4a5h000-0000-4000-8000-00000000dead"
+TOTAL = 20_000
+BINDS, WINDOW = 2, 50
+
+
+async def test_a_killed_process_leaves_nobody_out_and_duplicates_within_its_window(
+    smscs: StartSmscs,
+    start_service: Any,
+    pg_dsn: str,
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    pg_pool: asyncpg.Pool,
+) -> None:
+    sims = await smscs(receipt_delay_s=0.2)
+    env = {
+        "TOCSIN_SMSC": sims.spec,
+        "TOCSIN_ROUTES": ROUTES,
+        "TOCSIN_RATELIMIT_RULES": str(WIDE_OPEN_RULES),
+        "TOCSIN_BINDS_PER_OPERATOR": str(BINDS),
+        "TOCSIN_WINDOW": str(WINDOW),
+        "TOCSIN_CLAIM_IDLE_S": "2",
+        "TOCSIN_LOG_LEVEL": "WARNING",
+    }
+    first: ServiceProcess = start_service("sms", database_url=pg_dsn, redis_url=redis_url, **env)
+    await watch_until(first.target, health_pb2.HealthCheckResponse.SERVING)
+    dest = numbers(TOTAL)
+    await add_work(redis_client, alert=ALERT, numbers=dest)
+    opa = sims.by_name["opA"]
+    await opa.wait_for(lambda: sum(opa.messages.values()) >= TOTAL // 12, timeout=60)
+
+    os.kill(first.popen.pid, signal.SIGKILL)
+    first.popen.wait(10)
+    sent_before = sum(sims.messages().values())
+    second: ServiceProcess = start_service("sms", database_url=pg_dsn, redis_url=redis_url, **env)
+    await watch_until(second.target, health_pb2.HealthCheckResponse.SERVING)
+    counts = await wait_outcomes(
+        pg_pool, alert=ALERT, total=TOTAL, states=["delivered"], timeout=90
+    )
+    await wait_acknowledged(redis_client)
+
+    got = sims.messages()
+    missing = [d for d in dest if got.get(d, 0) == 0]
+    duplicates = sum(n - 1 for n in got.values())
+    window_of_dead_binds = len(sims.by_name) * BINDS * WINDOW
+    print(
+        f"\ncrash test: {TOTAL} numbers, {sent_before} sent before kill -9, "
+        f"{duplicates} duplicates (bound {window_of_dead_binds})"
+    )
+    assert 0 < sent_before < TOTAL
+    assert counts == {"delivered": TOTAL}
+    assert missing == []
+    assert set(got) == set(dest)
+    assert duplicates <= window_of_dead_binds
