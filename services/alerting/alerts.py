@@ -159,15 +159,14 @@ class Alerts:
     ) -> tuple[list[Alert], str]:
         """The caller's entity's alerts, newest first, and the next page's token."""
         entity_id = require_entity(principal)
-        size = min(page_size or 50, MAX_PAGE)
         if page_size < 0:
             raise InvalidArgument("page_size", "must not be negative")
+        size = min(page_size or 50, MAX_PAGE)
         offset = 0
         if page_token:
-            try:
-                offset = int(page_token)
-            except ValueError:
-                raise InvalidArgument("page_token", "not a token from ListAlerts") from None
+            if not page_token.isdigit():
+                raise InvalidArgument("page_token", "not a token from ListAlerts")
+            offset = int(page_token)
         rows = await self._pool.fetch(
             f"{store.SELECT_ALERT} WHERE a.entity_id = $1"
             " ORDER BY a.created_at DESC, a.id LIMIT $2 OFFSET $3",

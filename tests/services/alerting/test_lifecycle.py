@@ -195,3 +195,22 @@ async def test_exercises_and_tests_are_marked_in_every_text(
     assert document.status == status
     for info in document.infos:
         assert info.headline.startswith(marks[info.language] + "Chemische wolk")
+
+
+async def test_list_pages_through_the_entitys_alerts_newest_first(harness: Harness) -> None:
+    _, client = await mayor(harness)
+    created = [(await create(client, spec(), key=f"key-page-{i:04d}")).id for i in range(3)]
+    first = await client.alerts.ListAlerts(
+        pb.ListAlertsRequest(page_size=2), metadata=client.metadata
+    )
+    second = await client.alerts.ListAlerts(
+        pb.ListAlertsRequest(page_size=2, page_token=first.next_page_token),
+        metadata=client.metadata,
+    )
+    assert [a.id for a in [*first.alerts, *second.alerts]] == created[::-1]
+    assert second.next_page_token == ""
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await client.alerts.ListAlerts(
+            pb.ListAlertsRequest(page_token="-1"), metadata=client.metadata
+        )
+    assert (info.value.details() or "").startswith("page_token: ")
