@@ -2,26 +2,25 @@
 
 Shared by the load test, the campaign benchmark, the metrics-coverage test and the `make run` demo.
 Everything goes through the services' gRPC APIs except the very first admin, which by design
-only exists straight in the database (services.alerting.admin.bootstrap_admin).
+is written straight into the database, by the alerting CLI's `bootstrap-admin` (audited).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 import secrets
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
 from tocsin.targeting.v1 import targeting_pb2, targeting_pb2_grpc
-
-from services.kernel.errors import FailedPrecondition
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -29,6 +28,10 @@ Metadata = tuple[tuple[str, str], ...]
 OPERATOR_PREFIXES = ("47", "49")
 #: Seconds a seeding call may take.
 CALL_TIMEOUT_S = 30.0
+
+
+class SeedError(RuntimeError):
+    """Seeding could not go on; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -96,17 +99,26 @@ def phone(index: int, *, block: int = 0) -> str:
 
 
 async def bootstrap_admin(*, database_url: str, username: str, password: str) -> bool:
-    """Create the first admin in the database; False when an admin exists already."""
-    from services.alerting.admin import bootstrap_admin as create_first_admin
-
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-    try:
-        await create_first_admin(pool, username=username, password=password)
-    except FailedPrecondition:
+    """Create the first admin with the alerting CLI (audited); False when one exists already."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.alerting.cli",
+        "bootstrap-admin",
+        "--username",
+        username,
+        env={**os.environ, "DATABASE_URL": database_url, "TOCSIN_NEW_PASSWORD": password},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(proc.communicate(), CALL_TIMEOUT_S)
+    text = output.decode(errors="replace")
+    if proc.returncode == 0:
+        return True
+    if "FAILED_PRECONDITION" in text:
         return False
-    finally:
-        await pool.close()
-    return True
+    raise SeedError(f"bootstrap-admin failed ({proc.returncode}): {text.strip()}")
 
 
 async def login(channel: grpc.aio.Channel, *, username: str, password: str) -> str:
@@ -296,7 +308,7 @@ def sms_progress(progress: alerting_pb2.AlertProgress) -> alerting_pb2.ChannelPr
 async def deliver(
     channel: grpc.aio.Channel, issuer: Metadata, *, alert_id: str, timeout: float
 ) -> alerting_pb2.ChannelProgress:
-    """Send an alert and wait until every SMS has an outcome; the last SMS counts."""
+    """Send an alert, watch it to its final message; its last SMS counts."""
     stub = alerting_pb2_grpc.AlertingServiceStub(channel)
     await stub.SendAlert(
         alerting_pb2.SendAlertRequest(alert_id=alert_id), metadata=issuer, timeout=CALL_TIMEOUT_S
@@ -304,6 +316,4 @@ async def deliver(
     last = alerting_pb2.ChannelProgress(channel=alerting_pb2.CHANNEL_SMS)
     async for progress in watch(channel, issuer, alert_id=alert_id, timeout=timeout):
         last = sms_progress(progress)
-        if last.targeted and last.delivered + last.failed >= last.targeted:
-            break
     return last

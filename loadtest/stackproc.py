@@ -129,15 +129,28 @@ def running_stack(
         if not ready.wait(timeout) or not any(
             line.startswith(READY_LINE) for line in running.lines
         ):
-            raise StackError(f"the stack did not become ready:\n{running.output}")
+            raise StackError(f"the stack did not become ready:\n{running.output}{_dead_logs(var)}")
         if echo:
             sys.stdout.write(running.output)
         yield running
     finally:
         stop(proc)
         reader.join(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
         if echo:
             sys.stdout.flush()
+
+
+def _dead_logs(var: Path, *, lines: int = 25) -> str:
+    """The end of the log of each service the supervisor saw exit."""
+    tails = []
+    for log in sorted((var / "log").glob("*.log")):
+        text = log.read_text(encoding="utf-8", errors="replace")
+        if "Traceback" in text or "invalid setting" in text:
+            tail = "\n".join(text.splitlines()[-lines:])
+            tails.append(f"\n--- {log.name} (end) ---\n{tail}")
+    return "".join(tails)
 
 
 def stop(proc: subprocess.Popen[str], *, timeout: float = 60.0) -> None:

@@ -59,14 +59,14 @@ class Outcome:
 
 def run_demo(*, alerting: str, var: Path) -> None:
     """Seed, send and watch the demo alert; print the outcome or why there is none."""
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     console.print("demo: a test alert to the synthetic citizens of Gent (--no-demo skips this)")
     try:
         outcome = asyncio.run(asyncio.wait_for(_demo(alerting, var, console), DEMO_TIMEOUT_S))
     except TimeoutError:
         console.print(f"demo: gave up after {DEMO_TIMEOUT_S:.0f} s; the stack keeps running")
         return
-    except DemoError as exc:
+    except (DemoError, seed.SeedError) as exc:
         console.print(f"demo: {exc}; the stack keeps running")
         return
     except grpc.RpcError as exc:

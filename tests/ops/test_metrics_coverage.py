@@ -1,0 +1,159 @@
+"""Every metric a dashboard or an alert rule reads is exported by a running stack.
+
+The stack runs as `make run` runs it (its own ports and data), one alert goes through it to
+delivery, then every service's /metrics is scraped. A name the chart uses and no service exports
+would be a silent hole: an empty panel, or an alert that can never fire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+import redis
+from tocsin.alerting.v1 import alerting_pb2
+
+from loadtest import seed
+from loadtest.stackproc import RunningStack, running_stack
+from tests.charts.conftest import CHART
+from tests.charts.test_metric_names import contract, dashboard_expressions, metric_names
+
+RULES_TEMPLATE = CHART / "templates" / "prometheusrule.yaml"
+#: Suffixes of the series a family exports besides its own name.
+SERIES_SUFFIXES = ("_bucket", "_sum", "_count", "_created")
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)")
+#: Names that have samples only once something goes wrong; a healthy delivery never makes them.
+ONLY_ON_TROUBLE = {
+    "tocsin_sms_failed_total": "a final SMS failure",
+    "tocsin_sms_throttled_total": "an SMSC throttling answer",
+    "tocsin_ratelimit_refusals_total": "a lease refused by the limiter",
+    "tocsin_ratelimit_fallback": "the limiter falling back to local buckets (it then sets 1)",
+}
+#: Names whose samples need a newer Redis than the one the stack may run (XINFO GROUPS `lag`).
+NEEDS_REDIS_7 = {"tocsin_stream_lag"}
+SUBSCRIBERS = 40
+
+
+@dataclass
+class Scrape:
+    """What the services' /metrics endpoints exported."""
+
+    #: Family names declared by a `# TYPE` line.
+    declared: set[str] = field(default_factory=set)
+    #: Family names with at least one sample.
+    sampled: set[str] = field(default_factory=set)
+    #: Per service, whether it answered.
+    answered: dict[str, bool] = field(default_factory=dict)
+
+    def add(self, text: str) -> None:
+        """Fold one exposition into the sets."""
+        types: dict[str, str] = {}
+        for line in text.splitlines():
+            if line.startswith("# TYPE "):
+                _, _, name, kind = line.split(maxsplit=3)
+                types[name] = kind
+                self.declared.add(name)
+            elif line and not line.startswith("#"):
+                match = SAMPLE.match(line)
+                assert match, line
+                self.sampled.add(_family(match.group(1), types))
+
+
+def _family(sample: str, types: dict[str, str]) -> str:
+    if sample in types:
+        return sample
+    for suffix in SERIES_SUFFIXES:
+        base = sample.removesuffix(suffix)
+        if base != sample and base in types:
+            return base
+    return sample
+
+
+def used_names() -> dict[str, set[str]]:
+    """Metric name -> where the dashboards and alert rules use it."""
+    known = contract()
+    used: dict[str, set[str]] = {}
+    for where, expr in dashboard_expressions():
+        for name in metric_names(expr, known):
+            used.setdefault(name, set()).add(where)
+    # The template's Go actions never hold a metric name; its PromQL does, as written.
+    for name in metric_names(RULES_TEMPLATE.read_text(encoding="utf-8"), known):
+        used.setdefault(name, set()).add(RULES_TEMPLATE.name)
+    return used
+
+
+async def deliver_one_alert(stack: RunningStack) -> alerting_pb2.ChannelProgress:
+    """Admin, entity, issuer, subscribers, then one alert sent and watched to its end."""
+    password = seed.new_password()
+    await seed.bootstrap_admin(
+        database_url=stack.database_url(), username="ops-admin", password=password
+    )
+    async with (
+        grpc.aio.insecure_channel(stack.grpc("alerting")) as alerting,
+        grpc.aio.insecure_channel(stack.grpc("targeting")) as targeting,
+    ):
+        admin = seed.bearer(await seed.login(alerting, username="ops-admin", password=password))
+        entity_id = await seed.ensure_entity(alerting, admin, place=seed.GENT)
+        await seed.ensure_issuer(
+            alerting, admin, entity_id=entity_id, username="ops-issuer", password=password
+        )
+        issuer = seed.bearer(await seed.login(alerting, username="ops-issuer", password=password))
+        await seed.register_subscribers(targeting, place=seed.GENT, count=SUBSCRIBERS)
+        alert = await seed.create_alert(
+            alerting, issuer, spec=seed.alert_spec(place=seed.GENT), key="ops-metrics-alert"
+        )
+        # Watched to the final message: the alerting service settles (charges, counts) on it.
+        return await seed.deliver(alerting, issuer, alert_id=alert.id, timeout=90)
+
+
+def scrape(stack: RunningStack) -> Scrape:
+    """Every service's /metrics."""
+    found = Scrape()
+    for service in stack.services():
+        try:
+            with urllib.request.urlopen(stack.metrics(service), timeout=5) as reply:
+                found.add(reply.read().decode("utf-8"))
+            found.answered[service] = True
+        except OSError:
+            found.answered[service] = False
+    return found
+
+
+def redis_version(stack: RunningStack) -> int:
+    """Major version of the stack's Redis."""
+    client = redis.Redis.from_url(stack.redis_url())
+    try:
+        return int(str(client.info("server")["redis_version"]).split(".")[0])
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(240)
+def test_every_metric_of_the_dashboards_and_rules_is_exported(tmp_path: Path) -> None:
+    used = used_names()
+    assert "tocsin_smpp_bind_up" in used, "the rules template was not read"
+    assert len(used) > 15, used
+    with running_stack(var=tmp_path / "var") as stack:
+        last = asyncio.run(deliver_one_alert(stack))
+        assert (last.targeted, last.delivered) == (SUBSCRIBERS, SUBSCRIBERS), last
+        found = scrape(stack)
+        redis_major = redis_version(stack)
+    assert all(found.answered.values()), found.answered
+    missing = {name: sorted(where) for name, where in used.items() if name not in found.declared}
+    assert not missing, "used but exported by no service:\n" + json.dumps(missing, indent=2)
+    silent = {
+        name: sorted(where)
+        for name, where in used.items()
+        if name not in found.sampled
+        and name not in ONLY_ON_TROUBLE
+        and not (name in NEEDS_REDIS_7 and redis_major < 7)
+    }
+    assert not silent, "declared but without a sample after a delivered alert:\n" + json.dumps(
+        silent, indent=2
+    )
