@@ -54,7 +54,7 @@ async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -
         )
         assert row is not None, alert_id
         state = State(row["state"])
-        if state not in (*LIVE_STATES, State.CANCELLED, State.COMPLETE):
+        if state is State.DRAFT:
             alert = await store.fetch(conn, alert_id=alert_id)
             assert alert is not None
             return alert
@@ -151,10 +151,12 @@ def _settled(alert: Alert) -> bool:
 
 async def settle_live(pool: asyncpg.Pool, *, deliveries: Deliveries) -> None:
     """Settle every live alert once and publish how many there are per kind."""
-    # Cancelled alerts stay for an hour: messages handed over before the cancel are still charged.
+    # Cancelled and expired alerts stay for an hour: messages handed over before the end are
+    # still charged when the SMS service records them.
     rows = await pool.fetch(
         "SELECT id::text AS id FROM alerts WHERE state = 'sent'"
         " OR (state = 'cancelled' AND cancelled_at > now() - interval '1 hour')"
+        " OR (state = 'expired' AND expires_at > now() - interval '1 hour')"
     )
     for row in rows:
         await settle(pool, deliveries=deliveries, alert_id=row["id"])

@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 from tocsin.alerting.v1 import alerting_pb2 as pb
 
+from services.alerting import progress
 from services.alerting.model import Channel
 from services.alerting.ports import Sent
 from tests.services.alerting.conftest import Client, Harness, spec
@@ -126,3 +128,32 @@ async def test_non_emergency_without_prepaid_is_refused_unless_postpaid(harness:
         pb.SendAlertRequest(alert_id=draft_id), metadata=client.metadata
     )
     assert sent.state == pb.ALERT_STATE_SENT
+
+
+async def test_live_alerts_are_charged_and_expired_without_a_watcher(harness: Harness) -> None:
+    gent = await harness.entity("Stad Gent", postpaid=True)
+    client = await harness.issuer(gent.id, "mayor.gent")
+    one = await create_and_send(client, spec(channels=(pb.CHANNEL_SMS,)), "live-0001")
+    two = await create_and_send(client, spec(channels=(pb.CHANNEL_SMS,)), "live-0002")
+    harness.deliveries.reports[one.id] = {Channel.SMS: Sent(submitted=15, delivered=9, units=30)}
+    await harness.pool.execute(
+        "UPDATE alerts SET expires_at = now() - interval '1 minute' WHERE id = $1::uuid", two.id
+    )
+    await progress.settle_live(harness.pool, deliveries=harness.deliveries)
+    first = await client.alerts.GetAlert(
+        pb.GetAlertRequest(alert_id=one.id), metadata=client.metadata
+    )
+    assert first.state == pb.ALERT_STATE_SENT
+    assert first.units_postpaid == 30
+    second = await client.alerts.GetAlert(
+        pb.GetAlertRequest(alert_id=two.id), metadata=client.metadata
+    )
+    assert second.state == pb.ALERT_STATE_EXPIRED
+    assert REGISTRY.get_sample_value("tocsin_alerts_live", {"kind": "emergency"}) == 1
+    # Late units of the expired alert are still charged.
+    harness.deliveries.reports[two.id] = {Channel.SMS: Sent(submitted=2, delivered=2, units=2)}
+    await progress.settle_live(harness.pool, deliveries=harness.deliveries)
+    second = await client.alerts.GetAlert(
+        pb.GetAlertRequest(alert_id=two.id), metadata=client.metadata
+    )
+    assert second.units_postpaid == 2
