@@ -1,0 +1,111 @@
+"""Bulk load of a synthetic population, cells per operator, and an empty zone."""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from services.targeting.cells import cells_for_zone
+from services.targeting.counts import rebuild_counts
+from services.targeting.load import PopulationConflict, load_population
+from services.targeting.model import ALL_CHANNELS, Channel
+from services.targeting.preview import preview
+from services.targeting.resolve import AlertMessage, resolve
+from services.targeting.zones import circle
+from tests.services.targeting.conftest import add_subscriber, stream_recipients
+
+
+async def test_a_population_loads_once_and_resolves_like_it_previews(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    async with pg_pool.acquire() as conn:
+        assert await load_population(conn=conn, seed=5, subscribers=3_000)
+        assert not await load_population(conn=conn, seed=5, subscribers=3_000)
+        assert await conn.fetchval("SELECT count(*) FROM subscribers") == 3_000
+        loaded = sorted(map(tuple, await conn.fetch("SELECT * FROM cell_counts")))
+        await rebuild_counts(conn=conn)
+        assert sorted(map(tuple, await conn.fetch("SELECT * FROM cell_counts"))) == loaded
+    zone = circle(lon=4.3517, lat=50.8503, radius_m=1_500)
+    counted = await preview(pool=pg_pool, zone=zone, group_ids=[])
+    assert counted.exact
+    message = AlertMessage(
+        alert="a",
+        version=1,
+        kind="test",
+        expires=time.time() + 60,
+        sender="BE-Alert",
+        texts={"en": "TEST"},
+    )
+    progress = [
+        p
+        async for p in resolve(
+            pool=pg_pool,
+            redis=redis_client,
+            message=message,
+            channels=frozenset(ALL_CHANNELS),
+            zone=zone,
+            group_ids=[],
+            batch_size=100,
+        )
+    ]
+    sent = await stream_recipients(redis_client, Channel.EMAIL.stream)
+    assert len(sent) == len({a for a, _ in sent}) == progress[-1].counts.total(Channel.EMAIL)
+    # Preview counts subscribers, Resolve destinations: they differ only by shared phones.
+    for channel in ALL_CHANNELS:
+        assert 0.95 * counted.counts.total(channel) <= progress[-1].counts.total(channel)
+        assert progress[-1].counts.total(channel) <= counted.counts.total(channel)
+    assert counted.counts.total(Channel.SMS) > 50
+
+
+async def test_a_load_refuses_to_wipe_registered_citizens(pg_pool: asyncpg.Pool) -> None:
+    await add_subscriber(pg_pool, points=[(4.35, 50.85)])
+    async with pg_pool.acquire() as conn:
+        with pytest.raises(PopulationConflict):
+            await load_population(conn=conn, seed=1, subscribers=100)
+
+
+async def test_cells_whose_coverage_reaches_the_zone_are_listed(pg_pool: asyncpg.Pool) -> None:
+    await pg_pool.executemany(
+        "INSERT INTO cell_sites VALUES ($1, $2, $3, $4, $5)",
+        [
+            ("proximus", "in", 4.3517, 50.8503, 500.0),
+            ("orange", "reaching", 4.3517, 50.8503 + 0.02, 1_500.0),  # 2.2 km north, 1.5 km reach
+            ("orange", "short", 4.3517, 50.8503 + 0.03, 1_500.0),  # 3.3 km north
+            ("base", "far", 5.5, 50.5, 5_000.0),
+        ],
+    )
+    found = await cells_for_zone(pool=pg_pool, zone=circle(lon=4.3517, lat=50.8503, radius_m=1_000))
+    assert found == {"proximus": ["in"], "orange": ["reaching"]}
+
+
+async def test_a_zone_without_anyone_enqueues_nothing(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    await add_subscriber(pg_pool, points=[(4.35, 50.85)])
+    message = AlertMessage(
+        alert="a",
+        version=1,
+        kind="test",
+        expires=time.time() + 60,
+        sender="BE-Alert",
+        texts={"nl": "TEST"},
+    )
+    progress = [
+        p
+        async for p in resolve(
+            pool=pg_pool,
+            redis=redis_client,
+            message=message,
+            channels=frozenset(ALL_CHANNELS),
+            zone=circle(lon=5.5, lat=50.2, radius_m=200),
+            group_ids=[],
+            batch_size=100,
+        )
+    ]
+    assert len(progress) == 1
+    assert progress[0].done
+    assert progress[0].batches == 0
+    assert await redis_client.exists(Channel.SMS.stream) == 0
