@@ -143,9 +143,11 @@ class FakeDeliveries:
     """Channel reports set by the test."""
 
     reports: dict[str, dict[Channel, Sent]] = field(default_factory=dict)
+    #: Reported for alerts without a report of their own.
+    default: dict[Channel, Sent] = field(default_factory=dict)
 
     async def sent(self, *, alert_id: str) -> dict[Channel, Sent]:
-        return self.reports.get(alert_id, {})
+        return self.reports.get(alert_id, self.default)
 
 
 def bearer(token: str) -> tuple[tuple[str, str]]:

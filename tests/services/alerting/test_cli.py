@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from tests.services.alerting.conftest import PASSWORD, TERRITORY, Harness
+from services.alerting.model import Channel
+from services.alerting.ports import Sent
+from tests.services.alerting.conftest import PASSWORD, TERRITORY, ZONE_INSIDE, Harness
 
 
 async def cli(*args: str, **env: str) -> tuple[int, str]:
@@ -79,3 +81,33 @@ async def test_cli_manages_entities_and_verifies_the_audit_chain(
     )
     assert code == 1
     assert "UNAUTHENTICATED" in out
+
+
+async def test_cli_sends_a_test_alert_and_watches_it_to_the_end(
+    harness: Harness, tmp_path: Path
+) -> None:
+    gent = await harness.entity("Stad Gent", postpaid=True)
+    await harness.issuer(gent.id, "mayor.gent")
+    zone = tmp_path / "rabot.geojson"
+    zone.write_text(ZONE_INSIDE)
+    harness.deliveries.default = {Channel.SMS: Sent(submitted=15, delivered=15, units=15)}
+    code, out = await cli(
+        "--target",
+        harness.target,
+        "test-alert",
+        "--zone",
+        str(zone),
+        "--channel",
+        "sms",
+        "--language",
+        "nl",
+        "--language",
+        "fr",
+        TOCSIN_USER="mayor.gent",
+        TOCSIN_PASSWORD=PASSWORD,
+    )
+    assert code == 0, out
+    assert "estimated 15 units" in out
+    assert "complete, 15 units charged" in out
+    texts = harness.targeting.resolved[0].kwargs["texts"]
+    assert texts["nl"].startswith("TEST - ")
