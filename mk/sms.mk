@@ -1,0 +1,10 @@
+# SMS service (docs/sms.md): the end-to-end benchmark. Stream -> limiter (opened wide) -> SMSC ->
+# receipts -> PostgreSQL; figures in bench/results/sms.json.
+#   make bench-sms                      200,000 SMS against the SMSC simulators
+#   make bench-sms N=2000000            the full run
+#   make bench-sms SMSC=host:port       against another SMSC (one operator)
+#   make bench-sms BENCH_SMS_ARGS='--workers 2 --binds 2 --window 200'
+N ?= 200000
+.PHONY: bench-sms
+bench-sms: setup
+	$(PY) -m services.sms.bench --n $(N) $(if $(SMSC),--smsc $(SMSC)) $(BENCH_SMS_ARGS)
