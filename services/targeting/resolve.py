@@ -14,7 +14,7 @@ import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ import asyncpg
 import numpy as np
 import redis.asyncio as aioredis
 
+from services.kernel import keys
 from services.kernel.errors import InvalidArgument
 from services.targeting.metrics import RECIPIENTS_ENQUEUED, RESOLVE_SECONDS
 from services.targeting.model import ALL_CHANNELS, LANGUAGES, Channel, Conn, Counts, channel_bits
@@ -79,6 +80,8 @@ class Progress:
     counts: Counts = field(default_factory=Counts)
     batches: int = 0
     done: bool = False
+    #: The alert was cancelled or its text superseded meanwhile: the rest was not enqueued.
+    stopped: bool = False
 
 
 def validate_message(message: AlertMessage, channels: frozenset[Channel]) -> None:
@@ -223,7 +226,7 @@ def _zone_columns(
     }
 
 
-async def _copy_rows(conn: Conn, query: str, args: Sequence[Any]) -> AsyncIterator[bytes]:
+async def _copy_rows(conn: Conn, query: str, args: Sequence[Any]) -> AsyncGenerator[bytes, None]:
     """Stream a query's rows as COPY text, whole lines only, a small first chunk then larger."""
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=4)
     buffer: list[bytes] = []
@@ -307,16 +310,32 @@ async def resolve(
         async with pool.acquire() as conn, conn.transaction(readonly=True):
             await conn.execute(_STREAMING_PLAN)
             # While these lines are sorted and written, PostgreSQL sends the next ones.
-            async for rows in _copy_rows(conn, _ZONE_SQL, args):
-                batcher.add(*_zone_columns(zone, rows))
-                if await flush(final=False):
-                    yield batcher.progress
-    await flush(final=True)
+            chunks = _copy_rows(conn, _ZONE_SQL, args)
+            try:
+                async for rows in chunks:
+                    if await _superseded(redis, message):
+                        batcher.progress.stopped = True
+                        break
+                    batcher.add(*_zone_columns(zone, rows))
+                    if await flush(final=False):
+                        yield batcher.progress
+            finally:
+                await chunks.aclose()
+    if not batcher.progress.stopped:
+        await flush(final=True)
     if writing is not None:
         await writing
     batcher.progress.done = True
     RESOLVE_SECONDS.observe(time.perf_counter() - started)
     yield batcher.progress
+
+
+async def _superseded(redis: aioredis.Redis, message: AlertMessage) -> bool:
+    """Whether the alert was cancelled, or a newer text version exists (docs/streams.md)."""
+    cancelled, version = await redis.mget(
+        keys.alert_cancelled(message.alert), keys.alert_version(message.alert)
+    )
+    return cancelled is not None or (version is not None and int(version) > message.version)
 
 
 async def _write(

@@ -163,7 +163,10 @@ class TargetingServicer(targeting_pb2_grpc.TargetingServicer):
             batch_size=self._batch_size,
         ):
             yield pb.ResolveProgress(
-                channels=_counts_pb(progress.counts), batches=progress.batches, done=progress.done
+                channels=_counts_pb(progress.counts),
+                batches=progress.batches,
+                done=progress.done,
+                stopped=progress.stopped,
             )
 
     async def CellsForZone(

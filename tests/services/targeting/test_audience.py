@@ -291,3 +291,18 @@ async def test_concurrent_registrations_and_removals_keep_counts_exact(
         await rebuild_counts(conn=conn)
     assert sorted(map(tuple, await pg_pool.fetch("SELECT * FROM cell_counts"))) == kept
     assert sum(row[2] for row in kept if row[0] == kept[0][0]) == 13
+
+
+async def test_resolve_stops_once_the_alert_is_cancelled(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis, streams: dict[Channel, str]
+) -> None:
+    await add_subscriber(pg_pool, phone="+32470000060", points=[CENTRE])
+    zone = circle(lon=CENTRE[0], lat=CENTRE[1], radius_m=500)
+    await redis_client.set(f"tocsin:alert:{MESSAGE.alert}:cancelled", "1")
+    progress = await run(pg_pool, redis_client, zone=zone)
+    assert progress[-1].done
+    assert progress[-1].stopped
+    assert await stream_recipients(redis_client, streams[Channel.SMS]) == []
+    await redis_client.delete(f"tocsin:alert:{MESSAGE.alert}:cancelled")
+    await redis_client.set(f"tocsin:alert:{MESSAGE.alert}:version", "2")
+    assert (await run(pg_pool, redis_client, zone=zone))[-1].stopped
