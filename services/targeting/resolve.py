@@ -1,7 +1,7 @@
 """Resolve: stream an alert's audience into the channels' work streams, batch by batch.
 
-The addresses of the zone's cover are read through a server-side cursor in H3 order, so the
-first batch is enqueued after the first few thousand rows, not after the whole zone. Every
+The addresses of the zone's cover stream out of PostgreSQL with COPY in H3 order, so the first
+batch is enqueued after the first thousand or so rows, not after the whole zone. Every
 recipient is deduplicated per channel by destination (phone number or e-mail address): one
 person with two addresses, a phone shared by two subscribers, and a group member who also lives
 in the zone each get one message per channel.
@@ -57,7 +57,7 @@ _GROUPS_SQL = """
     ORDER BY group_id, id
 """
 #: Nested loops stream rows from the first range on; the planner, misled by the range join's
-#: estimate, would otherwise hash the whole subscribers table before the first row.
+#: estimate, might otherwise sort or hash the whole zone before the first row.
 _STREAMING_PLAN = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
 
 
