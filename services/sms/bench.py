@@ -292,7 +292,7 @@ async def _bench(
         elif time.perf_counter() - last_change > args.stall_s:
             print(f"no progress for {args.stall_s:.0f} s at {done:.0f}/{n}; giving up", flush=True)
             break
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(1.0)
     elapsed = time.perf_counter() - t0
     cpu1 = procs.cpu()
     cpu = sum(v - cpu0.get(pid, 0.0) for pid, v in cpu1.items())

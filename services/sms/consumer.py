@@ -28,6 +28,7 @@ from services.sms.dispatch import OperatorDispatcher
 from services.sms.model import Entry, Job, State
 from services.sms.recorder import Recorder
 from services.sms.routing import Router, is_e164
+from services.sms.slots import Slots
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class StreamConsumer:
         recorder: Recorder,
         control: ControlCache,
         segment_count: Callable[[str], int],
-        durability: asyncio.Semaphore,
+        durability: Slots,
     ) -> None:
         self.cfg = config
         self._redis = redis

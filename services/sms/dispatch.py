@@ -18,6 +18,7 @@ from services.sms import metrics
 from services.sms.model import Job, State
 from services.sms.ports import Bind, Outcome, Submission, SubmitAnswer
 from services.sms.recorder import Recorder
+from services.sms.slots import Slots
 from services.sms.tokens import OperatorPacer
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class OperatorDispatcher:
         binds: Sequence[Bind],
         pacer: OperatorPacer,
         recorder: Recorder,
-        durability: asyncio.Semaphore,
+        durability: Slots,
         verdict: Callable[[str, int], State | None],
         retry_min_s: float,
         retry_max_s: float,
@@ -50,6 +51,10 @@ class OperatorDispatcher:
         self._retry_max = retry_max_s
         self._queue: deque[Job] = deque()
         self._ready = asyncio.Event()
+        # Label children looked up once: labels() per message costs more than the increment.
+        self._submitted = {b.name: metrics.SUBMITTED.labels(operator, b.name) for b in binds}
+        self._throttled = {b.name: metrics.THROTTLED.labels(operator, b.name) for b in binds}
+        self._segments = metrics.SEGMENTS.labels(operator)
         #: Jobs waiting for a retry timer.
         self.waiting = 0
 
@@ -156,8 +161,8 @@ class OperatorDispatcher:
             job.holds_slot = True
             job.missing = None
             self._pacer.accepted()
-            metrics.SUBMITTED.labels(self.operator, bind.name).inc()
-            metrics.SEGMENTS.labels(self.operator).inc(job.segments)
+            self._submitted[bind.name].inc()
+            self._segments.inc(job.segments)
             self._recorder.submitted(job)
             return
         self._slots.release()
@@ -165,7 +170,7 @@ class OperatorDispatcher:
             job.missing = answer.missing
         status = f"0x{answer.command_status & 0xFFFFFFFF:02x}" if answer.command_status >= 0 else ""
         if outcome is Outcome.THROTTLED:
-            metrics.THROTTLED.labels(self.operator, bind.name).inc()
+            self._throttled[bind.name].inc()
             self._pacer.throttled()
             self._again(job, first=True)
         elif outcome is Outcome.BIND_LOST:

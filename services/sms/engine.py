@@ -17,6 +17,7 @@ from services.sms.ports import Bind, TokenSource
 from services.sms.recorder import Recorder
 from services.sms.routing import Router
 from services.sms.settings import Settings
+from services.sms.slots import Slots
 from services.sms.tokens import OperatorPacer
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class SmsEngine:
         )
         # A slot per message that can be at an SMSC without a durable trace: the binds' windows.
         window = sum(b.window for op in operators for b in binds[op.name])
-        self.durability = asyncio.Semaphore(window)
+        self.durability = Slots(window)
         control = ControlCache(redis)
         self.dispatchers = {
             op.name: OperatorDispatcher(

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from services.sms import metrics, store
 from services.sms.model import Job, State
@@ -75,6 +76,7 @@ class Recorder:
         self._expiry_checked = 0.0
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._conn: PoolConnectionProxy | None = None
         #: Called with the jobs whose outcome became durable, after each write.
         self.on_durable: Callable[[list[Job]], None] = lambda jobs: None
 
@@ -104,6 +106,12 @@ class Recorder:
 
     async def run(self) -> None:
         """Write forever: as soon as something waits, after gathering for `write_interval_s`."""
+        try:
+            await self._loop()
+        finally:
+            await self.close()
+
+    async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             if not self.backlog:
@@ -126,6 +134,7 @@ class Recorder:
         """Write until nothing is buffered (shutdown)."""
         while self.backlog:
             await self.flush_once()
+        await self.close()
 
     async def flush_once(self) -> None:
         """Write one batch of whatever is buffered."""
@@ -172,30 +181,49 @@ class Recorder:
             w.rc_state.append(RECEIPT_STATES.get(r.stat.upper(), State.FAILED.value))
             w.rc_error.append("" if r.stat.upper() in ("DELIVRD", "ACCEPTD") else r.stat)
             w.rc_at.append(r.at)
-        result = await store.write(self._pool, w)
+        result = await self._write(w)
         del self._submitted[: len(sub)]
         del self._final[: len(fin)]
         del self._receipts[: len(rc)]
         if retry:
             del self._unmatched[: len(old)]
             self._unmatched_tried = now
-        for r in tried:
-            if (r.operator, r.message_id) in result.matched:
-                if not r.done.done():
-                    r.done.set_result(None)
-            else:
+        missed = set(result.unmatched)
+        for i, r in enumerate(tried):
+            if i in missed:
                 r.seen = r.seen or now
                 self._unmatched.append(r)
-        for operator, new_state, latency in result.changed:
+            elif not r.done.done():
+                r.done.set_result(None)
+        for (operator, new_state), latencies in result.changed.items():
             if new_state == State.DELIVERED:
-                metrics.DELIVERED.labels(operator).inc()
-                metrics.RECEIPT_LATENCY.labels(operator).observe(max(latency, 0.0))
+                metrics.DELIVERED.labels(operator).inc(len(latencies))
+                histogram = metrics.RECEIPT_LATENCY.labels(operator)
+                for latency in latencies:
+                    histogram.observe(max(latency, 0.0))
             elif new_state == State.FAILED:
-                metrics.FAILED.labels(operator, "permanent").inc()
+                metrics.FAILED.labels(operator, "permanent").inc(len(latencies))
             elif new_state == State.EXPIRED:
-                metrics.FAILED.labels(operator, "expired").inc()
+                metrics.FAILED.labels(operator, "expired").inc(len(latencies))
         if sub or fin:
             self.on_durable([*sub, *(job for job, _ in fin)])
+
+    async def _write(self, w: store.Writes) -> store.ReceiptResult:
+        """Write on a connection kept for the recorder (a pool release costs a reset query)."""
+        if self._conn is None:
+            self._conn = await self._pool.acquire()
+        try:
+            return await store.write(self._conn, w)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            conn, self._conn = self._conn, None
+            await self._pool.release(conn)
+            raise
+
+    async def close(self) -> None:
+        """Give the recorder's connection back to the pool."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._pool.release(conn, timeout=2)
 
     def _expire_unmatched(self) -> None:
         now = asyncio.get_running_loop().time()

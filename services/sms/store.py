@@ -60,14 +60,17 @@ SET state = EXCLUDED.state, error = EXCLUDED.error, attempts = EXCLUDED.attempts
 WHERE m.state = 'queued'
 """
 
-# Receipts: matched ones (kind 'm') are consumed; updated rows (kind 'u') give the latency.
-# A failure receipt may overwrite `delivered` (another segment of the text failed).
+# Receipts. Returns few rows whatever the batch size: one (kind 0) with the 1-based positions of
+# the receipts that found no row, and one per (operator, new state) (kind 1) with the seconds
+# from submission to receipt of each row changed. A failure receipt may overwrite `delivered`
+# (another segment of the text failed).
 _RECEIPTS = """
-WITH r AS (
-    SELECT u.operator, u.mid, u.state, u.error, u.at, i.alert, i.version, i.address
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])
-        AS u(operator, mid, state, error, at)
-    JOIN sms_message_ids i ON i.operator = u.operator AND i.message_id = u.mid
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])
+        WITH ORDINALITY AS u(operator, mid, state, error, at, idx)
+), r AS (
+    SELECT u.idx, u.state, u.error, u.at, i.alert, i.version, i.address
+    FROM u JOIN sms_message_ids i ON i.operator = u.operator AND i.message_id = u.mid
 ), upd AS (
     UPDATE sms_messages m
     SET state = r.state, error = nullif(r.error, ''), done_at = to_timestamp(r.at)
@@ -77,9 +80,11 @@ WITH r AS (
       AND (m.state = 'submitted' OR (m.state = 'delivered' AND r.state <> 'delivered'))
     RETURNING m.operator, m.state, r.at - extract(epoch FROM m.submitted_at)::float8 AS latency
 )
-SELECT 'm' AS kind, operator, mid, NULL::text AS state, NULL::float8 AS latency FROM r
+SELECT 0 AS kind, NULL::text AS operator, NULL::text AS state,
+       array_agg(u.idx::int) AS unmatched, NULL::float8[] AS latencies
+FROM u WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.idx = u.idx)
 UNION ALL
-SELECT 'u', operator, NULL, state, latency FROM upd
+SELECT 1, operator, state, NULL, array_agg(latency) FROM upd GROUP BY operator, state
 """
 
 
@@ -87,10 +92,10 @@ SELECT 'u', operator, NULL, state, latency FROM upd
 class ReceiptResult:
     """What applying a batch of receipts did."""
 
-    #: (operator, message id) of every receipt that found its row.
-    matched: set[tuple[str, str]]
-    #: (operator, new state, seconds from submission to receipt) of every row changed.
-    changed: list[tuple[str, str, float]]
+    #: 0-based positions of the receipts that found no row.
+    unmatched: list[int]
+    #: (operator, new state) -> seconds from submission to receipt, per row changed.
+    changed: dict[tuple[str, str], list[float]]
 
 
 async def queue(
@@ -140,9 +145,9 @@ class Writes:
         return cls(*([] for _ in range(22)))
 
 
-async def write(pool: asyncpg.Pool, w: Writes) -> ReceiptResult:
+async def write(conn: asyncpg.Connection | PoolConnectionProxy, w: Writes) -> ReceiptResult:
     """Write submissions, final states and receipts in one transaction, in that order."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with conn.transaction():
         if w.sub_alert:
             await conn.execute(
                 _SUBMITTED,
@@ -171,11 +176,16 @@ async def write(pool: asyncpg.Pool, w: Writes) -> ReceiptResult:
                 w.fin_at,
             )
         if not w.rc_mid:
-            return ReceiptResult(set(), [])
+            return ReceiptResult([], {})
         rows = await conn.fetch(_RECEIPTS, w.rc_operator, w.rc_mid, w.rc_state, w.rc_error, w.rc_at)
-    matched = {(r[1], r[2]) for r in rows if r[0] == "m"}
-    changed = [(r[1], r[3], float(r[4] or 0.0)) for r in rows if r[0] == "u"]
-    return ReceiptResult(matched, changed)
+    unmatched: list[int] = []
+    changed: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        if r["kind"] == 0:
+            unmatched = [i - 1 for i in r["unmatched"] or ()]
+        else:
+            changed[(r["operator"], r["state"])] = list(r["latencies"])
+    return ReceiptResult(unmatched, changed)
 
 
 async def counts(
