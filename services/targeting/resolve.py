@@ -36,7 +36,7 @@ CHUNK_BYTES = 1024 * 1024
 KINDS = ("emergency", "general", "exercise", "test")
 
 _ZONE_SQL = """
-    SELECT r.test, a.lon, a.lat, a.language,
+    SELECT CASE WHEN r.test THEN a.lon || ' ' || a.lat ELSE '' END, a.language,
            CASE WHEN a.channels & $4 & 1 <> 0 THEN a.phone END,
            CASE WHEN a.channels & $4 & 2 <> 0 THEN a.phone END,
            CASE WHEN a.channels & $4 & 4 <> 0 THEN a.email END
@@ -47,7 +47,7 @@ _ZONE_SQL = """
 #: NULL in COPY text: a row without a destination on that channel.
 NULL_TEXT = b"\\N"
 #: Columns of _ZONE_SQL.
-ZONE_COLUMNS = 7
+ZONE_COLUMNS = 5
 _GROUPS_SQL = """
     SELECT language,
            CASE WHEN channels & $2 & 1 <> 0 THEN phone END,
@@ -200,23 +200,21 @@ def _group_columns(rows: list[Any]) -> tuple[Sequence[bytes], dict[Channel, Sequ
 def _zone_columns(
     zone: Zone, rows: bytes
 ) -> tuple[Sequence[bytes], dict[Channel, Sequence[bytes]]]:
-    """COPY text rows (test, lon, lat, language, sms, voice, email) inside the zone, as columns.
+    """COPY text rows (point to test, language, sms, voice, email) inside the zone, as columns.
 
-    One split of the whole chunk and seven slices make the columns without a Python call per
-    row. NULL stays NULL_TEXT (no destination). Values never hold tabs, newlines or COPY
-    escapes: phone numbers are E.164, e-mail addresses are validated without white space or
-    backslashes.
+    One split of the whole chunk and five slices make the columns without a Python call per
+    row; only points in boundary cells come as "lon lat" text to test, the others as "".
+    NULL stays NULL_TEXT (no destination). Values never hold tabs, newlines or COPY escapes:
+    phone numbers are E.164, e-mail addresses are validated without white space or backslashes.
     """
     flat = rows.replace(b"\n", b"\t").split(b"\t")
-    test = flat[0::ZONE_COLUMNS]
-    columns: list[Sequence[bytes]] = [flat[i::ZONE_COLUMNS] for i in range(3, ZONE_COLUMNS)]
-    tested = np.frombuffer(b"".join(test), dtype="S1") == b"t"
+    points = flat[0::ZONE_COLUMNS]
+    columns: list[Sequence[bytes]] = [flat[i::ZONE_COLUMNS] for i in range(1, ZONE_COLUMNS)]
+    tested = np.array(list(map(bool, points)))
     if tested.any():
+        lonlat = np.array(b" ".join(itertools.compress(points, tested)).split(), dtype=float)
         keep = ~tested
-        keep[tested] = zone.contains(
-            lon=np.array(flat[1::ZONE_COLUMNS])[tested].astype(float),
-            lat=np.array(flat[2::ZONE_COLUMNS])[tested].astype(float),
-        )
+        keep[tested] = zone.contains(lon=lonlat[0::2], lat=lonlat[1::2])
         mask = keep.tolist()
         columns = [list(itertools.compress(col, mask)) for col in columns]
     return columns[0], {
