@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import grpc
 from tocsin.cellbroadcast.v1 import cellbroadcast_pb2_grpc
 from tocsin.sms.v1 import sms_pb2_grpc
@@ -56,7 +58,14 @@ async def build(kernel: Kernel[Settings]) -> None:
     for name in names:
         kernel.add_service_name(name)
     kernel.add_background(
-        run_settler(kernel.pg, deliveries=deliveries, interval=settings.settle_interval_s),
+        run_settler(
+            kernel.pg,
+            deliveries=deliveries,
+            dispatcher=alerts.dispatcher,
+            interval=settings.settle_interval_s,
+            # A send still `sending` after its Resolve deadline has no process working on it.
+            stale_after=timedelta(seconds=settings.rpc_timeout_s * 20 + 60),
+        ),
         name="settler",
     )
 
@@ -65,6 +74,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         await sms_channel.close()
         await cb_channel.close()
 
+    kernel.on_shutdown(alerts.dispatcher.drain)
     kernel.on_shutdown(close_channels)
 
 

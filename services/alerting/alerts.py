@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 
 import asyncpg
 import redis.asyncio as aioredis
 
-from services.alerting import cap, entities, ledger, presence, store
+from services.alerting import entities, ledger, store
 from services.alerting.auth import Principal, require_entity
-from services.alerting.metrics import ALERT_MESSAGES, ALERTS
+from services.alerting.dispatch import Dispatcher, now_utc, registered
+from services.alerting.metrics import ALERTS
 from services.alerting.model import (
-    REGISTERED_CHANNELS,
     Alert,
     AlertSpec,
     Channel,
@@ -58,21 +56,12 @@ class Preview:
     refusal: str
 
 
-def now_utc() -> datetime:
-    """The current instant, aware, UTC."""
-    return datetime.now(UTC)
-
-
 def parse_alert_id(alert_id: str) -> str:
     """The alert id in canonical UUID form; INVALID_ARGUMENT otherwise."""
     try:
         return str(uuid.UUID(alert_id))
     except ValueError:
         raise InvalidArgument("alert_id", "not an alert id (UUID)") from None
-
-
-def _registered(spec: AlertSpec) -> tuple[Channel, ...]:
-    return tuple(c for c in spec.channels if c in REGISTERED_CHANNELS)
 
 
 class Alerts:
@@ -89,7 +78,9 @@ class Alerts:
         self._pool = pool
         self._redis = redis
         self._targeting = targeting
-        self._broadcasts = broadcasts
+        self.dispatcher = Dispatcher(
+            pool=pool, redis=redis, targeting=targeting, broadcasts=broadcasts
+        )
 
     async def visible(self, *, principal: Principal, alert_id: str) -> Alert:
         """An alert the caller may read: their entity's own (an admin reads any)."""
@@ -154,7 +145,7 @@ class Alerts:
         assert alert is not None
         return alert
 
-    async def list(
+    async def list_own(
         self, *, principal: Principal, page_size: int, page_token: str
     ) -> tuple[list[Alert], str]:
         """The caller's entity's alerts, newest first, and the next page's token."""
@@ -180,7 +171,7 @@ class Alerts:
     async def _audience(self, alert: Alert) -> tuple[tuple[Audience, ...], int, int]:
         """Audiences with their units, total units (targeting's figure) and cells."""
         spec = alert.spec
-        channels = _registered(spec)
+        channels = registered(spec)
         texts = channel_texts(kind=spec.kind, infos=spec.infos)
         cells = 0
         if spec.zone_geojson and any(c in BROADCAST_CHANNELS for c in spec.channels):
@@ -239,7 +230,7 @@ class Alerts:
         if alert.spec.expires <= now:
             raise FailedPrecondition("the alert expired before it was sent")
         entity = await self._check_rules(entity_id=alert.entity_id, spec=alert.spec)
-        if _registered(alert.spec):
+        if registered(alert.spec):
             _, units, _ = await self._audience(alert)
             account = await ledger.account(self._pool, entity_id=alert.entity_id)
             ledger.plan(units=units, account=account, emergency=alert.spec.kind is Kind.EMERGENCY)
@@ -253,24 +244,14 @@ class Alerts:
                 now,
             )
             if claimed is not None:
-                cap_xml = await self._record_cap(
+                cap_xml = await self.dispatcher.record_cap(
                     conn, alert=sending, entity=entity, msg_type=MsgType.ALERT
                 )
-        if claimed is None:
-            return await self.visible(principal=principal, alert_id=alert.id)
-        await self._redis.set(keys.alert_version(alert.id), 1, ex=keys.ALERT_CONTROL_TTL_S)
-        try:
-            targeted = await self._dispatch(sending)
-        except BaseException:
-            await self._pool.execute(
-                "UPDATE alerts SET state = 'draft', version = 0, sent_at = NULL"
-                " WHERE id = $1::uuid AND state = 'sending'",
-                alert.id,
+        if claimed is not None:
+            # Shielded: a caller that hangs up must not stop an alert half-way through its audience.
+            await self.dispatcher.shielded(
+                self.dispatcher.finish_send(sending, cap_xml, revert=True)
             )
-            raise
-        await self._add_targeted(alert.id, targeted, to_state=State.SENT, only_from=State.SENDING)
-        await self._broadcast(sending, cap_xml)
-        ALERTS.labels(alert.spec.kind.value, "send").inc()
         return await self.visible(principal=principal, alert_id=alert.id)
 
     async def update(
@@ -314,15 +295,10 @@ class Alerts:
                 msg_type=MsgType.UPDATE,
                 spec=replace(alert.spec, infos=infos),
             )
-            cap_xml = await self._record_cap(
+            cap_xml = await self.dispatcher.record_cap(
                 conn, alert=updated, entity=entity, msg_type=MsgType.UPDATE
             )
-        # Consumers drop unsent work of older versions from here on.
-        await self._redis.set(keys.alert_version(alert.id), version, ex=keys.ALERT_CONTROL_TTL_S)
-        targeted = await self._dispatch(updated)
-        await self._add_targeted(alert.id, targeted, to_state=None, only_from=None)
-        await self._broadcast(updated, cap_xml)
-        ALERTS.labels(alert.spec.kind.value, "update").inc()
+        await self.dispatcher.shielded(self.dispatcher.finish_update(updated, cap_xml))
         return await self.visible(principal=principal, alert_id=alert.id)
 
     async def cancel(self, *, principal: Principal, alert_id: str) -> Alert:
@@ -351,127 +327,16 @@ class Alerts:
                 dispatched,
             )
             if dispatched:
-                await self._record_cap(
+                await self.dispatcher.record_cap(
                     conn,
                     alert=replace(alert, msg_type=MsgType.CANCEL),
                     entity=entity,
                     msg_type=MsgType.CANCEL,
                 )
         if dispatched:
-            await presence.withdraw(broadcasts=self._broadcasts, alert=alert)
+            await self.dispatcher.withdraw(alert)
         ALERTS.labels(alert.spec.kind.value, "cancel").inc()
         return await self.visible(principal=principal, alert_id=alert.id)
-
-    async def _dispatch(self, alert: Alert) -> dict[Channel, int]:
-        """Resolve the audience of the alert's current version into the work streams."""
-        spec = alert.spec
-        channels = _registered(spec)
-        if not channels:
-            return {}
-        targeted = await self._targeting.resolve(
-            entity_id=alert.entity_id,
-            alert_id=alert.id,
-            version=alert.version,
-            kind=spec.kind.value,
-            expires=spec.expires.timestamp(),
-            sender=spec.sender,
-            texts=channel_texts(kind=spec.kind, infos=spec.infos),
-            channels=channels,
-            zone_geojson=spec.zone_geojson,
-            group_ids=spec.group_ids,
-        )
-        for channel, n in targeted.items():
-            ALERT_MESSAGES.labels(channel.value, "queued").inc(n)
-        return targeted
-
-    async def _broadcast(self, alert: Alert, cap_xml: str) -> None:
-        """Request the presence channels and add what was requested to the alert's counts."""
-        requested = await presence.broadcast(
-            targeting=self._targeting, broadcasts=self._broadcasts, alert=alert, cap_xml=cap_xml
-        )
-        if not requested:
-            return
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT targeted, progress FROM alerts WHERE id = $1::uuid FOR UPDATE", alert.id
-            )
-            assert row is not None, alert.id
-            targeted, progress = json.loads(row["targeted"]), json.loads(row["progress"])
-            for channel, req in requested.items():
-                name = channel.value
-                targeted[name] = targeted.get(name, 0) + req.cells
-                seen = progress.setdefault(name, {})
-                seen["submitted"] = seen.get("submitted", 0) + req.accepted
-                seen["failed"] = seen.get("failed", 0) + req.refused
-            await conn.execute(
-                "UPDATE alerts SET targeted = $2::jsonb, progress = $3::jsonb WHERE id = $1::uuid",
-                alert.id,
-                json.dumps(targeted),
-                json.dumps(progress),
-            )
-
-    async def _add_targeted(
-        self,
-        alert_id: str,
-        targeted: dict[Channel, int],
-        *,
-        to_state: State | None,
-        only_from: State | None,
-    ) -> None:
-        """Add resolved recipients to the alert's counts (they add up over versions)."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT state, targeted FROM alerts WHERE id = $1::uuid FOR UPDATE", alert_id
-            )
-            assert row is not None, alert_id
-            counts = json.loads(row["targeted"])
-            for channel, n in targeted.items():
-                counts[channel.value] = counts.get(channel.value, 0) + n
-            state = row["state"]
-            if to_state is not None and (only_from is None or state == only_from.value):
-                state = to_state.value
-            await conn.execute(
-                "UPDATE alerts SET targeted = $2::jsonb, state = $3 WHERE id = $1::uuid",
-                alert_id,
-                json.dumps(counts),
-                state,
-            )
-
-    async def _record_cap(
-        self,
-        conn: store.Conn,
-        *,
-        alert: Alert,
-        entity: EntityInfo,
-        msg_type: MsgType,
-    ) -> str:
-        """Store the CAP document of this message, referencing the alert's earlier ones."""
-        earlier = await conn.fetch(
-            "SELECT xml FROM cap_messages WHERE alert_id = $1::uuid ORDER BY seq", alert.id
-        )
-        refs = tuple(cap.reference(cap.parse(r["xml"])) for r in earlier)
-        seq = len(earlier) + 1
-        message = cap.for_alert(
-            alert,
-            seq=seq,
-            msg_type=msg_type,
-            sent=now_utc(),
-            sender_name=entity.name,
-            references=refs,
-        )
-        xml = cap.render(message)
-        await conn.execute(
-            "INSERT INTO cap_messages (alert_id, seq, msg_type, version, identifier, sent_at, xml)"
-            " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7)",
-            alert.id,
-            seq,
-            msg_type.value,
-            alert.version,
-            message.identifier,
-            message.sent,
-            xml,
-        )
-        return xml
 
 
 def _units(audience: AudienceCount, texts: dict[str, str], fallback: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -68,6 +69,10 @@ class Gate:
             yield call
         except ServiceError as exc:
             await self._record(call, result=exc.code.name, detail=exc.details)
+            raise
+        except asyncio.CancelledError:
+            # The caller hung up (or its deadline passed); what was started may go on.
+            await self._record(call, result="CANCELLED", detail=call.detail)
             raise
         except Exception as exc:
             await self._record(call, result="INTERNAL", detail=type(exc).__name__)

@@ -6,11 +6,12 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import asyncpg
 
 from services.alerting import ledger, store
-from services.alerting.alerts import now_utc
+from services.alerting.dispatch import Dispatcher, now_utc
 from services.alerting.metrics import ALERT_MESSAGES, ALERTS_LIVE
 from services.alerting.model import (
     LIVE_STATES,
@@ -168,10 +169,18 @@ async def settle_live(pool: asyncpg.Pool, *, deliveries: Deliveries) -> None:
         ALERTS_LIVE.labels(kind.value).set(counts.get(kind.value, 0))
 
 
-async def run_settler(pool: asyncpg.Pool, *, deliveries: Deliveries, interval: float) -> None:
-    """Settle live alerts forever (charging units even when nobody watches)."""
+async def run_settler(
+    pool: asyncpg.Pool,
+    *,
+    deliveries: Deliveries,
+    dispatcher: Dispatcher,
+    interval: float,
+    stale_after: timedelta,
+) -> None:
+    """Forever: resume stalled dispatches, settle live alerts (charging units unwatched)."""
     while True:
         try:
+            await dispatcher.resume_stale(older_than=stale_after)
             await settle_live(pool, deliveries=deliveries)
         except (ServiceError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             logger.warning("settling live alerts failed, retrying: %r", exc)

@@ -11,7 +11,8 @@ from tocsin.alerting.v1 import alerting_pb2 as pb
 from tocsin.alerting.v1 import alerting_pb2_grpc
 
 from services.alerting import admin, audit, auth, convert, ledger, progress
-from services.alerting.alerts import Alerts, now_utc
+from services.alerting.alerts import Alerts
+from services.alerting.dispatch import now_utc
 from services.alerting.gate import Gate
 from services.alerting.ports import Deliveries
 from services.kernel.errors import InvalidArgument, PermissionDenied
@@ -136,7 +137,7 @@ class AlertingServicer(alerting_pb2_grpc.AlertingServiceServicer):
         self, request: pb.ListAlertsRequest, context: Ctx
     ) -> pb.ListAlertsResponse:
         async with self._gate.call(context, "ListAlerts") as call:
-            alerts, token = await self._alerts.list(
+            alerts, token = await self._alerts.list_own(
                 principal=call.principal, page_size=request.page_size, page_token=request.page_token
             )
             return pb.ListAlertsResponse(

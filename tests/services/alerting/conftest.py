@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -73,6 +74,8 @@ class FakeTargeting:
         default_factory=lambda: {"opA": ("a1", "a2", "a3", "a4"), "opB": ("b1", "b2", "b3")}
     )
     resolved: list[ResolveCall] = field(default_factory=list)
+    #: When set, Resolve waits for it (a slow resolution of a large zone).
+    hold: asyncio.Event | None = None
 
     async def preview(
         self,
@@ -102,6 +105,8 @@ class FakeTargeting:
 
     async def resolve(self, **kwargs: Any) -> dict[Channel, int]:
         self.resolved.append(ResolveCall(kwargs))
+        if self.hold is not None:
+            await self.hold.wait()
         return {c: sum(self.audience.get(c, {}).values()) for c in kwargs["channels"]}
 
 
@@ -192,6 +197,7 @@ class Harness:
     targeting: FakeTargeting
     broadcasts: FakeBroadcasts
     deliveries: FakeDeliveries
+    alerts: Alerts
     admin: Client
     #: gRPC target of the service.
     target: str
@@ -290,10 +296,11 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
     ports: tuple[Targeting, Broadcasts, Deliveries] = (targeting, broadcasts, deliveries)
     gate = Gate(pool=pg_pool, jwt_key=JWT_KEY, token_issuer=ISSUER)
     server = grpc.aio.server(interceptors=[ErrorInterceptor(service="alerting")])
+    alerts = Alerts(pool=pg_pool, redis=redis_client, targeting=ports[0], broadcasts=ports[1])
     add_servicers(
         server,
         pool=pg_pool,
-        alerts=Alerts(pool=pg_pool, redis=redis_client, targeting=ports[0], broadcasts=ports[1]),
+        alerts=alerts,
         deliveries=ports[2],
         gate=gate,
         guard=LoginGuard(redis=redis_client, max_failures=LOGIN_MAX_FAILURES, window_s=60),
@@ -313,9 +320,11 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
             targeting,
             broadcasts,
             deliveries,
+            alerts,
             admin_client,
             f"127.0.0.1:{port}",
         )
     finally:
         await channel.close()
         await server.stop(None)
+        await alerts.dispatcher.drain()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 import grpc
 import pytest
 from tocsin.alerting.v1 import alerting_pb2 as pb
@@ -214,3 +217,46 @@ async def test_list_pages_through_the_entitys_alerts_newest_first(harness: Harne
             pb.ListAlertsRequest(page_token="-1"), metadata=client.metadata
         )
     assert (info.value.details() or "").startswith("page_token: ")
+
+
+async def test_a_send_goes_on_when_the_caller_hangs_up(harness: Harness) -> None:
+    _, client = await mayor(harness)
+    alert = await create(client, spec())
+    harness.targeting.hold = asyncio.Event()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await client.alerts.SendAlert(
+            pb.SendAlertRequest(alert_id=alert.id), metadata=client.metadata, timeout=0.5
+        )
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    harness.targeting.hold.set()
+    await harness.alerts.dispatcher.drain()
+    sent = await client.alerts.GetAlert(
+        pb.GetAlertRequest(alert_id=alert.id), metadata=client.metadata
+    )
+    assert sent.state == pb.ALERT_STATE_SENT
+    assert len(harness.targeting.resolved) == 1
+    results = await harness.pool.fetch(
+        "SELECT result FROM audit_log WHERE action = 'SendAlert' ORDER BY seq"
+    )
+    assert [r["result"] for r in results] == ["CANCELLED"]
+
+
+async def test_a_send_left_half_done_by_a_dead_process_is_resumed(harness: Harness) -> None:
+    _, client = await mayor(harness)
+    alert = await create(client, spec())
+    await send(client, alert.id)
+    # As a process dying while resolving leaves it: still `sending`, for longer than any Resolve.
+    await harness.pool.execute(
+        "UPDATE alerts SET state = 'sending', targeted = '{}',"
+        " sent_at = now() - interval '1 hour' WHERE id = $1::uuid",
+        alert.id,
+    )
+    resumed = await harness.alerts.dispatcher.resume_stale(older_than=timedelta(minutes=5))
+    assert resumed == [alert.id]
+    again = await client.alerts.GetAlert(
+        pb.GetAlertRequest(alert_id=alert.id), metadata=client.metadata
+    )
+    assert again.state == pb.ALERT_STATE_SENT
+    assert {p.channel: p.targeted for p in again.progress}[pb.CHANNEL_SMS] == 15
+    assert [c.kwargs["version"] for c in harness.targeting.resolved] == [1, 1]
+    assert await harness.alerts.dispatcher.resume_stale(older_than=timedelta(minutes=5)) == []

@@ -1,0 +1,237 @@
+"""Dispatch of sent and updated alerts: resolve the audience, request broadcasts, keep counts.
+
+Runs shielded from the calling RPC: once an alert is claimed for sending, a caller that hangs up
+must not leave it half-dispatched. A process that dies mid-way leaves the alert `sending`; the
+settler resumes it (`resume_stale`), and the channels drop what they already recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from services.alerting import cap, presence, store
+from services.alerting.metrics import ALERT_MESSAGES, ALERTS
+from services.alerting.model import REGISTERED_CHANNELS, Alert, AlertSpec, Channel, MsgType, State
+from services.alerting.permissions import EntityInfo
+from services.alerting.ports import Broadcasts, Targeting
+from services.alerting.texts import channel_texts
+from services.kernel import keys
+
+logger = logging.getLogger(__name__)
+
+
+def now_utc() -> datetime:
+    """The current instant, aware, UTC."""
+    return datetime.now(UTC)
+
+
+def registered(spec: AlertSpec) -> tuple[Channel, ...]:
+    """The alert's channels that reach registrations and groups (resolved by targeting)."""
+    return tuple(c for c in spec.channels if c in REGISTERED_CHANNELS)
+
+
+class Dispatcher:
+    """Hands alerts to targeting and the cell broadcast service, and records what it did."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        targeting: Targeting,
+        broadcasts: Broadcasts,
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._targeting = targeting
+        self._broadcasts = broadcasts
+        #: Dispatches running on after their caller hung up (kept referenced until done).
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def finish_send(self, alert: Alert, cap_xml: str, *, revert: bool) -> None:
+        """Resolve a claimed alert's audience and mark it sent (or return it to draft)."""
+        await self._redis.set(keys.alert_version(alert.id), 1, ex=keys.ALERT_CONTROL_TTL_S)
+        try:
+            targeted = await self._resolve(alert)
+        except Exception:
+            if revert:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    reverted = await conn.fetchval(
+                        "UPDATE alerts SET state = 'draft', version = 0, sent_at = NULL"
+                        " WHERE id = $1::uuid AND state = 'sending' RETURNING id",
+                        alert.id,
+                    )
+                    if reverted is not None:
+                        await conn.execute(
+                            "DELETE FROM cap_messages WHERE alert_id = $1::uuid", alert.id
+                        )
+            raise
+        await self._add_targeted(alert.id, targeted, to_state=State.SENT, only_from=State.SENDING)
+        await self._broadcast(alert, cap_xml)
+        ALERTS.labels(alert.spec.kind.value, "send").inc()
+
+    async def shielded(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` to its end even if the awaiting call is cancelled."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await asyncio.shield(task)
+
+    async def drain(self) -> None:
+        """Wait for every dispatch in flight (graceful shutdown: finish, do not drop)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def resume_stale(self, *, older_than: timedelta) -> list[str]:
+        """Finish sends whose process died while resolving; the channels drop duplicates."""
+        rows = await self._pool.fetch(
+            "UPDATE alerts SET sent_at = now() WHERE state = 'sending' AND sent_at < $1"
+            " RETURNING id::text AS id",
+            now_utc() - older_than,
+        )
+        resumed = []
+        for row in rows:
+            alert = await store.fetch(self._pool, alert_id=row["id"])
+            cap_xml = await self._pool.fetchval(
+                "SELECT xml FROM cap_messages WHERE alert_id = $1::uuid AND seq = 1", row["id"]
+            )
+            if alert is None or cap_xml is None:
+                continue
+            logger.warning("resuming the dispatch of alert %s", alert.id)
+            await self.shielded(self.finish_send(alert, cap_xml, revert=False))
+            resumed.append(alert.id)
+        return resumed
+
+    async def finish_update(self, alert: Alert, cap_xml: str) -> None:
+        """Resolve the audience again with the new version's texts."""
+        # Consumers drop unsent work of older versions from here on.
+        await self._redis.set(
+            keys.alert_version(alert.id), alert.version, ex=keys.ALERT_CONTROL_TTL_S
+        )
+        targeted = await self._resolve(alert)
+        await self._add_targeted(alert.id, targeted, to_state=None, only_from=None)
+        await self._broadcast(alert, cap_xml)
+        ALERTS.labels(alert.spec.kind.value, "update").inc()
+
+    async def _resolve(self, alert: Alert) -> dict[Channel, int]:
+        """Resolve the audience of the alert's current version into the work streams."""
+        spec = alert.spec
+        channels = registered(spec)
+        if not channels:
+            return {}
+        targeted = await self._targeting.resolve(
+            entity_id=alert.entity_id,
+            alert_id=alert.id,
+            version=alert.version,
+            kind=spec.kind.value,
+            expires=spec.expires.timestamp(),
+            sender=spec.sender,
+            texts=channel_texts(kind=spec.kind, infos=spec.infos),
+            channels=channels,
+            zone_geojson=spec.zone_geojson,
+            group_ids=spec.group_ids,
+        )
+        for channel, n in targeted.items():
+            ALERT_MESSAGES.labels(channel.value, "queued").inc(n)
+        return targeted
+
+    async def _broadcast(self, alert: Alert, cap_xml: str) -> None:
+        """Request the presence channels and add what was requested to the alert's counts."""
+        requested = await presence.broadcast(
+            targeting=self._targeting, broadcasts=self._broadcasts, alert=alert, cap_xml=cap_xml
+        )
+        if not requested:
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT targeted, progress FROM alerts WHERE id = $1::uuid FOR UPDATE", alert.id
+            )
+            assert row is not None, alert.id
+            targeted, progress = json.loads(row["targeted"]), json.loads(row["progress"])
+            for channel, req in requested.items():
+                name = channel.value
+                targeted[name] = targeted.get(name, 0) + req.cells
+                seen = progress.setdefault(name, {})
+                seen["submitted"] = seen.get("submitted", 0) + req.accepted
+                seen["failed"] = seen.get("failed", 0) + req.refused
+            await conn.execute(
+                "UPDATE alerts SET targeted = $2::jsonb, progress = $3::jsonb WHERE id = $1::uuid",
+                alert.id,
+                json.dumps(targeted),
+                json.dumps(progress),
+            )
+
+    async def _add_targeted(
+        self,
+        alert_id: str,
+        targeted: dict[Channel, int],
+        *,
+        to_state: State | None,
+        only_from: State | None,
+    ) -> None:
+        """Add resolved recipients to the alert's counts (they add up over versions)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT state, targeted FROM alerts WHERE id = $1::uuid FOR UPDATE", alert_id
+            )
+            assert row is not None, alert_id
+            counts = json.loads(row["targeted"])
+            for channel, n in targeted.items():
+                counts[channel.value] = counts.get(channel.value, 0) + n
+            state = row["state"]
+            if to_state is not None and (only_from is None or state == only_from.value):
+                state = to_state.value
+            await conn.execute(
+                "UPDATE alerts SET targeted = $2::jsonb, state = $3 WHERE id = $1::uuid",
+                alert_id,
+                json.dumps(counts),
+                state,
+            )
+
+    async def record_cap(
+        self,
+        conn: store.Conn,
+        *,
+        alert: Alert,
+        entity: EntityInfo,
+        msg_type: MsgType,
+    ) -> str:
+        """Store the CAP document of this message, referencing the alert's earlier ones."""
+        earlier = await conn.fetch(
+            "SELECT xml FROM cap_messages WHERE alert_id = $1::uuid ORDER BY seq", alert.id
+        )
+        refs = tuple(cap.reference(cap.parse(r["xml"])) for r in earlier)
+        seq = len(earlier) + 1
+        message = cap.for_alert(
+            alert,
+            seq=seq,
+            msg_type=msg_type,
+            sent=now_utc(),
+            sender_name=entity.name,
+            references=refs,
+        )
+        xml = cap.render(message)
+        await conn.execute(
+            "INSERT INTO cap_messages (alert_id, seq, msg_type, version, identifier, sent_at, xml)"
+            " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7)",
+            alert.id,
+            seq,
+            msg_type.value,
+            alert.version,
+            message.identifier,
+            message.sent,
+            xml,
+        )
+        return xml
+
+    async def withdraw(self, alert: Alert) -> None:
+        """Withdraw the alert's broadcasts (a failure is logged)."""
+        await presence.withdraw(broadcasts=self._broadcasts, alert=alert)
