@@ -142,11 +142,12 @@ def start_postgres(
     entry = _pg_user()
     if entry is not None:
         _open_prefix(PG_BIN.parent)
-        _open_prefix(data_dir)
+        _open_prefix(data_dir.parent)
         for root, dirs, files in os.walk(data_dir):
             for name in [*dirs, *files]:
                 os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
         os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+    data_dir.chmod(0o700)  # PostgreSQL refuses a data folder others can read
     if not (data_dir / "PG_VERSION").exists():
         _run(
             [

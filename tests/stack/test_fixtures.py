@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
+import psycopg
 import redis.asyncio as aioredis
+
+from stack.embedded import start_postgres
 
 
 async def test_each_test_gets_a_migrated_database(pg_pool: asyncpg.Pool) -> None:
@@ -21,3 +26,21 @@ async def test_databases_are_not_shared_between_tests(pg_pool: asyncpg.Pool) -> 
 async def test_redis_is_flushed_per_test(redis_client: aioredis.Redis) -> None:
     assert await redis_client.dbsize() == 0
     await redis_client.set("left-behind", "1")
+
+
+def test_embedded_postgres_restarts_on_its_own_data(tmp_path: Path) -> None:
+    data = tmp_path / "pg"
+    first = start_postgres(data_dir=data, fast_unsafe=True)
+    try:
+        with psycopg.connect(first.url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (v int)")
+            conn.execute("INSERT INTO kept VALUES (42)")
+    finally:
+        first.stop()
+    second = start_postgres(data_dir=data, fast_unsafe=True)
+    try:
+        with psycopg.connect(second.url) as conn:
+            row = conn.execute("SELECT v FROM kept").fetchone()
+        assert row == (42,)
+    finally:
+        second.stop()
