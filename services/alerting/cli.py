@@ -462,7 +462,11 @@ async def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; exit status 0 on success, 1 on a refusal or broken chain."""
     args = parser().parse_args(argv)
-    prepare(args)
+    try:
+        prepare(args)
+    except OSError as exc:
+        console.print(f"[red]cannot read[/red] {exc.filename}: {exc.strerror}")
+        return 2
     try:
         return asyncio.run(run(args))
     except grpc.aio.AioRpcError as exc:
