@@ -23,7 +23,7 @@ from services.alerting.model import (
     State,
 )
 from services.alerting.ports import Deliveries, Sent
-from services.kernel.errors import ServiceError
+from services.kernel.errors import ServiceError, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -110,12 +110,7 @@ async def watch(
     """The alert after every change, and whether it is the last one (see `_done`)."""
     last: tuple[object, ...] | None = None
     while True:
-        if alert.state is not State.DRAFT:
-            alert = await settle(pool, deliveries=deliveries, alert_id=alert.id)
-        else:
-            fresh = await store.fetch(pool, alert_id=alert.id)
-            assert fresh is not None
-            alert = fresh
+        alert = await _refresh(pool, deliveries=deliveries, alert=alert)
         done = _done(alert)
         seen = (
             alert.state,
@@ -130,6 +125,19 @@ async def watch(
         if done:
             return
         await asyncio.sleep(interval)
+
+
+async def _refresh(pool: asyncpg.Pool, *, deliveries: Deliveries, alert: Alert) -> Alert:
+    """The alert settled, or as stored while a channel service is unreachable."""
+    if alert.state is not State.DRAFT:
+        # A watch outlives a restart of the SMS service: it reports what is known meanwhile.
+        try:
+            return await settle(pool, deliveries=deliveries, alert_id=alert.id)
+        except Unavailable as exc:
+            logger.info("progress of alert %s not refreshed: %s", alert.id, exc.details)
+    fresh = await store.fetch(pool, alert_id=alert.id)
+    assert fresh is not None
+    return fresh
 
 
 def _done(alert: Alert) -> bool:

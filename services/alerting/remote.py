@@ -157,6 +157,8 @@ class SmsProgressClient:
             reply = await self._stub.GetAlertProgress(
                 sms_pb2.GetAlertProgressRequest(alert_id=alert_id, version=0),
                 timeout=self._timeout,
+                # Through a reconnect backoff too: the SMS service may just be (re)starting.
+                wait_for_ready=True,
             )
         except grpc.aio.AioRpcError as exc:
             raise remote_error(exc, service="sms") from None

@@ -150,8 +150,12 @@ class FakeDeliveries:
     reports: dict[str, dict[Channel, Sent]] = field(default_factory=dict)
     #: Reported for alerts without a report of their own.
     default: dict[Channel, Sent] = field(default_factory=dict)
+    #: Raised instead of reporting when set (the SMS service is down).
+    error: ServiceError | None = None
 
     async def sent(self, *, alert_id: str) -> dict[Channel, Sent]:
+        if self.error is not None:
+            raise self.error
         return self.reports.get(alert_id, self.default)
 
 

@@ -13,6 +13,7 @@ from services.alerting import cap
 from services.alerting.model import Channel
 from services.alerting.ports import Sent
 from services.kernel import keys
+from services.kernel.errors import Unavailable
 from tests.services.alerting.conftest import ZONE_INSIDE, Client, Harness, spec
 
 
@@ -260,3 +261,21 @@ async def test_a_send_left_half_done_by_a_dead_process_is_resumed(harness: Harne
     assert {p.channel: p.targeted for p in again.progress}[pb.CHANNEL_SMS] == 15
     assert [c.kwargs["version"] for c in harness.targeting.resolved] == [1, 1]
     assert await harness.alerts.dispatcher.resume_stale(older_than=timedelta(minutes=5)) == []
+
+
+async def test_a_watch_outlives_an_unreachable_sms_service(harness: Harness) -> None:
+    _, client = await mayor(harness)
+    alert = await create(client, spec(channels=(pb.CHANNEL_SMS,)))
+    await send(client, alert.id)
+    harness.deliveries.error = Unavailable("sms unavailable (UNAVAILABLE): retry")
+    stream = client.alerts.WatchAlert(
+        pb.WatchAlertRequest(alert_id=alert.id), metadata=client.metadata
+    )
+    first = await anext(aiter(stream))
+    assert first.state == pb.ALERT_STATE_SENT
+    assert not first.final
+    harness.deliveries.error = None
+    harness.deliveries.reports[alert.id] = {Channel.SMS: Sent(submitted=15, delivered=15, units=15)}
+    rest = [p async for p in stream]
+    assert rest[-1].state == pb.ALERT_STATE_COMPLETE
+    assert rest[-1].final
