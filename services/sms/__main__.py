@@ -5,9 +5,13 @@ The one place that picks the concrete SMPP gateway and rate limiter behind the s
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 
 from tocsin.sms.v1 import sms_pb2, sms_pb2_grpc
@@ -20,7 +24,7 @@ from gateways.smpp import (
     segment_count,
 )
 from ratelimit.limiter import Limiter
-from services.kernel import Kernel, run_service
+from services.kernel import Kernel, SettingsError, load_settings, run_service
 from services.sms import metrics
 from services.sms.api import SmsApi
 from services.sms.engine import SmsEngine, make_recorder
@@ -169,9 +173,47 @@ async def build(kernel: Kernel[Settings]) -> None:
     kernel.on_shutdown(shutdown)
 
 
+def _die_with_parent() -> None:
+    """In a worker: SIGTERM when the first process dies, however it dies (Linux prctl)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def start_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
+    """Start `workers - 1` more SMS processes on the same group, each with its own binds."""
+    base = settings.metrics_bind_port
+    workers = []
+    for i in range(1, settings.workers):
+        env = dict(os.environ)
+        env.update(
+            TOCSIN_WORKERS="1",
+            TOCSIN_GRPC_PORT="0",
+            TOCSIN_METRICS_PORT=str(base + i if base else 0),
+        )
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "services.sms"], env=env, preexec_fn=_die_with_parent
+            )
+        )
+    return workers
+
+
 def main() -> None:
-    """Run the SMS service until SIGTERM."""
-    run_service(name="sms", settings_cls=Settings, build=build)
+    """Run the SMS service (and its worker processes) until SIGTERM."""
+    try:
+        workers = start_workers(load_settings(Settings))
+    except SettingsError:
+        workers = []  # run_service reports the bad variable and exits
+    try:
+        run_service(name="sms", settings_cls=Settings, build=build)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
 
 if __name__ == "__main__":

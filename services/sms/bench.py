@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -118,19 +120,28 @@ def _free_port() -> int:
 
 def _start_smsc(name: str, procs: Procs) -> str:
     port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "simulators.smsc", "--port", str(port), "--name", name],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _popen([sys.executable, "-m", "simulators.smsc", "--port", str(port), "--name", name])
     procs.others.append(proc)
     assert proc.stdout is not None
     line = json.loads(proc.stdout.readline())
     return f"{name}=127.0.0.1:{line['port']}"
 
 
-def _popen(cmd: list[str], *, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(cmd, env=env, cwd=ROOT)
+def _die_with_parent() -> None:
+    """In a child: SIGTERM when the bench dies, however it dies (Linux prctl)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _popen(cmd: list[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE if env is None else None,
+        stderr=subprocess.DEVNULL if env is None else None,
+        preexec_fn=_die_with_parent,
+    )
 
 
 def _serving(port: int) -> bool:
@@ -198,9 +209,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     managed = []
     database_url = os.environ.get("DATABASE_URL")
     redis_url = os.environ.get("REDIS_URL")
+    pg_dir = WORK / f"pg-{os.getpid()}"  # one per run: two runs never share a data folder
     if not database_url:
-        shutil.rmtree(WORK / "pg", ignore_errors=True)
-        pg = start_postgres(data_dir=WORK / "pg", fast_unsafe=True)
+        pg = start_postgres(data_dir=pg_dir, fast_unsafe=True)
         managed.append(pg)
         procs.store_pids.append(pg.popen.pid)
         database_url = pg.url
@@ -221,6 +232,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 proc.kill()
         for m in managed:
             m.stop()
+        shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 async def _bench(
@@ -374,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stall-s", type=float, default=30.0, help="give up after no progress")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so that the finally blocks stop every process we started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = asyncio.run(run(args))
     print(
         f"sms bench: {result['recorded']}/{result['n']} SMS in {result['elapsed_s']} s = "

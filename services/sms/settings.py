@@ -93,6 +93,9 @@ class Settings(ServiceSettings):
     claim_idle_s: float = Field(default=30.0, gt=0)
     # Entries examined per XAUTOCLAIM call.
     claim_count: int = Field(default=50, ge=1)
+    # Processes sharing the consumer group, each with its own binds: this one plus workers - 1
+    # children (gRPC on a free port, metrics on metrics_port + i).
+    workers: int = Field(default=1, ge=1, le=64)
     # Consumer name in the group; empty: host-pid (a restarted process is a new consumer).
     consumer: str = ""
     # Tokens asked per rate-limit lease.

@@ -1,15 +1,18 @@
-"""kill -9 of an SMS process mid-send: another one claims the abandoned work and finishes it."""
+"""SMS service processes: kill -9 mid-send and a claiming successor; worker processes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from typing import Any
 
 import asyncpg
+import psutil
 import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2
 
+from services.kernel import keys
 from tests.services.kernel.conftest import ServiceProcess
 from tests.services.sms.conftest import (
     ROUTES,
@@ -75,3 +78,40 @@ async def test_a_killed_process_leaves_nobody_out_and_duplicates_within_its_wind
     assert missing == []
     assert set(got) == set(dest)
     assert duplicates <= window_of_dead_binds
+
+
+async def test_worker_processes_share_the_group_and_stop_with_the_first(
+    smscs: StartSmscs,
+    start_service: Any,
+    pg_dsn: str,
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    pg_pool: asyncpg.Pool,
+) -> None:
+    sims = await smscs()
+    service: ServiceProcess = start_service(
+        "sms",
+        database_url=pg_dsn,
+        redis_url=redis_url,
+        TOCSIN_SMSC=sims.spec,
+        TOCSIN_ROUTES=ROUTES,
+        TOCSIN_RATELIMIT_RULES=str(WIDE_OPEN_RULES),
+        TOCSIN_WORKERS="2",
+        TOCSIN_READ_COUNT="1",
+        TOCSIN_LOG_LEVEL="WARNING",
+    )
+    await watch_until(service.target, health_pb2.HealthCheckResponse.SERVING)
+    workers = psutil.Process(service.popen.pid).children()
+    dest = numbers(6000)
+    await add_work(redis_client, alert=ALERT, numbers=dest, per_entry=100)
+
+    await wait_outcomes(pg_pool, alert=ALERT, total=len(dest), states=["delivered"])
+
+    consumers = await redis_client.xinfo_consumers(keys.SMS_STREAM, keys.SMS_GROUP)
+    assert len(workers) == 1
+    assert len(consumers) == 2
+    assert sims.messages() == dict.fromkeys(dest, 1)
+    service.popen.terminate()
+    # Waited for in a thread: the simulators live on this event loop and answer the unbinds.
+    assert await asyncio.to_thread(service.popen.wait, 30) == 0
+    assert (await asyncio.to_thread(psutil.wait_procs, workers, timeout=30))[1] == []
