@@ -28,7 +28,7 @@ CREATE TABLE sms_messages (
     submitted_at timestamptz,
     done_at      timestamptz,
     PRIMARY KEY (alert, version, address)
-);
+) WITH (fillfactor = 70);  -- room on the page: queued -> submitted -> delivered stay HOT updates
 
 -- Receipt correlation: an SMSC message id is unique per operator (each SMSC numbers its own).
 CREATE TABLE sms_message_ids (
