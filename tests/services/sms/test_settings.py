@@ -1,0 +1,98 @@
+"""Operators, binds and routes from the environment or a TOML file; longest-prefix routing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.kernel import SettingsError, load_settings
+from services.sms.routing import Router, is_e164
+from services.sms.settings import Settings
+
+STORES = {"DATABASE_URL": "postgresql://x@127.0.0.1/db", "REDIS_URL": "redis://127.0.0.1:1/0"}
+
+
+def test_operators_from_the_environment_route_belgian_ranges_and_foreign_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TOCSIN_SMSC", "opA=127.0.0.1:2775,opB=127.0.0.1:2776,opC=10.0.0.9:2777")
+    monkeypatch.setenv("TOCSIN_BINDS_PER_OPERATOR", "3")
+    settings = load_settings(Settings, **STORES)
+
+    ops = settings.operators()
+    router = Router(routes=[(op.name, op.prefixes) for op in ops], default=ops[0].name)
+
+    assert [(op.name, len(op.binds)) for op in ops] == [("opA", 3), ("opB", 3), ("opC", 3)]
+    assert ops[2].binds[1].name == "opC-1"
+    assert (ops[2].binds[0].host, ops[2].binds[0].port) == ("10.0.0.9", 2777)
+    assert router.route("+32475123456") == "opA"
+    assert router.route("+32491123456") == "opB"
+    assert router.route("+32456123456") == "opC"  # longer prefix wins over 3245x ranges
+    assert router.route("+32485123456") == "opC"
+    assert router.route("+31612345678") == "opA"  # foreign: the default operator
+    assert settings.grpc_bind_port == 50053
+    assert settings.metrics_bind_port == 9103
+
+
+def test_operators_from_a_toml_file(tmp_path: Path) -> None:
+    path = tmp_path / "operators.toml"
+    path.write_text(
+        """
+        [operators.proximus]
+        prefixes = ["+32472", "32473"]
+        binds = [{host = "127.0.0.1", port = 2775, window = 50, system_id = "be-alert"}]
+        [operators.orange]
+        prefixes = ["3249"]
+        binds = [{port = 2776, name = "orange-main"}, {port = 2776}]
+        """,
+        encoding="utf-8",
+    )
+    settings = load_settings(Settings, operators_file=path, default_operator="orange", **STORES)
+
+    ops = settings.operators()
+
+    assert [op.name for op in ops] == ["orange", "proximus"]
+    assert [b.name for b in ops[0].binds] == ["orange-main", "orange-1"]
+    assert ops[1].prefixes == ("32472", "32473")
+    assert (ops[1].binds[0].window, ops[1].binds[0].system_id) == (50, "be-alert")
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"TOCSIN_SMSC": "opA=localhost"}, "TOCSIN_SMSC"),
+        ({"TOCSIN_ROUTES": "opZ=3247"}, "TOCSIN_ROUTES"),
+        ({"TOCSIN_ROUTES": "opA=32x"}, "TOCSIN_ROUTES"),
+        ({"TOCSIN_DEFAULT_OPERATOR": "opQ"}, "TOCSIN_DEFAULT_OPERATOR"),
+        ({"TOCSIN_WINDOW": "0"}, "TOCSIN_WINDOW"),
+    ],
+)
+def test_bad_settings_name_their_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], variable: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings(Settings, **STORES)
+
+    assert variable.removeprefix("TOCSIN_").lower() in str(caught.value).lower()
+
+
+@pytest.mark.parametrize(
+    ("number", "valid"),
+    [
+        ("+32470123456", True),
+        ("+1234567", True),
+        ("+123456789012345", True),
+        ("+1234567890123456", False),
+        ("+123456", False),
+        ("32470123456", False),
+        ("+032470123456", False),
+        ("+3247012345a", False),
+        ("+\uff13\uff12470123456", False),  # full-width digits
+    ],
+)
+def test_e164(number: str, valid: bool) -> None:
+    assert is_e164(number) is valid
