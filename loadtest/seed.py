@@ -13,7 +13,7 @@ import os
 import random
 import secrets
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -131,11 +131,18 @@ async def login(channel: grpc.aio.Channel, *, username: str, password: str) -> s
 
 
 async def ensure_entity(
-    channel: grpc.aio.Channel, admin: Metadata, *, place: Place, postpaid: bool = True
+    channel: grpc.aio.Channel,
+    admin: Metadata,
+    *,
+    place: Place,
+    name: str = "",
+    territory_kind: str = "municipality",
+    territory: str = "",
+    postpaid: bool = True,
 ) -> int:
     """The id of the type 1 entity governing `place`, created with its territory if absent."""
     stub = alerting_pb2_grpc.AdminServiceStub(channel)
-    name = f"Gemeente {place.name} (tocsin demo)"
+    name = name or f"Gemeente {place.name} (tocsin demo)"
     found = await stub.ListEntities(
         alerting_pb2.ListEntitiesRequest(), metadata=admin, timeout=CALL_TIMEOUT_S
     )
@@ -146,8 +153,8 @@ async def ensure_entity(
         alerting_pb2.CreateEntityRequest(
             name=name,
             type=1,
-            territory_kind="municipality",
-            territory_geojson=place.territory_geojson(),
+            territory_kind=territory_kind,
+            territory_geojson=territory or place.territory_geojson(),
             postpaid=postpaid,
         ),
         metadata=admin,
@@ -285,7 +292,7 @@ async def create_alert(
 
 async def watch(
     channel: grpc.aio.Channel, issuer: Metadata, *, alert_id: str, timeout: float
-) -> AsyncIterator[alerting_pb2.AlertProgress]:
+) -> AsyncGenerator[alerting_pb2.AlertProgress, None]:
     """WatchAlert until its final message or `timeout` seconds (DEADLINE_EXCEEDED then)."""
     stub = alerting_pb2_grpc.AlertingServiceStub(channel)
     call = stub.WatchAlert(

@@ -1,0 +1,504 @@
+"""`make bench-campaign`: one alert to a large synthetic zone over SMS, through the whole path.
+
+    python -m loadtest.campaign [--recipients 20000] [--limit default|open] [--rate 740.74]
+
+The program runs a stack of its own (embedded PostgreSQL and Redis, the targeting, SMS and
+alerting services as processes, data and logs in var/bench/campaign), loads a synthetic
+population with targeting's bulk loader, and plays the operators itself: one in-process SMSC
+simulator takes both operators' binds, so that it sees every submit_sm. It then picks a circle
+around Brussels holding the wanted number of SMS recipients, sends one emergency alert over SMS
+to it, and measures:
+
+- SMS per second (first to last accepted submit_sm), and the simulator's per-second arrivals:
+  the busiest full one-second window against the limiter's rate;
+- time to first SMS: from SendAlert to the first submit_sm at the simulator;
+- completion: from SendAlert until WatchAlert reports every SMS delivered or failed;
+- CPU per SMS over every stack process (services, PostgreSQL with its backends, Redis; not the
+  simulator nor this program), and peak memory (the largest sum of their RSS).
+
+With `--limit default` the global bucket is the built-in one (2,000,000 SMS in 45 minutes, about
+741/s; `--rate` scales it, shrink the zone with it); operator buckets get the whole global rate,
+so that the global bucket alone sets the pace. `--limit open` opens every bucket wide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import psutil
+import shapely.geometry
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
+
+from loadtest import seed
+from ratelimit.config import Rules
+from services.targeting.load import load_population
+from services.targeting.population import OUTLINE
+from simulators.smsc.config import SmscConfig
+from simulators.smsc.server import SmscSimulator
+from stack.__main__ import Stack
+from stack.embedded import free_port, start_postgres, start_redis
+from stack.migrate import apply_migrations
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+VAR = ROOT / "var" / "bench" / "campaign"
+#: Recipients by default, per mode: about 27 s at 741/s; the open limiter gets a bigger zone.
+DEFAULT_RECIPIENTS = {"default": 20_000, "open": 100_000}
+#: Rate of every bucket with `--limit open`.
+OPEN_RATE = 1_000_000.0
+#: Subscribers loaded per recipient wanted: Brussels holds a fifth of the synthetic population.
+POPULATION_FACTOR = 5
+#: Centre of the zone: Brussels, the densest place of the synthetic population.
+BRUSSELS = seed.Place("Brussel", 4.3517, 50.8503, 5000.0)
+#: The services the path needs, in start order.
+SERVICES = ("targeting", "sms", "alerting")
+#: Seconds the whole campaign may take before the program gives up.
+CAMPAIGN_TIMEOUT_S = 900.0
+#: submit_sm_resp status of an accepted message.
+ROK = 0
+#: Operators played by the simulators, and the synthetic number ranges routed to each.
+OPERATORS = ("opA", "opB")
+#: Seconds without any progress after which the campaign is declared stalled.
+STALL_S = 60.0
+
+
+@dataclass
+class Marks:
+    """Moments (perf_counter seconds) of the campaign."""
+
+    sent: float = 0.0
+    first_submit: float = 0.0
+    last_submit: float = 0.0
+    complete: float = 0.0
+    accepted: int = 0
+
+
+@dataclass
+class Memory:
+    """Peak memory of the stack's processes, sampled while the campaign runs."""
+
+    peak_total: int = 0
+    peak_by_process: dict[str, int] = field(default_factory=dict)
+
+
+def rules_text(*, limit: str, rate: float | None) -> tuple[str, float]:
+    """The rules file for the SMS service, and the global rate it sets."""
+    if limit == "open":
+        rate, capacity = OPEN_RATE, int(OPEN_RATE)
+    else:
+        default = Rules.default().resolve("sms:global")
+        rate, capacity = rate or default.rate, default.capacity
+    text = f"""# Written by loadtest/campaign.py ({limit} limiter).
+[bucket."sms:global"]
+rate = {rate}
+capacity = {capacity}
+
+# Every operator may take the whole global rate: the global bucket alone sets the pace.
+[bucket."sms:op:*"]
+parent = "sms:global"
+share = 1.0
+capacity = {capacity}
+"""
+    return text, rate
+
+
+class CampaignStack:
+    """The stores, services and simulator of one campaign, and their processes."""
+
+    def __init__(self, var: Path) -> None:
+        self.var = var
+        self.stack = Stack()
+        self.ports: dict[str, tuple[int, int]] = {}
+        # One simulator per operator: receipts are matched by (operator, message id).
+        self.sims = {op: SmscSimulator(SmscConfig(name=op, window=10_000)) for op in OPERATORS}
+        self.database_url = ""
+
+    def grpc(self, service: str) -> str:
+        """Address of a service."""
+        return f"127.0.0.1:{self.ports[service][0]}"
+
+    async def start_stores(self) -> None:
+        """PostgreSQL with every migration, and Redis."""
+        pg = await asyncio.to_thread(start_postgres, data_dir=self.var / "pg")
+        self.stack.servers.append(pg)
+        redis = await asyncio.to_thread(start_redis, data_dir=self.var / "redis")
+        self.stack.servers.append(redis)
+        self.database_url = pg.url
+        await asyncio.to_thread(apply_migrations, pg.url)
+
+    async def start_services(self, *, rules: Path) -> None:
+        """The simulator, then the services, each SERVING."""
+        smscs = ",".join([f"{op}=127.0.0.1:{await sim.start()}" for op, sim in self.sims.items()])
+        redis_url = self.stack.servers[1].url
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(
+            DATABASE_URL=self.database_url,
+            REDIS_URL=redis_url,
+            TOCSIN_SMSC=smscs,
+            # The synthetic numbers are +324 and eight digits: half the ranges to each operator.
+            TOCSIN_ROUTES="opA=3240,3241,3242,3243,3244;opB=3245,3246,3247,3248,3249",
+            TOCSIN_RATELIMIT_RULES=str(rules),
+            TOCSIN_JWT_KEY=secrets.token_urlsafe(48),
+        )
+        for name in SERVICES:
+            self.ports[name] = (free_port(), free_port())
+        env.update(TOCSIN_TARGETING_ADDR=self.grpc("targeting"), TOCSIN_SMS_ADDR=self.grpc("sms"))
+        for name in SERVICES:
+            service_env = dict(env)
+            grpc_port, metrics_port = self.ports[name]
+            service_env.update(
+                TOCSIN_GRPC_PORT=str(grpc_port), TOCSIN_METRICS_PORT=str(metrics_port)
+            )
+            self.stack.spawn(name, ["-m", f"services.{name}"], service_env, self.var / "log")
+        for name in SERVICES:
+            await self._wait_serving(name)
+
+    async def _wait_serving(self, name: str, timeout: float = 60.0) -> None:
+        async with grpc.aio.insecure_channel(self.grpc(name)) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if (dead := self.stack.dead_child()) is not None:
+                    raise SystemExit(f"{dead} exited; see {self.var / 'log' / dead}.log")
+                try:
+                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise SystemExit(f"{name} did not report SERVING within {timeout:.0f} s")
+
+    def processes(self) -> Iterator[tuple[str, psutil.Process]]:
+        """Every process of the stack now: services, Redis, PostgreSQL and its backends."""
+        for name, popen in self.stack.children:
+            if popen.poll() is None:
+                yield name, psutil.Process(popen.pid)
+        for server in self.stack.servers:
+            if server.alive():
+                main = psutil.Process(server.popen.pid)
+                yield server.name, main
+                for child in main.children(recursive=True):
+                    yield server.name, child
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far per part (a store's reaped children included)."""
+        used: dict[str, float] = {}
+        for name, proc in self.processes():
+            try:
+                t = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            used[name] = used.get(name, 0.0) + t.user + t.system
+            used[name] += t.children_user + t.children_system
+        return used
+
+    async def sample_memory(self, memory: Memory, *, interval: float = 0.25) -> None:
+        """Track the peak of the summed RSS until cancelled."""
+        while True:
+            total = 0
+            by_name: dict[str, int] = {}
+            for name, proc in self.processes():
+                try:
+                    rss = proc.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+                total += rss
+                by_name[name] = by_name.get(name, 0) + rss
+            memory.peak_total = max(memory.peak_total, total)
+            for name, rss in by_name.items():
+                memory.peak_by_process[name] = max(memory.peak_by_process.get(name, 0), rss)
+            await asyncio.sleep(interval)
+
+    async def stop(self) -> None:
+        """Services (SIGTERM, graceful), simulator, stores."""
+        await asyncio.to_thread(self.stack.stop)
+        for sim in self.sims.values():
+            await sim.stop()
+
+    def accepted(self) -> int:
+        """submit_sm accepted by the simulators so far."""
+        return sum(sim.statuses[ROK] for sim in self.sims.values())
+
+    def per_second(self) -> dict[int, int]:
+        """Accepted submit_sm per one-second window, over both simulators (started together)."""
+        total: dict[int, int] = {}
+        for sim in self.sims.values():
+            for second, n in sim.per_second.items():
+                total[second] = total.get(second, 0) + n
+        return total
+
+
+async def track_submits(parts: CampaignStack, marks: Marks) -> None:
+    """Note the first and the latest accepted submit_sm until cancelled."""
+    changed = asyncio.Event()
+    waiters = [asyncio.create_task(_watch_sim(sim, changed)) for sim in parts.sims.values()]
+    try:
+        while True:
+            await changed.wait()
+            changed.clear()
+            now = time.perf_counter()
+            if marks.accepted == 0:
+                marks.first_submit = now
+            marks.last_submit = now
+            marks.accepted = parts.accepted()
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def _watch_sim(sim: SmscSimulator, changed: asyncio.Event) -> None:
+    while True:
+        seen = sim.statuses[ROK]
+        await sim.wait_for(partial(_accepted_more, sim, seen), timeout=CAMPAIGN_TIMEOUT_S)
+        changed.set()
+
+
+def _accepted_more(sim: SmscSimulator, seen: int) -> bool:
+    return sim.statuses[ROK] > seen
+
+
+async def find_zone(
+    targeting: grpc.aio.Channel, *, entity_id: int, recipients: int
+) -> tuple[seed.Place, int]:
+    """The circle around Brussels whose SMS audience is closest to `recipients` (bisection)."""
+    low, high = 100.0, 60_000.0
+    best = (BRUSSELS, 0)
+    for _ in range(24):
+        radius = (low + high) / 2
+        place = replace(BRUSSELS, radius_m=radius)
+        count = await seed.audience(targeting, entity_id=entity_id, place=place)
+        if abs(count - recipients) < abs(best[1] - recipients):
+            best = (place, count)
+        if abs(count - recipients) <= recipients * 0.005:
+            break
+        low, high = (radius, high) if count < recipients else (low, radius)
+    return best
+
+
+def windows(per_second: dict[int, int]) -> dict[str, Any]:
+    """Per-second arrivals: all of them, and the full seconds between the first and the last."""
+    seconds = sorted(per_second)
+    counts = [per_second[s] for s in range(seconds[0], seconds[-1] + 1)] if seconds else []
+    full = counts[1:-1]
+    return {
+        "per_second": counts,
+        "first_window": counts[0] if counts else 0,
+        "max_window_per_s": max(full) if full else max(counts, default=0),
+        "mean_full_window_per_s": round(sum(full) / len(full), 1) if full else 0.0,
+    }
+
+
+async def campaign(args: argparse.Namespace) -> dict[str, Any]:
+    """Run one campaign and return its figures."""
+    recipients = args.recipients or DEFAULT_RECIPIENTS[args.limit]
+    shutil.rmtree(VAR, ignore_errors=True)
+    VAR.mkdir(parents=True)
+    rules = VAR / "ratelimit.toml"
+    text, rate = rules_text(limit=args.limit, rate=args.rate)
+    rules.write_text(text, encoding="utf-8")
+    parts = CampaignStack(VAR)
+    try:
+        started = time.monotonic()
+        await parts.start_stores()
+        population = recipients * POPULATION_FACTOR
+        conn = await asyncpg.connect(parts.database_url)
+        try:
+            await load_population(
+                conn=conn,
+                seed=args.seed,
+                subscribers=population,
+                progress=lambda line: print(f"campaign: {line}", flush=True),
+            )
+        finally:
+            await conn.close()
+        await parts.start_services(rules=rules)
+        print(f"campaign: stack ready in {time.monotonic() - started:.0f} s", flush=True)
+        return await _send(parts, args=args, recipients=recipients, rate=rate)
+    finally:
+        await parts.stop()
+
+
+async def _send(
+    parts: CampaignStack, *, args: argparse.Namespace, recipients: int, rate: float
+) -> dict[str, Any]:
+    password = seed.new_password()
+    await seed.bootstrap_admin(
+        database_url=parts.database_url, username="bench-admin", password=password
+    )
+    async with (
+        grpc.aio.insecure_channel(parts.grpc("alerting")) as alerting,
+        grpc.aio.insecure_channel(parts.grpc("targeting")) as targeting,
+    ):
+        admin = seed.bearer(await seed.login(alerting, username="bench-admin", password=password))
+        entity_id = await seed.ensure_entity(
+            alerting,
+            admin,
+            place=BRUSSELS,
+            name="Federal crisis centre (benchmark)",
+            territory_kind="country",
+            territory=json.dumps(shapely.geometry.mapping(OUTLINE)),
+        )
+        await seed.ensure_issuer(
+            alerting, admin, entity_id=entity_id, username="bench-issuer", password=password
+        )
+        issuer = seed.bearer(await seed.login(alerting, username="bench-issuer", password=password))
+        place, audience = await find_zone(targeting, entity_id=entity_id, recipients=recipients)
+        print(
+            f"campaign: zone of {place.radius_m / 1000:.2f} km around Brussels,"
+            f" {audience:,} SMS recipients; limiter {args.limit} at {rate:,.1f}/s",
+            flush=True,
+        )
+        spec = seed.alert_spec(
+            place=place, kind=alerting_pb2.ALERT_KIND_EMERGENCY, headline="Campaign benchmark"
+        )
+        alert = await seed.create_alert(alerting, issuer, spec=spec, key="campaign-benchmark")
+        stub = alerting_pb2_grpc.AlertingServiceStub(alerting)
+        marks, memory = Marks(), Memory()
+        tracker = asyncio.create_task(track_submits(parts, marks))
+        sampler = asyncio.create_task(parts.sample_memory(memory))
+        cpu_before = parts.cpu_seconds()
+        marks.sent = time.perf_counter()
+        try:
+            await stub.SendAlert(
+                alerting_pb2.SendAlertRequest(alert_id=alert.id),
+                metadata=issuer,
+                timeout=seed.CALL_TIMEOUT_S,
+            )
+            last = await _follow(alerting, issuer, alert_id=alert.id, marks=marks)
+            cpu_after = parts.cpu_seconds()
+        finally:
+            tracker.cancel()
+            sampler.cancel()
+            await asyncio.gather(tracker, sampler, return_exceptions=True)
+    return _figures(
+        args=args,
+        rate=rate,
+        last=last,
+        marks=marks,
+        memory=memory,
+        cpu={k: cpu_after.get(k, 0.0) - cpu_before.get(k, 0.0) for k in cpu_after},
+        per_second=parts.per_second(),
+        radius_m=place.radius_m,
+    )
+
+
+async def _follow(
+    alerting: grpc.aio.Channel, issuer: seed.Metadata, *, alert_id: str, marks: Marks
+) -> alerting_pb2.ChannelProgress:
+    """Print the alert's SMS progress until every SMS has an outcome, or it stalls."""
+    last = alerting_pb2.ChannelProgress()
+    stream = seed.watch(alerting, issuer, alert_id=alert_id, timeout=CAMPAIGN_TIMEOUT_S)
+    while True:
+        try:
+            progress = await asyncio.wait_for(anext(stream), STALL_S)
+        except StopAsyncIteration:
+            return last
+        except TimeoutError:
+            print(f"campaign: no progress for {STALL_S:.0f} s; giving up", flush=True)
+            await stream.aclose()
+            return last
+        last = seed.sms_progress(progress)
+        print(
+            f"campaign: {time.perf_counter() - marks.sent:6.1f} s  targeted"
+            f" {last.targeted:,} submitted {last.submitted:,} delivered"
+            f" {last.delivered:,} failed {last.failed:,}",
+            flush=True,
+        )
+        if last.targeted and last.delivered + last.failed >= last.targeted:
+            marks.complete = time.perf_counter()
+            await stream.aclose()
+            return last
+
+
+def _figures(
+    *,
+    args: argparse.Namespace,
+    rate: float,
+    last: alerting_pb2.ChannelProgress,
+    marks: Marks,
+    memory: Memory,
+    cpu: dict[str, float],
+    per_second: dict[int, int],
+    radius_m: float,
+) -> dict[str, Any]:
+    spread = marks.last_submit - marks.first_submit
+    cpu_total = sum(cpu.values())
+    arrivals = windows(per_second)
+    figures: dict[str, Any] = {
+        "limit": args.limit,
+        "recipients": last.targeted,
+        "rate_limit_per_s": round(rate, 1),
+        "sms_per_s": round((marks.accepted - 1) / spread, 1) if spread > 0 else 0.0,
+        "first_sms_ms": round((marks.first_submit - marks.sent) * 1000, 1),
+        "completion_s": round(marks.complete - marks.sent, 2) if marks.complete else None,
+        "cpu_us_per_sms": round(cpu_total / max(1, marks.accepted) * 1e6, 1),
+        "peak_rss_mb": round(memory.peak_total / 2**20, 1),
+        "delivered": last.delivered,
+        "failed": last.failed,
+        "submitted_at_simulator": marks.accepted,
+        **{k: v for k, v in arrivals.items() if k != "per_second"},
+        "cpu_s_by_process": {k: round(v, 2) for k, v in sorted(cpu.items())},
+        "peak_rss_mb_by_process": {
+            k: round(v / 2**20, 1) for k, v in sorted(memory.peak_by_process.items())
+        },
+        "zone_radius_m": round(radius_m),
+        "population": (args.recipients or DEFAULT_RECIPIENTS[args.limit]) * POPULATION_FACTOR,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "per_second": arrivals["per_second"],
+    }
+    if args.limit == "default":
+        full = arrivals["mean_full_window_per_s"]
+        figures["rate_within_3pct"] = bool(full) and abs(full - rate) <= 0.03 * rate
+        figures["never_above"] = arrivals["max_window_per_s"] <= rate
+    else:
+        figures["times_national_rate"] = round(figures["sms_per_s"] / 740.74, 2)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the campaign, print and write its figures."""
+    parser = argparse.ArgumentParser(prog="python -m loadtest.campaign", description=__doc__)
+    parser.add_argument("--recipients", type=int, default=None, help="SMS recipients wanted")
+    parser.add_argument("--limit", choices=("default", "open"), default="default")
+    parser.add_argument("--rate", type=float, default=None, help="global SMS/s (default limiter)")
+    parser.add_argument("--seed", type=int, default=2022, help="synthetic population seed")
+    args = parser.parse_args(argv)
+    figures = asyncio.run(asyncio.wait_for(campaign(args), CAMPAIGN_TIMEOUT_S))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(figures, indent=2) + "\n"
+    # campaign.json holds the latest run, whichever mode; each mode also keeps its own file.
+    (RESULTS / f"campaign_{args.limit}.json").write_text(text, encoding="utf-8")
+    out = RESULTS / "campaign.json"
+    out.write_text(text, encoding="utf-8")
+    print(
+        f"campaign: {figures['recipients']:,} recipients, {figures['sms_per_s']:,.1f} SMS/s"
+        f" (limiter {figures['rate_limit_per_s']:,.1f}/s, busiest full second"
+        f" {figures['max_window_per_s']}), first SMS after {figures['first_sms_ms']:.0f} ms,"
+        f" complete after {figures['completion_s']} s, {figures['cpu_us_per_sms']:.0f} us CPU"
+        f" per SMS, peak {figures['peak_rss_mb']:.0f} MB"
+    )
+    print(f"campaign: figures in {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+# Campaign benchmark (docs/loadtest.md): one alert to a synthetic zone over SMS through the whole
+# path; figures in bench/results/campaign.json (and campaign_<limit>.json).
+#   make bench-campaign                        # default limiter (~741/s), 20,000 recipients
+#   make bench-campaign RECIPIENTS=40000 RATE=1482   # scaled: rate and zone up by the same factor
+#   make bench-campaign LIMIT=open             # limiter opened wide, 100,000 recipients
+LIMIT ?= default
+RECIPIENTS ?=
+RATE ?=
+
+.PHONY: bench-campaign
+
+bench-campaign: setup
+	$(PY) -m loadtest.campaign --limit $(LIMIT) $(if $(RECIPIENTS),--recipients $(RECIPIENTS)) \
+		$(if $(RATE),--rate $(RATE))
