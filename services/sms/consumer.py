@@ -202,7 +202,11 @@ class StreamConsumer:
                 batch.append(parsed)
         if not batch:
             return
-        await self._control.refresh({e.alert for e, _ in batch} | self._alerts_in_flight())
+        try:
+            await self._control.refresh({e.alert for e, _ in batch} | self._alerts_in_flight())
+        except (RedisError, OSError) as exc:
+            # Work goes on with what was last read; senders check again before each submission.
+            logger.warning("reading alert control keys failed: %r", exc)
         to_queue: list[Job] = []
         for entry, jobs in batch:
             self.entries[entry.entry_id] = entry
