@@ -218,6 +218,7 @@ class StreamConsumer:
                 if verdict is not None:
                     self._recorder.final(job, verdict)
                 elif job.error:
+                    metrics.FAILED.labels(job.operator, "permanent").inc()
                     self._recorder.final(job, State.FAILED)
                 elif time.time() >= entry.expires:
                     job.error = "expired before it could be sent"
