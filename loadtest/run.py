@@ -130,6 +130,12 @@ def run_locust(args: argparse.Namespace, *, seed_file: Path, summary: Path) -> i
     return done.returncode
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children (Locust, once it has exited)."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start, seed, load, report, stop."""
     parser = argparse.ArgumentParser(prog="python -m loadtest.run", description=__doc__)
@@ -162,11 +168,17 @@ def main(argv: list[str] | None = None) -> int:
             seed_file.write_text(json.dumps(seeded), encoding="utf-8")
             summary_file = Path(tmp) / "summary.json"
             print(f"loadtest: locust {args.users} users, {args.user_rate}/s each, for {args.time}")
+            cpu_before, locust_before = stack.cpu_seconds(), _children_cpu()
             status = run_locust(args, seed_file=seed_file, summary=summary_file)
+            cpu_after, locust_cpu = stack.cpu_seconds(), _children_cpu() - locust_before
             if not summary_file.exists():
                 print(f"loadtest: locust wrote no summary (exit status {status})", file=sys.stderr)
                 return 1
             figures: dict[str, Any] = json.loads(summary_file.read_text(encoding="utf-8"))
+    figures["cpu_s_by_process"] = {
+        name: round(cpu_after[name] - cpu_before.get(name, 0.0), 2) for name in sorted(cpu_after)
+    }
+    figures["cpu_s_by_process"]["locust"] = round(locust_cpu, 2)
     figures["config"] = {
         "users": args.users,
         "spawn_rate": args.spawn_rate,
@@ -188,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         f" p99 {mix['p99_ms']} ms (target 1000/s, p99 < 20 ms:"
         f" {'met' if figures['target']['met'] else 'not met'})"
     )
+    busiest = sorted(figures["cpu_s_by_process"].items(), key=lambda kv: -kv[1])[:4]
+    print("loadtest: CPU seconds " + ", ".join(f"{name} {s:.1f}" for name, s in busiest))
     print(f"loadtest: figures in {out.relative_to(ROOT)}, reports bench/results/loadtest*")
     return 0
 

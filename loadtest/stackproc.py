@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from stack.services import SERVICES, SMSCS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +63,18 @@ class RunningStack:
         """Operator -> port of each SMSC simulator."""
         return {s.operator: s.port + self.offset for s in SMSCS}
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far by each part of the stack (services, stores, simulators)."""
+        used: dict[str, float] = {}
+        for proc in psutil.Process(self.proc.pid).children(recursive=True):
+            try:
+                name = _part(proc.cmdline())
+                t = proc.cpu_times()
+            except psutil.Error:
+                continue
+            used[name] = used.get(name, 0.0) + t.user + t.system
+        return used
+
     @property
     def output(self) -> str:
         """What the supervisor printed so far."""
@@ -84,6 +98,20 @@ class RunningStack:
         if external:
             return external
         raise StackError(f"the stack did not say where {store} listens")
+
+
+def _part(cmdline: list[str]) -> str:
+    """Which part of the stack a command line is: `sms`, `smsc-opA`, `postgres`, `redis`."""
+    if "-m" in cmdline:
+        module = cmdline[cmdline.index("-m") + 1]
+        if module == "simulators.smsc" and "--name" in cmdline:
+            return f"smsc-{cmdline[cmdline.index('--name') + 1]}"
+        return module.rsplit(".", 1)[-1] if module.startswith("services.") else module
+    program = Path(cmdline[0].split()[0]).name if cmdline and cmdline[0] else "?"
+    for store in ("postgres", "redis"):
+        if program.startswith(store):
+            return store
+    return program
 
 
 def _pump(proc: subprocess.Popen[str], lines: list[str], ready: threading.Event) -> None:
