@@ -191,3 +191,24 @@ async def test_invalid_numbers_in_work_are_recorded_failed_not_sent(
     assert sims.messages() == {"+32470000001": 1}
     errors = await pg_pool.fetch("SELECT DISTINCT error FROM sms_messages WHERE state = 'failed'")
     assert [r[0] for r in errors] == ["invalid number"]
+
+
+async def test_long_texts_resubmit_only_their_missing_segments(
+    smscs: StartSmscs, start_sms: StartSms, redis_client: aioredis.Redis, pg_pool: asyncpg.Pool
+) -> None:
+    sims = await smscs(("opA",), temporary_failure_share=0.2, keep_texts=True, seed=11)
+    await start_sms(sims, smsc=sims.spec, routes="opA=32")
+    text = "Chemical incident near the port: stay inside, close doors and windows. " * 4
+    dest = numbers(100)
+    await add_work(redis_client, alert=ALERT, numbers=dest, text=text)
+
+    await wait_outcomes(pg_pool, alert=ALERT, total=len(dest), states=["delivered"])
+
+    sim = sims.by_name["opA"]
+    assert sim.statuses[0x45] > 0
+    assert sims.messages() == dict.fromkeys(dest, 1)
+    assert set(sim.segments.values()) == {2}  # no segment twice: the handset sees one text
+    assert all(texts == [text] for texts in sim.texts.values())
+    ids = await pg_pool.fetch("SELECT message_ids FROM sms_messages WHERE alert = $1", ALERT)
+    assert {len(r[0]) for r in ids} == {2}
+    assert all(all(r[0]) for r in ids)
