@@ -212,3 +212,20 @@ async def test_long_texts_resubmit_only_their_missing_segments(
     ids = await pg_pool.fetch("SELECT message_ids FROM sms_messages WHERE alert = $1", ALERT)
     assert {len(r[0]) for r in ids} == {2}
     assert all(all(r[0]) for r in ids)
+
+
+async def test_cancelling_an_alert_stops_its_retries(
+    smscs: StartSmscs, start_sms: StartSms, redis_client: aioredis.Redis, pg_pool: asyncpg.Pool
+) -> None:
+    sims = await smscs(("opA",), temporary_failure_share=1.0)
+    await start_sms(sims, smsc=sims.spec, routes="opA=32", control_refresh_s=0.1)
+    await add_work(redis_client, alert=ALERT, numbers=numbers(30))
+    sim = sims.by_name["opA"]
+    await sim.wait_for(lambda: sim.statuses[0x45] >= 60, timeout=10)  # retrying
+
+    await redis_client.set(keys.alert_cancelled(ALERT), "1")
+
+    counts = await wait_outcomes(pg_pool, alert=ALERT, total=30, states=["cancelled"])
+    assert counts == {"cancelled": 30}
+    assert sims.messages() == {}
+    await wait_acknowledged(redis_client)
