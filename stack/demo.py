@@ -150,7 +150,7 @@ async def _population(targeting: grpc.aio.Channel, entity_id: int, console: Cons
         console.print(f"demo: {have} subscribers in the zone already")
         return
     with _bar(console) as bar:
-        task = bar.add_task("registering subscribers", total=DEMO_SUBSCRIBERS - have, detail="")
+        task = bar.add_task("subscribers", total=DEMO_SUBSCRIBERS - have, detail="registered")
         await seed.register_subscribers(
             targeting,
             place=seed.GENT,
@@ -163,7 +163,7 @@ async def _population(targeting: grpc.aio.Channel, entity_id: int, console: Cons
 def _bar(console: Console) -> Progress:
     return Progress(
         TextColumn("demo: {task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=24),
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
@@ -209,7 +209,7 @@ async def _demo(alerting: str, var: Path, console: Console) -> Outcome:
         console.print(f"demo: alert {alert.id} sent; watching it")
         last = alerting_pb2.ChannelProgress(channel=alerting_pb2.CHANNEL_SMS)
         with _bar(console) as bar:
-            task = bar.add_task("SMS with an outcome", total=None, detail="")
+            task = bar.add_task("SMS", total=None, detail="")
             async for progress in seed.watch(
                 channel, issuer, alert_id=alert.id, timeout=DEMO_TIMEOUT_S
             ):
@@ -218,7 +218,7 @@ async def _demo(alerting: str, var: Path, console: Console) -> Outcome:
                     task,
                     total=last.targeted or None,
                     completed=last.delivered + last.failed,
-                    detail=f"submitted {last.submitted} delivered {last.delivered}"
+                    detail=f"sent {last.submitted}, delivered {last.delivered},"
                     f" failed {last.failed}",
                 )
         final = await stub.GetAlert(
