@@ -117,6 +117,7 @@ class OperatorDispatcher:
                 bind = self._pick()
                 if job.missing is None:
                     job.attempts += 1
+                sent_at = time.time()
                 answer = await bind.submit(
                     Submission(
                         destination=job.address,
@@ -129,7 +130,7 @@ class OperatorDispatcher:
             except BaseException:
                 self._slots.release()
                 raise
-            self._handle(job, bind, answer)
+            self._handle(job, bind, answer, sent_at)
 
     def _settled_without_sending(self, job: Job) -> bool:
         verdict = self._verdict(job.entry.alert, job.entry.version)
@@ -152,12 +153,12 @@ class OperatorDispatcher:
                     job.message_ids[i] = mid
         job.reference = answer.reference
 
-    def _handle(self, job: Job, bind: Bind, answer: SubmitAnswer) -> None:
+    def _handle(self, job: Job, bind: Bind, answer: SubmitAnswer, sent_at: float) -> None:
         outcome = answer.outcome
         self._merge(job, answer)
         if outcome is Outcome.ACCEPTED:
             job.bind = bind.name
-            job.submitted_at = time.time()
+            job.submitted_at = sent_at
             job.holds_slot = True
             job.missing = None
             self._pacer.accepted()

@@ -52,7 +52,7 @@ class Job:
     missing: frozenset[int] | None = None
     #: Monotonic time before which it must not be resubmitted.
     not_before: float = 0.0
-    #: Bind that carried the accepted submission, and when (Unix time).
+    #: Bind that carried the accepted submission, and when it was sent (Unix time).
     bind: str = ""
     submitted_at: float = 0.0
     #: Why it failed (SMPP status, `expired`, `invalid number`).

@@ -95,14 +95,15 @@ class Recorder:
         self._final.append((job, state))
         self._wake.set()
 
-    async def receipt(self, operator: str, receipt: Receipt) -> None:
-        """Apply a delivery receipt; returns once it is durable (then the SMSC gets its resp)."""
-        fut = asyncio.get_running_loop().create_future()
+    def receipt(self, operator: str, receipt: Receipt) -> asyncio.Future[None]:
+        """Take a delivery receipt; the future is done once it is durable (then the SMSC gets its
+        resp). A plain future, not a coroutine: the gateway then needs no task per receipt."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._receipts.append(
             _Receipt(operator, receipt.message_id, str(receipt.state), time.time(), 0.0, fut)
         )
         self._wake.set()
-        await fut
+        return fut
 
     async def run(self) -> None:
         """Write forever: as soon as something waits, after gathering for `write_interval_s`."""
