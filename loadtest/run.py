@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     """Start, seed, load, report, stop."""
     parser = argparse.ArgumentParser(prog="python -m loadtest.run", description=__doc__)
     parser.add_argument("--time", default=os.environ.get("LOADTEST_TIME", "60s"))
-    parser.add_argument("--users", type=int, default=int(os.environ.get("LOADTEST_USERS", "60")))
+    parser.add_argument("--users", type=int, default=int(os.environ.get("LOADTEST_USERS", "70")))
     parser.add_argument(
         "--spawn-rate", type=float, default=float(os.environ.get("LOADTEST_SPAWN_RATE", "20"))
     )

@@ -1,9 +1,9 @@
 # Load test (docs/loadtest.md): a stack of its own on shifted ports, seeded, driven by Locust
 # headless; CSV and HTML reports in bench/results/loadtest*, figures in bench/results/loadtest.json.
-# Knobs: LOADTEST_TIME (60s), LOADTEST_USERS (60), LOADTEST_SPAWN_RATE (20),
+# Knobs: LOADTEST_TIME (60s), LOADTEST_USERS (70), LOADTEST_SPAWN_RATE (20),
 # LOADTEST_USER_RATE (calls/s per user, 20; 0 = no wait), LOADTEST_PROCESSES (1; -1 = one per CPU).
 LOADTEST_TIME ?= 60s
-LOADTEST_USERS ?= 60
+LOADTEST_USERS ?= 70
 LOADTEST_SPAWN_RATE ?= 20
 LOADTEST_USER_RATE ?= 20
 LOADTEST_PROCESSES ?= 1
