@@ -35,8 +35,10 @@ RECEIPT_STATES = {
     "UNKNOWN": State.FAILED.value,
     "ENROUTE": "",
 }
-#: Seconds between retries of unmatched receipts when no submission was written meanwhile.
+#: Seconds between retries of every unmatched receipt.
 UNMATCHED_RETRY_S = 0.5
+#: Receipts unmatched for less than this are tried again with every write of submissions.
+YOUNG_S = 2.0
 
 
 class ReceiptDropped(Exception):
@@ -146,10 +148,7 @@ class Recorder:
         n = self._batch
         sub, fin, rc = self._submitted[:n], self._final[:n], self._receipts[:n]
         now = asyncio.get_running_loop().time()
-        retry = bool(self._unmatched) and (
-            bool(sub) or now - self._unmatched_tried >= UNMATCHED_RETRY_S
-        )
-        old = self._unmatched[:n] if retry else []
+        old = self._take_unmatched(now, n, with_submissions=bool(sub))
         if not (sub or fin or rc or old):
             return
         w = store.Writes.empty()
@@ -182,13 +181,14 @@ class Recorder:
             w.rc_state.append(RECEIPT_STATES.get(r.stat.upper(), State.FAILED.value))
             w.rc_error.append("" if r.stat.upper() in ("DELIVRD", "ACCEPTD") else r.stat)
             w.rc_at.append(r.at)
-        result = await self._write(w)
+        try:
+            result = await self._write(w)
+        except BaseException:
+            self._unmatched[:0] = old
+            raise
         del self._submitted[: len(sub)]
         del self._final[: len(fin)]
         del self._receipts[: len(rc)]
-        if retry:
-            del self._unmatched[: len(old)]
-            self._unmatched_tried = now
         missed = set(result.unmatched)
         for i, r in enumerate(tried):
             if i in missed:
@@ -208,6 +208,24 @@ class Recorder:
                 metrics.FAILED.labels(operator, "expired").inc(len(latencies))
         if sub or fin:
             self.on_durable([*sub, *(job for job, _ in fin)])
+
+    def _take_unmatched(self, now: float, n: int, *, with_submissions: bool) -> list[_Receipt]:
+        """Unmatched receipts to try again now: all of them every UNMATCHED_RETRY_S, and those
+        missed in the last YOUNG_S with every write of submissions (their row may be in it)."""
+        periodic = now - self._unmatched_tried >= UNMATCHED_RETRY_S
+        if not self._unmatched or not (periodic or with_submissions):
+            return []
+        if periodic:
+            self._unmatched_tried = now
+        old: list[_Receipt] = []
+        keep: list[_Receipt] = []
+        for r in self._unmatched:
+            if len(old) < n and (periodic or now - r.seen < YOUNG_S):
+                old.append(r)
+            else:
+                keep.append(r)
+        self._unmatched = keep
+        return old
 
     async def _write(self, w: store.Writes) -> store.ReceiptResult:
         """Write on a connection kept for the recorder (a pool release costs a reset query)."""
