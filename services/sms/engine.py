@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import asyncpg
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from services.sms.consumer import StreamConsumer, consumer_config
 from services.sms.control import ControlCache
@@ -21,6 +22,9 @@ from services.sms.slots import Slots
 from services.sms.tokens import OperatorPacer
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a shutdown may spend writing what is done before it gives up.
+DRAIN_WRITE_S = 10.0
 
 
 def make_recorder(*, settings: Settings, pool: asyncpg.Pool) -> Recorder:
@@ -107,5 +111,11 @@ class SmsEngine:
                 await self.consumer.idle.wait()
         if not self.consumer.idle.is_set():
             logger.warning("handing back %d unfinished SMS entries", len(self.consumer.entries))
-        await self.recorder.drain()
-        await self.consumer.flush_acks()
+        try:
+            async with asyncio.timeout(DRAIN_WRITE_S):
+                await self.recorder.drain()
+                await self.consumer.flush_acks()
+        except (TimeoutError, OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            # Not written means not acknowledged: a claiming consumer redoes it (resending only
+            # what was in the durability window), so stopping now loses nothing.
+            logger.exception("could not write the last SMS states on shutdown")
