@@ -2,7 +2,8 @@
 # receipts -> PostgreSQL; figures in bench/results/sms.json.
 #   make bench-sms                      200,000 SMS against the SMSC simulators
 #   make bench-sms N=2000000            the full run
-#   make bench-sms SMSC=host:port       against another SMSC (one operator)
+#   make bench-sms SMSC=host:port       against another SMSC (one operator; its account from
+#                                       TOCSIN_SMPP_SYSTEM_ID / TOCSIN_SMPP_PASSWORD)
 #   make bench-sms BENCH_SMS_ARGS='--workers 2 --binds 2 --window 200'
 N ?= 200000
 .PHONY: bench-sms

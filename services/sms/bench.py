@@ -47,6 +47,8 @@ share = 1.0
 capacity = 1_000_000
 """
 ENTRY_SIZE = 500
+#: Service settings the caller may give the bench's services (an external SMSC's account).
+PASSED_THROUGH = frozenset({"TOCSIN_SMPP_SYSTEM_ID", "TOCSIN_SMPP_PASSWORD"})
 TEXT = "BE-Alert TEST: this is a test of the warning system. No action is needed."
 
 
@@ -260,7 +262,8 @@ async def _bench(
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith("TOCSIN_") and k not in {"DATABASE_URL", "REDIS_URL"}
+            if k in PASSED_THROUGH
+            or (not k.startswith("TOCSIN_") and k not in {"DATABASE_URL", "REDIS_URL"})
         }
         env.update(
             DATABASE_URL=database_url,
