@@ -301,7 +301,7 @@ def windows(per_second: dict[int, int]) -> dict[str, Any]:
     rate is judged on the seconds in between.
     """
     seconds = sorted(per_second)
-    counts = [per_second[s] for s in range(seconds[0], seconds[-1] + 1)] if seconds else []
+    counts = [per_second.get(s, 0) for s in range(seconds[0], seconds[-1] + 1)] if seconds else []
     full = counts[1:-1]
     steady = full[1:-1] if len(full) > 2 else full
     # One message landing a millisecond either side of a window's edge moves one count from a
