@@ -1,9 +1,10 @@
 """Locust users for the alerting API and the SMS API, over gRPC (sync API under gevent).
 
 Run by `make loadtest` (`python -m loadtest.run`), which starts a stack, seeds it and writes the
-seed file named by LOADTEST_SEED; on its own:
+seed file named by LOADTEST_SEED (addresses, issuers' tokens, drafts, numbers). Against a stack
+seeded by `loadtest.run.seed_stack`, on its own:
 
-    LOADTEST_SEED=var/loadtest/seed.json locust -f loadtest/locustfile.py --headless -u 50 -t 60s
+    LOADTEST_SEED=seed.json locust -f loadtest/locustfile.py --headless -u 70 -t 60s
 
 Every call goes through LocustInterceptor, so Locust sees one request per gRPC call, named after
 the method, with its latency in milliseconds and the RpcError of a non-OK status as its failure.
@@ -90,7 +91,7 @@ class AlertingUser(GrpcUser):
 
     def on_start(self) -> None:
         self.metadata = (("authorization", f"Bearer {next(_tokens)}"),)
-        self.alerts = grpc_stub(alerting_pb2_grpc.AlertingServiceStub, self.channel)
+        self.alerts = alerting_pb2_grpc.AlertingServiceStub(self.channel)
         self.known: list[str] = list(SEED["draft_ids"])
 
     @task(5)
@@ -122,7 +123,7 @@ class WatchUser(GrpcUser):
 
     def on_start(self) -> None:
         self.metadata = (("authorization", f"Bearer {next(_tokens)}"),)
-        self.alerts = grpc_stub(alerting_pb2_grpc.AlertingServiceStub, self.channel)
+        self.alerts = alerting_pb2_grpc.AlertingServiceStub(self.channel)
 
     @task
     def watch(self) -> None:
@@ -145,7 +146,7 @@ class SmsApiUser(GrpcUser):
     service = "sms"
 
     def on_start(self) -> None:
-        self.sms = grpc_stub(sms_pb2_grpc.SmsServiceStub, self.channel)
+        self.sms = sms_pb2_grpc.SmsServiceStub(self.channel)
         self.batches: list[str] = []
 
     @task(1)
@@ -168,11 +169,6 @@ class SmsApiUser(GrpcUser):
             return
         request = sms_pb2.GetBatchRequest(batch_id=random.choice(self.batches))
         _call(self.sms.GetBatch, request, ())
-
-
-def grpc_stub(cls: Any, channel: grpc.Channel) -> Any:
-    """A stub on the intercepted channel."""
-    return cls(channel)
 
 
 def _call(method: Any, request: Any, metadata: tuple[tuple[str, str], ...]) -> Any:
