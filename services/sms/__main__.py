@@ -159,6 +159,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         router=engine.router,
         segment_count=segment_count,
         default_sender=settings.default_sender,
+        progress_cache_s=settings.progress_cache_s,
     )
     sms_pb2_grpc.add_SmsServiceServicer_to_server(SmsServicer(api), kernel.server)
     kernel.add_service_name(sms_pb2.DESCRIPTOR.services_by_name["SmsService"].full_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -69,6 +70,12 @@ class Progress:
         return sum(self.counts.values())
 
 
+def _retrieve(task: asyncio.Future[list[Progress]]) -> None:
+    """Mark a count's failure as seen, should every caller have gone away."""
+    if not task.cancelled():
+        task.exception()
+
+
 class SmsApi:
     """The API's domain calls."""
 
@@ -80,12 +87,16 @@ class SmsApi:
         router: Router,
         segment_count: Callable[[str], int],
         default_sender: str,
+        progress_cache_s: float = 1.0,
     ) -> None:
         self._pool = pool
         self._redis = redis
         self._router = router
         self._segments = segment_count
         self._default_sender = default_sender
+        self._progress_ttl = progress_cache_s
+        #: (alert, version) -> (loop time, counting in progress or done)
+        self._progress: dict[tuple[str, int], tuple[float, asyncio.Future[list[Progress]]]] = {}
 
     def _validate(
         self, *, key: str, to: Sequence[str], text: str, sender: str, ttl_s: float, field: str
@@ -206,5 +217,24 @@ class SmsApi:
             raise InvalidArgument("alert_id", "must not be empty")
         if version < 0:
             raise InvalidArgument("version", "must be 0 (every version) or more")
+        # Counting a large alert scans its rows: callers polling the same alert share one count
+        # per `progress_cache_s`. The count runs as its own task, so that a caller going away
+        # does not cancel it for the others.
+        loop = asyncio.get_running_loop()
+        key = (alert, version)
+        cached = self._progress.get(key)
+        if cached is None or loop.time() - cached[0] >= self._progress_ttl:
+            if len(self._progress) > 1000:
+                self._progress.clear()
+            task = asyncio.ensure_future(self._count(alert=alert, version=version))
+            task.add_done_callback(_retrieve)
+            self._progress[key] = cached = (loop.time(), task)
+        try:
+            return await asyncio.shield(cached[1])
+        except Exception:
+            self._progress.pop(key, None)  # a failed count is not cached
+            raise
+
+    async def _count(self, *, alert: str, version: int) -> list[Progress]:
         found = await store.counts(self._pool, alert=alert, version=version or None)
         return [Progress(v, per_state, units) for v, (per_state, units) in sorted(found.items())]

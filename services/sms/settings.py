@@ -104,6 +104,9 @@ class Settings(ServiceSettings):
     ratelimit_rules: Path | None = None
     # Seconds an unmatched delivery receipt is held waiting for its row before it is dropped.
     receipt_hold_s: float = Field(default=600.0, gt=0)
+    # Seconds a GetAlertProgress count is shared by callers polling the same alert (it scans the
+    # alert's rows: with many pollers of a million-recipient alert that matters).
+    progress_cache_s: float = Field(default=1.0, ge=0)
     # Seconds between refreshes of the cancelled/version keys of alerts in flight.
     control_refresh_s: float = Field(default=0.5, gt=0)
 
