@@ -37,6 +37,7 @@ async def test_a_killed_process_leaves_nobody_out_and_duplicates_within_its_wind
     redis_url: str,
     redis_client: aioredis.Redis,
     pg_pool: asyncpg.Pool,
+    record_property: Any,
 ) -> None:
     sims = await smscs(receipt_delay_s=0.2)
     env = {
@@ -69,6 +70,7 @@ async def test_a_killed_process_leaves_nobody_out_and_duplicates_within_its_wind
     missing = [d for d in dest if got.get(d, 0) == 0]
     duplicates = sum(n - 1 for n in got.values())
     window_of_dead_binds = len(sims.by_name) * BINDS * WINDOW
+    record_property("duplicates", duplicates)
     print(
         f"\ncrash test: {TOTAL} numbers, {sent_before} sent before kill -9, "
         f"{duplicates} duplicates (bound {window_of_dead_binds})"
