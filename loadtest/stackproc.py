@@ -157,7 +157,7 @@ def running_stack(
         if not ready.wait(timeout) or not any(
             line.startswith(READY_LINE) for line in running.lines
         ):
-            raise StackError(f"the stack did not become ready:\n{running.output}{_dead_logs(var)}")
+            raise StackError(f"the stack did not become ready:\n{running.output}{dead_logs(var)}")
         if echo:
             sys.stdout.write(running.output)
         yield running
@@ -170,8 +170,8 @@ def running_stack(
             sys.stdout.flush()
 
 
-def _dead_logs(var: Path, *, lines: int = 25) -> str:
-    """The end of the log of each service the supervisor saw exit."""
+def dead_logs(var: Path, *, lines: int = 25) -> str:
+    """The end of each log that shows a crash or a refused setting (what made a service exit)."""
     tails = []
     for log in sorted((var / "log").glob("*.log")):
         text = log.read_text(encoding="utf-8", errors="replace")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.stackproc import ROOT, random_offset
+from loadtest.stackproc import ROOT, dead_logs, random_offset
 from stack.demo import OUTCOME
 
 OUTCOME_LINE = re.compile(
@@ -40,7 +40,7 @@ def test_the_demo_delivers_every_sms_and_the_stack_stops(tmp_path: Path) -> None
         timeout=220,
         check=False,
     )
-    output = done.stdout + done.stderr
+    output = done.stdout + done.stderr + dead_logs(tmp_path / "var")
     assert done.returncode == 0, output
     match = OUTCOME_LINE.search(done.stdout)
     assert match, output
