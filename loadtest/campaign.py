@@ -33,6 +33,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -188,13 +189,14 @@ class CampaignStack:
     def processes(self) -> Iterator[tuple[str, psutil.Process]]:
         """Every process of the stack now: services, Redis, PostgreSQL and its backends."""
         for name, popen in self.stack.children:
-            if popen.poll() is None:
+            with suppress(psutil.NoSuchProcess):
                 yield name, psutil.Process(popen.pid)
         for server in self.stack.servers:
-            if server.alive():
+            with suppress(psutil.NoSuchProcess):
                 main = psutil.Process(server.popen.pid)
+                children = main.children(recursive=True)
                 yield server.name, main
-                for child in main.children(recursive=True):
+                for child in children:
                     yield server.name, child
 
     def cpu_seconds(self) -> dict[str, float]:
