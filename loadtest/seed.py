@@ -54,9 +54,9 @@ class Place:
     def territory_geojson(self) -> str:
         """A square around the place, as a GeoJSON Polygon."""
         h = self.territory_half_m
-        ring = [self._offset(x, y) for x, y in ((-h, -h), (h, -h), (h, h), (-h, h), (-h, -h))]
-        coords = ",".join(f"[{lon:.6f},{lat:.6f}]" for lon, lat in ring)
-        return f'{{"type":"Polygon","coordinates":[[{coords}]]}}'
+        return _polygon(
+            [self._offset(x, y) for x, y in ((-h, -h), (h, -h), (h, h), (-h, h), (-h, -h))]
+        )
 
     def zone_geojson(self, *, sides: int = 48) -> str:
         """The circular zone as a GeoJSON Polygon."""
@@ -67,15 +67,19 @@ class Place:
             )
             for i in range(sides)
         ]
-        ring.append(ring[0])
-        coords = ",".join(f"[{lon:.6f},{lat:.6f}]" for lon, lat in ring)
-        return f'{{"type":"Polygon","coordinates":[[{coords}]]}}'
+        return _polygon([*ring, ring[0]])
 
     def random_point(self, rng: random.Random, *, inside: float = 0.9) -> tuple[float, float]:
         """A point drawn evenly inside `inside` times the zone's radius."""
         r = self.radius_m * inside * math.sqrt(rng.random())
         theta = rng.uniform(0, 2 * math.pi)
         return self._offset(r * math.cos(theta), r * math.sin(theta))
+
+
+def _polygon(ring: list[tuple[float, float]]) -> str:
+    """A closed ring of (lon, lat) as a GeoJSON Polygon."""
+    coords = ",".join(f"[{lon:.6f},{lat:.6f}]" for lon, lat in ring)
+    return f'{{"type":"Polygon","coordinates":[[{coords}]]}}'
 
 
 #: Gent, the demo's and the load test's municipality.
@@ -112,7 +116,12 @@ async def bootstrap_admin(*, database_url: str, username: str, password: str) ->
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    output, _ = await asyncio.wait_for(proc.communicate(), CALL_TIMEOUT_S)
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), CALL_TIMEOUT_S)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise SeedError(f"bootstrap-admin did not finish within {CALL_TIMEOUT_S:.0f} s") from None
     text = output.decode(errors="replace")
     if proc.returncode == 0:
         return True
