@@ -145,7 +145,8 @@ class StreamConsumer:
 
     async def _claim_loop(self) -> None:
         idle_ms = int(self.cfg.claim_idle_s * 1000)
-        interval = max(0.05, self.cfg.claim_idle_s / 3)
+        # Often enough that handed-back entries (idle at once) wait little; cheap either way.
+        interval = max(0.05, min(self.cfg.claim_idle_s / 3, 5.0))
         while True:
             await asyncio.sleep(interval)
             try:
@@ -331,6 +332,22 @@ class StreamConsumer:
                 self._acks.extend(ids)
                 await asyncio.sleep(0.5)
                 self._ack_wake.set()
+
+    async def hand_back(self) -> int:
+        """Mark the entries still in hand as idle for `claim_idle_s`: claimable by others now."""
+        ids: list[Any] = list(self.entries)
+        for i in range(0, len(ids), 1000):
+            await self._redis.xclaim(
+                self.cfg.stream,
+                self.cfg.group,
+                self.cfg.consumer,
+                0,
+                ids[i : i + 1000],
+                idle=int(self.cfg.claim_idle_s * 1000),
+                justid=True,
+            )
+        self.entries.clear()
+        return len(ids)
 
     async def flush_acks(self) -> None:
         """Acknowledge what is finished now (shutdown)."""

@@ -93,7 +93,8 @@ class SmsEngine:
         self._task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        """Run every part until cancelled."""
+        """Run every part until cancelled (by `drain`, or by the kernel)."""
+        self._task = asyncio.current_task()
         async with asyncio.TaskGroup() as group:
             group.create_task(self.recorder.run(), name="sms-recorder")
             for dispatcher in self.dispatchers.values():
@@ -101,21 +102,30 @@ class SmsEngine:
             group.create_task(self.consumer.run(), name="sms-consumer")
 
     async def drain(self, *, timeout: float) -> None:
-        """Stop reading; let work in hand finish for up to `timeout` s; write what is done.
+        """Stop reading; let work in hand finish for up to `timeout` s; stop; write what is done;
+        hand what is not back to the group at once.
 
-        What is not finished stays pending in the group and is claimed by another consumer.
+        Unfinished entries are marked idle for `claim_idle_s`, so another consumer claims them
+        at its next XAUTOCLAIM instead of after the whole idle time. Their recipients still
+        `queued` are sent by that consumer: at most the durability window twice, as after a crash.
         """
         self.consumer.stop_reading()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self.consumer.idle.wait()
-        if not self.consumer.idle.is_set():
-            logger.warning("handing back %d unfinished SMS entries", len(self.consumer.entries))
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()  # no submission after this point: what is handed back is ours no more
+            await asyncio.wait([task])
         try:
             async with asyncio.timeout(DRAIN_WRITE_S):
                 await self.recorder.drain()
                 await self.consumer.flush_acks()
+                handed = await self.consumer.hand_back()
         except (TimeoutError, OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError):
             # Not written means not acknowledged: a claiming consumer redoes it (resending only
             # what was in the durability window), so stopping now loses nothing.
             logger.exception("could not write the last SMS states on shutdown")
+            return
+        if handed:
+            logger.warning("handed %d unfinished SMS entries back to the group", handed)

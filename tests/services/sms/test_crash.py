@@ -117,3 +117,43 @@ async def test_worker_processes_share_the_group_and_stop_with_the_first(
     # Waited for in a thread: the simulators live on this event loop and answer the unbinds.
     assert await asyncio.to_thread(service.popen.wait, 30) == 0
     assert (await asyncio.to_thread(psutil.wait_procs, workers, timeout=30))[1] == []
+
+
+async def test_sigterm_hands_unfinished_work_back_without_waiting_for_the_claim_idle_time(
+    smscs: StartSmscs,
+    start_service: Any,
+    pg_dsn: str,
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    pg_pool: asyncpg.Pool,
+) -> None:
+    sims = await smscs(("opA",), submit_latency_s=0.002)
+    env = {
+        "TOCSIN_SMSC": sims.spec,
+        "TOCSIN_ROUTES": "opA=32",
+        "TOCSIN_RATELIMIT_RULES": str(WIDE_OPEN_RULES),
+        "TOCSIN_WINDOW": str(WINDOW),
+        "TOCSIN_CLAIM_IDLE_S": "60",
+        "TOCSIN_SHUTDOWN_GRACE_S": "0.2",
+        "TOCSIN_LOG_LEVEL": "WARNING",
+    }
+    stopping: ServiceProcess = start_service("sms", database_url=pg_dsn, redis_url=redis_url, **env)
+    await watch_until(stopping.target, health_pb2.HealthCheckResponse.SERVING)
+    dest = numbers(10_000)
+    await add_work(redis_client, alert=ALERT, numbers=dest)
+    opa = sims.by_name["opA"]
+    await opa.wait_for(lambda: sum(opa.messages.values()) >= 1000, timeout=60)
+    staying: ServiceProcess = start_service("sms", database_url=pg_dsn, redis_url=redis_url, **env)
+    await watch_until(staying.target, health_pb2.HealthCheckResponse.SERVING)
+
+    stopping.popen.terminate()
+    assert await asyncio.to_thread(stopping.popen.wait, 30) == 0
+    # Well under the 60 s claim idle time: the entries were handed back, not left to go stale.
+    counts = await wait_outcomes(
+        pg_pool, alert=ALERT, total=len(dest), states=["delivered"], timeout=45
+    )
+
+    got = sims.messages()
+    assert counts == {"delivered": len(dest)}
+    assert set(got) == set(dest)
+    assert sum(got.values()) - len(dest) <= BINDS * WINDOW
