@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from services.targeting.cover import COUNT_RES, ancestor
+from services.targeting.cover import COUNT_RESOLUTIONS, ancestor
 from services.targeting.model import Conn
 
 _COUNT_SELECT = """
     SELECT cell, language, count(*), count(*) FILTER (WHERE channels & 1 <> 0),
            count(*) FILTER (WHERE channels & 2 <> 0), count(*) FILTER (WHERE channels & 4 <> 0)
     FROM (SELECT DISTINCT h3_ancestor(h3, {res}) AS cell, subscriber_id, language, channels
-          FROM addresses {where}) per_subscriber
+          FROM addresses) per_subscriber
     GROUP BY cell, language
 """
 
@@ -19,10 +19,22 @@ async def rebuild_counts(*, conn: Conn) -> None:
     async with conn.transaction():
         await conn.execute("LOCK TABLE cell_counts IN EXCLUSIVE MODE")
         await conn.execute("TRUNCATE cell_counts")
-        await conn.execute(
-            "INSERT INTO cell_counts (cell, language, subscribers, sms, voice, email) "
-            + _COUNT_SELECT.format(res=COUNT_RES, where="")
-        )
+        for res in COUNT_RESOLUTIONS:
+            await conn.execute(
+                "INSERT INTO cell_counts (cell, language, subscribers, sms, voice, email) "
+                + _COUNT_SELECT.format(res=res)
+            )
+
+
+async def counts_complete(*, conn: Conn) -> bool:
+    """Whether cell_counts holds every resolution of COUNT_RESOLUTIONS (or nothing to count).
+
+    Cell ids order by resolution first, so the largest id tells the finest resolution held.
+    """
+    top = await conn.fetchval("SELECT max(cell) FROM cell_counts")
+    if top is None:
+        return not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM addresses)")
+    return bool((int(top) >> 52) & 15 == max(COUNT_RESOLUTIONS))
 
 
 async def add_subscriber_counts(
@@ -33,7 +45,7 @@ async def add_subscriber_counts(
     Call inside the transaction that writes the addresses. Each upsert is atomic, so concurrent
     registrations in the same cell never lose a count, and the cost does not grow with the cell.
     """
-    cells = sorted({ancestor(c, res=COUNT_RES) for c in fine_cells})
+    cells = sorted({ancestor(c, res=res) for c in fine_cells for res in COUNT_RESOLUTIONS})
     if not cells:
         return
     bits = [1 if channels & bit else 0 for bit in (1, 2, 4)]

@@ -21,8 +21,13 @@ from services.targeting.zones import Zone
 
 #: Resolution of the H3 cell stored with every point.
 FINE_RES = 15
-#: Resolution of the precomputed counts (table cell_counts).
+#: Coarsest resolution of the precomputed counts (table cell_counts): coarser inside cells are
+#: summed from their resolution-9 descendants.
 COUNT_RES = 9
+#: Resolutions held in cell_counts. Resolution 10 too, so that a zone's inside cells of that
+#: resolution (most of the points between the resolution-9 cells and the boundary) need no scan
+#: of addresses either.
+COUNT_RESOLUTIONS = (9, 10)
 #: Coarsest resolution a cover starts from (edge about 8.5 km).
 START_RES = 5
 #: Descendants stay within 1.61 edges of a cell's centre on an ideal grid (at most 1.02 measured

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from services.targeting import population as popmod
-from services.targeting.counts import rebuild_counts
+from services.targeting.counts import counts_complete, rebuild_counts
 from services.targeting.model import Conn
 from services.targeting.population import LANGUAGES, Population
 
@@ -48,6 +48,11 @@ async def load_population(
     """Load the population unless loaded already; return whether anything was loaded."""
     if await loaded(conn=conn, seed=seed, subscribers=subscribers):
         progress(f"population seed={seed} subscribers={subscribers:,} already loaded")
+        if not await counts_complete(conn=conn):
+            # Loaded before cell_counts held every resolution: only the counts are rebuilt.
+            progress("counting subscribers per H3 cell (resolutions added since the load)")
+            await rebuild_counts(conn=conn)
+            await conn.execute("VACUUM (FREEZE, ANALYZE) cell_counts")
         return False
     synthetic = await conn.fetchval("SELECT count(*) FROM synthetic_populations")
     if not synthetic and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM subscribers)"):

@@ -1,21 +1,26 @@
 """Preview: recipients per channel and language for a zone and groups, in well under a second.
 
-Cells wholly inside the zone at resolution COUNT_RES or coarser are summed from cell_counts;
-the finer cells along the boundary are counted from the addresses, testing each point exactly
-in the boundary cells.
+Cells wholly inside the zone at a resolution of COUNT_RESOLUTIONS or coarser are summed from
+cell_counts; the finer cells along the boundary are counted from the addresses, testing each
+point exactly in the boundary cells.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 import numpy as np
 
-from services.targeting.cover import COUNT_RES, FINE_RES, cover_zone, merged_ranges
-from services.targeting.model import ALL_CHANNELS, Channel, Counts
+from services.targeting.cover import (
+    COUNT_RES,
+    COUNT_RESOLUTIONS,
+    FINE_RES,
+    cover_zone,
+    merged_ranges,
+)
+from services.targeting.model import ALL_CHANNELS, LANGUAGES, Channel, Counts
 from services.targeting.zones import Zone
 
 #: Finest cover resolution by zone area (km²): fine enough that the band of points tested exactly
@@ -30,8 +35,13 @@ _COUNTS_SQL = """
     JOIN cell_counts c ON c.cell BETWEEN r.lo AND r.hi
     GROUP BY c.language
 """
+#: One row of arrays rather than a row per address: asyncpg decodes arrays in C, and numpy
+#: takes them whole. Languages come as their index in LANGUAGES (0-based).
 _BAND_SQL = """
-    SELECT a.subscriber_id, a.lon, a.lat, a.language, a.channels, r.test
+    SELECT coalesce(array_agg(a.subscriber_id), '{}'), coalesce(array_agg(a.lon), '{}'),
+           coalesce(array_agg(a.lat), '{}'),
+           coalesce(array_agg(array_position('{nl,fr,de,en}'::text[], a.language) - 1), '{}'),
+           coalesce(array_agg(a.channels), '{}'), coalesce(array_agg(r.test), '{}')
     FROM unnest($1::bigint[], $2::bigint[], $3::bool[]) r(lo, hi, test)
     JOIN addresses a ON a.h3 BETWEEN r.lo AND r.hi
 """
@@ -73,14 +83,19 @@ def max_res_for(zone: Zone) -> int:
 def plan_zone(*, zone: Zone, use_counts: bool = True) -> ZonePlan:
     """Turn the zone's cover into range scans."""
     cover = cover_zone(zone=zone, max_res=max_res_for(zone))
-    coarse = [c for c in cover.inside if use_counts and (c >> 52) & 15 <= COUNT_RES]
-    fine = [c for c in cover.inside if not (use_counts and (c >> 52) & 15 <= COUNT_RES)]
+    counted = max(COUNT_RESOLUTIONS) if use_counts else -1
+    coarse = [c for c in cover.inside if (c >> 52) & 15 <= COUNT_RES <= counted]
+    count_ranges = merged_ranges(coarse, res=COUNT_RES)
+    for res in COUNT_RESOLUTIONS:
+        if COUNT_RES < res <= counted:
+            count_ranges += merged_ranges(
+                [c for c in cover.inside if (c >> 52) & 15 == res], res=res
+            )
+    fine = [c for c in cover.inside if (c >> 52) & 15 > counted]
     address_ranges = [(lo, hi, False) for lo, hi in merged_ranges(fine, res=FINE_RES)]
     address_ranges += [(lo, hi, True) for lo, hi in merged_ranges(cover.boundary, res=FINE_RES)]
     address_ranges.sort()
-    return ZonePlan(
-        count_ranges=merged_ranges(coarse, res=COUNT_RES), address_ranges=address_ranges
-    )
+    return ZonePlan(count_ranges=sorted(count_ranges), address_ranges=address_ranges)
 
 
 @dataclass
@@ -141,35 +156,33 @@ async def _count_cells(
 async def _count_band(
     pool: asyncpg.Pool, zone: Zone, ranges: list[tuple[int, int, bool]], counts: Counts
 ) -> None:
+    """Count distinct subscribers in the ranges, testing the points of the tested ranges."""
     if not ranges:
         return
     lo, hi, test = zip(*ranges, strict=True)
-    rows = await pool.fetch(_BAND_SQL, list(lo), list(hi), list(test))
-    if not rows:
+    row = await pool.fetchrow(_BAND_SQL, list(lo), list(hi), list(test))
+    if row is None:
         return
-    sub, lon, lat, lang, chans, tested = _columns(rows)
-    keep = ~tested | zone.contains(lon=lon, lat=lat)
-    seen: set[int] = set()
-    kept = zip(sub[keep].tolist(), lang[keep].tolist(), chans[keep].tolist(), strict=True)
-    for s, la, ch in kept:
-        if s in seen:
-            continue
-        seen.add(s)
-        for channel in ALL_CHANNELS:
-            if ch & channel.bit:
-                counts.add(channel, la)
-
-
-def _columns(rows: list[Any]) -> tuple[np.ndarray[Any, Any], ...]:
-    sub, lon, lat, lang, chans, tested = zip(*rows, strict=True)
-    return (
-        np.asarray(sub, dtype=np.int64),
-        np.asarray(lon, dtype=float),
-        np.asarray(lat, dtype=float),
-        np.asarray(lang, dtype=object),
-        np.asarray(chans, dtype=np.int64),
-        np.asarray(tested, dtype=bool),
+    sub, lon, lat, lang, chans, tested = (
+        np.asarray(row[0], dtype=np.int64),
+        np.asarray(row[1], dtype=float),
+        np.asarray(row[2], dtype=float),
+        np.asarray(row[3], dtype=np.int64),
+        np.asarray(row[4], dtype=np.int64),
+        np.asarray(row[5], dtype=np.bool_),
     )
+    if not sub.size:
+        return
+    keep = ~tested
+    keep[tested] = zone.contains(lon=lon[tested], lat=lat[tested])
+    # One row per subscriber: language and channels are the subscriber's on every address.
+    _, first = np.unique(sub[keep], return_index=True)
+    lang, chans = lang[keep][first], chans[keep][first]
+    for channel in ALL_CHANNELS:
+        per_lang = np.bincount(lang[(chans & channel.bit) != 0], minlength=len(LANGUAGES))
+        for language, n in zip(LANGUAGES, per_lang.tolist(), strict=True):
+            if n:
+                counts.add(channel, language, n)
 
 
 async def _count_groups(pool: asyncpg.Pool, group_ids: list[int], counts: Counts) -> None:

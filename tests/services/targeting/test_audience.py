@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from services.kernel.errors import InvalidArgument, NotFound, PermissionDenied
 from services.targeting import subscribers
 from services.targeting.counts import rebuild_counts
+from services.targeting.cover import COUNT_RESOLUTIONS
 from services.targeting.issuers import check_issuer
 from services.targeting.model import ALL_CHANNELS, Channel
 from services.targeting.preview import preview
@@ -219,7 +220,9 @@ async def test_counts_kept_by_registration_equal_a_rebuild(pg_pool: asyncpg.Pool
     async with pg_pool.acquire() as conn:
         await rebuild_counts(conn=conn)
     assert sorted(map(tuple, await pg_pool.fetch("SELECT * FROM cell_counts"))) == kept
-    assert len(kept) == 2  # (centre's cell, nl) and (centre's cell, fr): FAR was moved away
+    # Per count resolution, (centre's cell, nl) and (centre's cell, fr): FAR was moved away.
+    assert len(kept) == 2 * len(COUNT_RESOLUTIONS)
+    assert sorted({(cell >> 52) & 15 for cell, *_ in kept}) == list(COUNT_RESOLUTIONS)
 
 
 @pytest.mark.parametrize(
