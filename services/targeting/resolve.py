@@ -36,7 +36,8 @@ CHUNK_BYTES = 1024 * 1024
 KINDS = ("emergency", "general", "exercise", "test")
 
 _ZONE_SQL = """
-    SELECT CASE WHEN r.test THEN a.lon || ' ' || a.lat ELSE '' END, a.language,
+    SELECT CASE WHEN r.test THEN a.lon || ' ' || a.lat ELSE '' END,
+           ($5::text[])[array_position('{nl,fr,de,en}'::text[], a.language)],
            CASE WHEN a.channels & $4 & 1 <> 0 THEN a.phone END,
            CASE WHEN a.channels & $4 & 2 <> 0 THEN a.phone END,
            CASE WHEN a.channels & $4 & 4 <> 0 THEN a.email END
@@ -49,7 +50,7 @@ NULL_TEXT = b"\\N"
 #: Columns of _ZONE_SQL.
 ZONE_COLUMNS = 5
 _GROUPS_SQL = """
-    SELECT language,
+    SELECT ($3::text[])[array_position('{nl,fr,de,en}'::text[], language)],
            CASE WHEN channels & $2 & 1 <> 0 THEN phone END,
            CASE WHEN channels & $2 & 2 <> 0 THEN phone END,
            CASE WHEN channels & $2 & 4 <> 0 THEN email END
@@ -106,15 +107,17 @@ def validate_message(message: AlertMessage, channels: frozenset[Channel]) -> Non
 
 
 #: A stream entry to write: its channel, its fields, and its recipients per language.
-Entry = tuple[Channel, dict[str, str | bytes], Counter[bytes]]
+Entry = tuple[Channel, dict[str, str | bytes], Counter[str]]
 
 
 class _Batcher:
     """Deduplicates recipients per channel and cuts them into stream entries.
 
-    Destinations and languages travel as bytes, straight from PostgreSQL's COPY text output to
-    the stream entry's JSON: at a million recipients, str objects and json.dumps per recipient
-    would be most of the time.
+    Destinations travel as bytes, straight from PostgreSQL's COPY text output to the stream
+    entry's JSON, and with each its *tail*: the rest of its JSON item after the destination,
+    `","<text language>"],`, which PostgreSQL writes in place of the citizen's language. A batch's
+    `to` is then one join of prefix, destination and tail per recipient: at a million
+    recipients, str objects, formatting or json.dumps per recipient would be most of the time.
     """
 
     def __init__(
@@ -123,15 +126,16 @@ class _Batcher:
         self._channels = [c for c in (Channel.SMS, Channel.VOICE, Channel.EMAIL) if c in channels]
         self._size = batch_size
         self._seen: dict[Channel, set[bytes]] = {c: set() for c in self._channels}
-        # Per channel: JSON items b'["dest","lang"]', and their languages (for the counts).
-        self._items: dict[Channel, list[bytes]] = {c: [] for c in self._channels}
-        self._langs: dict[Channel, list[bytes]] = {c: [] for c in self._channels}
+        # Per channel: fresh destinations (JSON-escaped) and their tails, in first-seen order.
+        self._dests: dict[Channel, list[bytes]] = {c: [] for c in self._channels}
+        self._tails: dict[Channel, list[bytes]] = {c: [] for c in self._channels}
         self._seq: dict[Channel, int] = dict.fromkeys(self._channels, 0)
         texts = message.texts
         fallback = "en" if "en" in texts else next(iter(texts))
-        self._lang = {
-            lang.encode(): (lang if lang in texts else fallback).encode() for lang in LANGUAGES
-        }
+        target = [lang if lang in texts else fallback for lang in LANGUAGES]
+        #: Per citizen's language (in LANGUAGES order): the tail of its recipients' JSON items.
+        self.tails = [f'","{t}"],' for t in target]
+        self._tail_language = {t.encode(): t[3:5] for t in self.tails}
         self._fields: dict[str, str | bytes] = {
             "alert": message.alert,
             "version": str(message.version),
@@ -142,47 +146,53 @@ class _Batcher:
         }
         self.progress = Progress()
 
-    def add(self, languages: Sequence[bytes], destinations: dict[Channel, Sequence[bytes]]) -> None:
-        """Take recipients in: per row a language and, per channel, a destination or NULL_TEXT."""
+    def add(self, tails: Sequence[bytes], destinations: dict[Channel, Sequence[bytes]]) -> None:
+        """Take recipients in: per row a tail and, per channel, a destination or NULL_TEXT."""
         for channel in self._channels:
             seen = self._seen[channel]
             # Within the chunk a dict dedups and keeps the first-seen order; map and filterfalse
             # keep the per-recipient work in C.
-            chunk = dict(zip(destinations[channel], languages, strict=True))
+            chunk = dict(zip(destinations[channel], tails, strict=True))
             chunk.pop(NULL_TEXT, None)
             fresh = list(itertools.filterfalse(seen.__contains__, chunk))
             if not fresh:
                 continue
             seen.update(fresh)
-            langs = list(map(self._lang.__getitem__, map(chunk.__getitem__, fresh)))
+            self._tails[channel].extend(map(chunk.__getitem__, fresh))
             joined = b"".join(fresh)
             if b'"' in joined or b"\\" in joined:
                 fresh = [json.dumps(d.decode())[1:-1].encode() for d in fresh]
-            self._items[channel].extend(map(b'["%b","%b"]'.__mod__, zip(fresh, langs, strict=True)))
-            self._langs[channel].extend(langs)
+            self._dests[channel].extend(fresh)
 
-    def entries(
-        self, *, final: bool
-    ) -> list[tuple[Channel, dict[str, str | bytes], Counter[bytes]]]:
+    def entries(self, *, final: bool) -> list[Entry]:
         """Cut full batches (and, when final, the rest) into stream entries."""
-        out = []
+        out: list[Entry] = []
         for channel in self._channels:
-            items, langs = self._items[channel], self._langs[channel]
-            cut = len(items) if final else len(items) - len(items) % self._size
+            dests, tails = self._dests[channel], self._tails[channel]
+            cut = len(dests) if final else len(dests) - len(dests) % self._size
             for start in range(0, cut, self._size):
                 end = min(start + self._size, cut)
                 self._seq[channel] += 1
                 fields = dict(self._fields)
-                fields["to"] = b"[" + b",".join(items[start:end]) + b"]"
+                batch_tails = tails[start:end]
+                body = b"".join(
+                    itertools.chain.from_iterable(
+                        zip(itertools.repeat(b'["'), dests[start:end], batch_tails)
+                    )
+                )
+                fields["to"] = b"[" + body[:-1] + b"]"
                 fields["batch"] = f"{channel.value}-{self._seq[channel]}"
-                out.append((channel, fields, Counter(langs[start:end])))
-            del items[:cut]
-            del langs[:cut]
+                per_lang = Counter(
+                    {self._tail_language[t]: n for t, n in Counter(batch_tails).items()}
+                )
+                out.append((channel, fields, per_lang))
+            del dests[:cut]
+            del tails[:cut]
         return out
 
 
 def _group_columns(rows: list[Any]) -> tuple[Sequence[bytes], dict[Channel, Sequence[bytes]]]:
-    """Group members' rows (language, sms, voice, email) as the batcher takes them."""
+    """Group members' rows (tail, sms, voice, email) as the batcher takes them."""
 
     def enc(values: Sequence[str | None]) -> list[bytes]:
         return [v.encode() if v else NULL_TEXT for v in values]
@@ -200,7 +210,7 @@ def _group_columns(rows: list[Any]) -> tuple[Sequence[bytes], dict[Channel, Sequ
 def _zone_columns(
     zone: Zone, rows: bytes
 ) -> tuple[Sequence[bytes], dict[Channel, Sequence[bytes]]]:
-    """COPY text rows (point to test, language, sms, voice, email) inside the zone, as columns.
+    """COPY text rows (point to test, tail, sms, voice, email) inside the zone, as columns.
 
     One split of the whole chunk and five slices make the columns without a Python call per
     row; only points in boundary cells come as "lon lat" text to test, the others as "".
@@ -293,7 +303,8 @@ async def resolve(
         return True
 
     if group_ids:
-        batcher.add(*_group_columns(await pool.fetch(_GROUPS_SQL, group_ids, mask)))
+        members = await pool.fetch(_GROUPS_SQL, group_ids, mask, batcher.tails)
+        batcher.add(*_group_columns(members))
         if await flush(final=False):
             yield batcher.progress
     if zone is not None:
@@ -304,6 +315,7 @@ async def resolve(
             [r[1] for r in ranges],
             [r[2] for r in ranges],
             mask,
+            batcher.tails,
         )
         async with pool.acquire() as conn, conn.transaction(readonly=True):
             await conn.execute(_STREAMING_PLAN)
@@ -347,6 +359,6 @@ async def _write(
     await pipe.execute()
     for channel, _, per_lang in entries:
         for lang, n in per_lang.items():
-            progress.counts.add(channel, lang.decode(), n)
+            progress.counts.add(channel, lang, n)
         RECIPIENTS_ENQUEUED.labels(channel.value).inc(sum(per_lang.values()))
     progress.batches += len(entries)
