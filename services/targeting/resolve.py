@@ -125,7 +125,11 @@ class _Batcher:
     ) -> None:
         self._channels = [c for c in (Channel.SMS, Channel.VOICE, Channel.EMAIL) if c in channels]
         self._size = batch_size
-        self._seen: dict[Channel, set[bytes]] = {c: set() for c in self._channels}
+        # Per channel: every destination seen, in first-seen order, with a tail. NULL_TEXT (no
+        # destination on that channel) is in from the start, so it is never new.
+        self._seen: dict[Channel, dict[bytes, bytes]] = {
+            c: {NULL_TEXT: b""} for c in self._channels
+        }
         # Per channel: fresh destinations (JSON-escaped) and their tails, in first-seen order.
         self._dests: dict[Channel, list[bytes]] = {c: [] for c in self._channels}
         self._tails: dict[Channel, list[bytes]] = {c: [] for c in self._channels}
@@ -150,19 +154,23 @@ class _Batcher:
         """Take recipients in: per row a tail and, per channel, a destination or NULL_TEXT."""
         for channel in self._channels:
             seen = self._seen[channel]
-            # Within the chunk a dict dedups and keeps the first-seen order; map and filterfalse
-            # keep the per-recipient work in C.
-            chunk = dict(zip(destinations[channel], tails, strict=True))
-            chunk.pop(NULL_TEXT, None)
-            fresh = list(itertools.filterfalse(seen.__contains__, chunk))
+            # One pass in C: a destination seen before keeps its place (its tail is replaced,
+            # which nothing reads again), a new one is appended; so the new ones are the last
+            # `fresh` keys, read backwards without walking the older ones.
+            before = len(seen)
+            seen.update(zip(destinations[channel], tails, strict=True))
+            fresh = len(seen) - before
             if not fresh:
                 continue
-            seen.update(fresh)
-            self._tails[channel].extend(map(chunk.__getitem__, fresh))
-            joined = b"".join(fresh)
+            dests = list(itertools.islice(reversed(seen), fresh))
+            dests.reverse()
+            new_tails = list(itertools.islice(reversed(seen.values()), fresh))
+            new_tails.reverse()
+            self._tails[channel].extend(new_tails)
+            joined = b"".join(dests)
             if b'"' in joined or b"\\" in joined:
-                fresh = [json.dumps(d.decode())[1:-1].encode() for d in fresh]
-            self._dests[channel].extend(fresh)
+                dests = [json.dumps(d.decode())[1:-1].encode() for d in dests]
+            self._dests[channel].extend(dests)
 
     def entries(self, *, final: bool) -> list[Entry]:
         """Cut full batches (and, when final, the rest) into stream entries."""
