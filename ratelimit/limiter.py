@@ -220,6 +220,8 @@ class Limiter:
             spec = BucketSpec(name, rule.rate, rule.capacity)
             self._specs[name] = spec
             metrics.RATE.labels(bucket=name).set(rule.rate)
+            # Exported from the first lease on, so "not in fallback" is a 0, not a missing series.
+            metrics.FALLBACK.labels(bucket=name).set(1 if self.in_fallback else 0)
         return spec
 
     async def _acquire(self, specs: Sequence[BucketSpec], n: int) -> Answer:

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from stack.embedded import ManagedProcess, _die_with_parent, start_postgres, start_redis
 from stack.migrate import apply_migrations
-from stack.services import SERVICES, SMSCS, ServiceSpec
+from stack.services import ROUTES, SERVICES, SMSCS, ServiceSpec
 
 logger = logging.getLogger("stack")
 
@@ -155,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
                 TOCSIN_GRPC_PORT=str(spec.grpc_port),
                 TOCSIN_METRICS_PORT=str(spec.metrics_port),
                 TOCSIN_SMSC=smsc_spec,
+                TOCSIN_ROUTES=ROUTES,
                 **spec.env,
             )
             stack.spawn(spec.name, ["-m", spec.module], service_env, var / "log")

@@ -38,8 +38,12 @@ class SmscSpec:
     port: int
 
 
-#: Operators played by SMSC simulators in `make run`.
-SMSCS = (SmscSpec("opA", 2775), SmscSpec("opB", 2776))
+#: Operators played by SMSC simulators in `make run`, named as in the rate limiter's default
+#: rules (ratelimit/config.py shares the national rate 45/30/25 between them).
+SMSCS = (SmscSpec("proximus", 2775), SmscSpec("orange", 2776), SmscSpec("base", 2777))
+
+#: Belgian mobile ranges (after +32) of each simulated operator, for the SMS service's routing.
+ROUTES = "proximus=3247,3246;orange=3249;base=3248,32456"
 
 #: Services in start order: targeting before alerting, which calls it.
 SERVICES = (

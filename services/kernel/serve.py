@@ -129,6 +129,7 @@ async def serve(
             task.cancel()
         await asyncio.gather(*kernel._background, health_task, return_exceptions=True)
         metrics_server.shutdown()
+        metrics_server.server_close()  # shutdown() stops serving; this closes the socket
         await redis.aclose()
         await pool.close()
         for sig in (signal.SIGTERM, signal.SIGINT):

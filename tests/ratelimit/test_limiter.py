@@ -159,3 +159,10 @@ async def test_a_changed_rules_file_applies_from_the_next_lease(
     assert not await watcher.check()
     assert limiter.rules.resolve("sms:op:orange").rate == pytest.approx(20)
     assert "rule 'sms:op:*', field 'share'" in caplog.text
+
+
+async def test_fallback_is_exported_as_zero_while_redis_answers(limiter: Limiter) -> None:
+    bucket = "sms:op:healthy"
+    await limiter.lease(["sms:global", bucket], 1)
+    assert not limiter.in_fallback
+    assert REGISTRY.get_sample_value("tocsin_ratelimit_fallback", {"bucket": bucket}) == 0.0
