@@ -9,10 +9,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from services.targeting.cells import cells_for_zone
-from services.targeting.counts import rebuild_counts
+from services.targeting.counts import counts_complete, rebuild_counts
+from services.targeting.cover import COUNT_RESOLUTIONS
 from services.targeting.load import PopulationConflict, load_population
 from services.targeting.model import ALL_CHANNELS, Channel
-from services.targeting.preview import preview
+from services.targeting.preview import EXACT_BELOW_KM2, preview
 from services.targeting.resolve import AlertMessage, resolve
 from services.targeting.zones import circle
 from tests.services.targeting.conftest import add_subscriber, stream_recipients
@@ -58,6 +59,50 @@ async def test_a_population_loads_once_and_resolves_like_it_previews(
         assert 0.95 * counted.counts.total(channel) <= progress[-1].counts.total(channel)
         assert progress[-1].counts.total(channel) <= counted.counts.total(channel)
     assert counted.counts.total(Channel.SMS) > 50
+
+
+async def test_counts_lacking_a_resolution_are_rebuilt_without_a_reload(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    async with pg_pool.acquire() as conn:
+        await load_population(conn=conn, seed=5, subscribers=3_000)
+        full = sorted(map(tuple, await conn.fetch("SELECT * FROM cell_counts")))
+        finest = max(COUNT_RESOLUTIONS)
+        await conn.execute("DELETE FROM cell_counts WHERE (cell >> 52) & 15 = $1", finest)
+        assert not await counts_complete(conn=conn)
+        assert not await load_population(conn=conn, seed=5, subscribers=3_000)
+        assert await counts_complete(conn=conn)
+        assert sorted(map(tuple, await conn.fetch("SELECT * FROM cell_counts"))) == full
+
+
+async def test_a_large_zone_previews_an_upper_bound_of_what_resolve_sends(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    async with pg_pool.acquire() as conn:
+        await load_population(conn=conn, seed=5, subscribers=3_000)
+    zone = circle(lon=4.3517, lat=50.8503, radius_m=4_000)
+    assert zone.area_km2 >= EXACT_BELOW_KM2
+    counted = await preview(pool=pg_pool, zone=zone, group_ids=[])
+    assert not counted.exact
+    message = AlertMessage(
+        alert="b", version=1, kind="test", expires=time.time() + 60, sender="BE", texts={"en": "T"}
+    )
+    progress = [
+        p
+        async for p in resolve(
+            pool=pg_pool,
+            redis=redis_client,
+            message=message,
+            channels=frozenset(ALL_CHANNELS),
+            zone=zone,
+            group_ids=[],
+            batch_size=100,
+        )
+    ]
+    for channel in ALL_CHANNELS:
+        sent = progress[-1].counts.total(channel)
+        assert sent <= counted.counts.total(channel) <= 1.3 * sent
+    assert progress[-1].counts.total(Channel.SMS) > 100
 
 
 async def test_a_load_refuses_to_wipe_registered_citizens(pg_pool: asyncpg.Pool) -> None:
