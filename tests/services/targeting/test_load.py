@@ -14,9 +14,36 @@ from services.targeting.cover import COUNT_RESOLUTIONS
 from services.targeting.load import PopulationConflict, load_population
 from services.targeting.model import ALL_CHANNELS, Channel
 from services.targeting.preview import EXACT_BELOW_KM2, preview
-from services.targeting.resolve import AlertMessage, resolve
-from services.targeting.zones import circle
+from services.targeting.resolve import AlertMessage, Progress, resolve
+from services.targeting.zones import Zone, circle
 from tests.services.targeting.conftest import add_subscriber, stream_recipients
+
+
+async def _resolve_all(
+    pool: asyncpg.Pool, redis: aioredis.Redis, *, zone: Zone, alert: str
+) -> Progress:
+    """Resolve the zone on every channel; the last progress message."""
+    message = AlertMessage(
+        alert=alert,
+        version=1,
+        kind="test",
+        expires=time.time() + 60,
+        sender="BE-Alert",
+        texts={"en": "TEST"},
+    )
+    progress = [
+        p
+        async for p in resolve(
+            pool=pool,
+            redis=redis,
+            message=message,
+            channels=frozenset(ALL_CHANNELS),
+            zone=zone,
+            group_ids=[],
+            batch_size=100,
+        )
+    ]
+    return progress[-1]
 
 
 async def test_a_population_loads_once_and_resolves_like_it_previews(
@@ -32,32 +59,13 @@ async def test_a_population_loads_once_and_resolves_like_it_previews(
     zone = circle(lon=4.3517, lat=50.8503, radius_m=1_500)
     counted = await preview(pool=pg_pool, zone=zone, group_ids=[])
     assert counted.exact
-    message = AlertMessage(
-        alert="a",
-        version=1,
-        kind="test",
-        expires=time.time() + 60,
-        sender="BE-Alert",
-        texts={"en": "TEST"},
-    )
-    progress = [
-        p
-        async for p in resolve(
-            pool=pg_pool,
-            redis=redis_client,
-            message=message,
-            channels=frozenset(ALL_CHANNELS),
-            zone=zone,
-            group_ids=[],
-            batch_size=100,
-        )
-    ]
+    last = await _resolve_all(pg_pool, redis_client, zone=zone, alert="a")
     sent = await stream_recipients(redis_client, Channel.EMAIL.stream)
-    assert len(sent) == len({a for a, _ in sent}) == progress[-1].counts.total(Channel.EMAIL)
+    assert len(sent) == len({a for a, _ in sent}) == last.counts.total(Channel.EMAIL)
     # Preview counts subscribers, Resolve destinations: they differ only by shared phones.
     for channel in ALL_CHANNELS:
-        assert 0.95 * counted.counts.total(channel) <= progress[-1].counts.total(channel)
-        assert progress[-1].counts.total(channel) <= counted.counts.total(channel)
+        assert 0.95 * counted.counts.total(channel) <= last.counts.total(channel)
+        assert last.counts.total(channel) <= counted.counts.total(channel)
     assert counted.counts.total(Channel.SMS) > 50
 
 
@@ -84,25 +92,11 @@ async def test_a_large_zone_previews_an_upper_bound_of_what_resolve_sends(
     assert zone.area_km2 >= EXACT_BELOW_KM2
     counted = await preview(pool=pg_pool, zone=zone, group_ids=[])
     assert not counted.exact
-    message = AlertMessage(
-        alert="b", version=1, kind="test", expires=time.time() + 60, sender="BE", texts={"en": "T"}
-    )
-    progress = [
-        p
-        async for p in resolve(
-            pool=pg_pool,
-            redis=redis_client,
-            message=message,
-            channels=frozenset(ALL_CHANNELS),
-            zone=zone,
-            group_ids=[],
-            batch_size=100,
-        )
-    ]
+    last = await _resolve_all(pg_pool, redis_client, zone=zone, alert="b")
     for channel in ALL_CHANNELS:
-        sent = progress[-1].counts.total(channel)
+        sent = last.counts.total(channel)
         assert sent <= counted.counts.total(channel) <= 1.3 * sent
-    assert progress[-1].counts.total(Channel.SMS) > 100
+    assert last.counts.total(Channel.SMS) > 100
 
 
 async def test_a_load_refuses_to_wipe_registered_citizens(pg_pool: asyncpg.Pool) -> None:
