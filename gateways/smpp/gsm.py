@@ -12,6 +12,7 @@ maps 0x5F to a backquote instead of the section sign and draws a random referenc
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 #: data_coding for the SMSC default alphabet (GSM 03.38, unpacked).
@@ -138,6 +139,7 @@ def _pieces(text: str) -> tuple[bool, list[tuple[int, int]]]:
     return gsm, _split(units, GSM_SEGMENT_SEPTETS if gsm else UCS2_SEGMENT_UNITS)
 
 
+@functools.lru_cache(maxsize=256)
 def segment_count(text: str) -> int:
     """Number of SMS segments (communication units) the text takes."""
     return len(_pieces(text)[1])
@@ -145,20 +147,27 @@ def segment_count(text: str) -> int:
 
 def encode_text(text: str, *, reference: int) -> EncodedText:
     """Encode a text into submit_sm payloads, with a concatenation UDH when it is split."""
+    coding, bodies = _encoded_bodies(text)
+    if len(bodies) == 1:
+        return EncodedText(coding, 0, [bodies[0]])
+    ref = reference & 0xFF
+    total = len(bodies)
+    parts = [bytes((5, 0, 3, ref, total, n)) + body for n, body in enumerate(bodies, start=1)]
+    return EncodedText(coding, ESM_UDHI, parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _encoded_bodies(text: str) -> tuple[int, tuple[bytes, ...]]:
+    """Data coding and the segments' text bytes (no UDH), kept per text: an alert sends the same
+    text to every recipient, and encoding it again cost about 19 us per submission."""
     gsm, pieces = _pieces(text)
     if len(pieces) > MAX_SEGMENTS:
         raise ValueError(f"text needs {len(pieces)} segments, at most {MAX_SEGMENTS} allowed")
     coding = DATA_CODING_GSM if gsm else DATA_CODING_UCS2
     encode = gsm_encode if gsm else _ucs2_encode
     if len(pieces) == 1:
-        return EncodedText(coding, 0, [encode(text)])
-    ref = reference & 0xFF
-    total = len(pieces)
-    parts = [
-        bytes((5, 0, 3, ref, total, n)) + encode(text[start:end])
-        for n, (start, end) in enumerate(pieces, start=1)
-    ]
-    return EncodedText(coding, ESM_UDHI, parts)
+        return coding, (encode(text),)
+    return coding, tuple(encode(text[start:end]) for start, end in pieces)
 
 
 def _ucs2_encode(text: str) -> bytes:

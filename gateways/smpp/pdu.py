@@ -207,40 +207,88 @@ class _Reader:
         return out
 
 
-def _sm_fields(r: _Reader) -> dict[str, Any]:
-    f: dict[str, Any] = {}
-    f["service_type"] = r.cstr(6)
-    f["source_addr_ton"] = r.u8()
-    f["source_addr_npi"] = r.u8()
-    f["source_addr"] = r.cstr(21)
-    f["dest_addr_ton"] = r.u8()
-    f["dest_addr_npi"] = r.u8()
-    f["destination_addr"] = r.cstr(21)
-    f["esm_class"] = r.u8()
-    r.u8()  # protocol_id
-    r.u8()  # priority_flag
-    r.cstr(17)  # schedule_delivery_time
-    r.cstr(17)  # validity_period
-    f["registered_delivery"] = r.u8()
-    r.u8()  # replace_if_present_flag
-    f["data_coding"] = r.u8()
-    r.u8()  # sm_default_msg_id
-    f["short_message"] = r.octets(r.u8())
-    f["tlvs"] = r.tlvs()
-    return f
+def _cstr_at(data: bytes, pos: int, end: int, limit: int) -> tuple[str, int]:
+    nul = data.find(b"\0", pos, min(end, pos + limit))
+    if nul < 0:
+        raise PduError("unterminated or over-long C-octet string")
+    return data[pos:nul].decode("latin-1"), nul + 1
 
 
-def _reader(data: bytes, command_id: int) -> tuple[_Reader, int]:
-    length, cid, _status, sequence = header(data)
-    if cid != command_id or length != len(data):
+#: The mandatory fields of submit_sm / deliver_sm, in the order `_sm_values` returns them.
+_SmValues = tuple[str, int, int, str, int, int, str, int, int, int, bytes, dict[int, bytes]]
+
+
+def _sm_values(data: bytes, command_id: int) -> tuple[int, _SmValues]:
+    """Sequence and fields of a whole submit_sm / deliver_sm, read without a cursor object.
+
+    Runs for every submit (simulator) and receipt (gateway): straight-line code with the bounds
+    checks of `_Reader`, which tests/gateways/smpp/test_pdu.py keeps as the reference.
+    """
+    end = len(data)
+    if end < HEADER_LEN:
+        raise PduError("short header")
+    length, cid, _status, sequence = HEADER.unpack_from(data, 0)
+    if cid != command_id or length != end:
         raise PduError("unexpected command or length")
-    return _Reader(data, HEADER_LEN, length), sequence
+    service_type, pos = _cstr_at(data, HEADER_LEN, end, 6)
+    if pos + 2 > end:
+        raise PduError("PDU body too short")
+    source_ton, source_npi = data[pos], data[pos + 1]
+    source, pos = _cstr_at(data, pos + 2, end, 21)
+    if pos + 2 > end:
+        raise PduError("PDU body too short")
+    dest_ton, dest_npi = data[pos], data[pos + 1]
+    dest, pos = _cstr_at(data, pos + 2, end, 21)
+    if pos + 3 > end:
+        raise PduError("PDU body too short")
+    esm_class = data[pos]
+    # protocol_id, priority_flag, then schedule_delivery_time and validity_period (C-strings)
+    _, pos = _cstr_at(data, pos + 3, end, 17)
+    _, pos = _cstr_at(data, pos, end, 17)
+    if pos + 5 > end:
+        raise PduError("PDU body too short")
+    registered = data[pos]
+    coding = data[pos + 2]  # after replace_if_present_flag; sm_default_msg_id follows
+    sm_end = pos + 5 + data[pos + 4]
+    if sm_end > end:
+        raise PduError("octet string runs past the PDU")
+    sm = data[pos + 5 : sm_end]
+    tlvs: dict[int, bytes] = {}
+    pos = sm_end
+    while pos < end:
+        if pos + 4 > end:
+            raise PduError("truncated TLV header")
+        tag, n = _TLV_HEADER.unpack_from(data, pos)
+        pos += 4
+        if pos + n > end:
+            raise PduError("octet string runs past the PDU")
+        tlvs[tag] = data[pos : pos + n]
+        pos += n
+    return sequence, (
+        service_type,
+        source_ton,
+        source_npi,
+        source,
+        dest_ton,
+        dest_npi,
+        dest,
+        esm_class,
+        registered,
+        coding,
+        sm,
+        tlvs,
+    )
+
+
+_TLV_HEADER = struct.Struct(">HH")
 
 
 def decode_submit_sm(data: bytes) -> SubmitSm:
     """Decode a whole submit_sm PDU."""
-    r, sequence = _reader(data, SUBMIT_SM)
-    return SubmitSm(sequence=sequence, **_sm_fields(r))
+    sequence, (st, s_ton, s_npi, src, d_ton, d_npi, dst, esm, reg, dc, sm, tlvs) = _sm_values(
+        bytes(data), SUBMIT_SM
+    )
+    return SubmitSm(sequence, src, dst, sm, s_ton, s_npi, d_ton, d_npi, esm, reg, dc, st, tlvs)
 
 
 def encode_deliver_sm(
@@ -282,8 +330,10 @@ def encode_deliver_sm(
 
 def decode_deliver_sm(data: bytes) -> DeliverSm:
     """Decode a whole deliver_sm PDU; unknown TLVs are kept, not refused."""
-    r, sequence = _reader(data, DELIVER_SM)
-    return DeliverSm(sequence=sequence, **_sm_fields(r))
+    sequence, (st, s_ton, s_npi, src, d_ton, d_npi, dst, esm, reg, dc, sm, tlvs) = _sm_values(
+        bytes(data), DELIVER_SM
+    )
+    return DeliverSm(sequence, src, dst, esm, dc, sm, tlvs, s_ton, s_npi, d_ton, d_npi, reg, st)
 
 
 def encode_resp(command_id: int, sequence: int, status: int = 0, message_id: str = "") -> bytes:

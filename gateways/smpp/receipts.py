@@ -8,7 +8,6 @@ is read. Dates are SMSC-local times as the SMSC writes them (naive datetimes).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -60,15 +59,103 @@ class ReceiptError(ValueError):
     """A deliver_sm marked as a receipt from which no message id or state can be read."""
 
 
-@dataclass(frozen=True, slots=True)
 class DeliveryReceipt:
-    """What an SMSC reported about one submitted segment."""
+    """What an SMSC reported about one submitted segment.
+
+    `message_id` and `state` are read when the receipt arrives; the error code and the dates come
+    from the receipt text, which is parsed only if one of them is asked for: with the TLVs the
+    hot path (match the id, record the state) never pays for the text.
+    """
+
+    __slots__ = (
+        "_done",
+        "_error_code",
+        "_parsed",
+        "_submit",
+        "_text",
+        "_tlv_error",
+        "message_id",
+        "state",
+    )
 
     message_id: str
     state: ReceiptState
-    error_code: int
-    submit_date: datetime | None
-    done_date: datetime | None
+
+    def __init__(
+        self,
+        message_id: str,
+        state: ReceiptState,
+        error_code: int,
+        submit_date: datetime | None,
+        done_date: datetime | None,
+    ) -> None:
+        self.message_id = message_id
+        self.state = state
+        self._error_code = error_code
+        self._submit = submit_date
+        self._done = done_date
+        self._text = ""
+        self._tlv_error: int | None = None
+        self._parsed = True
+
+    @classmethod
+    def deferred(
+        cls, message_id: str, state: ReceiptState, *, text: str, tlv_error: int | None
+    ) -> DeliveryReceipt:
+        """A receipt whose error code and dates are read from `text` on first use."""
+        receipt = cls(message_id, state, 0, None, None)
+        receipt._text = text
+        receipt._tlv_error = tlv_error
+        receipt._parsed = False
+        return receipt
+
+    def _parse(self) -> None:
+        _id, _state, error_code, found = parse_receipt_text(self._text)
+        if self._tlv_error is not None and not found.get("err"):
+            error_code = self._tlv_error
+        self._error_code = error_code
+        self._submit = _date(found.get("submit"))
+        self._done = _date(found.get("done"))
+        self._parsed = True
+
+    @property
+    def error_code(self) -> int:
+        """Error code: the text's err field, else the network_error_code TLV, else 0."""
+        if not self._parsed:
+            self._parse()
+        return self._error_code
+
+    @property
+    def submit_date(self) -> datetime | None:
+        """Submit date as the SMSC wrote it (SMSC-local, naive)."""
+        if not self._parsed:
+            self._parse()
+        return self._submit
+
+    @property
+    def done_date(self) -> datetime | None:
+        """Done date as the SMSC wrote it (SMSC-local, naive)."""
+        if not self._parsed:
+            self._parse()
+        return self._done
+
+    def _key(self) -> tuple[str, ReceiptState, int, datetime | None, datetime | None]:
+        return (self.message_id, self.state, self.error_code, self.submit_date, self.done_date)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DeliveryReceipt):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"DeliveryReceipt(message_id={self.message_id!r}, state={self.state!r}, "
+            f"error_code={self.error_code!r}, submit_date={self.submit_date!r}, "
+            f"done_date={self.done_date!r})"
+        )
 
 
 _TEXT_RE = re.compile(
@@ -102,9 +189,34 @@ def format_receipt_text(
     text: str = "",
 ) -> str:
     """Write the SMPP 3.4 appendix B receipt text (used by the simulator and tests)."""
+    return format_receipt_stamped(
+        message_id=message_id,
+        state=state,
+        submit_stamp=receipt_stamp(submit_date),
+        done_stamp=receipt_stamp(done_date),
+        error_code=error_code,
+        text=text,
+    )
+
+
+def receipt_stamp(moment: datetime) -> str:
+    """A receipt date as written in the text: YYMMDDhhmm."""
+    return f"{moment:%y%m%d%H%M}"
+
+
+def format_receipt_stamped(
+    *,
+    message_id: str,
+    state: ReceiptState,
+    submit_stamp: str,
+    done_stamp: str,
+    error_code: int = 0,
+    text: str = "",
+) -> str:
+    """`format_receipt_text` with the dates already stamped (a simulator stamps once a minute)."""
     return (
         f"id:{message_id} sub:001 dlvrd:{'001' if state is ReceiptState.DELIVERED else '000'} "
-        f"submit date:{submit_date:%y%m%d%H%M} done date:{done_date:%y%m%d%H%M} "
+        f"submit date:{submit_stamp} done date:{done_stamp} "
         f"stat:{state.value} err:{error_code:03d} text:{text[:20]}"
     )
 
@@ -122,26 +234,38 @@ def parse_receipt_text(text: str) -> tuple[str | None, ReceiptState | None, int,
     return found.get("id"), state, error_code, found
 
 
+def _tlv_error(pdu: DeliverSm) -> int | None:
+    raw_err = pdu.tlvs.get(TAG_NETWORK_ERROR_CODE)
+    if raw_err and len(raw_err) == 3:
+        return int.from_bytes(raw_err[1:3], "big")
+    return None
+
+
 def receipt_from_deliver_sm(pdu: DeliverSm) -> DeliveryReceipt:
     """Build a DeliveryReceipt from a receipt deliver_sm (TLVs first, then the text)."""
     text = pdu.short_message.decode("latin-1")
+    tlvs = pdu.tlvs
+    raw_id = tlvs.get(TAG_RECEIPTED_MESSAGE_ID)
+    raw_state = tlvs.get(TAG_MESSAGE_STATE)
+    if raw_id and raw_state and raw_state[0] in STATE_BY_TLV:
+        tlv_id = raw_id.rstrip(b"\0").decode("latin-1")
+        if tlv_id:
+            # Id and state from the TLVs: the text is read only if error code or dates are used.
+            state = STATE_BY_TLV[raw_state[0]]
+            return DeliveryReceipt.deferred(tlv_id, state, text=text, tlv_error=_tlv_error(pdu))
     text_id, text_state, error_code, found = parse_receipt_text(text)
-    message_id = text_id
-    raw_id = pdu.tlvs.get(TAG_RECEIPTED_MESSAGE_ID)
-    if raw_id:
-        message_id = raw_id.rstrip(b"\0").decode("latin-1")
-    state = text_state
-    raw_state = pdu.tlvs.get(TAG_MESSAGE_STATE)
+    message_id = raw_id.rstrip(b"\0").decode("latin-1") if raw_id else text_id
+    found_state = text_state
     if raw_state and raw_state[0] in STATE_BY_TLV:
-        state = STATE_BY_TLV[raw_state[0]]
-    raw_err = pdu.tlvs.get(TAG_NETWORK_ERROR_CODE)
-    if raw_err and len(raw_err) == 3 and not found.get("err"):
-        error_code = int.from_bytes(raw_err[1:3], "big")
-    if not message_id or state is None:
+        found_state = STATE_BY_TLV[raw_state[0]]
+    tlv_error = _tlv_error(pdu)
+    if tlv_error is not None and not found.get("err"):
+        error_code = tlv_error
+    if not message_id or found_state is None:
         raise ReceiptError(f"receipt without message id or state: {text[:80]!r}")
     return DeliveryReceipt(
         message_id=message_id,
-        state=state,
+        state=found_state,
         error_code=error_code,
         submit_date=_date(found.get("submit")),
         done_date=_date(found.get("done")),

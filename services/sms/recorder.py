@@ -41,6 +41,23 @@ UNMATCHED_RETRY_S = 0.5
 YOUNG_S = 2.0
 
 
+#: Receipt stat -> (recipient state, error) as written; filled as stats are met (a handful).
+_ROWS: dict[str, tuple[str, str]] = {}
+
+
+def _row(stat: str) -> tuple[str, str]:
+    """The recipient state and error a receipt stat writes (looked up once per stat)."""
+    row = _ROWS.get(stat)
+    if row is None:
+        text = str(stat)
+        upper = text.upper()
+        error = "" if upper in ("DELIVRD", "ACCEPTD") else text
+        row = (RECEIPT_STATES.get(upper, State.FAILED.value), error)
+        if len(_ROWS) < 256:
+            _ROWS[stat] = row
+    return row
+
+
 class ReceiptDropped(Exception):
     """A receipt found no row within the hold time; the SMSC is answered with an error."""
 
@@ -49,7 +66,7 @@ class ReceiptDropped(Exception):
 class _Receipt:
     operator: str
     message_id: str
-    stat: str
+    row: tuple[str, str]  # recipient state and error this receipt writes
     at: float
     seen: float
     done: asyncio.Future[None]
@@ -102,7 +119,7 @@ class Recorder:
         resp). A plain future, not a coroutine: the gateway then needs no task per receipt."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._receipts.append(
-            _Receipt(operator, receipt.message_id, str(receipt.state), time.time(), 0.0, fut)
+            _Receipt(operator, receipt.message_id, _row(receipt.state), time.time(), 0.0, fut)
         )
         self._wake.set()
         return fut
@@ -178,8 +195,8 @@ class Recorder:
         for r in tried:
             w.rc_operator.append(r.operator)
             w.rc_mid.append(r.message_id)
-            w.rc_state.append(RECEIPT_STATES.get(r.stat.upper(), State.FAILED.value))
-            w.rc_error.append("" if r.stat.upper() in ("DELIVRD", "ACCEPTD") else r.stat)
+            w.rc_state.append(r.row[0])
+            w.rc_error.append(r.row[1])
             w.rc_at.append(r.at)
         try:
             result = await self._write(w)

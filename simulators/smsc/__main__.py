@@ -14,6 +14,8 @@ import signal
 import sys
 from dataclasses import fields
 
+import uvloop
+
 from simulators.smsc.config import SmscConfig
 from simulators.smsc.server import SmscSimulator
 
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, serve until a signal, return the exit code."""
     args = vars(_parser().parse_args(argv))
     logging.basicConfig(level=args.pop("log_level"), stream=sys.stderr)
-    asyncio.run(_serve(SmscConfig(**args)))
+    # uvloop as the services use: the simulator shares the cores with what it measures.
+    uvloop.run(_serve(SmscConfig(**args)))
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,12 @@ from datetime import datetime
 
 from gateways.smpp import pdu as P
 from gateways.smpp.gsm import ESM_UDHI, decode_payload, split_udh
-from gateways.smpp.receipts import TLV_BY_STATE, ReceiptState, format_receipt_text
+from gateways.smpp.receipts import (
+    TLV_BY_STATE,
+    ReceiptState,
+    format_receipt_stamped,
+    receipt_stamp,
+)
 from gateways.smpp.wire import PduProtocol
 from simulators.smsc.config import SmscConfig
 
@@ -41,7 +47,7 @@ class _Receipt:
     source: str
     destination: str
     state: ReceiptState
-    submitted: datetime
+    submitted: str  # submit date as the receipt text writes it (YYMMDDhhmm)
     handle: asyncio.Handle | None = None
 
 
@@ -209,6 +215,8 @@ class SmscSimulator:
         self._window_count = 0
         self._parts: dict[tuple[str, str, int, int], _Parts] = {}
         self._receipt_queue: deque[_Receipt] = deque()
+        self._stamp_minute = -1
+        self._stamp_text = ""
         self._changed: asyncio.Event | None = None
         #: Full messages accepted per destination (concatenated parts reassembled).
         self.messages: Counter[str] = Counter()
@@ -352,13 +360,22 @@ class SmscSimulator:
             state = ReceiptState.EXPIRED
         else:
             state = ReceiptState.DELIVERED
-        receipt = _Receipt(mid, pdu.source_addr, pdu.destination_addr, state, datetime.now())
+        receipt = _Receipt(mid, pdu.source_addr, pdu.destination_addr, state, self._stamp())
         loop = asyncio.get_running_loop()
         if cfg.receipt_delay_s <= 0:
             receipt.handle = loop.call_soon(self._send_receipt, receipt)
         else:
             receipt.handle = loop.call_later(cfg.receipt_delay_s, self._send_receipt, receipt)
         return receipt
+
+    def _stamp(self) -> str:
+        """Local time as a receipt writes it; formatted once a minute, not once a message."""
+        now = time.time()
+        minute = int(now // 60)
+        if minute != self._stamp_minute:
+            self._stamp_minute = minute
+            self._stamp_text = receipt_stamp(datetime.fromtimestamp(now))
+        return self._stamp_text
 
     def _receiver(self) -> _SmscSession | None:
         for s in self.sessions:
@@ -373,12 +390,11 @@ class SmscSimulator:
             self._queue_receipt(receipt)
             return
         seq = session.seq()
-        now = datetime.now()
-        text = format_receipt_text(
+        text = format_receipt_stamped(
             message_id=receipt.message_id,
             state=receipt.state,
-            submit_date=receipt.submitted,
-            done_date=now,
+            submit_stamp=receipt.submitted,
+            done_stamp=self._stamp(),
             error_code=0 if receipt.state is ReceiptState.DELIVERED else 1,
         )
         session.unacked[seq] = receipt

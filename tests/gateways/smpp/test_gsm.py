@@ -11,6 +11,7 @@ from gateways.smpp.gsm import (
     DATA_CODING_UCS2,
     ESM_UDHI,
     GSM_CHARS,
+    _encoded_bodies,
     decode_payload,
     encode_text,
     gsm_decode,
@@ -102,3 +103,14 @@ def test_segments_reassemble_and_match_unit_count(text: str, reference: int) -> 
     else:
         for part in parts:
             assert len(part) - 6 <= (153 if gsm else 134)
+
+
+@given(st.one_of(gsm_text, any_text), st.integers(0, 255), st.integers(0, 255))
+def test_cached_encoding_equals_fresh_encoding(text: str, ref: int, other_ref: int) -> None:
+    # The per-text cache must give the bytes a fresh encoding gives, whatever reference came first.
+    encode_text(text, reference=other_ref)
+    cached = encode_text(text, reference=ref)
+    _encoded_bodies.cache_clear()
+    fresh = encode_text(text, reference=ref)
+    assert cached == fresh
+    assert segment_count(text) == len(fresh.parts)
