@@ -38,15 +38,16 @@ KINDS = ("emergency", "general", "exercise", "test")
 _ZONE_SQL = """
     SELECT CASE WHEN r.test THEN a.lon || ' ' || a.lat ELSE '' END,
            ($5::text[])[array_position('{nl,fr,de,en}'::text[], a.language)],
-           CASE WHEN a.channels & $4 & 1 <> 0 THEN a.phone END,
-           CASE WHEN a.channels & $4 & 2 <> 0 THEN a.phone END,
-           CASE WHEN a.channels & $4 & 4 <> 0 THEN a.email END
+           coalesce(CASE WHEN a.channels & $4 & 1 <> 0 THEN a.phone END, ''),
+           coalesce(CASE WHEN a.channels & $4 & 2 <> 0 THEN a.phone END, ''),
+           coalesce(CASE WHEN a.channels & $4 & 4 <> 0 THEN a.email END, '')
     FROM unnest($1::bigint[], $2::bigint[], $3::bool[]) r(lo, hi, test)
     JOIN addresses a ON a.h3 BETWEEN r.lo AND r.hi
     WHERE a.channels & $4 <> 0
 """
-#: NULL in COPY text: a row without a destination on that channel.
-NULL_TEXT = b"\\N"
+#: No destination on that channel: "" in the COPY text, which a split turns into Python's one
+#: empty bytes object, so the many rows without one cost an identity check each, not a hash.
+NO_DESTINATION = b""
 #: Columns of _ZONE_SQL.
 ZONE_COLUMNS = 5
 _GROUPS_SQL = """
@@ -125,10 +126,10 @@ class _Batcher:
     ) -> None:
         self._channels = [c for c in (Channel.SMS, Channel.VOICE, Channel.EMAIL) if c in channels]
         self._size = batch_size
-        # Per channel: every destination seen, in first-seen order, with a tail. NULL_TEXT (no
+        # Per channel: every destination seen, in first-seen order, with a tail. NO_DESTINATION (no
         # destination on that channel) is in from the start, so it is never new.
         self._seen: dict[Channel, dict[bytes, bytes]] = {
-            c: {NULL_TEXT: b""} for c in self._channels
+            c: {NO_DESTINATION: b""} for c in self._channels
         }
         # Per channel: fresh destinations (JSON-escaped) and their tails, in first-seen order.
         self._dests: dict[Channel, list[bytes]] = {c: [] for c in self._channels}
@@ -151,7 +152,7 @@ class _Batcher:
         self.progress = Progress()
 
     def add(self, tails: Sequence[bytes], destinations: dict[Channel, Sequence[bytes]]) -> None:
-        """Take recipients in: per row a tail and, per channel, a destination or NULL_TEXT."""
+        """Take recipients in: per row a tail and, per channel, a destination or NO_DESTINATION."""
         for channel in self._channels:
             seen = self._seen[channel]
             # One pass in C: a destination seen before keeps its place (its tail is replaced,
@@ -203,7 +204,7 @@ def _group_columns(rows: list[Any]) -> tuple[Sequence[bytes], dict[Channel, Sequ
     """Group members' rows (tail, sms, voice, email) as the batcher takes them."""
 
     def enc(values: Sequence[str | None]) -> list[bytes]:
-        return [v.encode() if v else NULL_TEXT for v in values]
+        return [v.encode() if v else NO_DESTINATION for v in values]
 
     if not rows:
         return [], dict.fromkeys(ALL_CHANNELS, ())
@@ -222,7 +223,7 @@ def _zone_columns(
 
     One split of the whole chunk and five slices make the columns without a Python call per
     row; only points in boundary cells come as "lon lat" text to test, the others as "". A
-    point outside the zone has its destinations set to NULL_TEXT (no destination), a Python
+    point outside the zone has its destinations set to NO_DESTINATION (no destination), a Python
     step per point outside rather than a filter of every column. Values never hold tabs,
     newlines or COPY escapes: phone numbers are E.164, e-mail addresses are validated without
     white space or backslashes.
@@ -237,7 +238,7 @@ def _zone_columns(
         outside = np.flatnonzero(tested)[~inside].tolist()
         for column in columns[1:]:
             for i in outside:
-                column[i] = NULL_TEXT
+                column[i] = NO_DESTINATION
     return columns[0], {
         Channel.SMS: columns[1],
         Channel.VOICE: columns[2],
