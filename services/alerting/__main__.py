@@ -35,12 +35,20 @@ async def build(kernel: Kernel[Settings]) -> None:
         pool=kernel.pg,
         jwt_key=settings.jwt_key.get_secret_value(),
         token_issuer=settings.token_issuer,
+        auth_cache_s=settings.auth_cache_s,
+        audit_batch=settings.audit_batch,
     )
     broadcasts = CellBroadcastClient(
         cellbroadcast_pb2_grpc.CellBroadcastServiceStub(cb_channel),
         timeout_s=settings.rpc_timeout_s,
     )
-    alerts = Alerts(pool=kernel.pg, redis=kernel.redis, targeting=targeting, broadcasts=broadcasts)
+    alerts = Alerts(
+        pool=kernel.pg,
+        redis=kernel.redis,
+        targeting=targeting,
+        broadcasts=broadcasts,
+        preview_cache_s=settings.preview_cache_s,
+    )
     names = add_servicers(
         kernel.server,
         pool=kernel.pg,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import asyncpg
@@ -31,6 +35,8 @@ from services.kernel.errors import FailedPrecondition, InvalidArgument, NotFound
 
 #: Largest page of ListAlerts.
 MAX_PAGE = 500
+#: Previews remembered at most; past this, the expired ones are dropped (all, if none had expired).
+MAX_CACHED_PREVIEWS = 1000
 
 
 @dataclass(frozen=True)
@@ -74,10 +80,16 @@ class Alerts:
         redis: aioredis.Redis,
         targeting: Targeting,
         broadcasts: Broadcasts,
+        preview_cache_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
         self._redis = redis
         self._targeting = targeting
+        self._preview_cache_s = preview_cache_s
+        self._clock = clock
+        #: audience key -> (until when, on `clock`; audiences, units, cells).
+        self._audiences: dict[str, tuple[float, tuple[tuple[Audience, ...], int, int]]] = {}
         self.dispatcher = Dispatcher(
             pool=pool, redis=redis, targeting=targeting, broadcasts=broadcasts
         )
@@ -99,7 +111,11 @@ class Alerts:
 
     async def _check_rules(self, *, entity_id: int, spec: AlertSpec) -> EntityInfo:
         entity = await entities.load(self._pool, entity_id=entity_id)
-        owned = await entities.own_groups(self._pool, entity_id=entity_id, group_ids=spec.group_ids)
+        owned: frozenset[int] = frozenset()
+        if spec.group_ids:
+            owned = await entities.own_groups(
+                self._pool, entity_id=entity_id, group_ids=spec.group_ids
+            )
         check_alert(entity=entity, spec=spec, own_groups=owned)
         return entity
 
@@ -110,40 +126,39 @@ class Alerts:
         check_spec(spec, now=now_utc())
         await self._check_rules(entity_id=entity_id, spec=spec)
         fingerprint = store.request_hash(spec)
-        async with self._pool.acquire() as conn, conn.transaction():
-            created = await conn.fetchval(
-                "INSERT INTO alerts (id, entity_id, created_by, idempotency_key, request_hash,"
-                " kind, spec, infos, state, expires_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, 'draft', $9)"
-                " ON CONFLICT (entity_id, idempotency_key) DO NOTHING RETURNING id::text",
-                uuid.uuid4(),
-                entity_id,
-                principal.user_id,
-                idempotency_key,
-                fingerprint,
-                spec.kind.value,
-                store.spec_json(spec),
-                store.infos_json(spec.infos),
-                spec.expires,
+        # One statement: the insert (atomic on its own) and the row as SELECT_ALERT reads it.
+        row = await self._pool.fetchrow(
+            "WITH a AS (INSERT INTO alerts (id, entity_id, created_by, idempotency_key,"
+            " request_hash, kind, spec, infos, state, expires_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, 'draft', $9)"
+            " ON CONFLICT (entity_id, idempotency_key) DO NOTHING RETURNING *)"
+            f" SELECT {store.ALERT_COLUMNS} FROM a JOIN users u ON u.id = a.created_by",
+            uuid.uuid4(),
+            entity_id,
+            principal.user_id,
+            idempotency_key,
+            fingerprint,
+            spec.kind.value,
+            store.spec_json(spec),
+            store.infos_json(spec.infos),
+            spec.expires,
+        )
+        if row is not None:
+            ALERTS.labels(spec.kind.value, "create").inc()
+            return store.to_alert(row)
+        first = await self._pool.fetchrow(
+            f"SELECT {store.ALERT_COLUMNS}, a.request_hash FROM alerts a"
+            " JOIN users u ON u.id = a.created_by"
+            " WHERE a.entity_id = $1 AND a.idempotency_key = $2",
+            entity_id,
+            idempotency_key,
+        )
+        assert first is not None
+        if first["request_hash"] != fingerprint:
+            raise InvalidArgument(
+                "idempotency_key", "already used for a different alert of this entity"
             )
-            if created is None:
-                first = await conn.fetchrow(
-                    "SELECT id::text AS id, request_hash FROM alerts"
-                    " WHERE entity_id = $1 AND idempotency_key = $2",
-                    entity_id,
-                    idempotency_key,
-                )
-                assert first is not None
-                if first["request_hash"] != fingerprint:
-                    raise InvalidArgument(
-                        "idempotency_key", "already used for a different alert of this entity"
-                    )
-                created = first["id"]
-            else:
-                ALERTS.labels(spec.kind.value, "create").inc()
-        alert = await store.fetch(self._pool, alert_id=created)
-        assert alert is not None
-        return alert
+        return store.to_alert(first)
 
     async def list_own(
         self, *, principal: Principal, page_size: int, page_token: str
@@ -195,10 +210,30 @@ class Alerts:
         )
         return audiences, found.units, cells
 
+    async def _shared_audience(self, alert: Alert) -> tuple[tuple[Audience, ...], int, int]:
+        """`_audience`, shared for `preview_cache_s` by previews asking the same of targeting."""
+        if self._preview_cache_s <= 0:
+            return await self._audience(alert)
+        key = audience_key(alert)
+        now = self._clock()
+        cached = self._audiences.get(key)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        found = await self._audience(alert)
+        if len(self._audiences) >= MAX_CACHED_PREVIEWS:
+            live = {k: v for k, v in self._audiences.items() if now < v[0]}
+            self._audiences = live if len(live) < MAX_CACHED_PREVIEWS else {}
+        self._audiences[key] = (now + self._preview_cache_s, found)
+        return found
+
     async def preview(self, *, principal: Principal, alert_id: str) -> Preview:
-        """Audience per channel and language, estimated cost, and how it would be billed."""
+        """Audience per channel and language, estimated cost, and how it would be billed.
+
+        The counts may be up to `preview_cache_s` old (shared by identical previews of the
+        entity); the prepaid balance and the billing are read afresh every time.
+        """
         alert = await self._own(principal=principal, alert_id=alert_id)
-        audiences, units, cells = await self._audience(alert)
+        audiences, units, cells = await self._shared_audience(alert)
         account = await ledger.account(self._pool, entity_id=alert.entity_id)
         refusal = ""
         try:
@@ -337,6 +372,24 @@ class Alerts:
             await self.dispatcher.withdraw(alert)
         ALERTS.labels(alert.spec.kind.value, "cancel").inc()
         return await self.visible(principal=principal, alert_id=alert.id)
+
+
+def audience_key(alert: Alert) -> str:
+    """What a preview asks targeting, hashed: the entity, zone, groups, channels and texts."""
+    spec = alert.spec
+    doc = json.dumps(
+        [
+            alert.entity_id,
+            spec.kind.value,
+            spec.zone_geojson,
+            list(spec.group_ids),
+            [c.value for c in spec.channels],
+            channel_texts(kind=spec.kind, infos=spec.infos),
+        ],
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(doc.encode()).hexdigest()
 
 
 def _units(audience: AudienceCount, texts: dict[str, str], fallback: str) -> int:

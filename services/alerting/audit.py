@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,6 +66,56 @@ def chain_hash(prev_hash: str, entry: Entry) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + canonical(entry)).hexdigest()
 
 
+@dataclass(frozen=True)
+class Draft:
+    """What a caller asks to audit; the writer gives it its place in the chain."""
+
+    user_id: int | None
+    username: str
+    entity_id: int | None
+    action: str
+    target: str
+    peer: str
+    result: str
+    detail: str = ""
+
+
+async def append_many(pool: asyncpg.Pool, drafts: Sequence[Draft]) -> list[Entry]:
+    """Append entries in order at the end of the chain, in one transaction under the lock."""
+    async with pool.acquire() as conn, conn.transaction():
+        # The lock keeps the chain exact across processes (replicas, the CLI's bootstrap-admin).
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
+        last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        seq, prev = (0, GENESIS) if last is None else (last["seq"], last["hash"])
+        # Microseconds: what timestamptz keeps, so the stored entry hashes the same when re-read.
+        at = datetime.now(UTC)
+        entries, rows = [], []
+        for d in drafts:
+            seq += 1
+            entry = Entry(
+                seq,
+                at,
+                d.user_id,
+                d.username,
+                d.entity_id,
+                d.action,
+                d.target,
+                d.peer,
+                d.result,
+                d.detail[:2000],
+            )
+            digest = chain_hash(prev, entry)
+            rows.append((*astuple(entry), prev, digest))
+            entries.append(entry)
+            prev = digest
+        await conn.executemany(
+            "INSERT INTO audit_log (seq, at, user_id, username, entity_id, action, target, peer,"
+            " result, detail, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+            rows,
+        )
+        return entries
+
+
 async def append(
     pool: asyncpg.Pool,
     *,
@@ -77,32 +129,67 @@ async def append(
     detail: str = "",
 ) -> Entry:
     """Append one entry at the end of the chain (serialised by an advisory lock)."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
-        last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        seq, prev = (1, GENESIS) if last is None else (last["seq"] + 1, last["hash"])
-        # Microseconds: what timestamptz keeps, so the stored entry hashes the same when re-read.
-        at = datetime.now(UTC)
-        entry = Entry(
-            seq, at, user_id, username, entity_id, action, target, peer, result, detail[:2000]
-        )
-        await conn.execute(
-            "INSERT INTO audit_log (seq, at, user_id, username, entity_id, action, target, peer,"
-            " result, detail, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-            entry.seq,
-            entry.at,
-            entry.user_id,
-            entry.username,
-            entry.entity_id,
-            entry.action,
-            entry.target,
-            entry.peer,
-            entry.result,
-            entry.detail,
-            prev,
-            chain_hash(prev, entry),
-        )
-        return entry
+    draft = Draft(user_id, username, entity_id, action, target, peer, result, detail)
+    (entry,) = await append_many(pool, [draft])
+    return entry
+
+
+class Writer:
+    """Appends the entries of concurrent calls in batches: one transaction for many entries.
+
+    Each caller waits until its own entry is committed. While a batch is being written, new
+    entries gather; the next batch takes them all (up to `max_batch`). The chain stays exact: one
+    batch at a time in this process, and the advisory lock orders batches across processes.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 500) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._pending: list[tuple[Draft, asyncio.Future[Entry]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def append(self, draft: Draft) -> Entry:
+        """Append one entry; return once it is committed."""
+        done: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        self._pending.append((draft, done))
+        if self._flusher is None:
+            # A task of its own: a caller that hangs up must not cancel the others' batch. It
+            # ends when nothing is pending, so no task outlives the work.
+            self._flusher = asyncio.create_task(self._flush(), name="audit-writer")
+        return await asyncio.shield(done)
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._write(batch)
+        finally:
+            self._flusher = None
+
+    async def _write(self, batch: list[tuple[Draft, asyncio.Future[Entry]]]) -> None:
+        try:
+            entries = await append_many(self._pool, [d for d, _ in batch])
+        # Not swallowed: every failure goes to the callers waiting on the batch, who raise it.
+        except Exception as exc:  # noqa: BLE001
+            if len(batch) == 1:
+                _settle(batch[0][1], exc)
+                return
+            # One entry PostgreSQL refuses must not fail the calls batched with it.
+            for one in batch:
+                await self._write([one])
+            return
+        for (_, done), entry in zip(batch, entries, strict=True):
+            _settle(done, entry)
+
+
+def _settle(done: asyncio.Future[Entry], outcome: Entry | Exception) -> None:
+    if done.done():
+        return
+    if isinstance(outcome, Exception):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)
 
 
 async def verify(pool: asyncpg.Pool, *, batch: int = 5000) -> Verdict:

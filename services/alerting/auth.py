@@ -124,6 +124,11 @@ def issue_token(
 
 def token_user(*, token: str, key: str, issuer: str) -> int:
     """The user id of a valid, unexpired token; Unauthenticated otherwise."""
+    return token_claims(token=token, key=key, issuer=issuer)[0]
+
+
+def token_claims(*, token: str, key: str, issuer: str) -> tuple[int, int]:
+    """The user id and expiry (Unix seconds) of a valid, unexpired token; else Unauthenticated."""
     try:
         claims = jwt.decode(
             token,
@@ -132,7 +137,7 @@ def token_user(*, token: str, key: str, issuer: str) -> int:
             issuer=issuer,
             options={"require": ["sub", "exp", "iat", "iss"]},
         )
-        return int(claims["sub"])
+        return int(claims["sub"]), int(claims["exp"])
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("token expired: log in again") from None
     except (jwt.InvalidTokenError, ValueError):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ import asyncpg
 import grpc
 
 from services.alerting import audit
-from services.alerting.auth import Principal, bearer, load_principal, token_user
+from services.alerting.auth import Principal, bearer, load_principal, token_claims
 from services.kernel import context as kernel_context
 from services.kernel.errors import ServiceError
 
@@ -38,18 +39,60 @@ class Call:
         return self.caller
 
 
+#: Tokens remembered at most; past this, the expired ones are dropped (all, if none had expired).
+MAX_CACHED_TOKENS = 10_000
+
+
 class Gate:
     """Authenticates each call from its bearer token and appends its outcome to the audit log."""
 
-    def __init__(self, *, pool: asyncpg.Pool, jwt_key: str, token_issuer: str) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        jwt_key: str,
+        token_issuer: str,
+        auth_cache_s: float = 1.0,
+        audit_batch: int = 500,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._pool = pool
         self.jwt_key = jwt_key
         self.token_issuer = token_issuer
+        self._auth_cache_s = auth_cache_s
+        self._clock = clock
+        #: token -> (until when, Unix seconds; the caller it named).
+        self._callers: dict[str, tuple[float, Principal]] = {}
+        self._audit = audit.Writer(pool, max_batch=audit_batch)
 
     async def authenticate(self, metadata: Any) -> Principal:
-        """The caller named by a valid token in `metadata`."""
-        user_id = token_user(token=bearer(metadata), key=self.jwt_key, issuer=self.token_issuer)
-        return await load_principal(self._pool, user_id=user_id)
+        """The caller named by a valid token in `metadata`.
+
+        A token checked (signature, expiry, account enabled) less than `auth_cache_s` ago is
+        trusted without checking again, so a disabled account's tokens stop within that time
+        (at once in this process: DisableUser calls `forget_user`).
+        """
+        token = bearer(metadata)
+        now = self._clock()
+        cached = self._callers.get(token)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        user_id, expires = token_claims(token=token, key=self.jwt_key, issuer=self.token_issuer)
+        who = await load_principal(self._pool, user_id=user_id)
+        if self._auth_cache_s > 0:
+            if len(self._callers) >= MAX_CACHED_TOKENS:
+                self._prune(now)
+            self._callers[token] = (min(now + self._auth_cache_s, expires), who)
+        return who
+
+    def forget_user(self, user_id: int) -> None:
+        """Check the user's tokens afresh at their next call (the account changed)."""
+        for token in [t for t, (_, who) in self._callers.items() if who.user_id == user_id]:
+            del self._callers[token]
+
+    def _prune(self, now: float) -> None:
+        live = {t: c for t, c in self._callers.items() if now < c[0]}
+        self._callers = live if len(live) < MAX_CACHED_TOKENS else {}
 
     @asynccontextmanager
     async def call(
@@ -84,16 +127,17 @@ class Gate:
 
     async def _record(self, call: Call, *, result: str, detail: str) -> None:
         who = call.caller
-        await audit.append(
-            self._pool,
-            user_id=who.user_id if who else None,
-            username=who.username if who else "",
-            entity_id=who.entity_id if who else None,
-            action=call.action,
-            target=call.target,
-            peer=call.peer,
-            result=result,
-            detail=detail,
+        await self._audit.append(
+            audit.Draft(
+                user_id=who.user_id if who else None,
+                username=who.username if who else "",
+                entity_id=who.entity_id if who else None,
+                action=call.action,
+                target=call.target,
+                peer=call.peer,
+                result=result,
+                detail=detail,
+            )
         )
 
 

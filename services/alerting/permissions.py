@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import shapely
@@ -37,13 +38,21 @@ class EntityInfo:
 
 def zone_inside(*, zone: Polygon | MultiPolygon, territory: Polygon | MultiPolygon) -> bool:
     """Whether the zone lies inside the territory, give or take BORDER_TOLERANCE_M."""
+    scale, allowed = _allowed_area(territory)
+    return bool(allowed.covers(shapely.transform(zone, lambda xy: xy * scale)))
+
+
+def _allowed_area(territory: Polygon | MultiPolygon) -> tuple[np.ndarray, BaseGeometry]:
     kx = M_PER_DEG_LON_EQ * math.cos(math.radians(territory.centroid.y))
     scale = np.array([kx, M_PER_DEG_LAT])
+    metres = shapely.transform(territory, lambda xy: xy * scale)
+    return scale, metres.buffer(BORDER_TOLERANCE_M)
 
-    def metres(geometry: Polygon | MultiPolygon) -> BaseGeometry:
-        return shapely.transform(geometry, lambda xy: xy * scale)
 
-    return bool(metres(territory).buffer(BORDER_TOLERANCE_M).covers(metres(zone)))
+@lru_cache(maxsize=256)
+def _territory_area(territory_geojson: str) -> tuple[np.ndarray, BaseGeometry]:
+    """The territory in metres with its tolerance, once per territory text (entities reuse it)."""
+    return _allowed_area(parse_zone(territory_geojson, field="entity.territory"))
 
 
 def check_alert(*, entity: EntityInfo, spec: AlertSpec, own_groups: frozenset[int]) -> None:
@@ -57,8 +66,9 @@ def check_alert(*, entity: EntityInfo, spec: AlertSpec, own_groups: frozenset[in
             )
         if not entity.territory_geojson:
             raise PermissionDenied("the entity has no territory", field="spec.zone_geojson")
-        territory = parse_zone(entity.territory_geojson, field="entity.territory")
-        if not zone_inside(zone=parse_zone(spec.zone_geojson), territory=territory):
+        scale, allowed = _territory_area(entity.territory_geojson)
+        zone = shapely.transform(parse_zone(spec.zone_geojson), lambda xy: xy * scale)
+        if not allowed.covers(zone):
             raise PermissionDenied(
                 f"zone extends outside the territory of {entity.name}", field="spec.zone_geojson"
             )

@@ -217,7 +217,9 @@ class AdminServicer(alerting_pb2_grpc.AdminServiceServicer):
             context, "DisableUser", target=f"user:{request.user_id}"
         ) as call:
             auth.require_admin(call.principal)
-            return convert.user_pb(await admin.disable_user(self._pool, user_id=request.user_id))
+            user = await admin.disable_user(self._pool, user_id=request.user_id)
+            self._gate.forget_user(user.id)
+            return convert.user_pb(user)
 
     async def ListUsers(self, request: pb.ListUsersRequest, context: Ctx) -> pb.ListUsersResponse:
         async with self._gate.call(context, "ListUsers") as call:

@@ -37,3 +37,11 @@ class Settings(ServiceSettings):
     watch_interval_s: float = Field(default=0.5, gt=0)
     # Seconds a call to targeting or the SMS service may take (Resolve gets 20 times this).
     rpc_timeout_s: float = Field(default=10.0, gt=0)
+    # Seconds a checked token (signature, expiry, account enabled) is trusted without checking
+    # again: a disabled account's tokens stop within this time on other replicas (0: every call).
+    auth_cache_s: float = Field(default=1.0, ge=0, le=10)
+    # Most audit entries written in one transaction (entries of concurrent calls are batched).
+    audit_batch: int = Field(default=500, ge=1)
+    # Seconds a preview's audience counts are shared by identical previews of the same entity
+    # (same zone, groups, channels and texts); 0 asks targeting every time.
+    preview_cache_s: float = Field(default=2.0, ge=0, le=60)

@@ -74,6 +74,8 @@ class FakeTargeting:
         default_factory=lambda: {"opA": ("a1", "a2", "a3", "a4"), "opB": ("b1", "b2", "b3")}
     )
     resolved: list[ResolveCall] = field(default_factory=list)
+    #: Entity of every Preview asked, in order.
+    previewed: list[int] = field(default_factory=list)
     #: When set, Resolve waits for it (a slow resolution of a large zone).
     hold: asyncio.Event | None = None
 
@@ -86,6 +88,7 @@ class FakeTargeting:
         channels: tuple[Channel, ...],
         texts: dict[str, str],
     ) -> AudiencePreview:
+        self.previewed.append(entity_id)
         audiences = [
             AudienceCount(c, lang, n)
             for c in channels
