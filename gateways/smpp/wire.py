@@ -1,7 +1,7 @@
 """The byte side of an SMPP connection, shared by the ESME session and the SMSC simulator.
 
-Frames PDUs out of the stream, coalesces the PDUs written during one event-loop turn into one
-write (a windowed peer otherwise pays a syscall per PDU) and disables Nagle's algorithm.
+Frames PDUs out of the stream, coalesces the PDUs written during one event-loop turn and the next
+into one write (a windowed peer otherwise pays a syscall per PDU) and disables Nagle's algorithm.
 """
 
 from __future__ import annotations
@@ -53,11 +53,16 @@ class PduProtocol(asyncio.Protocol):
         return self.transport is not None and not self.transport.is_closing()
 
     def send(self, data: bytes) -> None:
-        """Queue a PDU; everything queued in this loop turn goes out in one write."""
+        """Queue a PDU; everything queued in this loop turn and the next goes out in one write."""
         self._out.append(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.loop.call_soon(self.flush)
+            self.loop.call_soon(self._flush_next_turn)
+
+    def _flush_next_turn(self) -> None:
+        # One turn later: the tasks woken by what this turn read (answers, freed window slots)
+        # send in the next turn; waiting for them halves the writes, and the peer's reads.
+        self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Write what is queued now."""
