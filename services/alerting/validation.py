@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
@@ -64,6 +65,13 @@ def check_infos(infos: tuple[Info, ...], *, field: str = "spec.infos") -> None:
 
 def parse_zone(text: str, *, field: str = "spec.zone_geojson") -> Polygon | MultiPolygon:
     """A GeoJSON Polygon or MultiPolygon (geometry or Feature) as a valid shapely geometry."""
+    return _parse_zone(text, field)
+
+
+# Drafts of one crisis repeat the same zone; shapely geometries are immutable, so sharing is safe.
+# A refusal raises, and lru_cache remembers only what returned.
+@lru_cache(maxsize=256)
+def _parse_zone(text: str, field: str) -> Polygon | MultiPolygon:
     try:
         doc = json.loads(text)
         if isinstance(doc, dict) and doc.get("type") == "Feature":
