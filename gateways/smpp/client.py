@@ -100,9 +100,15 @@ class SubmitResult:
 
     def missing(self) -> frozenset[int]:
         """Indexes of the segments sent in this request that the SMSC did not accept."""
+        if self.outcome is SubmitOutcome.ACCEPTED:
+            return _NOTHING  # the worst segment was accepted: so was every one sent
         return frozenset(
             i for i, s in enumerate(self.statuses) if s not in (CommandStatus.ESME_ROK, NOT_SENT)
         )
+
+
+_NOTHING: frozenset[int] = frozenset()
+_ROK = int(CommandStatus.ESME_ROK)
 
 
 def _source_addr(source: str) -> tuple[int, int, str]:
@@ -305,6 +311,25 @@ class SmppClient:
         src_ton, src_npi, src = _source_addr(source)
         dest_ton, dest_npi, dest = _destination_addr(req.destination)
         reg = 1 if req.registered_delivery else 0
+        if n == 1 and (wanted is None or 0 in wanted):
+            # One segment, the common case: no list of jobs, no gather, no ranking.
+            status, mid = await self._submit_segment(
+                P.SubmitSm(
+                    sequence=0,
+                    source_addr=src,
+                    source_addr_ton=src_ton,
+                    source_addr_npi=src_npi,
+                    destination_addr=dest,
+                    dest_addr_ton=dest_ton,
+                    dest_addr_npi=dest_npi,
+                    esm_class=encoded.esm_class,
+                    registered_delivery=reg,
+                    data_coding=encoded.data_coding,
+                    short_message=encoded.parts[0],
+                )
+            )
+            ok = status == _ROK
+            return SubmitResult(_outcome(status), [mid if ok else ""], status, ref, [status])
         jobs = [
             self._submit_segment(
                 P.SubmitSm(
@@ -387,11 +412,24 @@ class SmppClient:
         self._bind_changed()
 
 
+_OUTCOMES: dict[int, SubmitOutcome] = {}
+
+
+def _outcome(status: int) -> SubmitOutcome:
+    """The outcome of one segment's status (-1: bind lost), remembered per status."""
+    outcome = _OUTCOMES.get(status)
+    if outcome is None:
+        outcome = SubmitOutcome.BIND_LOST if status == LOST[1] else classify_status(status)
+        if len(_OUTCOMES) < 1024:
+            _OUTCOMES[status] = outcome
+    return outcome
+
+
 def _worst(answers: Sequence[tuple[int, str]]) -> tuple[SubmitOutcome, int]:
     """The outcome a caller must act on for a multi-segment result, with its status."""
     best: tuple[int, SubmitOutcome, int] | None = None
     for status, _mid in answers:
-        outcome = SubmitOutcome.BIND_LOST if status == LOST[1] else classify_status(status)
+        outcome = _outcome(status)
         rank = OUTCOME_SEVERITY.index(outcome)
         if best is None or rank < best[0]:
             best = (rank, outcome, status)

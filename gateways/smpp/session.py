@@ -8,6 +8,7 @@ It knows nothing of reconnecting or windows: `gateways.smpp.client` does that.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -162,12 +163,19 @@ class Session(PduProtocol):
             log.exception("%s: receipt handler failed; answering ESME_RX_T_APPN", self.name)
             self._ack(sequence, CommandStatus.ESME_RX_T_APPN)
             return
+        if isinstance(result, asyncio.Future):
+            # A plain future (the SMS service's recorder): no task, no isawaitable ABC check.
+            result.add_done_callback(functools.partial(self._after_future, sequence))
+            return
         if not inspect.isawaitable(result):
             self._ack(sequence, CommandStatus.ESME_ROK)
             return
         task = asyncio.ensure_future(result)
         self._tasks.add(task)
         task.add_done_callback(lambda t: self._after_handler(t, sequence))
+
+    def _after_future(self, sequence: int, fut: asyncio.Future[Any]) -> None:
+        self._after_handler(fut, sequence)
 
     def _after_handler(self, task: asyncio.Future[Any], sequence: int) -> None:
         self._tasks.discard(task)

@@ -20,6 +20,7 @@ from gateways.smpp import (
     BindConfig,
     DeliveryReceipt,
     SmppClient,
+    SubmitOutcome,
     SubmitRequest,
     segment_count,
 )
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: command_status answered for a text the gateway cannot encode (ESME_RINVMSGLEN).
 INVALID_LENGTH = 0x01
+#: The gateway's outcome as the service's (a dict lookup, not an Enum call, per submission).
+_OUTCOMES = {outcome: Outcome(outcome.value) for outcome in SubmitOutcome}
 
 
 class SmppBind:
@@ -72,7 +75,7 @@ class SmppBind:
         except ValueError:
             return SubmitAnswer(Outcome.PERMANENT, [], INVALID_LENGTH, 0, frozenset())
         return SubmitAnswer(
-            Outcome(result.outcome.value),
+            _OUTCOMES[result.outcome],
             result.message_ids,
             result.command_status,
             result.reference,
