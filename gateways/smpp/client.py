@@ -311,41 +311,29 @@ class SmppClient:
         src_ton, src_npi, src = _source_addr(source)
         dest_ton, dest_npi, dest = _destination_addr(req.destination)
         reg = 1 if req.registered_delivery else 0
+
+        def segment(part: bytes) -> P.SubmitSm:
+            return P.SubmitSm(
+                sequence=0,
+                source_addr=src,
+                source_addr_ton=src_ton,
+                source_addr_npi=src_npi,
+                destination_addr=dest,
+                dest_addr_ton=dest_ton,
+                dest_addr_npi=dest_npi,
+                esm_class=encoded.esm_class,
+                registered_delivery=reg,
+                data_coding=encoded.data_coding,
+                short_message=part,
+            )
+
         if n == 1 and (wanted is None or 0 in wanted):
             # One segment, the common case: no list of jobs, no gather, no ranking.
-            status, mid = await self._submit_segment(
-                P.SubmitSm(
-                    sequence=0,
-                    source_addr=src,
-                    source_addr_ton=src_ton,
-                    source_addr_npi=src_npi,
-                    destination_addr=dest,
-                    dest_addr_ton=dest_ton,
-                    dest_addr_npi=dest_npi,
-                    esm_class=encoded.esm_class,
-                    registered_delivery=reg,
-                    data_coding=encoded.data_coding,
-                    short_message=encoded.parts[0],
-                )
-            )
+            status, mid = await self._submit_segment(segment(encoded.parts[0]))
             ok = status == _ROK
             return SubmitResult(_outcome(status), [mid if ok else ""], status, ref, [status])
         jobs = [
-            self._submit_segment(
-                P.SubmitSm(
-                    sequence=0,
-                    source_addr=src,
-                    source_addr_ton=src_ton,
-                    source_addr_npi=src_npi,
-                    destination_addr=dest,
-                    dest_addr_ton=dest_ton,
-                    dest_addr_npi=dest_npi,
-                    esm_class=encoded.esm_class,
-                    registered_delivery=reg,
-                    data_coding=encoded.data_coding,
-                    short_message=part,
-                )
-            )
+            self._submit_segment(segment(part))
             for i, part in enumerate(encoded.parts)
             if wanted is None or i in wanted
         ]
