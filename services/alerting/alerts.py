@@ -35,8 +35,11 @@ from services.kernel.errors import FailedPrecondition, InvalidArgument, NotFound
 
 #: Largest page of ListAlerts.
 MAX_PAGE = 500
-#: Previews remembered at most; past this, the expired ones are dropped (all, if none had expired).
-MAX_CACHED_PREVIEWS = 1000
+#: Seconds an entity's name, type and territory are kept in the process. Nothing updates those
+#: rows today; the bound is for the day something does.
+ENTITY_CACHE_S = 5.0
+#: Entries each in-process cache keeps at most; past this, the expired ones are dropped.
+MAX_CACHED = 1000
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class Alerts:
         self._clock = clock
         #: audience key -> (until when, on `clock`; audiences, units, cells).
         self._audiences: dict[str, tuple[float, tuple[tuple[Audience, ...], int, int]]] = {}
+        #: entity id -> (until when, on `clock`; the entity).
+        self._entities: dict[int, tuple[float, EntityInfo]] = {}
         self.dispatcher = Dispatcher(
             pool=pool, redis=redis, targeting=targeting, broadcasts=broadcasts
         )
@@ -109,8 +114,21 @@ class Alerts:
             raise NotFound(f"alert {alert_id} does not exist")
         return alert
 
-    async def _check_rules(self, *, entity_id: int, spec: AlertSpec) -> EntityInfo:
+    async def _entity(self, entity_id: int) -> EntityInfo:
+        """The entity's name, type and territory, read at most every ENTITY_CACHE_S."""
+        now = self._clock()
+        cached = self._entities.get(entity_id)
+        if cached is not None and now < cached[0]:
+            return cached[1]
         entity = await entities.load(self._pool, entity_id=entity_id)
+        if len(self._entities) >= MAX_CACHED:
+            live = {k: v for k, v in self._entities.items() if now < v[0]}
+            self._entities = live if len(live) < MAX_CACHED else {}
+        self._entities[entity_id] = (now + ENTITY_CACHE_S, entity)
+        return entity
+
+    async def _check_rules(self, *, entity_id: int, spec: AlertSpec) -> EntityInfo:
+        entity = await self._entity(entity_id)
         owned: frozenset[int] = frozenset()
         if spec.group_ids:
             owned = await entities.own_groups(
@@ -220,9 +238,9 @@ class Alerts:
         if cached is not None and now < cached[0]:
             return cached[1]
         found = await self._audience(alert)
-        if len(self._audiences) >= MAX_CACHED_PREVIEWS:
+        if len(self._audiences) >= MAX_CACHED:
             live = {k: v for k, v in self._audiences.items() if now < v[0]}
-            self._audiences = live if len(live) < MAX_CACHED_PREVIEWS else {}
+            self._audiences = live if len(live) < MAX_CACHED else {}
         self._audiences[key] = (now + self._preview_cache_s, found)
         return found
 
@@ -232,9 +250,27 @@ class Alerts:
         The counts may be up to `preview_cache_s` old (shared by identical previews of the
         entity); the prepaid balance and the billing are read afresh every time.
         """
-        alert = await self._own(principal=principal, alert_id=alert_id)
+        entity_id = require_entity(principal)
+        # The alert and its entity's billing account in one round trip.
+        row = await self._pool.fetchrow(
+            f"SELECT {store.ALERT_COLUMNS}, b.postpaid AS b_postpaid,"
+            " b.prepaid_units AS b_prepaid_units, b.activated_at AS b_activated_at"
+            " FROM alerts a JOIN users u ON u.id = a.created_by"
+            " LEFT JOIN billing_accounts b ON b.entity_id = a.entity_id"
+            " WHERE a.id = $1::uuid AND a.entity_id = $2",
+            parse_alert_id(alert_id),
+            entity_id,
+        )
+        if row is None:
+            raise NotFound(f"alert {alert_id} does not exist")
+        alert = store.to_alert(row)
+        account = ledger.Account(
+            entity_id,
+            bool(row["b_postpaid"]),
+            row["b_prepaid_units"] or 0,
+            row["b_activated_at"] or now_utc(),
+        )
         audiences, units, cells = await self._shared_audience(alert)
-        account = await ledger.account(self._pool, entity_id=alert.entity_id)
         refusal = ""
         try:
             billing = ledger.plan(
