@@ -188,11 +188,17 @@ async def _produce(redis: aioredis.Redis, n: int) -> None:
             await pipe.execute()
 
 
+#: Only the two counters the bench reads: the whole exposition (histograms, process and stream
+#: gauges), five times a second per worker, cost the measured services about 3% of their CPU.
+_DONE_QUERY = "name[]=tocsin_sms_delivered_total&name[]=tocsin_sms_failed_total"
+
+
 def _delivered(metrics_ports: list[int]) -> float:
     total = 0.0
     for port in metrics_ports:
+        url = f"http://127.0.0.1:{port}/metrics?{_DONE_QUERY}"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            with urllib.request.urlopen(url, timeout=2) as resp:
                 body = resp.read().decode()
         except OSError:
             continue
