@@ -215,6 +215,8 @@ class SmscSimulator:
         self._window_count = 0
         self._parts: dict[tuple[str, str, int, int], _Parts] = {}
         self._receipt_queue: deque[_Receipt] = deque()
+        #: Receipts to send in the next loop turn (receipt_delay_s and submit_latency_s 0).
+        self._soon: list[_Receipt] = []
         self._stamp_minute = -1
         self._stamp_text = ""
         self._changed: asyncio.Event | None = None
@@ -323,10 +325,14 @@ class SmscSimulator:
 
     def _count(self, pdu: P.SubmitSm) -> None:
         dest = pdu.destination_addr
-        self.segments[dest] += 1
+        # get() + 1, not Counter's += : every destination is new, and Counter.__missing__ is a
+        # Python call per message.
+        segments = self.segments
+        segments[dest] = segments.get(dest, 0) + 1
         self.per_second[int(asyncio.get_running_loop().time() - self._start)] += 1
         if not pdu.esm_class & ESM_UDHI:
-            self.messages[dest] += 1
+            messages = self.messages
+            messages[dest] = messages.get(dest, 0) + 1
             if self.config.keep_texts:
                 text = decode_payload(pdu.data_coding, pdu.short_message)
                 self.texts.setdefault(dest, []).append(text)
@@ -362,7 +368,13 @@ class SmscSimulator:
             state = ReceiptState.DELIVERED
         receipt = _Receipt(mid, pdu.source_addr, pdu.destination_addr, state, self._stamp())
         loop = asyncio.get_running_loop()
-        if cfg.receipt_delay_s <= 0:
+        if cfg.receipt_delay_s <= 0 and cfg.submit_latency_s <= 0:
+            # Answered at once, so nothing cancels the receipt: one callback per loop turn sends
+            # the receipts of every submit the turn accepted, not a callback per receipt.
+            if not self._soon:
+                loop.call_soon(self._send_soon)
+            self._soon.append(receipt)
+        elif cfg.receipt_delay_s <= 0:
             receipt.handle = loop.call_soon(self._send_receipt, receipt)
         else:
             receipt.handle = loop.call_later(cfg.receipt_delay_s, self._send_receipt, receipt)
@@ -411,6 +423,11 @@ class SmscSimulator:
             )
         )
         self.receipts_sent[receipt.state.value] += 1
+
+    def _send_soon(self) -> None:
+        batch, self._soon = self._soon, []
+        for receipt in batch:
+            self._send_receipt(receipt)
 
     def _queue_receipt(self, receipt: _Receipt) -> None:
         self._receipt_queue.append(receipt)
