@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -77,23 +78,30 @@ class ErrorInterceptor(ServerInterceptor):
         logger.error("%s failed unexpectedly", method, exc_info=exc)
         await ctx.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
 
+    @contextlib.asynccontextmanager
+    async def _guard(
+        self, ctx: grpc.aio.ServicerContext[Any, Any], method: str
+    ) -> AsyncIterator[None]:
+        """Around one call: its request id, its status mapped and counted."""
+        token = context.request_id.set(_request_id(ctx))
+        started = time.perf_counter()
+        try:
+            yield
+        except grpc.aio.AbortError:
+            self._finish(method, ctx.code() or grpc.StatusCode.UNKNOWN, started)
+            raise
+        except Exception as exc:
+            await self._fail(ctx, exc, method, started)
+            raise  # pragma: no cover - _fail always aborts
+        else:
+            self._finish(method, grpc.StatusCode.OK, started)
+        finally:
+            context.request_id.reset(token)
+
     def _wrap_unary(self, behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
         async def wrapper(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            token = context.request_id.set(_request_id(ctx))
-            started = time.perf_counter()
-            try:
-                response = await behaviour(request, ctx)
-            except grpc.aio.AbortError:
-                self._finish(method, ctx.code() or grpc.StatusCode.UNKNOWN, started)
-                raise
-            except Exception as exc:
-                await self._fail(ctx, exc, method, started)
-                raise  # pragma: no cover - _fail always aborts
-            else:
-                self._finish(method, grpc.StatusCode.OK, started)
-                return response
-            finally:
-                context.request_id.reset(token)
+            async with self._guard(ctx, method):
+                return await behaviour(request, ctx)
 
         return wrapper
 
@@ -101,20 +109,8 @@ class ErrorInterceptor(ServerInterceptor):
         async def wrapper(
             request: Any, ctx: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            token = context.request_id.set(_request_id(ctx))
-            started = time.perf_counter()
-            try:
+            async with self._guard(ctx, method):
                 async for item in behaviour(request, ctx):
                     yield item
-            except grpc.aio.AbortError:
-                self._finish(method, ctx.code() or grpc.StatusCode.UNKNOWN, started)
-                raise
-            except Exception as exc:
-                await self._fail(ctx, exc, method, started)
-                raise  # pragma: no cover - _fail always aborts
-            else:
-                self._finish(method, grpc.StatusCode.OK, started)
-            finally:
-                context.request_id.reset(token)
 
         return wrapper
