@@ -16,9 +16,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from stack.embedded import ManagedProcess, _die_with_parent, start_postgres, start_redis
+from services.kernel.process import dies_with_parent
+from stack.embedded import ManagedProcess, start_postgres, start_redis
 from stack.migrate import apply_migrations
-from stack.services import ROUTES, SERVICES, SMSCS, ServiceSpec
+from stack.services import ROUTES, SERVICES, SMSCS, ServiceSpec, module_exists
 
 logger = logging.getLogger("stack")
 
@@ -37,12 +38,11 @@ class Stack:
         log_dir.mkdir(parents=True, exist_ok=True)
         with open(log_dir / f"{name}.log", "ab") as log:
             popen = subprocess.Popen(
-                [sys.executable, *args],
+                dies_with_parent([sys.executable, *args]),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
                 cwd=ROOT,
             )
         self.children.append((name, popen))
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         off = args.port_offset
         smscs = [replace(s, port=s.port + off) for s in SMSCS]
         smsc_spec = ",".join(f"{s.operator}=127.0.0.1:{s.port}" for s in smscs)
-        if _module_exists("simulators.smsc.__main__"):
+        if module_exists("simulators.smsc.__main__"):
             for smsc in smscs:
                 stack.spawn(
                     f"smsc-{smsc.operator}",
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             )
         print(f"tocsin: ready; logs in {var / 'log'}; Ctrl-C stops everything")
         sys.stdout.flush()
-        if args.demo and _module_exists("stack.demo"):
+        if args.demo and module_exists("stack.demo"):
             demo = importlib.import_module("stack.demo")
             demo.run_demo(alerting=f"127.0.0.1:{50051 + off}", var=var)
         if args.exit_when_ready:
@@ -190,15 +190,6 @@ def run(args: argparse.Namespace) -> int:
 def _shift(address: str, offset: int) -> str:
     host, _, port = address.rpartition(":")
     return f"{host}:{int(port) + offset}" if port.isdigit() else address
-
-
-def _module_exists(name: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def migrate(_args: argparse.Namespace) -> int:

@@ -7,13 +7,10 @@ outlives the process that started it.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import importlib.util
 import logging
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +18,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from services.kernel.process import dies_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +50,6 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
-    """In the child: ask the kernel for SIGTERM when the parent exits (Linux prctl)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @dataclass
 class ManagedProcess:
     """A child server process that this process started and must stop."""
@@ -80,10 +72,6 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(timeout)
-
-    def alive(self) -> bool:
-        """Whether the process is still running."""
-        return self.popen.poll() is None
 
 
 def _wait_port(port: int, *, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
@@ -190,11 +178,10 @@ def start_postgres(
         options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
     log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - handed to the child for its lifetime
     proc = subprocess.Popen(
-        [str(PG_BIN / "postgres"), "-D", str(data_dir), *options],
+        dies_with_parent([str(PG_BIN / "postgres"), "-D", str(data_dir), *options]),
         stdout=log,
         stderr=log,
         stdin=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
         user=entry.pw_uid if entry else None,
         group=entry.pw_gid if entry else None,
     )
@@ -280,7 +267,7 @@ def start_redis(*, data_dir: Path | None, port: int | None = None) -> ManagedPro
     else:
         args += ["--appendonly", "no", "--logfile", ""]
     proc = subprocess.Popen(
-        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        dies_with_parent(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
     )
     managed = ManagedProcess("redis", proc, f"redis://127.0.0.1:{port}/0")
     try:
@@ -289,8 +276,3 @@ def start_redis(*, data_dir: Path | None, port: int | None = None) -> ManagedPro
         managed.stop()
         raise
     return managed
-
-
-def reset_dir(path: Path) -> None:
-    """Remove a data folder (tests only)."""
-    shutil.rmtree(path, ignore_errors=True)

@@ -24,10 +24,15 @@ class ServiceSpec:
 
     def exists(self) -> bool:
         """Whether this service has been built yet (its __main__ module exists)."""
-        try:
-            return importlib.util.find_spec(f"{self.module}.__main__") is not None
-        except ModuleNotFoundError:
-            return False
+        return module_exists(f"{self.module}.__main__")
+
+
+def module_exists(name: str) -> bool:
+    """Whether `name` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,6 @@ The one place that picks the concrete SMPP gateway and rate limiter behind the s
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
 import logging
 import os
@@ -27,6 +25,7 @@ from gateways.smpp import (
 )
 from ratelimit.limiter import Limiter
 from services.kernel import Kernel, SettingsError, load_settings, run_service
+from services.kernel.process import dies_with_parent
 from services.sms import metrics
 from services.sms.api import SmsApi
 from services.sms.engine import SmsEngine, make_recorder
@@ -178,12 +177,6 @@ async def build(kernel: Kernel[Settings]) -> None:
     kernel.on_shutdown(shutdown)
 
 
-def _die_with_parent() -> None:
-    """In a worker: SIGTERM when the first process dies, however it dies (Linux prctl)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def start_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
     """Start `workers - 1` more SMS processes on the same group, each with its own binds."""
     base = settings.metrics_bind_port
@@ -196,9 +189,7 @@ def start_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
             TOCSIN_METRICS_PORT=str(base + i if base else 0),
         )
         workers.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "services.sms"], env=env, preexec_fn=_die_with_parent
-            )
+            subprocess.Popen(dies_with_parent([sys.executable, "-m", "services.sms"]), env=env)
         )
     return workers
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -31,6 +29,7 @@ import psutil
 import redis.asyncio as aioredis
 
 from services.kernel import keys
+from services.kernel.process import dies_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "var" / "bench-sms"
@@ -129,20 +128,13 @@ def _start_smsc(name: str, procs: Procs) -> str:
     return f"{name}=127.0.0.1:{line['port']}"
 
 
-def _die_with_parent() -> None:
-    """In a child: SIGTERM when the bench dies, however it dies (Linux prctl)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def _popen(cmd: list[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        cmd,
+        dies_with_parent(cmd),
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE if env is None else None,
         stderr=subprocess.DEVNULL if env is None else None,
-        preexec_fn=_die_with_parent,
     )
 
 

@@ -77,9 +77,10 @@ def test_missing_store_url_is_named() -> None:
 
 async def test_sigterm_stops_gracefully(voice_service: ServiceProcess) -> None:
     voice_service.popen.send_signal(signal.SIGTERM)
-    assert voice_service.popen.wait(30) == 0
+    code = voice_service.popen.wait(30)
     assert voice_service.popen.stdout is not None
     log = voice_service.popen.stdout.read().decode()
+    assert code == 0, log
     assert "health: NOT_SERVING" in log
     assert log.rstrip().endswith("stopped")
 
