@@ -22,6 +22,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from services.kernel import keys as shared
 from services.kernel.metrics import STREAM_LAG, STREAM_LENGTH, STREAM_PENDING
+from services.kernel.streams import GroupLag
 from services.sms import metrics, store
 from services.sms.control import ControlCache
 from services.sms.dispatch import OperatorDispatcher
@@ -92,6 +93,7 @@ class StreamConsumer:
         self._reading = True
         self.idle = asyncio.Event()
         self.idle.set()
+        self._lag = GroupLag(redis, config.stream)
         recorder.on_durable = self._durable
 
     async def ensure_group(self) -> None:
@@ -382,10 +384,18 @@ class StreamConsumer:
                 for g in groups:
                     if _text(g.get("name")) == group:
                         STREAM_PENDING.labels(stream, group).set(int(g.get("pending") or 0))
-                        lag = g.get("lag")
-                        if lag is not None:
-                            STREAM_LAG.labels(stream, group).set(int(lag))
+                        await self._set_lag(g)
             await asyncio.sleep(2.0)
+
+    async def _set_lag(self, group_info: Mapping[str, Any]) -> None:
+        """Redis' own `lag` (7+), else counted in Redis a little at a time (GroupLag)."""
+        try:
+            lag = await self._lag.measure(group_info)
+        except (RedisError, OSError) as exc:
+            logger.debug("stream lag not read: %r", exc)
+            return
+        if lag is not None:
+            STREAM_LAG.labels(self.cfg.stream, self.cfg.group).set(lag)
 
 
 def consumer_config(*, consumer: str, settings: Any) -> ConsumerConfig:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-import redis
 from tocsin.alerting.v1 import alerting_pb2
 
 from loadtest import seed
@@ -35,8 +34,6 @@ ONLY_ON_TROUBLE = {
     "tocsin_ratelimit_refusals_total": "a lease refused by the limiter",
     "tocsin_ratelimit_fallback": "the limiter falling back to local buckets (it then sets 1)",
 }
-#: Names whose samples need a newer Redis than the one the stack may run (XINFO GROUPS `lag`).
-NEEDS_REDIS_7 = {"tocsin_stream_lag"}
 SUBSCRIBERS = 40
 
 
@@ -125,15 +122,6 @@ def scrape(stack: RunningStack) -> Scrape:
     return found
 
 
-def redis_version(stack: RunningStack) -> int:
-    """Major version of the stack's Redis."""
-    client = redis.Redis.from_url(stack.redis_url())
-    try:
-        return int(str(client.info("server")["redis_version"]).split(".")[0])
-    finally:
-        client.close()
-
-
 @pytest.mark.timeout(240)
 def test_every_metric_of_the_dashboards_and_rules_is_exported(tmp_path: Path) -> None:
     used = used_names()
@@ -143,16 +131,13 @@ def test_every_metric_of_the_dashboards_and_rules_is_exported(tmp_path: Path) ->
         last = asyncio.run(deliver_one_alert(stack))
         assert (last.targeted, last.delivered) == (SUBSCRIBERS, SUBSCRIBERS), last
         found = scrape(stack)
-        redis_major = redis_version(stack)
     assert all(found.answered.values()), found.answered
     missing = {name: sorted(where) for name, where in used.items() if name not in found.declared}
     assert not missing, "used but exported by no service:\n" + json.dumps(missing, indent=2)
     silent = {
         name: sorted(where)
         for name, where in used.items()
-        if name not in found.sampled
-        and name not in ONLY_ON_TROUBLE
-        and not (name in NEEDS_REDIS_7 and redis_major < 7)
+        if name not in found.sampled and name not in ONLY_ON_TROUBLE
     }
     assert not silent, "declared but without a sample after a delivered alert:\n" + json.dumps(
         silent, indent=2
