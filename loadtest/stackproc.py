@@ -132,6 +132,7 @@ def running_stack(
     exit_when_ready: bool = False,
     timeout: float = 120.0,
     echo: bool = False,
+    processes: dict[str, int] | None = None,
 ) -> Iterator[RunningStack]:
     """Start the stack, wait until it is ready, yield it, then stop it (SIGINT, then SIGKILL)."""
     offset = random_offset() if offset is None else offset
@@ -140,6 +141,8 @@ def running_stack(
         args.append("--no-demo")
     if exit_when_ready:
         args.append("--exit-when-ready")
+    for service, count in (processes or {}).items():
+        args += ["--processes", f"{service}={count}"]
     proc = subprocess.Popen(
         args,
         cwd=ROOT,

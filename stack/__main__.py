@@ -112,6 +112,7 @@ def _stores(var: Path, stack: Stack) -> tuple[str, str]:
 def run(args: argparse.Namespace) -> int:
     """Start the whole stack, report where it listens, run until Ctrl-C or SIGTERM."""
     var = Path(args.var).resolve()
+    processes = _processes(args.processes)
     stack = Stack()
     stopping = False
 
@@ -150,15 +151,21 @@ def run(args: argparse.Namespace) -> int:
             if s.exists()
         ]
         for spec in services:
-            service_env = dict(env)
-            service_env.update(
-                TOCSIN_GRPC_PORT=str(spec.grpc_port),
-                TOCSIN_METRICS_PORT=str(spec.metrics_port),
-                TOCSIN_SMSC=smsc_spec,
-                TOCSIN_ROUTES=ROUTES,
-                **spec.env,
-            )
-            stack.spawn(spec.name, ["-m", spec.module], service_env, var / "log")
+            count = processes.get(spec.name, 1)
+            for k in range(count):
+                service_env = dict(env)
+                service_env.update(
+                    TOCSIN_GRPC_PORT=str(spec.grpc_port),
+                    # Processes after the first export their metrics 10, 20, ... ports further on.
+                    TOCSIN_METRICS_PORT=str(spec.metrics_port + EXTRA_METRICS_STEP * k),
+                    TOCSIN_SMSC=smsc_spec,
+                    TOCSIN_ROUTES=ROUTES,
+                    **spec.env,
+                )
+                if count > 1:
+                    service_env["TOCSIN_REUSE_PORT"] = "true"
+                name = spec.name if k == 0 else f"{spec.name}-{k + 1}"
+                stack.spawn(name, ["-m", spec.module], service_env, var / "log")
         for spec in services:
             _wait_serving(spec, stack)
             print(
@@ -187,6 +194,25 @@ def run(args: argparse.Namespace) -> int:
         print("tocsin: stopped")
 
 
+#: Port distance between the metrics endpoints of a service's processes.
+EXTRA_METRICS_STEP = 10
+
+
+def _processes(values: list[str]) -> dict[str, int]:
+    """`--processes alerting=2` options as {service: count}; SystemExit naming a bad one."""
+    known = {s.name for s in SERVICES}
+    counts: dict[str, int] = {}
+    for value in values:
+        name, _, count = value.partition("=")
+        if name not in known or not count.isdigit() or not 1 <= int(count) <= 9:
+            raise SystemExit(
+                f"--processes {value!r}: expected SERVICE=N with N from 1 to 9 and SERVICE one of"
+                f" {', '.join(sorted(known))}"
+            )
+        counts[name] = int(count)
+    return counts
+
+
 def _shift(address: str, offset: int) -> str:
     host, _, port = address.rpartition(":")
     return f"{host}:{int(port) + offset}" if port.isdigit() else address
@@ -213,6 +239,13 @@ def main() -> int:
     run_p.add_argument("--exit-when-ready", action="store_true", help="stop once SERVING")
     run_p.add_argument(
         "--port-offset", type=int, default=0, help="added to every port, to run a second stack"
+    )
+    run_p.add_argument(
+        "--processes",
+        action="append",
+        default=[],
+        metavar="SERVICE=N",
+        help="run N processes of a service on one port (SO_REUSEPORT), e.g. alerting=2",
     )
     run_p.set_defaults(func=run)
     sub.add_parser("migrate", help="apply migrations to DATABASE_URL").set_defaults(func=migrate)

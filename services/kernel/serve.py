@@ -82,7 +82,10 @@ async def serve(
     )
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor(service=name)],
-        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+        options=[
+            ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+        ],
     )
     kernel: Kernel[S] = Kernel(name=name, settings=settings, pg=pool, redis=redis, server=server)
     await build(kernel)

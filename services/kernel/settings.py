@@ -44,6 +44,9 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     # Largest number of PostgreSQL connections in the pool.
     pg_pool_size: int = Field(default=10, ge=1)
+    # Share the gRPC port with other processes of the same service (SO_REUSEPORT): the kernel
+    # spreads connections over them. Off by default, so that a port taken by accident is an error.
+    reuse_port: bool = False
 
     @property
     def grpc_bind_port(self) -> int:

@@ -36,6 +36,8 @@ def test_run_serves_every_service_and_ctrl_c_leaves_nothing(tmp_path: Path) -> N
             "--no-demo",
             "--port-offset",
             str(offset),
+            "--processes",
+            "alerting=2",
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -57,7 +59,9 @@ def test_run_serves_every_service_and_ctrl_c_leaves_nothing(tmp_path: Path) -> N
                 assert "SERVING" in output
         assert _processes_mentioning(str(var)), "the embedded stores should be running"
         descendants = psutil.Process(proc.pid).children(recursive=True)
-        assert len(descendants) >= 2 + sum(1 for s in SERVICES if s.exists())
+        assert len(descendants) >= 3 + sum(1 for s in SERVICES if s.exists())
+        alerting = [p for p in descendants if "services.alerting" in p.cmdline()]
+        assert len(alerting) == 2, "--processes alerting=2 runs two alerting processes"
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
     finally:
@@ -69,3 +73,17 @@ def test_run_serves_every_service_and_ctrl_c_leaves_nothing(tmp_path: Path) -> N
     assert _processes_mentioning(str(var)) == []
     _, alive = psutil.wait_procs(descendants, timeout=5)
     assert alive == [], f"left behind: {[p.cmdline() for p in alive]}"
+
+
+def test_a_bad_processes_option_is_named_before_anything_starts(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "stack", "run", "--var", str(tmp_path), "--processes", "alerts=2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "--processes 'alerts=2': expected SERVICE=N" in done.stderr
+    assert not (tmp_path / "pg").exists()
+    assert not (tmp_path / "redis").exists()

@@ -111,3 +111,66 @@ async def test_unimplemented_channel_answers_with_status_not_trace(
             await stub.GetCall(voice_pb2.GetCallRequest(call_id="x"))
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "voice calling is not built yet" in (info.value.details() or "")
+
+
+def _get_call_count(metrics_port: int) -> float:
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    try:
+        body = urllib.request.urlopen(url, timeout=10).read().decode()
+    except OSError:  # not listening yet
+        return 0.0
+    total = 0.0
+    for line in body.splitlines():
+        if line.startswith("tocsin_grpc_requests_total{") and 'method="GetCall"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_processes_share_a_port_only_when_told_to(
+    start_service: object, pg_dsn: str, private_redis: ManagedProcess
+) -> None:
+    from tocsin.voice.v1 import voice_pb2, voice_pb2_grpc
+
+    from stack.embedded import free_port
+
+    first: ServiceProcess = start_service(  # type: ignore[operator]
+        "voice", database_url=pg_dsn, redis_url=private_redis.url, TOCSIN_REUSE_PORT="true"
+    )
+    await watch_until(first.target, SERVING)
+
+    def second(**extra: str) -> tuple[subprocess.Popen[bytes], int]:
+        metrics_port = free_port()
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "services.voice"],
+            env=service_env(
+                DATABASE_URL=pg_dsn,
+                REDIS_URL=private_redis.url,
+                TOCSIN_GRPC_PORT=str(first.grpc_port),
+                TOCSIN_METRICS_PORT=str(metrics_port),
+                **extra,
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return popen, metrics_port
+
+    # Without the setting, a port already taken is an error, not a silent second listener.
+    alone, _ = second()
+    assert alone.wait(30) != 0
+    sharing, sharing_metrics = second(TOCSIN_REUSE_PORT="true")
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        # New connections are spread over both listeners by the kernel.
+        while _get_call_count(first.metrics_port) == 0 or _get_call_count(sharing_metrics) == 0:
+            assert asyncio.get_running_loop().time() < deadline, "one process got no calls"
+            assert sharing.poll() is None, "the second process exited"
+            async with grpc.aio.insecure_channel(
+                first.target, options=[("grpc.use_local_subchannel_pool", 1)]
+            ) as channel:
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await voice_pb2_grpc.VoiceServiceStub(channel).GetCall(
+                        voice_pb2.GetCallRequest(call_id="x")
+                    )
+    finally:
+        sharing.terminate()
+        sharing.wait(30)
