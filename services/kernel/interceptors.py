@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -19,20 +18,32 @@ from services.kernel.metrics import GRPC_DURATION, GRPC_REQUESTS
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "x-request-id"
+#: Request ids only tell log lines apart: they need not be unpredictable (Mersenne Twister).
+_random_bits = random.Random().getrandbits
 
 
 def _request_id(ctx: grpc.aio.ServicerContext[Any, Any]) -> str:
     for key, value in ctx.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER:
             return str(value)
-    return uuid.uuid4().hex[:16]
+    # 64 random bits as 16 hex digits, like a truncated uuid4 but without a system call.
+    return f"{_random_bits(64):016x}"
 
 
 class ErrorInterceptor(ServerInterceptor):
-    """Maps ServiceError to its status, hides unexpected errors behind INTERNAL, counts calls."""
+    """Maps ServiceError to its status, hides unexpected errors behind INTERNAL, counts calls.
+
+    Wrapped handlers are built once per method and kept: the interceptor runs on every call.
+    """
 
     def __init__(self, *, service: str) -> None:
         self._service = service
+        #: full method name -> the handler as wrapped (None: passed through unwrapped).
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
+        #: method -> its duration histogram child.
+        self._durations: dict[str, Any] = {}
+        #: (method, status name) -> its request counter child.
+        self._counters: dict[tuple[str, str], Any] = {}
 
     async def intercept_service(
         self,
@@ -41,12 +52,21 @@ class ErrorInterceptor(ServerInterceptor):
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        full = handler_call_details.method
+        wrapped = self._wrapped.get(full)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(handler_call_details)
-        if handler is None:
+        if handler is None or full.startswith(("/grpc.health", "/grpc.reflection")):
             return handler
-        method = handler_call_details.method.rsplit("/", 1)[-1]
-        if handler_call_details.method.startswith(("/grpc.health", "/grpc.reflection")):
-            return handler
+        wrapped = self._wrap(handler, full.rsplit("/", 1)[-1])
+        if wrapped is not handler:
+            self._wrapped[full] = wrapped
+        return wrapped
+
+    def _wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method),
@@ -62,8 +82,16 @@ class ErrorInterceptor(ServerInterceptor):
         return handler
 
     def _finish(self, method: str, code: grpc.StatusCode, started: float) -> None:
-        GRPC_REQUESTS.labels(self._service, method, code.name).inc()
-        GRPC_DURATION.labels(self._service, method).observe(time.perf_counter() - started)
+        counter = self._counters.get((method, code.name))
+        if counter is None:
+            counter = self._counters[method, code.name] = GRPC_REQUESTS.labels(
+                self._service, method, code.name
+            )
+        counter.inc()
+        duration = self._durations.get(method)
+        if duration is None:
+            duration = self._durations[method] = GRPC_DURATION.labels(self._service, method)
+        duration.observe(time.perf_counter() - started)
 
     async def _fail(
         self, ctx: grpc.aio.ServicerContext[Any, Any], exc: Exception, method: str, started: float
@@ -78,25 +106,9 @@ class ErrorInterceptor(ServerInterceptor):
         logger.error("%s failed unexpectedly", method, exc_info=exc)
         await ctx.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
 
-    @contextlib.asynccontextmanager
-    async def _guard(
-        self, ctx: grpc.aio.ServicerContext[Any, Any], method: str
-    ) -> AsyncIterator[None]:
+    def _guard(self, ctx: grpc.aio.ServicerContext[Any, Any], method: str) -> _Guard:
         """Around one call: its request id, its status mapped and counted."""
-        token = context.request_id.set(_request_id(ctx))
-        started = time.perf_counter()
-        try:
-            yield
-        except grpc.aio.AbortError:
-            self._finish(method, ctx.code() or grpc.StatusCode.UNKNOWN, started)
-            raise
-        except Exception as exc:
-            await self._fail(ctx, exc, method, started)
-            raise  # pragma: no cover - _fail always aborts
-        else:
-            self._finish(method, grpc.StatusCode.OK, started)
-        finally:
-            context.request_id.reset(token)
+        return _Guard(self, ctx, method)
 
     def _wrap_unary(self, behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
         async def wrapper(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -114,3 +126,35 @@ class ErrorInterceptor(ServerInterceptor):
                     yield item
 
         return wrapper
+
+
+class _Guard:
+    """The async context manager of `ErrorInterceptor._guard` (a class: it runs on every call)."""
+
+    __slots__ = ("_ctx", "_method", "_owner", "_started", "_token")
+
+    def __init__(
+        self, owner: ErrorInterceptor, ctx: grpc.aio.ServicerContext[Any, Any], method: str
+    ) -> None:
+        self._owner = owner
+        self._ctx = ctx
+        self._method = method
+
+    async def __aenter__(self) -> None:
+        self._token = context.request_id.set(_request_id(self._ctx))
+        self._started = time.perf_counter()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: Any
+    ) -> bool:
+        try:
+            if exc is None:
+                self._owner._finish(self._method, grpc.StatusCode.OK, self._started)
+            elif isinstance(exc, grpc.aio.AbortError):
+                code = self._ctx.code() or grpc.StatusCode.UNKNOWN
+                self._owner._finish(self._method, code, self._started)
+            elif isinstance(exc, Exception):
+                await self._owner._fail(self._ctx, exc, self._method, self._started)
+            return False
+        finally:
+            context.request_id.reset(self._token)
