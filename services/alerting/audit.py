@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,8 +14,6 @@ import asyncpg
 
 #: prev_hash of the first entry.
 GENESIS = "0" * 64
-#: Advisory lock key serialising appends (one chain, one writer at a time).
-APPEND_LOCK = 0x70C517A0D17
 
 
 @dataclass(frozen=True)
@@ -80,40 +78,96 @@ class Draft:
     detail: str = ""
 
 
-async def append_many(pool: asyncpg.Pool, drafts: Sequence[Draft]) -> list[Entry]:
-    """Append entries in order at the end of the chain, in one transaction under the lock."""
-    async with pool.acquire() as conn, conn.transaction():
-        # The lock keeps the chain exact across processes (replicas, the CLI's bootstrap-admin).
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
-        last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        seq, prev = (0, GENESIS) if last is None else (last["seq"], last["hash"])
-        # Microseconds: what timestamptz keeps, so the stored entry hashes the same when re-read.
-        at = datetime.now(UTC)
-        entries, rows = [], []
-        for d in drafts:
-            seq += 1
-            entry = Entry(
-                seq,
-                at,
-                d.user_id,
-                d.username,
-                d.entity_id,
-                d.action,
-                d.target,
-                d.peer,
-                d.result,
-                d.detail[:2000],
-            )
-            digest = chain_hash(prev, entry)
-            rows.append((*astuple(entry), prev, digest))
-            entries.append(entry)
-            prev = digest
-        await conn.executemany(
-            "INSERT INTO audit_log (seq, at, user_id, username, entity_id, action, target, peer,"
-            " result, detail, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-            rows,
+#: Where the chain ends: the last entry's seq and hash ((0, GENESIS) for an empty log).
+Tail = tuple[int, str]
+
+#: Times a batch is chained again after other writers took the places it was about to use.
+MAX_ATTEMPTS = 100
+
+_INSERT = (
+    "INSERT INTO audit_log (seq, at, user_id, username, entity_id, action, target, peer, result,"
+    " detail, prev_hash, hash) SELECT * FROM unnest($1::bigint[], $2::timestamptz[],"
+    " $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[],"
+    " $10::text[], $11::text[], $12::text[])"
+)
+
+
+async def read_tail(pool: asyncpg.Pool) -> Tail:
+    """The end of the chain as PostgreSQL has it now."""
+    last = await pool.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    return (0, GENESIS) if last is None else (last["seq"], last["hash"])
+
+
+def _chained(drafts: Sequence[Draft], tail: Tail) -> tuple[list[Entry], list[list[Any]]]:
+    """The drafts as entries after `tail`, and the insert's twelve columns."""
+    seq, prev = tail
+    # Microseconds: what timestamptz keeps, so the stored entry hashes the same when re-read.
+    at = datetime.now(UTC)
+    entries: list[Entry] = []
+    columns: list[list[Any]] = [[] for _ in range(12)]
+    for d in drafts:
+        seq += 1
+        entry = Entry(
+            seq,
+            at,
+            d.user_id,
+            d.username,
+            d.entity_id,
+            d.action,
+            d.target,
+            d.peer,
+            d.result,
+            d.detail[:2000],
         )
-        return entries
+        digest = chain_hash(prev, entry)
+        row = (
+            seq,
+            at,
+            entry.user_id,
+            entry.username,
+            entry.entity_id,
+            entry.action,
+            entry.target,
+            entry.peer,
+            entry.result,
+            entry.detail,
+            prev,
+            digest,
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+        entries.append(entry)
+        prev = digest
+    return entries, columns
+
+
+async def append_after(
+    pool: asyncpg.Pool, drafts: Sequence[Draft], tail: Tail | None
+) -> tuple[list[Entry], Tail]:
+    """Append entries in order at the end of the chain; return them and the new end.
+
+    One statement, no lock: the entries are chained after `tail` (the end this writer last saw)
+    and inserted at once. If another writer (a replica, the CLI) appended meanwhile, the primary
+    key refuses the first seq and nothing is written: the end is read again and the entries are
+    chained after it. The chain stays exact across processes, and the usual case is one round trip.
+    """
+    for _ in range(MAX_ATTEMPTS):
+        if tail is None:
+            tail = await read_tail(pool)
+        entries, columns = _chained(drafts, tail)
+        try:
+            await pool.execute(_INSERT, *columns)
+        except asyncpg.UniqueViolationError:
+            tail = None  # someone else wrote there first
+            continue
+        return entries, (entries[-1].seq, columns[11][-1])
+    raise RuntimeError(f"audit log: {MAX_ATTEMPTS} appends in a row lost the race to other writers")
+
+
+async def append_many(pool: asyncpg.Pool, drafts: Sequence[Draft]) -> list[Entry]:
+    """Append entries in order at the end of the chain."""
+    entries, _ = await append_after(pool, drafts, None)
+    return entries
 
 
 async def append(
@@ -128,7 +182,7 @@ async def append(
     result: str,
     detail: str = "",
 ) -> Entry:
-    """Append one entry at the end of the chain (serialised by an advisory lock)."""
+    """Append one entry at the end of the chain."""
     draft = Draft(user_id, username, entity_id, action, target, peer, result, detail)
     (entry,) = await append_many(pool, [draft])
     return entry
@@ -139,7 +193,8 @@ class Writer:
 
     Each caller waits until its own entry is committed. While a batch is being written, new
     entries gather; the next batch takes them all (up to `max_batch`). The chain stays exact: one
-    batch at a time in this process, and the advisory lock orders batches across processes.
+    batch at a time in this process, and the primary key on `seq` orders batches across processes
+    (`append_after`).
     """
 
     def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 500) -> None:
@@ -147,6 +202,8 @@ class Writer:
         self._max_batch = max_batch
         self._pending: list[tuple[Draft, asyncio.Future[Entry]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        #: The end of the chain after this writer's last batch (None: read it first).
+        self._tail: Tail | None = None
 
     async def append(self, draft: Draft) -> Entry:
         """Append one entry; return once it is committed."""
@@ -156,7 +213,9 @@ class Writer:
             # A task of its own: a caller that hangs up must not cancel the others' batch. It
             # ends when nothing is pending, so no task outlives the work.
             self._flusher = asyncio.create_task(self._flush(), name="audit-writer")
-        return await asyncio.shield(done)
+        # Not shielded: a caller that hangs up cancels only its own wait; its entry stays in the
+        # batch, and `_settle` skips a future that is already done.
+        return await done
 
     async def _flush(self) -> None:
         try:
@@ -169,7 +228,7 @@ class Writer:
 
     async def _write(self, batch: list[tuple[Draft, asyncio.Future[Entry]]]) -> None:
         try:
-            entries = await append_many(self._pool, [d for d, _ in batch])
+            entries, self._tail = await append_after(self._pool, [d for d, _ in batch], self._tail)
         # Not swallowed: every failure goes to the callers waiting on the batch, who raise it.
         except Exception as exc:  # noqa: BLE001
             if len(batch) == 1:

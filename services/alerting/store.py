@@ -72,11 +72,15 @@ def parse_infos(value: Any) -> tuple[Info, ...]:
     return tuple(Info(**i) for i in _json(value))
 
 
-def counts(row: asyncpg.Record) -> tuple[ChannelCounts, ...]:
-    """Progress per channel stored with the alert (channels in the spec's order)."""
+def counts(row: asyncpg.Record, spec: dict[str, Any] | None = None) -> tuple[ChannelCounts, ...]:
+    """Progress per channel stored with the alert (channels in the spec's order).
+
+    `spec` is the row's spec already parsed, if the caller has it.
+    """
     targeted = _json(row["targeted"])
     progress = _json(row["progress"])
-    spec = _json(row["spec"])
+    if spec is None:
+        spec = _json(row["spec"])
     out = []
     for name in spec["channels"]:
         seen = progress.get(name, {})
@@ -126,7 +130,7 @@ def to_alert(row: asyncpg.Record) -> Alert:
         units_prepaid=row["units_prepaid"],
         units_postpaid=row["units_postpaid"],
         cap_xml=row["cap"] or "",
-        progress=counts(row),
+        progress=counts(row, spec),
     )
 
 
