@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -93,6 +94,8 @@ class Alerts:
         self._clock = clock
         #: audience key -> (until when, on `clock`; audiences, units, cells).
         self._audiences: dict[str, tuple[float, tuple[tuple[Audience, ...], int, int]]] = {}
+        #: audience key -> the call to targeting in flight for it.
+        self._asking: dict[str, asyncio.Future[tuple[tuple[Audience, ...], int, int]]] = {}
         #: entity id -> (until when, on `clock`; the entity).
         self._entities: dict[int, tuple[float, EntityInfo]] = {}
         self.dispatcher = Dispatcher(
@@ -237,7 +240,21 @@ class Alerts:
         cached = self._audiences.get(key)
         if cached is not None and now < cached[0]:
             return cached[1]
-        found = await self._audience(alert)
+        # One call to targeting per key at a time: previews that miss together share it.
+        asking = self._asking.get(key)
+        if asking is not None:
+            return await asyncio.shield(asking)
+        asking = asyncio.ensure_future(self._audience(alert))
+        self._asking[key] = asking
+        try:
+            found = await asyncio.shield(asking)
+        finally:
+            if asking.done():
+                self._asking.pop(key, None)
+            else:
+                # This caller hung up: the others still wait on it; forget it once it is done.
+                asking.add_done_callback(lambda _f: self._asking.pop(key, None))
+        now = self._clock()
         if len(self._audiences) >= MAX_CACHED:
             live = {k: v for k, v in self._audiences.items() if now < v[0]}
             self._audiences = live if len(live) < MAX_CACHED else {}

@@ -78,6 +78,8 @@ class FakeTargeting:
     previewed: list[int] = field(default_factory=list)
     #: When set, Resolve waits for it (a slow resolution of a large zone).
     hold: asyncio.Event | None = None
+    #: When set, Preview waits for it before it answers (a slow targeting).
+    preview_hold: asyncio.Event | None = None
 
     async def preview(
         self,
@@ -101,6 +103,8 @@ class FakeTargeting:
             for a in audiences
             if a.channel in (Channel.SMS, Channel.VOICE)
         )
+        if self.preview_hold is not None:
+            await self.preview_hold.wait()
         return AudiencePreview(tuple(audiences), units)
 
     async def cells(self, *, entity_id: int, zone_geojson: str) -> dict[str, tuple[str, ...]]:

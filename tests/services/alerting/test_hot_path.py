@@ -35,6 +35,18 @@ class Clock:
         return self.now
 
 
+def _alerts(harness: Harness, targeting: FakeTargeting, clock: Clock) -> Alerts:
+    """Alerts over the harness' database, with previews shared for 2 s on `clock`."""
+    return Alerts(
+        pool=harness.pool,
+        redis=harness.redis,
+        targeting=targeting,
+        broadcasts=FakeBroadcasts(),
+        preview_cache_s=2.0,
+        clock=clock,
+    )
+
+
 async def _user_id(harness: Harness, entity_id: int) -> int:
     users = await harness.admin.admin.ListUsers(
         pb.ListUsersRequest(entity_id=entity_id), metadata=harness.admin.metadata
@@ -149,14 +161,7 @@ async def test_preview_counts_are_shared_for_the_cache_time_and_per_entity(
         for i, c in enumerate((gent_client, gent_client, other_client))
     ]
     targeting, clock = FakeTargeting(), Clock()
-    alerts = Alerts(
-        pool=harness.pool,
-        redis=harness.redis,
-        targeting=targeting,
-        broadcasts=FakeBroadcasts(),
-        preview_cache_s=2.0,
-        clock=clock,
-    )
+    alerts = _alerts(harness, targeting, clock)
     gent_issuer: Principal = await load_principal(
         harness.pool, user_id=await _user_id(harness, gent.id)
     )
@@ -172,3 +177,27 @@ async def test_preview_counts_are_shared_for_the_cache_time_and_per_entity(
     clock.now += 2.0
     await alerts.preview(principal=gent_issuer, alert_id=created[0].id)
     assert targeting.previewed == [gent.id, other.id, gent.id]
+
+
+async def test_previews_that_miss_together_share_one_targeting_call(harness: Harness) -> None:
+    gent = await harness.entity("Stad Gent")
+    client = await harness.issuer(gent.id, "mayor.gent")
+    created = await client.alerts.CreateAlert(
+        pb.CreateAlertRequest(idempotency_key="key-00000001", spec=spec()),
+        metadata=client.metadata,
+    )
+    release = asyncio.Event()
+    targeting = FakeTargeting(preview_hold=release)
+    alerts = _alerts(harness, targeting, Clock())
+    issuer = await load_principal(harness.pool, user_id=await _user_id(harness, gent.id))
+    previews = [
+        asyncio.create_task(alerts.preview(principal=issuer, alert_id=created.id)) for _ in range(6)
+    ]
+    # Every preview reads its alert, then asks targeting or joins the call in flight.
+    await asyncio.sleep(0.5)
+    release.set()
+    answers = await asyncio.gather(*previews)
+    assert targeting.previewed == [gent.id]
+    assert all(a == answers[0] for a in answers)
+    # Nothing is left in flight: the next miss after the cache time asks targeting again.
+    assert not alerts._asking
