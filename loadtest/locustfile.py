@@ -19,6 +19,13 @@ import grpc.experimental.gevent as grpc_gevent
 # grpc's core must poll through gevent before any channel exists (Locust has monkey-patched).
 grpc_gevent.init_gevent()
 
+import gevent  # noqa: E402
+
+# Each blocking gRPC call waits for its completion in a thread of gevent's hub threadpool, which
+# holds 10 threads by default: more users than that queue inside Locust, and the queue shows up in
+# every latency. One thread per user (LOADTEST_THREADS, default 128) keeps the measure honest.
+gevent.get_hub().threadpool.maxsize = int(__import__("os").environ.get("LOADTEST_THREADS", "128"))
+
 import itertools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
