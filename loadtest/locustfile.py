@@ -19,16 +19,17 @@ import grpc.experimental.gevent as grpc_gevent
 # grpc's core must poll through gevent before any channel exists (Locust has monkey-patched).
 grpc_gevent.init_gevent()
 
+import os  # noqa: E402
+
 import gevent  # noqa: E402
 
 # Each blocking gRPC call waits for its completion in a thread of gevent's hub threadpool, which
 # holds 10 threads by default: more users than that queue inside Locust, and the queue shows up in
 # every latency. One thread per user (LOADTEST_THREADS, default 128) keeps the measure honest.
-gevent.get_hub().threadpool.maxsize = int(__import__("os").environ.get("LOADTEST_THREADS", "128"))
+gevent.get_hub().threadpool.maxsize = int(os.environ.get("LOADTEST_THREADS", "128"))
 
 import itertools  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import random  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
