@@ -49,8 +49,14 @@ async def build(kernel: Kernel[Settings]) -> None:
     """Wire the ports to the peer services and register the three servicers."""
     settings = kernel.settings
     # A pool of the service's own (the kernel's serves health), without the per-release reset.
+    # No inactivity timer either: asyncpg re-arms it on every release (a timer per query), and
+    # a pool of at most pg_pool_size connections may as well keep them.
     pool = await asyncpg.create_pool(
-        settings.database_url, min_size=0, max_size=settings.pg_pool_size, reset=_keep_session
+        settings.database_url,
+        min_size=0,
+        max_size=settings.pg_pool_size,
+        reset=_keep_session,
+        max_inactive_connection_lifetime=0,
     )
     # Background tasks are cancelled after the server stopped: in-flight calls keep the pool.
     kernel.add_background(
