@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -59,6 +60,23 @@ class Kernel(Generic[S]):
 Build = Callable[[Kernel[S]], Awaitable[None]]
 
 
+#: Allocations between two young-generation collections (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def _settle_garbage_collector() -> None:
+    """Move what start-up built out of the collector's way, and collect less often.
+
+    Modules, protobuf descriptors and the servicers live as long as the process; frozen, a full
+    collection no longer walks them, which shortens its pauses (the tail of every call's latency).
+    A larger young generation means fewer collections for the many short-lived objects of a call.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def run_service(*, name: str, settings_cls: type[S], build: Build[S]) -> None:
     """Entry point of a service process: settings, logging, serve until SIGTERM, exit."""
     try:
@@ -103,6 +121,7 @@ async def serve(
     port = server.add_insecure_port(f"{settings.host}:{settings.grpc_bind_port}")
     metrics_server, _ = start_http_server(settings.metrics_bind_port, addr=settings.host)
     await server.start()
+    _settle_garbage_collector()
     await reporter.check_once()
     health_task = asyncio.create_task(
         reporter.run(interval=settings.health_interval_s), name="health"
