@@ -13,8 +13,12 @@ from typing import Any
 
 #: The built-in rules, shipped inside the package.
 DEFAULT_RULES_FILE = "default_rules.toml"
+#: Fraction of each rule's rate the limiter leaves unused unless the rules say otherwise.
+DEFAULT_HEADROOM = 0.005
+#: Headroom at or above this is refused: it would be a different rate, not a margin.
+MAX_HEADROOM = 0.2
 
-_TOP_FIELDS = {"lease", "max_wait", "fallback", "bucket"}
+_TOP_FIELDS = {"lease", "max_wait", "headroom", "fallback", "bucket"}
 _FALLBACK_FIELDS = {"replicas"}
 _BUCKET_FIELDS = {"rate", "messages", "minutes", "share", "parent", "capacity"}
 _PATTERN_CHARS = set("*?[")
@@ -65,8 +69,15 @@ class Rules:
     max_wait: float = 1.0
     #: Replicas assumed by a process that never reached Redis, to size its fallback bucket.
     fallback_replicas: int = 4
+    #: Fraction below each rule's rate at which the limiter paces (and fills its buckets), so that
+    #: a few milliseconds of jitter never put a one-second window above the rate.
+    headroom: float = DEFAULT_HEADROOM
     #: Where the rules came from, for messages.
     source: str = "<rules>"
+
+    def paced(self, rule: Rule) -> float:
+        """The rate the limiter actually grants for `rule`: its rate less the headroom."""
+        return rule.rate * (1.0 - self.headroom)
 
     def resolve(self, bucket: str) -> Rule:
         """Return the rule for `bucket`: its exact rule, else the longest pattern that matches."""
@@ -135,6 +146,15 @@ def _parse(data: Mapping[str, Any], source: str) -> Rules:
     max_wait = _number(source, None, "max_wait", data.get("max_wait", 1.0))
     if max_wait <= 0:
         raise RulesError(source, None, "max_wait", f"must be above 0 seconds, got {max_wait!r}")
+    headroom = _number(source, None, "headroom", data.get("headroom", DEFAULT_HEADROOM))
+    if not 0 <= headroom < MAX_HEADROOM:
+        raise RulesError(
+            source,
+            None,
+            "headroom",
+            f"must be at least 0 and below {MAX_HEADROOM:g} (a fraction of each rate), "
+            f"got {headroom!r}",
+        )
     fallback = data.get("fallback", {})
     if not isinstance(fallback, dict):
         raise RulesError(source, None, "fallback", "must be a table")
@@ -155,7 +175,14 @@ def _parse(data: Mapping[str, Any], source: str) -> Rules:
         Rule(name, rates[name], _positive_int(source, name, "capacity", table.get("capacity")))
         for name, table in tables.items()
     )
-    return Rules(rules, lease=lease, max_wait=max_wait, fallback_replicas=replicas, source=source)
+    return Rules(
+        rules,
+        lease=lease,
+        max_wait=max_wait,
+        fallback_replicas=replicas,
+        headroom=headroom,
+        source=source,
+    )
 
 
 def _rate(

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from prometheus_client import Counter
 from redis.asyncio import Redis
 
 from ratelimit import keys, metrics
+from ratelimit.clock import RedisClock
 from ratelimit.config import Rules, RulesError
 from ratelimit.fallback import LocalBuckets
 from ratelimit.model import Answer, BucketSpec
@@ -23,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 #: Shortest sleep after a refusal, so that a tiny retry-after never turns into polling.
 MIN_RETRY_SECONDS = 0.001
+
+#: The clock of lease slots: CLOCK_MONOTONIC, which asyncio's loop.time() reads too. Read here
+#: rather than through the loop because uvloop's loop.time() only has millisecond resolution.
+_clock = time.monotonic
 
 
 def _new_replica_id() -> str:
@@ -41,6 +49,9 @@ class LimiterSettings:
     heartbeat_interval: float = 1.0
     #: This replica's id in the heartbeat set.
     replica_id: str = field(default_factory=_new_replica_id)
+    #: Seconds a token's slot may already be past and the token still be sent; a later one is
+    #: forfeited (when the buckets' capacity exceeds the lease, the burst it allows is added).
+    slot_tolerance: float = 0.002
 
 
 class LeaseExhaustedError(RuntimeError):
@@ -48,10 +59,23 @@ class LeaseExhaustedError(RuntimeError):
 
 
 class Lease:
-    """Tokens granted together; `take()` spaces them evenly at the tightest bucket's rate."""
+    """Tokens granted together; `take()` hands them out evenly spaced at the tightest bucket's rate.
+
+    Token `i` has the slot `start + i * interval`. A slot already more than `slack` seconds in the
+    past when a caller reaches it is forfeited: skipped and counted, never sent late. Overdue tokens
+    sent together would land in the next second on top of that second's own, so a late sender
+    under-sends instead of catching up.
+    """
 
     def __init__(
-        self, *, buckets: tuple[str, ...], granted: int, interval: float, start: float
+        self,
+        *,
+        buckets: tuple[str, ...],
+        granted: int,
+        interval: float,
+        start: float,
+        slack: float = math.inf,
+        forfeit_counters: Sequence[Counter] = (),
     ) -> None:
         #: The buckets the tokens came from.
         self.buckets = buckets
@@ -59,31 +83,63 @@ class Lease:
         self.granted = granted
         #: Seconds between two sends.
         self.interval = interval
-        #: Event-loop time at which the first token may be used.
+        #: Time (`time.monotonic()`, the event loop's clock) of the first token's slot.
         self.start = start
-        #: Tokens handed out so far.
+        #: Seconds a slot may be in the past and still be used; later ones are forfeited.
+        self.slack = slack
+        #: Slots handed out or forfeited so far.
         self.taken = 0
+        #: Slots forfeited because nobody took them in time.
+        self.forfeited = 0
+        self._counters = tuple(forfeit_counters)
 
     @property
     def remaining(self) -> int:
         """Tokens not yet taken; unused ones are lost (under-sending, never over-sending)."""
         return self.granted - self.taken
 
-    async def take(self) -> None:
-        """Wait for the next token's slot, `interval` after the previous one's."""
-        if self.taken >= self.granted:
-            raise LeaseExhaustedError(f"all {self.granted} tokens of this lease are taken")
-        due = self.start + self.taken * self.interval
-        self.taken += 1
-        delay = due - asyncio.get_running_loop().time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async def take(self) -> bool:
+        """Wait for the next usable slot: True when one token may be sent now.
+
+        False when the lease ran out because its last slots were forfeited (nothing may be sent;
+        ask for a new lease). Raises LeaseExhaustedError when called with no slot left.
+        """
+        return await self._take() is not None
 
     async def paced(self) -> AsyncIterator[int]:
-        """Yield 0, 1, ... for each token, each at its slot."""
+        """Yield the index of each slot used (forfeited ones are skipped), each at its slot."""
         while self.taken < self.granted:
-            await self.take()
-            yield self.taken - 1
+            slot = await self._take()
+            if slot is not None:
+                yield slot
+
+    async def _take(self) -> int | None:
+        if self.taken >= self.granted:
+            raise LeaseExhaustedError(f"all {self.granted} tokens of this lease are taken")
+        while self.taken < self.granted:
+            now = _clock()
+            if now - (self.start + self.taken * self.interval) > self.slack:
+                # Every slot already past the slack is forfeited at once, however many there are.
+                usable = math.ceil((now - self.slack - self.start) / self.interval)
+                skipped = max(1, min(usable, self.granted) - self.taken)
+                self.taken += skipped
+                self._forfeit(skipped)
+                continue
+            slot = self.taken
+            self.taken += 1
+            due = self.start + slot * self.interval
+            if due > now:
+                await asyncio.sleep(due - now)
+                now = _clock()
+            if now - due <= self.slack:
+                return slot
+            self._forfeit(1)  # woke too late (the event loop was busy): this slot is lost too
+        return None
+
+    def _forfeit(self, tokens: int) -> None:
+        self.forfeited += tokens
+        for counter in self._counters:
+            counter.inc(tokens)
 
 
 class Limiter:
@@ -104,6 +160,9 @@ class Limiter:
         self._replicas: int | None = None
         self._debts: dict[str, float] = {}
         self._pipelines: dict[tuple[str, ...], asyncio.Lock] = {}
+        #: bucket -> clock time at which the last lease of this process on it is paced out.
+        self._paced_until: dict[str, float] = {}
+        self._redis_clock = RedisClock()
         self._heartbeat: asyncio.Task[None] | None = None
 
     @classmethod
@@ -190,34 +249,82 @@ class Limiter:
             raise ValueError("a lease names at least one bucket")
         if n is not None and n < 1:
             raise ValueError(f"a lease is of at least 1 token, not {n}")
-        loop = asyncio.get_running_loop()
-        asked = loop.time()
+        asked = _clock()
         async with self._pipelines.setdefault(names, asyncio.Lock()):
             while True:
                 specs = [self._spec(name) for name in names]
                 want = min(n or self._rules.lease, *(s.capacity for s in specs))
+                called = _clock()
                 answer = await self._acquire(specs, want)
+                read = _clock()
+                if answer.clock is not None:
+                    self._redis_clock.observe(answer.clock, called, read)
                 if answer.granted:
                     break
                 metrics.REFUSALS.labels(bucket=answer.limiting or names[0]).inc()
                 await asyncio.sleep(max(answer.wait, MIN_RETRY_SECONDS))
             for spec in specs:
                 metrics.TOKENS_GRANTED.labels(bucket=spec.name).inc(want)
-            if answer.wait > 0:
-                await asyncio.sleep(answer.wait)
-        waited = loop.time() - asked
+            # Redis' wait counts from the moment the script ran, on Redis' clock: mapped to this
+            # process' clock, neither a slow call nor a reply read late shifts the lease. The
+            # fallback answers on this process' clock, as the call returns, at a share of the rates
+            # and capacities.
+            if answer.clock is None:
+                share, anchor = self.replicas, read
+            else:
+                share, anchor = 1, self._redis_clock.local(answer.clock)
+            start, burst = self._tile(specs, want, anchor + answer.wait, share)
+            delay = start - _clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        waited = _clock() - asked
         for spec in specs:
             metrics.WAIT_SECONDS.labels(bucket=spec.name).observe(waited)
-        pace = min(s.rate for s in specs)
-        if answer.rules_version is None:
-            pace /= self.replicas
-        return Lease(buckets=names, granted=want, interval=1.0 / pace, start=loop.time())
+        return Lease(
+            buckets=names,
+            granted=want,
+            interval=share / min(s.rate for s in specs),
+            start=start,
+            slack=max(self._settings.slot_tolerance, burst),
+            forfeit_counters=[metrics.TOKENS_FORFEITED.labels(bucket=name) for name in names],
+        )
+
+    def _tile(
+        self, specs: Sequence[BucketSpec], n: int, start: float, share: int
+    ) -> tuple[float, float]:
+        """Start a lease of `n` tokens no earlier than this process' last lease on each of its
+        buckets is paced out, less the burst the bucket allows; return the start and that burst.
+
+        Redis placed the lease after every token reserved before it; here its start is only known
+        to within the clock's error, and a lease smaller than the one before it would be placed
+        to start inside it (the bucket waits for `n` tokens, not for the bucket to be paced out).
+        The burst a bucket allows is what its capacity holds beyond a lease of the rules' size:
+        none when the capacity is the lease, as in the default rules. The tightest bucket's, in
+        seconds, is how late a slot may still be used (`Lease.slack`).
+        """
+        lease = self._rules.lease
+        burst = math.inf
+        for spec in specs:
+            rate, capacity = spec.rate / share, spec.capacity / share
+            allowed = max(0.0, capacity - max(n, min(capacity, lease))) / rate
+            burst = min(burst, allowed)
+            end = self._paced_until.get(spec.name)
+            if end is not None:
+                start = max(start, end - allowed)
+        if len(self._paced_until) > 1000:
+            now = _clock()
+            self._paced_until = {k: v for k, v in self._paced_until.items() if v > now}
+        for spec in specs:
+            end = start + n * share / spec.rate
+            self._paced_until[spec.name] = max(self._paced_until.get(spec.name, end), end)
+        return start, burst
 
     def _spec(self, name: str) -> BucketSpec:
         spec = self._specs.get(name)
         if spec is None:
             rule = self._rules.resolve(name)
-            spec = BucketSpec(name, rule.rate, rule.capacity)
+            # Granted and paced below the configured rate by the headroom (docs/ratelimit.md).
+            spec = BucketSpec(name, self._rules.paced(rule), rule.capacity)
             self._specs[name] = spec
             metrics.RATE.labels(bucket=name).set(rule.rate)
             # Exported from the first lease on, so "not in fallback" is a 0, not a missing series.

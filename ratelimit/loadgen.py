@@ -45,6 +45,8 @@ class Load:
     capacity: int = 100
     #: Tokens per lease.
     lease: int = 50
+    #: The rules' headroom: 0 here, so that what is granted compares with the bucket's own rate.
+    headroom: float = 0.0
 
 
 @dataclass
@@ -99,7 +101,12 @@ async def run(url: str, load: Load) -> Report:
     Prints `ready` once connected, then reads the wall time to start at from stdin, so that every
     process of a run starts at once however long each took to start.
     """
-    rules = Rules((Rule(BUCKET, load.rate, load.capacity),), lease=load.lease, source="loadgen")
+    rules = Rules(
+        (Rule(BUCKET, load.rate, load.capacity),),
+        lease=load.lease,
+        headroom=load.headroom,
+        source="loadgen",
+    )
     client = aioredis.Redis.from_url(url)
     report = Report()
     try:

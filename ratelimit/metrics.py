@@ -5,6 +5,11 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 TOKENS_GRANTED = Counter("tocsin_ratelimit_tokens_granted", "tokens granted", ["bucket"])
+TOKENS_FORFEITED = Counter(
+    "tocsin_ratelimit_tokens_forfeited",
+    "tokens of a lease not sent because their slot had passed (a late sender under-sends)",
+    ["bucket"],
+)
 REFUSALS = Counter("tocsin_ratelimit_refusals", "lease requests refused", ["bucket"])
 WAIT_SECONDS = Histogram(
     "tocsin_ratelimit_wait_seconds",

@@ -29,3 +29,5 @@ class Answer:
     limiting: str | None
     #: Version of the rules published in Redis (0: none), or None from the local fallback.
     rules_version: int | None = None
+    #: Redis' clock (seconds) at the moment the script answered; None from the local fallback.
+    clock: float | None = None

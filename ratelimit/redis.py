@@ -84,12 +84,13 @@ class ScriptDriver:
             args += [repr(spec.rate), str(spec.capacity), repr(float(debts.get(spec.name, 0.0)))]
         args.append(str(keys.BUCKET_TTL_MARGIN_MS))
         reply = await self._run([keys.META, *(keys.bucket(s.name) for s in specs)], args)
-        granted, wait_us, limiting, version = (int(x) for x in reply)
+        granted, wait_us, limiting, version, now_us = (int(x) for x in reply)
         return Answer(
             granted=granted == 1,
             wait=wait_us / 1e6,
             limiting=specs[limiting - 1].name if limiting else None,
             rules_version=version,
+            clock=now_us / 1e6,
         )
 
     async def heartbeat(self, replica: str, *, ttl: float) -> tuple[int, int]:

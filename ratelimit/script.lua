@@ -11,7 +11,7 @@
 --   wait would pass max_wait_us nothing is taken and the answer is a refusal with a retry-after.
 --   debt (tokens a replica granted itself from its fallback bucket) is taken in every case.
 --   Returns {granted 1|0, wait_us (granted) or retry_after_us (refused), limiting bucket 1..k or 0,
---            rules_version}.
+--            rules_version, now_us (the Redis time the answer counts from)}.
 -- heartbeat: KEYS = meta, replicas; ARGV = 'heartbeat', replica id, ttl_us
 --   Returns {live replicas, rules_version}.
 
@@ -101,6 +101,6 @@ for i = 1, count do
 end
 
 if granted then
-  return {1, math.ceil(wait), limiting, version}
+  return {1, math.ceil(wait), limiting, version, now}
 end
-return {0, math.ceil(wait - max_wait), limiting, version}
+return {0, math.ceil(wait - max_wait), limiting, version, now}

@@ -8,6 +8,7 @@ import pytest
 
 from ratelimit import Rules, RulesError, UnknownBucketError
 from ratelimit.__main__ import main
+from ratelimit.config import DEFAULT_HEADROOM
 
 
 def test_default_global_rate_is_two_million_in_45_minutes() -> None:
@@ -22,6 +23,11 @@ def test_default_operators_split_the_global_rate_by_share() -> None:
     total = sum(rules.resolve(f"sms:op:{op}").rate for op in operators)
     assert total == pytest.approx(rules.resolve("sms:global").rate)
     assert rules.resolve("sms:op:proximus").rate == pytest.approx(0.45 * 2_000_000 / 2700)
+
+
+def test_default_capacities_equal_the_lease_so_leases_tile() -> None:
+    rules = Rules.default()
+    assert {rule.capacity for rule in rules.rules} == {rules.lease}
 
 
 def test_exact_rule_wins_then_longest_pattern() -> None:
@@ -55,6 +61,18 @@ def test_a_rules_file_loads_from_disk(tmp_path: Path) -> None:
 GOOD = '[bucket."sms:global"]\nrate = 100\ncapacity = 100\n'
 
 
+def test_the_limiter_paces_below_each_rate_by_the_headroom() -> None:
+    default = Rules.default()
+    assert default.headroom == DEFAULT_HEADROOM == 0.005
+    national = default.resolve("sms:global")
+    # 740.7/s configured, 737.0/s granted: a second holds 737 or 738 messages, never 741.
+    assert default.paced(national) == pytest.approx(national.rate * 0.995)
+    assert round(default.paced(national), 1) == 737.0
+    rules = Rules.from_toml("headroom = 0.1\n" + GOOD)
+    assert rules.paced(rules.resolve("sms:global")) == pytest.approx(90)
+    assert Rules.from_toml("headroom = 0\n" + GOOD).headroom == 0
+
+
 @pytest.mark.parametrize(
     ("text", "rule", "field"),
     [
@@ -84,6 +102,9 @@ GOOD = '[bucket."sms:global"]\nrate = 100\ncapacity = 100\n'
             "share",
         ),
         ("lease = 0\n" + GOOD, None, "lease"),
+        ("headroom = 0.2\n" + GOOD, None, "headroom"),
+        ("headroom = -0.01\n" + GOOD, None, "headroom"),
+        ('headroom = "0.5%"\n' + GOOD, None, "headroom"),
         ("max_wait = 0\n" + GOOD, None, "max_wait"),
         ("speed = 3\n" + GOOD, None, "speed"),
         ("[fallback]\nreplicas = 0\n" + GOOD, "fallback", "replicas"),

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from ratelimit import Limiter, LimiterSettings, Rules
+from ratelimit.config import DEFAULT_HEADROOM
 from ratelimit.fallback import LocalBuckets
 from ratelimit.model import BucketSpec
 from stack.embedded import free_port
@@ -67,8 +68,8 @@ async def test_without_redis_leases_continue_from_the_fallback(
             lease = await limiter.lease(["b"], 5)
             assert limiter.in_fallback
             assert lease.granted == 5
-            # Never reached Redis: the rules' assumed four replicas, 25/s each.
-            assert lease.interval == pytest.approx(1 / 25)
+            # Never reached Redis: the rules' assumed four replicas, 25/s each (less the headroom).
+            assert lease.interval == pytest.approx(1 / (25 * (1 - DEFAULT_HEADROOM)))
             assert REGISTRY.get_sample_value("tocsin_ratelimit_fallback", {"bucket": "b"}) == 1
             errors = REGISTRY.get_sample_value(
                 "tocsin_ratelimit_redis_calls_total", {"result": "error"}

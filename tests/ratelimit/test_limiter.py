@@ -20,6 +20,7 @@ from ratelimit import (
     publish_rules,
     withdraw_rules,
 )
+from ratelimit.config import DEFAULT_HEADROOM
 from ratelimit.loadgen import warm
 
 RULES = """
@@ -37,6 +38,8 @@ rate = 1000
 capacity = 100
 """
 BUCKETS = ["sms:global", "sms:op:orange", "sms:bind:orange:1"]
+#: The share of each configured rate the limiter paces at (the default headroom kept free).
+PACED = 1 - DEFAULT_HEADROOM
 
 
 def _sample(name: str, bucket: str) -> float:
@@ -56,8 +59,8 @@ async def test_a_lease_is_at_most_the_smallest_capacity(limiter: Limiter) -> Non
 
 async def test_sends_in_a_lease_are_spaced_at_the_tightest_rate(limiter: Limiter) -> None:
     lease = await limiter.lease(BUCKETS, 10)
-    # The operator bucket (half of 100/s) is the tightest: one send every 20 ms.
-    assert lease.interval == pytest.approx(1 / 50)
+    # The operator bucket (half of 100/s) is the tightest: one send every 20 ms, less the headroom.
+    assert lease.interval == pytest.approx(1 / (50 * PACED))
     loop = asyncio.get_running_loop()
     times = [loop.time() async for _ in lease.paced()]
     assert len(times) == 10
@@ -115,7 +118,7 @@ async def test_published_rules_apply_from_the_next_lease(
     await limiter.lease(BUCKETS, 1)  # granted under the old rules; sees the new version
     assert limiter.rules.resolve("sms:op:orange").rate == pytest.approx(10)
     lease = await limiter.lease(BUCKETS, 1)
-    assert lease.interval == pytest.approx(1 / 10)
+    assert lease.interval == pytest.approx(1 / (10 * PACED))
     assert _sample("tocsin_ratelimit_rate_per_second", "sms:op:orange") == pytest.approx(10)
 
     await withdraw_rules(redis_client)
@@ -153,7 +156,7 @@ async def test_a_changed_rules_file_applies_from_the_next_lease(
     assert not await watcher.check()
     path.write_text(RULES.replace("share = 0.5", "share = 0.2"))
     assert await watcher.check()
-    assert (await limiter.lease(BUCKETS, 1)).interval == pytest.approx(1 / 20)
+    assert (await limiter.lease(BUCKETS, 1)).interval == pytest.approx(1 / (20 * PACED))
     # A broken edit is refused with one error naming rule and field; the last good rules stay.
     path.write_text(RULES.replace("share = 0.5", "share = 5"))
     assert not await watcher.check()
