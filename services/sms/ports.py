@@ -83,8 +83,9 @@ class TokenLease(Protocol):
     @property
     def remaining(self) -> int: ...
 
-    async def take(self) -> None:
-        """Wait for the next token's slot."""
+    async def take(self) -> bool:
+        """Wait for the next token's slot: True when one message may be sent now, False when the
+        lease's last slots passed unused (a late sender forfeits them instead of catching up)."""
         ...
 
 

@@ -42,10 +42,9 @@ class OperatorPacer:
                     if self._lease is None or self._lease.remaining <= 0:
                         self._lease = await self._source.lease(self._buckets, self._lease_size)
                     lease = self._lease
-            if lease.remaining > 0:
-                await lease.take()
-                if self._paused_until <= loop.time():
-                    return
+            # False: the lease's last slots passed while nobody took them; lease again.
+            if lease.remaining > 0 and await lease.take() and self._paused_until <= loop.time():
+                return
 
     def throttled(self) -> None:
         """The SMSC said slow down: pause the operator, twice as long as last time (capped)."""
