@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 #: Shortest sleep after a refusal, so that a tiny retry-after never turns into polling.
 MIN_RETRY_SECONDS = 0.001
 
+#: A sleep that ends more than this before its slot sleeps again. uvloop rounds a delay to whole
+#: milliseconds from a time read at the start of its loop iteration, so it often wakes up to a
+#: millisecond early; a shorter remainder would round to no sleep at all and spin.
+EARLY_WAKE_SECONDS = 0.0005
+
 #: The clock of lease slots: CLOCK_MONOTONIC, which asyncio's loop.time() reads too. Read here
 #: rather than through the loop because uvloop's loop.time() only has millisecond resolution.
 _clock = time.monotonic
@@ -131,6 +136,9 @@ class Lease:
             if due > now:
                 await asyncio.sleep(due - now)
                 now = _clock()
+                while due - now > EARLY_WAKE_SECONDS:  # woke early (uvloop): sleep the rest
+                    await asyncio.sleep(due - now)
+                    now = _clock()
             if now - due <= self.slack:
                 return slot
             self._forfeit(1)  # woke too late (the event loop was busy): this slot is lost too
