@@ -9,8 +9,9 @@ simulator takes both operators' binds, so that it sees every submit_sm. It then 
 around Brussels holding the wanted number of SMS recipients, sends one emergency alert over SMS
 to it, and measures:
 
-- SMS per second (first to last accepted submit_sm), and the simulator's per-second arrivals:
-  the busiest full one-second window against the limiter's rate;
+- SMS per second (first to last accepted submit_sm), and the simulators' arrivals per aligned
+  one-second window and in the busiest sliding one (any 1-s interval) against the limiter's rate:
+  no window may hold more than floor(rate) messages;
 - time to first SMS: from SendAlert to the first submit_sm at the simulator;
 - completion: from SendAlert until WatchAlert reports every SMS delivered or failed;
 - CPU per SMS over every stack process (services, PostgreSQL with its backends, Redis; not the
@@ -25,17 +26,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import math
 import os
 import platform
 import secrets
 import shutil
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +47,10 @@ import grpc
 import psutil
 import shapely.geometry
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
 
+from gateways.smpp import pdu as P
 from loadtest import seed
 from ratelimit.config import Rules
 from services.targeting.load import load_population
@@ -71,8 +76,6 @@ BRUSSELS = seed.Place("Brussel", 4.3517, 50.8503, 5000.0)
 SERVICES = ("targeting", "sms", "alerting")
 #: Seconds the whole campaign may take before the program gives up.
 CAMPAIGN_TIMEOUT_S = 900.0
-#: submit_sm_resp status of an accepted message.
-ROK = 0
 #: Operators played by the simulators, and the synthetic number ranges routed to each.
 OPERATORS = ("opA", "opB")
 #: Seconds without any progress after which the campaign is declared stalled.
@@ -81,7 +84,7 @@ STALL_S = 60.0
 
 @dataclass
 class Marks:
-    """Moments (perf_counter seconds) of the campaign."""
+    """Moments of the campaign, on the event loop's clock (the simulators stamp submits with it)."""
 
     sent: float = 0.0
     first_submit: float = 0.0
@@ -100,12 +103,17 @@ class Memory:
 
 def rules_text(*, limit: str, rate: float | None) -> tuple[str, float]:
     """The rules file for the SMS service, and the global rate it sets."""
+    default = Rules.default()
     if limit == "open":
         rate, capacity = OPEN_RATE, int(OPEN_RATE)
     else:
-        default = Rules.default().resolve("sms:global")
-        rate, capacity = rate or default.rate, default.capacity
+        national = default.resolve("sms:global")
+        rate, capacity = rate or national.rate, national.capacity
+    # The built-in lease, capacity and headroom: a capacity equal to the lease makes leases tile.
     text = f"""# Written by loadtest/campaign.py ({limit} limiter).
+lease = {default.lease}
+headroom = {default.headroom}
+
 [bucket."sms:global"]
 rate = {rate}
 capacity = {capacity}
@@ -119,6 +127,21 @@ capacity = {capacity}
     return text, rate
 
 
+class TimedSmsc(SmscSimulator):
+    """The SMSC simulator, also keeping when it accepted each submit_sm (its event loop's clock),
+    for windows on one grid across operators and for the busiest sliding window."""
+
+    def __init__(self, config: SmscConfig) -> None:
+        super().__init__(config)
+        #: Loop time of every accepted submit_sm, in order.
+        self.accepted_at: list[float] = []
+
+    def _count(self, pdu: P.SubmitSm) -> None:
+        # The simulator counts an accepted submit_sm here (per_second uses the same clock).
+        self.accepted_at.append(asyncio.get_running_loop().time())
+        super()._count(pdu)
+
+
 class CampaignStack:
     """The stores, services and simulator of one campaign, and their processes."""
 
@@ -127,8 +150,10 @@ class CampaignStack:
         self.stack = Stack()
         self.ports: dict[str, tuple[int, int]] = {}
         # One simulator per operator: receipts are matched by (operator, message id).
-        self.sims = {op: SmscSimulator(SmscConfig(name=op, window=10_000)) for op in OPERATORS}
+        self.sims = {op: TimedSmsc(SmscConfig(name=op, window=10_000)) for op in OPERATORS}
         self.database_url = ""
+        #: Loop time just before the simulators started: the origin of the one-second windows.
+        self.origin = 0.0
 
     def grpc(self, service: str) -> str:
         """Address of a service."""
@@ -145,6 +170,7 @@ class CampaignStack:
 
     async def start_services(self, *, rules: Path) -> None:
         """The simulator, then the services, each SERVING."""
+        self.origin = asyncio.get_running_loop().time()
         smscs = ",".join([f"{op}=127.0.0.1:{await sim.start()}" for op, sim in self.sims.items()])
         redis_url = self.stack.servers[1].url
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
@@ -199,6 +225,23 @@ class CampaignStack:
                 for child in children:
                     yield server.name, child
 
+    def limiter_tokens(self) -> dict[str, float]:
+        """Tokens the SMS service's limiter granted on the global bucket, and those it forfeited
+        (slots that passed before a sender took them: under-sending, never a late burst)."""
+        url = f"http://127.0.0.1:{self.ports['sms'][1]}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            text = reply.read().decode()
+        found = {"tokens_granted": 0.0, "tokens_forfeited": 0.0}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.labels.get("bucket") != "sms:global":
+                    continue
+                if sample.name == "tocsin_ratelimit_tokens_granted_total":
+                    found["tokens_granted"] = sample.value
+                elif sample.name == "tocsin_ratelimit_tokens_forfeited_total":
+                    found["tokens_forfeited"] = sample.value
+        return found
+
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time used so far per part (a store's reaped children included)."""
         used: dict[str, float] = {}
@@ -211,12 +254,24 @@ class CampaignStack:
             used[name] += t.children_user + t.children_system
         return used
 
-    async def sample_memory(self, memory: Memory, *, interval: float = 0.25) -> None:
-        """Track the peak of the summed RSS until cancelled."""
+    async def sample_memory(
+        self, memory: Memory, *, interval: float = 0.25, relist: float = 5.0
+    ) -> None:
+        """Track the peak of the summed RSS until cancelled.
+
+        Listing the processes scans /proc (milliseconds on a busy machine) and this loop also runs
+        the simulators, whose clock the windows are measured on: the list is renewed every
+        `relist` seconds, and each sample only reads the RSS of the processes listed.
+        """
+        listed: list[tuple[str, psutil.Process]] = []
+        listed_at = -math.inf
         while True:
+            now = asyncio.get_running_loop().time()
+            if now - listed_at >= relist:
+                listed, listed_at = list(self.processes()), now
             total = 0
             by_name: dict[str, int] = {}
-            for name, proc in self.processes():
+            for name, proc in listed:
                 try:
                     rss = proc.memory_info().rss
                 except psutil.NoSuchProcess:
@@ -234,47 +289,18 @@ class CampaignStack:
         for sim in self.sims.values():
             await sim.stop()
 
-    def accepted(self) -> int:
-        """submit_sm accepted by the simulators so far."""
-        return sum(sim.statuses[ROK] for sim in self.sims.values())
+    def accepted_at(self) -> list[float]:
+        """Loop time of every accepted submit_sm, over both simulators, in order."""
+        return sorted(t for sim in self.sims.values() for t in sim.accepted_at)
 
     def per_second(self) -> dict[int, int]:
-        """Accepted submit_sm per one-second window, over both simulators (started together)."""
+        """Accepted submit_sm per one-second window, both simulators on one grid from `origin`
+        (the simulators' own per_second counters start a few microseconds apart)."""
         total: dict[int, int] = {}
-        for sim in self.sims.values():
-            for second, n in sim.per_second.items():
-                total[second] = total.get(second, 0) + n
+        for t in self.accepted_at():
+            second = int(t - self.origin)
+            total[second] = total.get(second, 0) + 1
         return total
-
-
-async def track_submits(parts: CampaignStack, marks: Marks) -> None:
-    """Note the first and the latest accepted submit_sm until cancelled."""
-    changed = asyncio.Event()
-    waiters = [asyncio.create_task(_watch_sim(sim, changed)) for sim in parts.sims.values()]
-    try:
-        while True:
-            await changed.wait()
-            changed.clear()
-            now = time.perf_counter()
-            if marks.accepted == 0:
-                marks.first_submit = now
-            marks.last_submit = now
-            marks.accepted = parts.accepted()
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-
-
-async def _watch_sim(sim: SmscSimulator, changed: asyncio.Event) -> None:
-    while True:
-        seen = sim.statuses[ROK]
-        await sim.wait_for(partial(_accepted_more, sim, seen), timeout=CAMPAIGN_TIMEOUT_S)
-        changed.set()
-
-
-def _accepted_more(sim: SmscSimulator, seen: int) -> bool:
-    return sim.statuses[ROK] > seen
 
 
 async def find_zone(
@@ -296,26 +322,41 @@ async def find_zone(
 
 
 def windows(per_second: dict[int, int]) -> dict[str, Any]:
-    """Per-second arrivals, and the steady seconds: full ones, less the first and the last.
+    """Per-second arrivals; the busiest of them all; and the steady seconds: the full ones, less
+    the first and the last.
 
-    The first and last windows are partial (the campaign starts and ends inside them). The first
-    full one also carries the bucket's initial capacity and the last full one the tail, so the
-    rate is judged on the seconds in between.
+    The rate is judged on the steady seconds: the first and last windows are partial (the
+    campaign starts and ends inside them), and the first and last full ones hold the start-up and
+    the tail. Whether the rate was ever exceeded is judged on every window, the first full one
+    included (`max_aligned_window_per_s`).
     """
     seconds = sorted(per_second)
     counts = [per_second.get(s, 0) for s in range(seconds[0], seconds[-1] + 1)] if seconds else []
     full = counts[1:-1]
     steady = full[1:-1] if len(full) > 2 else full
     # One message landing a millisecond either side of a window's edge moves one count from a
-    # second to its neighbour; five-second windows show whether the rate itself was exceeded.
+    # second to its neighbour; five-second windows show the rate itself.
     five = [sum(steady[i : i + 5]) / 5 for i in range(len(steady) - 4)]
     return {
         "per_second": counts,
         "first_full_window": full[0] if full else 0,
+        "max_aligned_window_per_s": max(counts, default=0),
         "max_window_per_s": max(steady, default=0),
         "mean_window_per_s": round(sum(steady) / len(steady), 1) if steady else 0.0,
         "max_5s_window_per_s": round(max(five), 1) if five else None,
     }
+
+
+def max_sliding_window(times: list[float], width: float = 1.0) -> int:
+    """The most arrivals in any interval [t, t + width) of the sorted `times` (the busiest one
+    starts at an arrival, so only those starts are tried)."""
+    most = 0
+    end = 0
+    for start, t in enumerate(times):
+        while end < len(times) and times[end] < t + width:
+            end += 1
+        most = max(most, end - start)
+    return most
 
 
 async def campaign(args: argparse.Namespace) -> dict[str, Any]:
@@ -384,10 +425,12 @@ async def _send(
         alert = await seed.create_alert(alerting, issuer, spec=spec, key="campaign-benchmark")
         stub = alerting_pb2_grpc.AlertingServiceStub(alerting)
         marks, memory = Marks(), Memory()
-        tracker = asyncio.create_task(track_submits(parts, marks))
         sampler = asyncio.create_task(parts.sample_memory(memory))
         cpu_before = parts.cpu_seconds()
-        marks.sent = time.perf_counter()
+        # This loop stamps every submit_sm: keep the collector's full passes over the start-up
+        # objects (the population, the stubs) out of the measured seconds.
+        gc.freeze()
+        marks.sent = asyncio.get_running_loop().time()
         try:
             await stub.SendAlert(
                 alerting_pb2.SendAlertRequest(alert_id=alert.id),
@@ -396,10 +439,15 @@ async def _send(
             )
             last = await _follow(alerting, issuer, alert_id=alert.id, marks=marks)
             cpu_after = parts.cpu_seconds()
+            tokens = await asyncio.to_thread(parts.limiter_tokens)
         finally:
-            tracker.cancel()
             sampler.cancel()
-            await asyncio.gather(tracker, sampler, return_exceptions=True)
+            await asyncio.gather(sampler, return_exceptions=True)
+            gc.unfreeze()
+    accepted_at = parts.accepted_at()
+    if accepted_at:
+        marks.first_submit, marks.last_submit = accepted_at[0], accepted_at[-1]
+    marks.accepted = len(accepted_at)
     return _figures(
         args=args,
         rate=rate,
@@ -408,6 +456,8 @@ async def _send(
         memory=memory,
         cpu={k: cpu_after.get(k, 0.0) - cpu_before.get(k, 0.0) for k in cpu_after},
         per_second=parts.per_second(),
+        sliding=max_sliding_window(accepted_at),
+        tokens=tokens,
         radius_m=place.radius_m,
     )
 
@@ -429,13 +479,13 @@ async def _follow(
             return last
         last = seed.sms_progress(progress)
         print(
-            f"campaign: {time.perf_counter() - marks.sent:6.1f} s  targeted"
+            f"campaign: {asyncio.get_running_loop().time() - marks.sent:6.1f} s  targeted"
             f" {last.targeted:,} submitted {last.submitted:,} delivered"
             f" {last.delivered:,} failed {last.failed:,}",
             flush=True,
         )
         if last.targeted and last.delivered + last.failed >= last.targeted:
-            marks.complete = time.perf_counter()
+            marks.complete = asyncio.get_running_loop().time()
             await stream.aclose()
             return last
 
@@ -449,6 +499,8 @@ def _figures(
     memory: Memory,
     cpu: dict[str, float],
     per_second: dict[int, int],
+    sliding: int,
+    tokens: dict[str, float],
     radius_m: float,
 ) -> dict[str, Any]:
     spread = marks.last_submit - marks.first_submit
@@ -467,6 +519,8 @@ def _figures(
         "failed": last.failed,
         "submitted_at_simulator": marks.accepted,
         **{k: v for k, v in arrivals.items() if k != "per_second"},
+        "max_sliding_window_per_s": sliding,
+        **{k: round(v) for k, v in tokens.items()},
         "cpu_s_by_process": {k: round(v, 2) for k, v in sorted(cpu.items())},
         "peak_rss_mb_by_process": {
             k: round(v / 2**20, 1) for k, v in sorted(memory.peak_by_process.items())
@@ -479,11 +533,13 @@ def _figures(
     }
     if args.limit == "default":
         mean = arrivals["mean_window_per_s"]
+        # A window holds whole messages: more than floor(rate) in one second is above the rate.
+        most = math.floor(rate)
+        busiest = arrivals["max_aligned_window_per_s"]
         figures["rate_within_3pct"] = bool(mean) and abs(mean - rate) <= 0.03 * rate
-        figures["never_above"] = arrivals["max_window_per_s"] <= rate
-        figures["max_window_excess_pct"] = round(
-            max(0.0, arrivals["max_window_per_s"] / rate - 1) * 100, 2
-        )
+        figures["never_above"] = busiest <= most
+        figures["never_above_sliding"] = sliding <= most
+        figures["max_window_excess_pct"] = round(max(0.0, busiest / rate - 1) * 100, 2)
     else:
         figures["times_national_rate"] = round(figures["sms_per_s"] / 740.74, 2)
     return figures
@@ -506,8 +562,10 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(text, encoding="utf-8")
     print(
         f"campaign: {figures['recipients']:,} recipients, {figures['sms_per_s']:,.1f} SMS/s"
-        f" (limiter {figures['rate_limit_per_s']:,.1f}/s, busiest full second"
-        f" {figures['max_window_per_s']}), first SMS after {figures['first_sms_ms']:.0f} ms,"
+        f" (limiter {figures['rate_limit_per_s']:,.1f}/s, busiest second"
+        f" {figures['max_aligned_window_per_s']}, busiest sliding second"
+        f" {figures['max_sliding_window_per_s']}),"
+        f" first SMS after {figures['first_sms_ms']:.0f} ms,"
         f" complete after {figures['completion_s']} s, {figures['cpu_us_per_sms']:.0f} us CPU"
         f" per SMS, peak {figures['peak_rss_mb']:.0f} MB"
     )
