@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import psutil
 
@@ -21,7 +22,11 @@ def test_child_ends_with_a_killed_parent() -> None:
     try:
         assert parent.stdout is not None
         child = psutil.Process(int(parent.stdout.readline()))
-        assert "time.sleep(60)" in " ".join(child.cmdline())  # setpriv exec'd into the command
+        # setpriv execs into the command; until it has, its command line may read empty.
+        deadline = time.monotonic() + 10
+        while "time.sleep(60)" not in " ".join(child.cmdline()):
+            assert time.monotonic() < deadline, f"the child runs {child.cmdline()}"
+            time.sleep(0.02)
         parent.kill()
         parent.wait(10)
         child.wait(10)  # raises TimeoutExpired if the child outlived its parent
