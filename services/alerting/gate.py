@@ -6,8 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,38 +93,22 @@ class Gate:
         live = {t: c for t, c in self._callers.items() if now < c[0]}
         self._callers = live if len(live) < MAX_CACHED_TOKENS else {}
 
-    @asynccontextmanager
-    async def call(
+    def call(
         self,
         context: grpc.aio.ServicerContext[Any, Any],
         action: str,
         *,
         target: str = "",
         authenticate: bool = True,
-    ) -> AsyncIterator[Call]:
-        """Authenticate (unless `authenticate` is false: Login), run the body, audit the result."""
-        call = Call(action=action, peer=context.peer() or "", target=target)
-        token = kernel_context.alert_id.set(target if _is_alert_id(target) else "-")
-        try:
-            if authenticate:
-                call.caller = await self.authenticate(context.invocation_metadata())
-            yield call
-        except ServiceError as exc:
-            await self._record(call, result=exc.code.name, detail=exc.details)
-            raise
-        except asyncio.CancelledError:
-            # The caller hung up (or its deadline passed); what was started may go on.
-            await self._record(call, result="CANCELLED", detail=call.detail)
-            raise
-        except Exception as exc:
-            await self._record(call, result="INTERNAL", detail=type(exc).__name__)
-            raise
-        else:
-            await self._record(call, result="OK", detail=call.detail)
-        finally:
-            kernel_context.alert_id.reset(token)
+    ) -> _GateCall:
+        """Authenticate (unless `authenticate` is false: Login), run the body, audit the result.
 
-    async def _record(self, call: Call, *, result: str, detail: str) -> None:
+        `async with gate.call(context, "GetAlert", target=id) as call:` gives the `Call`.
+        """
+        return _GateCall(self, context, Call(action=action, peer="", target=target), authenticate)
+
+    async def record(self, call: Call, *, result: str, detail: str) -> None:
+        """Append the call's audit entry (its caller, if known, and its result)."""
         who = call.caller
         await self._audit.append(
             audit.Draft(
@@ -139,6 +122,54 @@ class Gate:
                 detail=detail,
             )
         )
+
+
+class _GateCall:
+    """One call through the gate, as an async context manager (a class: it runs on every call)."""
+
+    __slots__ = ("_authenticate", "_call", "_context", "_gate", "_token")
+
+    def __init__(
+        self,
+        gate: Gate,
+        context: grpc.aio.ServicerContext[Any, Any],
+        call: Call,
+        authenticate: bool,
+    ) -> None:
+        self._gate = gate
+        self._context = context
+        self._call = call
+        self._authenticate = authenticate
+
+    async def __aenter__(self) -> Call:
+        call = self._call
+        call.peer = self._context.peer() or ""
+        target = call.target
+        self._token = kernel_context.alert_id.set(target if _is_alert_id(target) else "-")
+        if self._authenticate:
+            try:
+                call.caller = await self._gate.authenticate(self._context.invocation_metadata())
+            except BaseException as exc:
+                await self.__aexit__(type(exc), exc, None)
+                raise
+        return call
+
+    async def __aexit__(
+        self, _type: type[BaseException] | None, exc: BaseException | None, _tb: Any
+    ) -> None:
+        call = self._call
+        try:
+            if exc is None:
+                await self._gate.record(call, result="OK", detail=call.detail)
+            elif isinstance(exc, ServiceError):
+                await self._gate.record(call, result=exc.code.name, detail=exc.details)
+            elif isinstance(exc, asyncio.CancelledError):
+                # The caller hung up (or its deadline passed); what was started may go on.
+                await self._gate.record(call, result="CANCELLED", detail=call.detail)
+            elif isinstance(exc, Exception):
+                await self._gate.record(call, result="INTERNAL", detail=type(exc).__name__)
+        finally:
+            kernel_context.alert_id.reset(self._token)
 
 
 def _is_alert_id(target: str) -> bool:

@@ -146,7 +146,7 @@ class _Guard:
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: Any
-    ) -> bool:
+    ) -> None:
         try:
             if exc is None:
                 self._owner._finish(self._method, grpc.StatusCode.OK, self._started)
@@ -155,6 +155,5 @@ class _Guard:
                 self._owner._finish(self._method, code, self._started)
             elif isinstance(exc, Exception):
                 await self._owner._fail(self._ctx, exc, self._method, self._started)
-            return False
         finally:
             context.request_id.reset(self._token)
