@@ -281,7 +281,7 @@ class Limiter:
                 share, anchor = self.replicas, read
             else:
                 share, anchor = 1, self._redis_clock.local(answer.clock)
-            start, burst = self._tile(specs, want, anchor + answer.wait, share)
+            start, slack = self._tile(specs, want, anchor + answer.wait, share)
             delay = start - _clock()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -293,7 +293,7 @@ class Limiter:
             granted=want,
             interval=share / min(s.rate for s in specs),
             start=start,
-            slack=max(self._settings.slot_tolerance, burst),
+            slack=slack,
             forfeit_counters=[metrics.TOKENS_FORFEITED.labels(bucket=name) for name in names],
         )
 
@@ -301,31 +301,38 @@ class Limiter:
         self, specs: Sequence[BucketSpec], n: int, start: float, share: int
     ) -> tuple[float, float]:
         """Start a lease of `n` tokens no earlier than this process' last lease on each of its
-        buckets is paced out, less the burst the bucket allows; return the start and that burst.
+        buckets is paced out, less the burst the bucket allows; return the start and the slack.
 
         Redis placed the lease after every token reserved before it; here its start is only known
         to within the clock's error, and a lease smaller than the one before it would be placed
         to start inside it (the bucket waits for `n` tokens, not for the bucket to be paced out).
         The burst a bucket allows is what its capacity holds beyond a lease of the rules' size:
-        none when the capacity is the lease, as in the default rules. The tightest bucket's, in
-        seconds, is how late a slot may still be used (`Lease.slack`).
+        none when the capacity is the lease, as in the default rules.
+
+        The slack (`Lease.slack`) is how late a slot may still be used: the slot tolerance, or the
+        tightest bucket's burst in seconds at its rate; unbounded when every bucket's burst holds
+        the whole lease, since catching up could then never send more at once than the rules
+        allow (wide-open rules).
         """
         lease = self._rules.lease
-        burst = math.inf
+        burst_tokens, burst_seconds = math.inf, math.inf
         for spec in specs:
             rate, capacity = spec.rate / share, spec.capacity / share
-            allowed = max(0.0, capacity - max(n, min(capacity, lease))) / rate
-            burst = min(burst, allowed)
+            tokens = max(0.0, capacity - max(n, min(capacity, lease)))
+            burst_tokens = min(burst_tokens, tokens)
+            burst_seconds = min(burst_seconds, tokens / rate)
             end = self._paced_until.get(spec.name)
             if end is not None:
-                start = max(start, end - allowed)
+                start = max(start, end - tokens / rate)
         if len(self._paced_until) > 1000:
             now = _clock()
             self._paced_until = {k: v for k, v in self._paced_until.items() if v > now}
         for spec in specs:
             end = start + n * share / spec.rate
             self._paced_until[spec.name] = max(self._paced_until.get(spec.name, end), end)
-        return start, burst
+        if burst_tokens >= n:
+            return start, math.inf
+        return start, max(self._settings.slot_tolerance, burst_seconds)
 
     def _spec(self, name: str) -> BucketSpec:
         spec = self._specs.get(name)

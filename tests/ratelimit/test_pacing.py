@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 
 import pytest
@@ -120,15 +121,20 @@ async def test_a_bucket_holding_more_than_a_lease_allows_only_that_burst(
 ) -> None:
     await warm(redis_client)
     # Capacity twice the lease: the second lease may start at once, on top of the first (the
-    # burst the rules allow), and its late slots may be caught up within that burst.
+    # burst the rules allow), and a late sender may catch up, never by more than that burst.
     rules = Rules.from_toml(TILED.replace(f"capacity = {LEASE}", f"capacity = {2 * LEASE}"))
     limiter = Limiter.from_rules(redis_client, rules)
     first = await limiter.lease(["g"])
     second = await limiter.lease(["g"])
     third = await limiter.lease(["g"])
     assert second.start - first.start < 0.01
-    assert second.slack == pytest.approx(LEASE / PACED)
     assert third.start >= first.start + LEASE / PACED - 0.005
+    assert second.slack == math.inf
+    # Half a lease of burst: a slot may be that late, and no later.
+    half = LEASE + LEASE // 2
+    rules = Rules.from_toml(TILED.replace(f"capacity = {LEASE}", f"capacity = {half}"))
+    lease = await Limiter.from_rules(redis_client, rules).lease(["op:x"])
+    assert lease.slack == pytest.approx((LEASE // 2) / PACED)
 
 
 async def test_the_headroom_slows_the_bucket_and_the_pace(redis_client: aioredis.Redis) -> None:
