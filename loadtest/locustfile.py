@@ -86,7 +86,11 @@ class GrpcUser(User):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         interceptor = LocustInterceptor(self._fire)
-        self.raw_channel = grpc.insecure_channel(SEED[self.service])
+        # A connection of its own, as separate clients have: gRPC would otherwise share one
+        # between all the channels to a target, and every call would reach one process.
+        self.raw_channel = grpc.insecure_channel(
+            SEED[self.service], options=[("grpc.use_local_subchannel_pool", 1)]
+        )
         self.channel = grpc.intercept_channel(self.raw_channel, interceptor)
 
     def _fire(self, **kwargs: Any) -> None:

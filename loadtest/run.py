@@ -1,12 +1,12 @@
 """`make loadtest`: a stack of its own, seeded, driven by Locust headless, figures in bench/results.
 
-    python -m loadtest.run [--time 60s] [--phases mix,full] [--mix-users 12] [--users 70]
-                           [--spawn-rate 20] [--user-rate 20] [--alerting-processes 2]
+    python -m loadtest.run [--time 60s] [--phases mix,full] [--mix-users 10] [--users 70]
+                           [--spawn-rate 20] [--user-rate 20] [--alerting-processes 1]
 
-Starts `python -m stack run --no-demo` on shifted ports with a temporary data folder (alerting as
-two processes sharing its port), seeds it through its APIs (an admin, an entity with a territory,
-issuers with tokens, subscribers in a zone, drafts, one alert sent and delivered), then runs
-Locust as its own process (gevent must not meet the asyncio seeding code), once per phase:
+Starts `python -m stack run --no-demo` on shifted ports with a temporary data folder, seeds it
+through its APIs (an admin, an entity with a territory, issuers with tokens, subscribers in a
+zone, drafts, one alert sent and delivered), then runs Locust as its own process (gevent must
+not meet the asyncio seeding code), once per phase:
 
 - `mix`: the target's measure. Issuers only (preview, get, create), each calling as soon as its
   last call answered: the rate the alerting API holds and its latency at that rate.
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mix-users",
         type=int,
-        default=int(os.environ.get("LOADTEST_MIX_USERS", "12")),
+        default=int(os.environ.get("LOADTEST_MIX_USERS", "10")),
         help="issuers of the mix phase, each calling back to back",
     )
     parser.add_argument("--users", type=int, default=int(os.environ.get("LOADTEST_USERS", "70")))
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--alerting-processes",
         type=int,
-        default=int(os.environ.get("LOADTEST_ALERTING_PROCESSES", "2")),
+        default=int(os.environ.get("LOADTEST_ALERTING_PROCESSES", "1")),
         help="processes of the alerting service, sharing its port",
     )
     args = parser.parse_args(argv)

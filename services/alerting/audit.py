@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from services.alerting.metrics import AUDIT_BATCHES
+
 #: prev_hash of the first entry.
 GENESIS = "0" * 64
 
@@ -84,11 +86,17 @@ Tail = tuple[int, str]
 #: Times a batch is chained again after other writers took the places it was about to use.
 MAX_ATTEMPTS = 100
 
+#: The batch, inserted only if the chain still ends where the writer thinks ($13: its last seq);
+#: answers how many rows went in and where the chain ended when the statement began.
 _INSERT = (
-    "INSERT INTO audit_log (seq, at, user_id, username, entity_id, action, target, peer, result,"
-    " detail, prev_hash, hash) SELECT * FROM unnest($1::bigint[], $2::timestamptz[],"
+    "WITH tail AS (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1),"
+    " ins AS (INSERT INTO audit_log (seq, at, user_id, username, entity_id, action, target, peer,"
+    " result, detail, prev_hash, hash) SELECT * FROM unnest($1::bigint[], $2::timestamptz[],"
     " $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[],"
     " $10::text[], $11::text[], $12::text[])"
+    " WHERE coalesce((SELECT seq FROM tail), 0) = $13::bigint RETURNING 1)"
+    " SELECT (SELECT count(*) FROM ins) AS written, (SELECT seq FROM tail) AS seq,"
+    " (SELECT hash FROM tail) AS hash"
 )
 
 
@@ -146,20 +154,29 @@ async def append_after(
 ) -> tuple[list[Entry], Tail]:
     """Append entries in order at the end of the chain; return them and the new end.
 
-    One statement, no lock: the entries are chained after `tail` (the end this writer last saw)
-    and inserted at once. If another writer (a replica, the CLI) appended meanwhile, the primary
-    key refuses the first seq and nothing is written: the end is read again and the entries are
-    chained after it. The chain stays exact across processes, and the usual case is one round trip.
+    One statement, no lock: the entries are chained after `tail` (the end this writer last saw,
+    read first if None) and inserted only if the chain still ends there. If another writer (a
+    replica, the CLI) appended meanwhile, nothing is written and the statement answers the new
+    end, after which the entries are chained again: two round trips instead of one. A writer
+    whose insert meets one in flight is refused by the primary key on seq and reads the end
+    afresh. The chain stays exact across processes.
     """
     for _ in range(MAX_ATTEMPTS):
         if tail is None:
             tail = await read_tail(pool)
         entries, columns = _chained(drafts, tail)
         try:
-            await pool.execute(_INSERT, *columns)
+            row = await pool.fetchrow(_INSERT, *columns, tail[0])
         except asyncpg.UniqueViolationError:
-            tail = None  # someone else wrote there first
+            AUDIT_BATCHES.labels("raced").inc()
+            tail = None  # an insert in flight took the same places: read the end afresh
             continue
+        assert row is not None
+        if row["written"] == 0:
+            AUDIT_BATCHES.labels("raced").inc()
+            tail = (0, GENESIS) if row["seq"] is None else (row["seq"], row["hash"])
+            continue
+        AUDIT_BATCHES.labels("written").inc()
         return entries, (entries[-1].seq, columns[11][-1])
     raise RuntimeError(f"audit log: {MAX_ATTEMPTS} appends in a row lost the race to other writers")
 

@@ -12,3 +12,8 @@ ALERT_MESSAGES = Counter(
 )
 UNITS_CHARGED = Counter("tocsin_units_charged_total", "communication units charged", ["billing"])
 ALERTS = Counter("tocsin_alerts_total", "lifecycle actions", ["kind", "action"])
+AUDIT_BATCHES = Counter(
+    "tocsin_audit_batches_total",
+    "audit batches written, and rewritten after another writer appended first",
+    ["outcome"],
+)
