@@ -201,3 +201,26 @@ async def test_previews_that_miss_together_share_one_targeting_call(harness: Har
     assert all(a == answers[0] for a in answers)
     # Nothing is left in flight: the next miss after the cache time asks targeting again.
     assert not alerts._asking
+
+
+async def test_two_writers_taking_turns_chain_after_each_other(harness: Harness) -> None:
+    from prometheus_client import REGISTRY
+
+    def raced() -> float:
+        value = REGISTRY.get_sample_value("tocsin_audit_batches_total", {"outcome": "raced"})
+        return value or 0.0
+
+    # Two processes' writers: each remembers the end it wrote, which the other then moves.
+    first, second = audit.Writer(harness.pool), audit.Writer(harness.pool)
+    before = raced()
+    written = []
+    for i in range(5):
+        for writer in (first, second):
+            draft = audit.Draft(None, "", None, "Test", f"turn{i}", "test", "OK")
+            written.append(await writer.append(draft))
+    seqs = [e.seq for e in written]
+    assert seqs == list(range(seqs[0], seqs[0] + 10))
+    # Every turn after each writer's first found the end moved, and chained again after it.
+    assert raced() - before == 8
+    verdict = await audit.verify(harness.pool)
+    assert verdict.ok, verdict.reason
