@@ -1,6 +1,6 @@
 """`make loadtest`: a stack of its own, seeded, driven by Locust headless, figures in bench/results.
 
-    python -m loadtest.run [--time 60s] [--phases mix,full] [--mix-users 10] [--users 70]
+    python -m loadtest.run [--time 60s] [--phases mix,full] [--mix-users 8] [--users 70]
                            [--spawn-rate 20] [--user-rate 20] [--alerting-processes 1]
 
 Starts `python -m stack run --no-demo` on shifted ports with a temporary data folder, seeds it
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mix-users",
         type=int,
-        default=int(os.environ.get("LOADTEST_MIX_USERS", "10")),
+        default=int(os.environ.get("LOADTEST_MIX_USERS", "8")),
         help="issuers of the mix phase, each calling back to back",
     )
     parser.add_argument("--users", type=int, default=int(os.environ.get("LOADTEST_USERS", "70")))

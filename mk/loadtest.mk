@@ -1,13 +1,13 @@
 # Load test (docs/loadtest.md): a stack of its own on shifted ports, seeded, driven by Locust
 # headless in two phases (mix: the target's measure; full: every kind of user); CSV and HTML
 # reports in bench/results/loadtest*, figures in bench/results/loadtest.json.
-# Knobs: LOADTEST_TIME (60s per phase), LOADTEST_PHASES (mix,full), LOADTEST_MIX_USERS (10),
+# Knobs: LOADTEST_TIME (60s per phase), LOADTEST_PHASES (mix,full), LOADTEST_MIX_USERS (8),
 # LOADTEST_USERS (70), LOADTEST_SPAWN_RATE (20), LOADTEST_USER_RATE (calls/s per user of the full
 # phase, 20; 0 = no wait), LOADTEST_PROCESSES (Locust processes, 1; -1 = one per CPU),
 # LOADTEST_ALERTING_PROCESSES (1).
 LOADTEST_TIME ?= 60s
 LOADTEST_PHASES ?= mix,full
-LOADTEST_MIX_USERS ?= 10
+LOADTEST_MIX_USERS ?= 8
 LOADTEST_USERS ?= 70
 LOADTEST_SPAWN_RATE ?= 20
 LOADTEST_USER_RATE ?= 20

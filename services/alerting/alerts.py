@@ -146,7 +146,8 @@ class Alerts:
         check_idempotency_key(idempotency_key)
         check_spec(spec, now=now_utc())
         await self._check_rules(entity_id=entity_id, spec=spec)
-        fingerprint = store.request_hash(spec)
+        spec_doc, infos_doc = store.spec_json(spec), store.infos_json(spec.infos)
+        fingerprint = store.request_hash(spec, spec_doc=spec_doc, infos_doc=infos_doc)
         # One statement: the insert (atomic on its own) and the row as SELECT_ALERT reads it.
         row = await self._pool.fetchrow(
             "WITH a AS (INSERT INTO alerts (id, entity_id, created_by, idempotency_key,"
@@ -160,8 +161,8 @@ class Alerts:
             idempotency_key,
             fingerprint,
             spec.kind.value,
-            store.spec_json(spec),
-            store.infos_json(spec.infos),
+            spec_doc,
+            infos_doc,
             spec.expires,
         )
         if row is not None:

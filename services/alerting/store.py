@@ -57,9 +57,19 @@ def infos_json(infos: tuple[Info, ...]) -> str:
     return json.dumps([asdict(i) for i in infos], ensure_ascii=False)
 
 
-def request_hash(spec: AlertSpec) -> str:
-    """Fingerprint of a CreateAlert request, to spot a reused idempotency key."""
-    doc = spec_json(spec) + infos_json(spec.infos) + spec.kind.value + spec.expires.isoformat()
+def request_hash(
+    spec: AlertSpec, *, spec_doc: str | None = None, infos_doc: str | None = None
+) -> str:
+    """Fingerprint of a CreateAlert request, to spot a reused idempotency key.
+
+    `spec_doc` and `infos_doc` are `spec_json(spec)` and `infos_json(spec.infos)`, if the caller
+    has them already.
+    """
+    if spec_doc is None:
+        spec_doc = spec_json(spec)
+    if infos_doc is None:
+        infos_doc = infos_json(spec.infos)
+    doc = spec_doc + infos_doc + spec.kind.value + spec.expires.isoformat()
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
