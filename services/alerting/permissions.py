@@ -51,8 +51,13 @@ def _allowed_area(territory: Polygon | MultiPolygon) -> tuple[np.ndarray, BaseGe
 
 @lru_cache(maxsize=256)
 def _territory_area(territory_geojson: str) -> tuple[np.ndarray, BaseGeometry]:
-    """The territory in metres with its tolerance, once per territory text (entities reuse it)."""
-    return _allowed_area(parse_zone(territory_geojson, field="entity.territory"))
+    """The territory in metres with its tolerance, once per territory text (entities reuse it).
+
+    Prepared (GEOS builds its index once), since every CreateAlert of the entity tests it.
+    """
+    scale, allowed = _allowed_area(parse_zone(territory_geojson, field="entity.territory"))
+    shapely.prepare(allowed)
+    return scale, allowed
 
 
 def check_alert(*, entity: EntityInfo, spec: AlertSpec, own_groups: frozenset[int]) -> None:
