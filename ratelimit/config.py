@@ -14,7 +14,7 @@ from typing import Any
 #: The built-in rules, shipped inside the package.
 DEFAULT_RULES_FILE = "default_rules.toml"
 #: Fraction of each rule's rate the limiter leaves unused unless the rules say otherwise.
-DEFAULT_HEADROOM = 0.005
+DEFAULT_HEADROOM = 0.01
 #: Headroom at or above this is refused: it would be a different rate, not a margin.
 MAX_HEADROOM = 0.2
 
