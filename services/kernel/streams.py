@@ -28,7 +28,7 @@ script call at all: the usual case, readings cost one XINFO STREAM.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -173,3 +173,36 @@ class GroupLag:
                 return counted, cursor if n == 0 else _text(reply[1]), True
             cursor = _text(reply[1])
         return counted, cursor, False
+
+
+async def trim_processed(
+    redis: aioredis.Redis,
+    stream: str,
+    groups: Sequence[Mapping[str, Any]],
+    *,
+    approximate: bool = True,
+) -> int:
+    """XTRIM the entries every group of the stream has read and acknowledged; how many went.
+
+    An entry may go once each group has delivered it (it is at or before the group's
+    last-delivered-id) and none holds it pending (before the oldest pending entry). Entries still
+    unread or unacknowledged, which a consumer may yet claim, stay; so does the group's
+    last-delivered entry itself, which `GroupLag` counts from. The trim is approximate (`~`) unless
+    told otherwise: Redis then removes only whole macro nodes (100 entries), never more than
+    asked, so it is cheap to repeat. A stream without groups is left alone: nothing is known to
+    be processed.
+    """
+    floor: StreamId | None = None
+    for group in groups:
+        bound = _sid(_text(group.get("last-delivered-id") or "0-0"))
+        if int(group.get("pending") or 0) > 0:
+            summary = await redis.xpending(stream, _text(group.get("name")))
+            oldest = summary.get("min")
+            if oldest is not None:
+                bound = min(bound, _sid(_text(oldest)))
+        floor = bound if floor is None else min(floor, bound)
+    if floor is None or floor == (0, 0):
+        return 0
+    minid = f"{floor[0]}-{floor[1]}"
+    removed: int = await redis.xtrim(stream, minid=minid, approximate=approximate)
+    return removed

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from services.kernel import keys as shared
 from services.kernel.metrics import STREAM_LAG, STREAM_LENGTH, STREAM_PENDING
-from services.kernel.streams import GroupLag
+from services.kernel.streams import GroupLag, trim_processed
 from services.sms import metrics, store
 from services.sms.control import ControlCache
 from services.sms.dispatch import OperatorDispatcher
@@ -385,7 +385,15 @@ class StreamConsumer:
                     if _text(g.get("name")) == group:
                         STREAM_PENDING.labels(stream, group).set(int(g.get("pending") or 0))
                         await self._set_lag(g)
+                await self._trim(groups)
             await asyncio.sleep(2.0)
+
+    async def _trim(self, groups: Sequence[Mapping[str, Any]]) -> None:
+        """Drop the entries every group has processed: the stream must not grow for ever."""
+        try:
+            await trim_processed(self._redis, self.cfg.stream, groups)
+        except (RedisError, OSError) as exc:
+            logger.debug("stream not trimmed: %r", exc)
 
     async def _set_lag(self, group_info: Mapping[str, Any]) -> None:
         """Redis' own `lag` (7+), else counted in Redis a little at a time (GroupLag)."""

@@ -1,4 +1,4 @@
-"""The running SMS service sets tocsin_stream_lag on the embedded Redis 6.2 (no XINFO `lag`)."""
+"""The running SMS service's stream upkeep: tocsin_stream_lag on Redis 6.2, and trimming."""
 
 from __future__ import annotations
 
@@ -38,3 +38,22 @@ async def test_the_service_reports_entries_its_group_has_not_taken(
     await wait_lag(16)
     (group,) = await redis_client.xinfo_groups(keys.SMS_STREAM)
     assert group["pending"] == 1
+
+
+async def test_the_service_trims_the_entries_it_has_processed(
+    smscs: StartSmscs, start_sms: StartSms, redis_client: aioredis.Redis
+) -> None:
+    # 250 entries of one recipient each: Redis trims whole nodes of 100 entries.
+    sims = await smscs(("opA",))
+    await start_sms(sims, smsc=sims.spec, routes="opA=32")
+    await add_work(redis_client, alert="trim", numbers=numbers(250), per_entry=1)
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                if await redis_client.xlen(keys.SMS_STREAM) <= 150:
+                    break
+                await asyncio.sleep(0.2)  # the service trims every 2 s: nothing to await on
+    except TimeoutError:
+        length = await redis_client.xlen(keys.SMS_STREAM)
+        raise AssertionError(f"the stream still holds {length} of 250 entries") from None
+    # What is never trimmed (unread, pending, the last delivered): tests/services/kernel.
