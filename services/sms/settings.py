@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from services.kernel import ServiceSettings
 
@@ -36,6 +37,17 @@ class OperatorSpec:
     name: str
     binds: tuple[BindSpec, ...]
     prefixes: tuple[str, ...]
+
+
+#: TOCSIN_SMPP_<OPERATOR>_SYSTEM_ID or _PASSWORD (not the shared TOCSIN_SMPP_SYSTEM_ID).
+_ACCOUNT_VARIABLE = re.compile(
+    r"TOCSIN_SMPP_(?P<operator>[A-Z0-9_]+)_(?P<field>SYSTEM_ID|PASSWORD)"
+)
+
+
+def env_name(operator: str) -> str:
+    """An operator's name as it appears in environment variables (as the chart writes it)."""
+    return re.sub(r"[^A-Z0-9]", "_", operator.upper())
 
 
 def _parse_routes(text: str) -> dict[str, tuple[str, ...]]:
@@ -65,7 +77,10 @@ class Settings(ServiceSettings):
     routes: str = DEFAULT_ROUTES
     # Operator for numbers no prefix matches (foreign numbers); empty: the first operator.
     default_operator: str = ""
-    # SMPP account and password used by every bind named in `smsc`.
+    # SMPP account and password of every bind, unless its operator has its own: an operator's
+    # account comes from TOCSIN_SMPP_<OPERATOR>_SYSTEM_ID / _PASSWORD (the name upper-cased, any
+    # other character than A-Z and 0-9 as `_`: what the chart's credentials Secret holds), and a
+    # bind of the operators file may name its own `system_id` / `password` above both.
     smpp_system_id: str = "tocsin"
     smpp_password: str = "secret"
     # Binds opened per operator named in `smsc`, and the window of each.
@@ -110,6 +125,24 @@ class Settings(ServiceSettings):
     # Seconds between refreshes of the cancelled/version keys of alerts in flight.
     control_refresh_s: float = Field(default=0.5, gt=0)
 
+    #: Operator environment name -> {"system_id"|"password": value}, read with the settings.
+    _accounts: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Read the per-operator SMPP accounts from the environment, once, with the rest."""
+        super().model_post_init(context)
+        accounts: dict[str, dict[str, str]] = {}
+        for key, value in os.environ.items():
+            match = _ACCOUNT_VARIABLE.fullmatch(key)
+            if match:
+                accounts.setdefault(match["operator"], {})[match["field"].lower()] = value
+        self._accounts = accounts
+
+    def account(self, operator: str) -> tuple[str, str]:
+        """The SMPP system_id and password of `operator`'s binds (its own, else the shared ones)."""
+        own = self._accounts.get(env_name(operator), {})
+        return own.get("system_id", self.smpp_system_id), own.get("password", self.smpp_password)
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         self.operators()
@@ -139,15 +172,9 @@ class Settings(ServiceSettings):
             host, colon, port = address.rpartition(":")
             if not sep or not colon or not port.isdigit():
                 raise ValueError(f"smsc {part!r} is not `operator=host:port`")
+            system_id, password = self.account(name)
             binds = tuple(
-                BindSpec(
-                    f"{name}-{i}",
-                    host,
-                    int(port),
-                    self.smpp_system_id,
-                    self.smpp_password,
-                    self.window,
-                )
+                BindSpec(f"{name}-{i}", host, int(port), system_id, password, self.window)
                 for i in range(self.binds_per_operator)
             )
             ops.append(OperatorSpec(name, binds, routes.get(name, ())))
@@ -161,13 +188,14 @@ class Settings(ServiceSettings):
         data = tomllib.loads(self.operators_file.read_text(encoding="utf-8"))
         ops: list[OperatorSpec] = []
         for name, op in data.get("operators", {}).items():
+            system_id, password = self.account(name)
             binds = tuple(
                 BindSpec(
                     str(b.get("name", f"{name}-{i}")),
                     str(b.get("host", "127.0.0.1")),
                     int(b["port"]),
-                    str(b.get("system_id", self.smpp_system_id)),
-                    str(b.get("password", self.smpp_password)),
+                    str(b.get("system_id", system_id)),
+                    str(b.get("password", password)),
                     int(b.get("window", self.window)),
                 )
                 for i, b in enumerate(op.get("binds", []))

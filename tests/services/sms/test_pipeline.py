@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 from tocsin.sms.v1 import sms_pb2
 
 from services.kernel import keys
 from tests.services.sms.conftest import (
+    Smscs,
     StartSms,
     StartSmscs,
     add_work,
@@ -229,3 +231,30 @@ async def test_cancelling_an_alert_stops_its_retries(
     assert counts == {"cancelled": 30}
     assert sims.messages() == {}
     await wait_acknowledged(redis_client)
+
+
+async def test_each_operator_binds_with_its_own_account(
+    smscs: StartSmscs,
+    start_sms: StartSms,
+    redis_client: aioredis.Redis,
+    pg_pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two operators' SMSCs, each accepting only its own account (as the chart's Secret gives).
+    first = await smscs(("opA",), system_id="be-alert-a", password="pw-a")
+    second = await smscs(("opB",), system_id="be-alert-b", password="pw-b")
+    sims = Smscs({**first.by_name, **second.by_name})
+    monkeypatch.setenv("TOCSIN_SMPP_OPA_SYSTEM_ID", "be-alert-a")
+    monkeypatch.setenv("TOCSIN_SMPP_OPA_PASSWORD", "pw-a")
+    monkeypatch.setenv("TOCSIN_SMPP_OPB_SYSTEM_ID", "be-alert-b")
+    monkeypatch.setenv("TOCSIN_SMPP_OPB_PASSWORD", "pw-b")
+    await start_sms(sims, routes="opA=3247;opB=3249")
+    dest = numbers(40)[::3] + numbers(40)[1::3]  # +32470… to opA, +32490… to opB
+    await add_work(redis_client, alert=ALERT, numbers=dest)
+
+    counts = await wait_outcomes(pg_pool, alert=ALERT, total=len(dest), states=["delivered"])
+
+    assert counts == {"delivered": len(dest)}
+    assert sims.by_name["opA"].messages
+    assert sims.by_name["opB"].messages
+    assert sims.messages() == dict.fromkeys(dest, 1)

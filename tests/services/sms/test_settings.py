@@ -96,3 +96,35 @@ def test_bad_settings_name_their_variable(
 )
 def test_e164(number: str, valid: bool) -> None:
     assert is_e164(number) is valid
+
+
+def test_each_operator_may_have_its_own_smpp_account(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TOCSIN_SMSC", "proximus=127.0.0.1:2775,base-be=127.0.0.1:2777")
+    monkeypatch.setenv("TOCSIN_SMPP_SYSTEM_ID", "shared")
+    monkeypatch.setenv("TOCSIN_SMPP_PROXIMUS_SYSTEM_ID", "px-account")
+    monkeypatch.setenv("TOCSIN_SMPP_PROXIMUS_PASSWORD", "px-password")
+    monkeypatch.setenv("TOCSIN_SMPP_BASE_BE_PASSWORD", "base-password")  # `base-be` as the chart
+    ops = {op.name: op for op in load_settings(Settings, **STORES).operators()}
+
+    assert {(b.system_id, b.password) for b in ops["proximus"].binds} == {
+        ("px-account", "px-password")
+    }
+    assert {(b.system_id, b.password) for b in ops["base-be"].binds} == {
+        ("shared", "base-password")
+    }
+    # A bind of the operators file that names its own account keeps it.
+    path = tmp_path / "operators.toml"
+    path.write_text(
+        """
+        [operators.proximus]
+        binds = [{port = 2775}, {port = 2775, system_id = "px-bind-1", password = "b1"}]
+        """,
+        encoding="utf-8",
+    )
+    (proximus,) = load_settings(Settings, operators_file=path, **STORES).operators()
+    assert [(b.system_id, b.password) for b in proximus.binds] == [
+        ("px-account", "px-password"),
+        ("px-bind-1", "b1"),
+    ]
