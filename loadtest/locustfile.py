@@ -19,23 +19,16 @@ import grpc.experimental.gevent as grpc_gevent
 # grpc's core must poll through gevent before any channel exists (Locust has monkey-patched).
 grpc_gevent.init_gevent()
 
-import os  # noqa: E402
-
-import gevent  # noqa: E402
-
-# Each blocking gRPC call waits for its completion in a thread of gevent's hub threadpool, which
-# holds 10 threads by default: more users than that queue inside Locust, and the queue shows up in
-# every latency. One thread per user (LOADTEST_THREADS, default 128) keeps the measure honest.
-gevent.get_hub().threadpool.maxsize = int(os.environ.get("LOADTEST_THREADS", "128"))
-
 import gc  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import random  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import gevent  # noqa: E402
 import grpc  # noqa: E402
 from locust import User, between, constant_throughput, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
@@ -64,8 +57,13 @@ def _seed() -> dict[str, Any]:
 
 SEED = _seed()
 
-# Locust's own collector pauses would show up as latency of whatever calls were in flight: the
-# young generation is collected less often (as in the services, services/kernel/serve.py).
+# What Locust itself adds to each call's latency, kept out of the measure:
+# - Each blocking gRPC call waits for its completion in a thread of gevent's hub threadpool, which
+#   holds 10 threads by default: more users than that queue inside Locust. One thread per user
+#   (LOADTEST_THREADS, default 128).
+# - Collector pauses: the young generation is collected less often (as in the services,
+#   services/kernel/serve.py).
+gevent.get_hub().threadpool.maxsize = int(os.environ.get("LOADTEST_THREADS", "128"))
 gc.set_threshold(20_000, *gc.get_threshold()[1:])
 _tokens = itertools.cycle(SEED["tokens"])
 #: The draft every CreateAlert asks for (the seed's zone, SMS, kind test).

@@ -247,14 +247,9 @@ class Alerts:
             return await asyncio.shield(asking)
         asking = asyncio.ensure_future(self._audience(alert))
         self._asking[key] = asking
-        try:
-            found = await asyncio.shield(asking)
-        finally:
-            if asking.done():
-                self._asking.pop(key, None)
-            else:
-                # This caller hung up: the others still wait on it; forget it once it is done.
-                asking.add_done_callback(lambda _f: self._asking.pop(key, None))
+        # Forgotten once answered, even if this caller hangs up while others still wait on it.
+        asking.add_done_callback(lambda _f: self._asking.pop(key, None))
+        found = await asyncio.shield(asking)
         now = self._clock()
         if len(self._audiences) >= MAX_CACHED:
             live = {k: v for k, v in self._audiences.items() if now < v[0]}

@@ -57,18 +57,12 @@ def infos_json(infos: tuple[Info, ...]) -> str:
     return json.dumps([asdict(i) for i in infos], ensure_ascii=False)
 
 
-def request_hash(
-    spec: AlertSpec, *, spec_doc: str | None = None, infos_doc: str | None = None
-) -> str:
+def request_hash(spec: AlertSpec, *, spec_doc: str, infos_doc: str) -> str:
     """Fingerprint of a CreateAlert request, to spot a reused idempotency key.
 
-    `spec_doc` and `infos_doc` are `spec_json(spec)` and `infos_json(spec.infos)`, if the caller
-    has them already.
+    `spec_doc` and `infos_doc` are `spec_json(spec)` and `infos_json(spec.infos)`, which the
+    caller stores too.
     """
-    if spec_doc is None:
-        spec_doc = spec_json(spec)
-    if infos_doc is None:
-        infos_doc = infos_json(spec.infos)
     doc = spec_doc + infos_doc + spec.kind.value + spec.expires.isoformat()
     return hashlib.sha256(doc.encode()).hexdigest()
 
@@ -82,15 +76,10 @@ def parse_infos(value: Any) -> tuple[Info, ...]:
     return tuple(Info(**i) for i in _json(value))
 
 
-def counts(row: asyncpg.Record, spec: dict[str, Any] | None = None) -> tuple[ChannelCounts, ...]:
-    """Progress per channel stored with the alert (channels in the spec's order).
-
-    `spec` is the row's spec already parsed, if the caller has it.
-    """
+def counts(row: asyncpg.Record, spec: dict[str, Any]) -> tuple[ChannelCounts, ...]:
+    """Progress per channel stored with the alert, in the order of `spec` (the row's, parsed)."""
     targeted = _json(row["targeted"])
     progress = _json(row["progress"])
-    if spec is None:
-        spec = _json(row["spec"])
     out = []
     for name in spec["channels"]:
         seen = progress.get(name, {})

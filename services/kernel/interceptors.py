@@ -38,8 +38,8 @@ class ErrorInterceptor(ServerInterceptor):
 
     def __init__(self, *, service: str) -> None:
         self._service = service
-        #: full method name -> the handler as wrapped (None: passed through unwrapped).
-        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
+        #: full method name -> the handler as wrapped (health and reflection are never wrapped).
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         #: method -> its duration histogram child.
         self._durations: dict[str, Any] = {}
         #: (method, status name) -> its request counter child.
@@ -106,13 +106,9 @@ class ErrorInterceptor(ServerInterceptor):
         logger.error("%s failed unexpectedly", method, exc_info=exc)
         await ctx.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
 
-    def _guard(self, ctx: grpc.aio.ServicerContext[Any, Any], method: str) -> _Guard:
-        """Around one call: its request id, its status mapped and counted."""
-        return _Guard(self, ctx, method)
-
     def _wrap_unary(self, behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
         async def wrapper(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            async with self._guard(ctx, method):
+            async with _Guard(self, ctx, method):
                 return await behaviour(request, ctx)
 
         return wrapper
@@ -121,7 +117,7 @@ class ErrorInterceptor(ServerInterceptor):
         async def wrapper(
             request: Any, ctx: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            async with self._guard(ctx, method):
+            async with _Guard(self, ctx, method):
                 async for item in behaviour(request, ctx):
                     yield item
 
@@ -129,7 +125,10 @@ class ErrorInterceptor(ServerInterceptor):
 
 
 class _Guard:
-    """The async context manager of `ErrorInterceptor._guard` (a class: it runs on every call)."""
+    """Around one call: its request id, its status mapped and counted.
+
+    A class rather than a generator-based context manager: it runs on every call.
+    """
 
     __slots__ = ("_ctx", "_method", "_owner", "_started", "_token")
 
