@@ -83,9 +83,10 @@ class HealthReporter:
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
+        # The gauge first: whoever sees the new status on the health service finds it in /metrics.
+        SERVING.labels(self._service).set(1 if serving else 0)
         for name in self._names:
             await self.servicer.set(name, status)
-        SERVING.labels(self._service).set(1 if serving else 0)
 
     async def run(self, *, interval: float) -> None:
         """Probe forever, every `interval` seconds."""

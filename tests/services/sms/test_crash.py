@@ -104,6 +104,13 @@ async def test_worker_processes_share_the_group_and_stop_with_the_first(
     )
     await watch_until(service.target, health_pb2.HealthCheckResponse.SERVING)
     workers = psutil.Process(service.popen.pid).children()
+    # The worker starts after the first process serves: work added before it reads could all go
+    # to the first. A consumer joins the group with its first read, even of nothing.
+    async with asyncio.timeout(30):
+        while True:
+            if len(await redis_client.xinfo_consumers(keys.SMS_STREAM, keys.SMS_GROUP)) >= 2:
+                break
+            await asyncio.sleep(0.1)  # polling Redis: there is nothing to await on
     dest = numbers(6000)
     await add_work(redis_client, alert=ALERT, numbers=dest, per_entry=100)
 
