@@ -20,11 +20,9 @@ def _processes_mentioning(text: str) -> list[str]:
     return [line for line in result.stdout.splitlines() if "pgrep" not in line]
 
 
-@pytest.mark.timeout(180)
-def test_run_serves_every_service_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
-    var = tmp_path / "var"
+def _start(var: Path, offset: int) -> tuple[subprocess.Popen[str], str]:
+    """`python -m stack run` on shifted ports; its output up to `tocsin: ready` (or its end)."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    offset = random.randrange(1000, 9000, 10)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -46,12 +44,31 @@ def test_run_serves_every_service_and_ctrl_c_leaves_nothing(tmp_path: Path) -> N
     )
     assert proc.stdout is not None
     lines: list[str] = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("tocsin: ready"):
+            break
+    return proc, "".join(lines)
+
+
+def _port_taken(var: Path) -> bool:
+    """Whether a service of a stack that did not start found its port taken by another socket."""
+    return any("Failed to bind" in log.read_text() for log in (var / "log").glob("*.log"))
+
+
+@pytest.mark.timeout(180)
+def test_run_serves_every_service_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    # Shifted ports lie in the ephemeral range, where any client socket of this machine may sit:
+    # a stack that could not bind is started again on other ports (the supervisor's own report
+    # of it is what the first assertion below shows when it is something else).
+    for attempt in range(3):
+        var = tmp_path / f"var{attempt}"
+        offset = random.randrange(1000, 9000, 10)
+        proc, output = _start(var, offset)
+        if "tocsin: ready" in output or not _port_taken(var):
+            break
+        proc.communicate(timeout=60)
     try:
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("tocsin: ready"):
-                break
-        output = "".join(lines)
         assert "tocsin: ready" in output, output
         for spec in SERVICES:
             if spec.exists():

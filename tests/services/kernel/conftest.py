@@ -63,7 +63,9 @@ def start_service() -> Iterator[object]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(name: str, *, database_url: str, redis_url: str, **env: str) -> ServiceProcess:
-        grpc_port, metrics_port = free_port(), free_port()
+        grpc_port = free_port()
+        # The caller may choose the metrics port (0: any free one, for itself and its workers).
+        metrics_port = int(env.pop("TOCSIN_METRICS_PORT", None) or free_port())
         popen = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
             env=service_env(

@@ -101,6 +101,9 @@ async def test_worker_processes_share_the_group_and_stop_with_the_first(
         TOCSIN_WORKERS="2",
         TOCSIN_READ_COUNT="1",
         TOCSIN_LOG_LEVEL="WARNING",
+        # Metrics on free ports: a worker exports on the first's port + 1, which a busy machine
+        # may have given to some other socket (the worker then exits at start).
+        TOCSIN_METRICS_PORT="0",
     )
     await watch_until(service.target, health_pb2.HealthCheckResponse.SERVING)
     workers = psutil.Process(service.popen.pid).children()
