@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -75,6 +75,9 @@ class SubmitRequest:
     registered_delivery: bool = True  # ask the SMSC for a delivery receipt
     reference: int | None = None  # concatenation reference; None draws the client's next one
     segments: frozenset[int] | None = None  # 0-based segment indexes to send; None sends all
+    #: Awaited before each submit_sm is written, once the bind is up and the window has room: the
+    #: caller's rate limit, which operators count in PDUs (a text of N segments is N of them).
+    pace: Callable[[], Awaitable[None]] | None = None
 
     def retry(self, result: SubmitResult) -> SubmitRequest:
         """The request that resubmits only the segments `result` did not get accepted."""
@@ -329,11 +332,11 @@ class SmppClient:
 
         if n == 1 and (wanted is None or 0 in wanted):
             # One segment, the common case: no list of jobs, no gather, no ranking.
-            status, mid = await self._submit_segment(segment(encoded.parts[0]))
+            status, mid = await self._submit_segment(segment(encoded.parts[0]), req.pace)
             ok = status == _ROK
             return SubmitResult(_outcome(status), [mid if ok else ""], status, ref, [status])
         jobs = [
-            self._submit_segment(segment(part))
+            self._submit_segment(segment(part), req.pace)
             for i, part in enumerate(encoded.parts)
             if wanted is None or i in wanted
         ]
@@ -351,17 +354,26 @@ class SmppClient:
         """Submit several requests concurrently (bounded by the window); results in order."""
         return list(await asyncio.gather(*(self.submit(r) for r in reqs)))
 
-    async def _submit_segment(self, pdu: P.SubmitSm) -> tuple[int, str]:
+    async def _submit_segment(
+        self, pdu: P.SubmitSm, pace: Callable[[], Awaitable[None]] | None
+    ) -> tuple[int, str]:
         window = self._window
         if window is None:
             raise RuntimeError("SmppClient.start() was not called")
         async with window:
+            paced = False
             while True:
                 if self.closing:
                     return -1, ""
                 session = self._tx.session
                 if session is not None and session.is_open:
-                    break
+                    if pace is None or paced:
+                        break
+                    # The token is taken for this PDU only once it can be written at once; the
+                    # bind may have dropped while waiting for the slot, so look again.
+                    await pace()
+                    paced = True
+                    continue
                 await self._wait_tx_or_close()
             seq = session.next_sequence()
             pdu.sequence = seq

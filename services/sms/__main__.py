@@ -70,6 +70,7 @@ class SmppBind:
                     text=submission.text,
                     reference=submission.reference,
                     segments=submission.segments,
+                    pace=submission.pace,
                 )
             )
         except ValueError:

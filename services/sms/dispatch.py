@@ -1,5 +1,5 @@
-"""Submission to one operator: senders take tokens, submit over the least loaded bind, and sort
-the answer into submitted, retry later, or failed.
+"""Submission to one operator: senders submit over the least loaded bind, which takes a token
+before each segment's submit_sm, and sort the answer into submitted, retry later, or failed.
 
 A job holds a slot of the durability window from just before its submission until its state is
 written: so at most that many messages are at an SMSC without a durable trace, which bounds what
@@ -113,7 +113,6 @@ class OperatorDispatcher:
                 continue
             await self._slots.acquire()
             try:
-                await self._pacer.take()
                 bind = self._pick()
                 if job.missing is None:
                     job.attempts += 1
@@ -125,6 +124,8 @@ class OperatorDispatcher:
                         text=job.text,
                         reference=job.reference,
                         segments=job.missing,
+                        # One token per submit_sm: the bind takes it before writing each segment.
+                        pace=self._pacer.take,
                     )
                 )
             except BaseException:

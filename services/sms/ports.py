@@ -23,13 +23,18 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Submission:
-    """One text to one number; `segments` limits a resubmission to what is missing."""
+    """One text to one number; `segments` limits a resubmission to what is missing.
+
+    `pace` is awaited before each submit_sm the bind writes: one rate-limit token per segment,
+    since an operator's link limit counts submit_sm PDUs, not messages.
+    """
 
     destination: str
     source: str
     text: str
     reference: int | None = None
     segments: frozenset[int] | None = None
+    pace: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
