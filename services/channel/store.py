@@ -1,4 +1,11 @@
-"""PostgreSQL access of the SMS service: every write is one statement over arrays (no row loops)."""
+"""PostgreSQL access of the channel worker: every write is one statement over arrays (no row loops).
+
+Every channel has two tables of one shape (migrations/0003_sms.sql, 0010_channel.sql):
+`<channel>_messages`, one row per recipient of an alert version, and `<channel>_message_ids`,
+the operator's references that lead a late answer (receipt) back to its row. Columns keep the
+names SMS gave them: `operator` is the route, `segments` the units, `message_ids` the references,
+`bind` the connection that carried the delivery.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +15,13 @@ from dataclasses import dataclass
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from services.sms.model import State
+from services.channel.model import State
 
 # Recipients to send: rows new to this call, plus rows still queued from an earlier attempt
 # (a re-delivered or claimed entry, or an API batch). DO UPDATE, not DO NOTHING: it waits for a
 # concurrent writer of the row and then sees its committed state.
 _QUEUE = """
-INSERT INTO sms_messages AS m (alert, version, address, operator, segments)
+INSERT INTO {messages} AS m (alert, version, address, operator, segments)
 SELECT DISTINCT ON (alert, version, address) alert, version, address, operator, segments
 FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[])
     AS u(alert, version, address, operator, segments)
@@ -24,7 +31,7 @@ RETURNING alert, version, address
 """
 
 _SUBMITTED = """
-UPDATE sms_messages m
+UPDATE {messages} m
 SET state = 'submitted', message_ids = string_to_array(u.ids, ' '), bind = u.bind,
     attempts = u.attempts, submitted_at = to_timestamp(u.at)
 FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[])
@@ -34,7 +41,7 @@ WHERE m.alert = u.alert AND m.version = u.version AND m.address = u.address
 """
 
 _MESSAGE_IDS = """
-INSERT INTO sms_message_ids (operator, message_id, alert, version, address)
+INSERT INTO {ids} (operator, message_id, alert, version, address)
 SELECT u.operator, mid, u.alert, u.version, u.address
 FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[])
     AS u(operator, alert, version, address, ids),
@@ -47,7 +54,7 @@ SET alert = EXCLUDED.alert, version = EXCLUDED.version, address = EXCLUDED.addre
 # Outcomes reached without a receipt (failed, expired, cancelled, superseded); never overwrites
 # a row that already left `queued`.
 _FINAL = """
-INSERT INTO sms_messages AS m
+INSERT INTO {messages} AS m
     (alert, version, address, operator, segments, state, error, attempts, done_at)
 SELECT alert, version, address, operator, segments, state, nullif(error, ''), attempts,
        to_timestamp(at)
@@ -70,9 +77,9 @@ WITH u AS (
         WITH ORDINALITY AS u(operator, mid, state, error, at, idx)
 ), r AS (
     SELECT u.idx, u.state, u.error, u.at, i.alert, i.version, i.address
-    FROM u JOIN sms_message_ids i ON i.operator = u.operator AND i.message_id = u.mid
+    FROM u JOIN {ids} i ON i.operator = u.operator AND i.message_id = u.mid
 ), upd AS (
-    UPDATE sms_messages m
+    UPDATE {messages} m
     SET state = r.state, error = nullif(r.error, ''), done_at = to_timestamp(r.at)
     FROM r
     WHERE m.alert = r.alert AND m.version = r.version AND m.address = r.address
@@ -88,6 +95,56 @@ SELECT 1, operator, state, NULL, array_agg(latency) FROM upd GROUP BY operator, 
 """
 
 
+# Units count once the recipient reached an operator, whatever came after.
+_COUNTS = """
+SELECT version, state, count(*) AS n,
+       sum(segments) FILTER (WHERE state IN ('submitted', 'delivered')
+                                OR (state IN ('failed', 'expired')
+                                    AND submitted_at IS NOT NULL)) AS units
+FROM {messages}
+WHERE alert = $1 AND ($2::int IS NULL OR version = $2)
+GROUP BY version, state
+ORDER BY version
+"""
+
+_MESSAGE = """
+SELECT alert, version, address, operator, segments, state, error, attempts
+FROM {messages} WHERE alert = $1 AND address = $2
+ORDER BY version DESC LIMIT 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """The statements of one channel's tables."""
+
+    channel: str
+    queue: str
+    submitted: str
+    message_ids: str
+    final: str
+    receipts: str
+    counts: str
+    message: str
+
+    @classmethod
+    def of(cls, channel: str) -> Tables:
+        """The statements over `<channel>_messages` and `<channel>_message_ids`."""
+        if not channel.isidentifier() or not channel.islower():
+            raise ValueError(f"channel name {channel!r} must be a lower-case identifier")
+        names = {"messages": f"{channel}_messages", "ids": f"{channel}_message_ids"}
+        return cls(
+            channel=channel,
+            queue=_QUEUE.format(**names),
+            submitted=_SUBMITTED.format(**names),
+            message_ids=_MESSAGE_IDS.format(**names),
+            final=_FINAL.format(**names),
+            receipts=_RECEIPTS.format(**names),
+            counts=_COUNTS.format(**names),
+            message=_MESSAGE.format(**names),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ReceiptResult:
     """What applying a batch of receipts did."""
@@ -100,6 +157,7 @@ class ReceiptResult:
 
 async def queue(
     conn: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy,
+    tables: Tables,
     *,
     alerts: Sequence[str],
     versions: Sequence[int],
@@ -108,7 +166,7 @@ async def queue(
     segments: Sequence[int],
 ) -> set[tuple[str, int, str]]:
     """Record recipients as queued; return those to send (new, or still queued from before)."""
-    rows = await conn.fetch(_QUEUE, alerts, versions, addresses, operators, segments)
+    rows = await conn.fetch(tables.queue, alerts, versions, addresses, operators, segments)
     return {(r[0], r[1], r[2]) for r in rows}
 
 
@@ -145,12 +203,14 @@ class Writes:
         return cls(*([] for _ in range(22)))
 
 
-async def write(conn: asyncpg.Connection | PoolConnectionProxy, w: Writes) -> ReceiptResult:
+async def write(
+    conn: asyncpg.Connection | PoolConnectionProxy, tables: Tables, w: Writes
+) -> ReceiptResult:
     """Write submissions, final states and receipts in one transaction, in that order."""
     async with conn.transaction():
         if w.sub_alert:
             await conn.execute(
-                _SUBMITTED,
+                tables.submitted,
                 w.sub_alert,
                 w.sub_version,
                 w.sub_address,
@@ -160,11 +220,16 @@ async def write(conn: asyncpg.Connection | PoolConnectionProxy, w: Writes) -> Re
                 w.sub_at,
             )
             await conn.execute(
-                _MESSAGE_IDS, w.sub_operator, w.sub_alert, w.sub_version, w.sub_address, w.sub_ids
+                tables.message_ids,
+                w.sub_operator,
+                w.sub_alert,
+                w.sub_version,
+                w.sub_address,
+                w.sub_ids,
             )
         if w.fin_alert:
             await conn.execute(
-                _FINAL,
+                tables.final,
                 w.fin_alert,
                 w.fin_version,
                 w.fin_address,
@@ -177,7 +242,9 @@ async def write(conn: asyncpg.Connection | PoolConnectionProxy, w: Writes) -> Re
             )
         if not w.rc_mid:
             return ReceiptResult([], {})
-        rows = await conn.fetch(_RECEIPTS, w.rc_operator, w.rc_mid, w.rc_state, w.rc_error, w.rc_at)
+        rows = await conn.fetch(
+            tables.receipts, w.rc_operator, w.rc_mid, w.rc_state, w.rc_error, w.rc_at
+        )
     unmatched: list[int] = []
     changed: dict[tuple[str, str], list[float]] = {}
     for r in rows:
@@ -189,23 +256,10 @@ async def write(conn: asyncpg.Connection | PoolConnectionProxy, w: Writes) -> Re
 
 
 async def counts(
-    pool: asyncpg.Pool, *, alert: str, version: int | None
+    pool: asyncpg.Pool, tables: Tables, *, alert: str, version: int | None
 ) -> dict[int, tuple[dict[State, int], int]]:
-    """Per version: recipients per state, and segments accepted by SMSCs."""
-    rows = await pool.fetch(
-        """
-        SELECT version, state, count(*) AS n,
-               sum(segments) FILTER (WHERE state IN ('submitted', 'delivered')
-                                        OR (state IN ('failed', 'expired')
-                                            AND submitted_at IS NOT NULL)) AS units
-        FROM sms_messages
-        WHERE alert = $1 AND ($2::int IS NULL OR version = $2)
-        GROUP BY version, state
-        ORDER BY version
-        """,
-        alert,
-        version,
-    )
+    """Per version: recipients per state, and units handed to operators."""
+    rows = await pool.fetch(tables.counts, alert, version)
     out: dict[int, tuple[dict[State, int], int]] = {}
     for r in rows:
         per_state, units = out.get(r["version"], ({}, 0))
@@ -214,15 +268,9 @@ async def counts(
     return out
 
 
-async def message(pool: asyncpg.Pool, *, alert: str, address: str) -> asyncpg.Record | None:
+async def message(
+    pool: asyncpg.Pool, tables: Tables, *, alert: str, address: str
+) -> asyncpg.Record | None:
     """The newest version's row of one recipient, or None."""
-    row: asyncpg.Record | None = await pool.fetchrow(
-        """
-        SELECT alert, version, address, operator, segments, state, error, attempts
-        FROM sms_messages WHERE alert = $1 AND address = $2
-        ORDER BY version DESC LIMIT 1
-        """,
-        alert,
-        address,
-    )
+    row: asyncpg.Record | None = await pool.fetchrow(tables.message, alert, address)
     return row
