@@ -9,7 +9,7 @@ names SMS gave them: `operator` is the route, `segments` the units, `message_ids
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -30,14 +30,22 @@ WHERE m.state = 'queued'
 RETURNING alert, version, address
 """
 
+# Answers the progress moves (docs/channel.md): per alert version, rows and units submitted.
 _SUBMITTED = """
-UPDATE {messages} m
-SET state = 'submitted', message_ids = string_to_array(u.ids, ' '), bind = u.bind,
-    attempts = u.attempts, submitted_at = to_timestamp(u.at)
-FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[])
-    AS u(alert, version, address, ids, bind, attempts, at)
-WHERE m.alert = u.alert AND m.version = u.version AND m.address = u.address
-  AND m.state = 'queued'
+WITH upd AS (
+    UPDATE {messages} m
+    SET state = 'submitted', message_ids = string_to_array(u.ids, ' '), bind = u.bind,
+        attempts = u.attempts, submitted_at = to_timestamp(u.at)
+    FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[],
+                $7::float8[])
+        AS u(alert, version, address, ids, bind, attempts, at)
+    WHERE m.alert = u.alert AND m.version = u.version AND m.address = u.address
+      AND m.state = 'queued'
+    RETURNING m.alert, m.version, m.segments
+)
+SELECT alert, version, NULL::text AS old, 'submitted' AS state, count(*) AS n,
+       sum(segments) AS units
+FROM upd GROUP BY alert, version
 """
 
 _MESSAGE_IDS = """
@@ -51,26 +59,35 @@ ON CONFLICT (operator, message_id) DO UPDATE
 SET alert = EXCLUDED.alert, version = EXCLUDED.version, address = EXCLUDED.address
 """
 
-# Outcomes reached without a receipt (failed, expired, cancelled, superseded); never overwrites
-# a row that already left `queued`.
+# Outcomes reached without a receipt (failed, expired, cancelled, superseded, or delivered at
+# once); never overwrites a row that already left `queued`. Answers the progress moves: a
+# recipient delivered at once reached an operator, so its units count.
 _FINAL = """
-INSERT INTO {messages} AS m
-    (alert, version, address, operator, segments, state, error, attempts, done_at)
-SELECT alert, version, address, operator, segments, state, nullif(error, ''), attempts,
-       to_timestamp(at)
-FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
-            $8::int[], $9::float8[])
-    AS u(alert, version, address, operator, segments, state, error, attempts, at)
-ON CONFLICT (alert, version, address) DO UPDATE
-SET state = EXCLUDED.state, error = EXCLUDED.error, attempts = EXCLUDED.attempts,
-    done_at = EXCLUDED.done_at
-WHERE m.state = 'queued'
+WITH ins AS (
+    INSERT INTO {messages} AS m
+        (alert, version, address, operator, segments, state, error, attempts, done_at)
+    SELECT alert, version, address, operator, segments, state, nullif(error, ''), attempts,
+           to_timestamp(at)
+    FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
+                $7::text[], $8::int[], $9::float8[])
+        AS u(alert, version, address, operator, segments, state, error, attempts, at)
+    ON CONFLICT (alert, version, address) DO UPDATE
+    SET state = EXCLUDED.state, error = EXCLUDED.error, attempts = EXCLUDED.attempts,
+        done_at = EXCLUDED.done_at
+    WHERE m.state = 'queued'
+    RETURNING m.alert, m.version, m.state, m.segments
+)
+SELECT alert, version, NULL::text AS old, state, count(*) AS n,
+       coalesce(sum(segments) FILTER (WHERE state IN ('submitted', 'delivered')), 0) AS units
+FROM ins GROUP BY alert, version, state
 """
 
 # Receipts. Returns few rows whatever the batch size: one (kind 0) with the 1-based positions of
-# the receipts that found no row, and one per (operator, new state) (kind 1) with the seconds
-# from submission to receipt of each row changed. A failure receipt may overwrite `delivered`
-# (another segment of the text failed).
+# the receipts that found no row, one per (operator, new state) (kind 1) with the seconds from
+# submission to receipt of each row changed, and one per (alert, version, old, new state)
+# (kind 2) with the progress moves. A failure receipt may overwrite `delivered` (another
+# segment of the text failed). The old state comes from the table joined again (`o`), which
+# shows the row as it was before this statement.
 _RECEIPTS = """
 WITH u AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])
@@ -81,18 +98,45 @@ WITH u AS (
 ), upd AS (
     UPDATE {messages} m
     SET state = r.state, error = nullif(r.error, ''), done_at = to_timestamp(r.at)
-    FROM r
+    FROM r JOIN {messages} o
+        ON o.alert = r.alert AND o.version = r.version AND o.address = r.address
     WHERE m.alert = r.alert AND m.version = r.version AND m.address = r.address
       AND r.state <> ''
-      AND (m.state = 'submitted' OR (m.state = 'delivered' AND r.state <> 'delivered'))
-    RETURNING m.operator, m.state, r.at - extract(epoch FROM m.submitted_at)::float8 AS latency
+      AND (o.state = 'submitted' OR (o.state = 'delivered' AND r.state <> 'delivered'))
+    RETURNING m.operator, m.alert, m.version, o.state AS old, m.state, m.segments,
+              r.at - extract(epoch FROM m.submitted_at)::float8 AS latency
 )
 SELECT 0 AS kind, NULL::text AS operator, NULL::text AS state,
-       array_agg(u.idx::int) AS unmatched, NULL::float8[] AS latencies
+       array_agg(u.idx::int) AS unmatched, NULL::float8[] AS latencies,
+       NULL::text AS alert, NULL::int AS version, NULL::text AS old, NULL::bigint AS n,
+       NULL::bigint AS units
 FROM u WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.idx = u.idx)
 UNION ALL
-SELECT 1, operator, state, NULL, array_agg(latency) FROM upd GROUP BY operator, state
+SELECT 1, operator, state, NULL, array_agg(latency), NULL, NULL, NULL, NULL, NULL
+FROM upd GROUP BY operator, state
+UNION ALL
+SELECT 2, NULL, state, NULL, NULL, alert, version, old, count(*), sum(segments)
+FROM upd GROUP BY alert, version, old, state
 """
+
+# Progress moves, summed per (alert, version, state), in key order so that two writers lock the
+# counter rows in the same order; then one notification per alert, sent at commit.
+_PROGRESS = """
+WITH moved AS (
+    INSERT INTO channel_progress AS p (alert, version, channel, state, recipients, units)
+    SELECT alert, version, $1, state, sum(n), sum(units)
+    FROM unnest($2::text[], $3::int[], $4::text[], $5::bigint[], $6::bigint[])
+        AS u(alert, version, state, n, units)
+    GROUP BY alert, version, state
+    ORDER BY alert, version, state
+    ON CONFLICT (alert, version, channel, state) DO UPDATE
+    SET recipients = p.recipients + EXCLUDED.recipients, units = p.units + EXCLUDED.units
+    RETURNING alert
+)
+SELECT pg_notify($7, alert) FROM (SELECT DISTINCT alert FROM moved) AS a
+"""
+#: The PostgreSQL notification channel of progress moves; the payload is the alert id.
+PROGRESS_CHANNEL = "tocsin_progress"
 
 
 # Units count once the recipient reached an operator, whatever came after.
@@ -124,6 +168,7 @@ class Tables:
     message_ids: str
     final: str
     receipts: str
+    progress: str
     counts: str
     message: str
 
@@ -140,6 +185,7 @@ class Tables:
             message_ids=_MESSAGE_IDS.format(**names),
             final=_FINAL.format(**names),
             receipts=_RECEIPTS.format(**names),
+            progress=_PROGRESS,
             counts=_COUNTS.format(**names),
             message=_MESSAGE.format(**names),
         )
@@ -203,21 +249,52 @@ class Writes:
         return cls(*([] for _ in range(22)))
 
 
+class _Moves:
+    """Progress moves of one transaction, as columns of (alert, version, state, n, units)."""
+
+    def __init__(self) -> None:
+        self.alert: list[str] = []
+        self.version: list[int] = []
+        self.state: list[str] = []
+        self.n: list[int] = []
+        self.units: list[int] = []
+
+    def add(self, rows: Iterable[asyncpg.Record]) -> None:
+        """Moves as the statements answer them: `old` loses what `state` gains (None: queued)."""
+        for r in rows:
+            n, units = int(r["n"]), int(r["units"] or 0)
+            self._one(r["alert"], r["version"], r["state"], n, units)
+            if r["old"] is not None:
+                self._one(r["alert"], r["version"], r["old"], -n, -units)
+
+    def _one(self, alert: str, version: int, state: str, n: int, units: int) -> None:
+        self.alert.append(alert)
+        self.version.append(version)
+        self.state.append(state)
+        self.n.append(n)
+        self.units.append(units)
+
+
 async def write(
     conn: asyncpg.Connection | PoolConnectionProxy, tables: Tables, w: Writes
 ) -> ReceiptResult:
-    """Write submissions, final states and receipts in one transaction, in that order."""
+    """Write submissions, final states and receipts in one transaction, in that order, and the
+    progress counters they move; watchers are notified at commit."""
+    moves = _Moves()
+    rows: list[asyncpg.Record] = []
     async with conn.transaction():
         if w.sub_alert:
-            await conn.execute(
-                tables.submitted,
-                w.sub_alert,
-                w.sub_version,
-                w.sub_address,
-                w.sub_ids,
-                w.sub_bind,
-                w.sub_attempts,
-                w.sub_at,
+            moves.add(
+                await conn.fetch(
+                    tables.submitted,
+                    w.sub_alert,
+                    w.sub_version,
+                    w.sub_address,
+                    w.sub_ids,
+                    w.sub_bind,
+                    w.sub_attempts,
+                    w.sub_at,
+                )
             )
             await conn.execute(
                 tables.message_ids,
@@ -228,29 +305,42 @@ async def write(
                 w.sub_ids,
             )
         if w.fin_alert:
-            await conn.execute(
-                tables.final,
-                w.fin_alert,
-                w.fin_version,
-                w.fin_address,
-                w.fin_operator,
-                w.fin_segments,
-                w.fin_state,
-                w.fin_error,
-                w.fin_attempts,
-                w.fin_at,
+            moves.add(
+                await conn.fetch(
+                    tables.final,
+                    w.fin_alert,
+                    w.fin_version,
+                    w.fin_address,
+                    w.fin_operator,
+                    w.fin_segments,
+                    w.fin_state,
+                    w.fin_error,
+                    w.fin_attempts,
+                    w.fin_at,
+                )
             )
-        if not w.rc_mid:
-            return ReceiptResult([], {})
-        rows = await conn.fetch(
-            tables.receipts, w.rc_operator, w.rc_mid, w.rc_state, w.rc_error, w.rc_at
-        )
+        if w.rc_mid:
+            rows = await conn.fetch(
+                tables.receipts, w.rc_operator, w.rc_mid, w.rc_state, w.rc_error, w.rc_at
+            )
+            moves.add(r for r in rows if r["kind"] == 2)
+        if moves.alert:
+            await conn.execute(
+                tables.progress,
+                tables.channel,
+                moves.alert,
+                moves.version,
+                moves.state,
+                moves.n,
+                moves.units,
+                PROGRESS_CHANNEL,
+            )
     unmatched: list[int] = []
     changed: dict[tuple[str, str], list[float]] = {}
     for r in rows:
         if r["kind"] == 0:
             unmatched = [i - 1 for i in r["unmatched"] or ()]
-        else:
+        elif r["kind"] == 1:
             changed[(r["operator"], r["state"])] = list(r["latencies"])
     return ReceiptResult(unmatched, changed)
 

@@ -92,6 +92,10 @@ class Harness:
             pool, channel=self.channel, alert=alert, total=total, states=states, timeout=timeout
         )
 
+    async def counters(self, pool: asyncpg.Pool, *, alert: str) -> dict[str, tuple[int, int]]:
+        """The progress counters of the alert: state -> (recipients, units)."""
+        return await work.counters(pool, channel=self.channel, alert=alert)
+
     async def wait_acknowledged(self, redis: aioredis.Redis, *, timeout: float = 10) -> None:
         """Wait until the group has no pending entry."""
         async with asyncio.timeout(timeout):

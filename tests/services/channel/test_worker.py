@@ -43,6 +43,11 @@ async def test_cancelled_and_superseded_work_is_recorded_and_never_delivered(
     assert updated == {"superseded": 50, "delivered": 50}
     assert harness.sent() == dict.fromkeys(numbers(50, start=100), 1)
     await harness.wait_acknowledged(redis_client)
+    assert await harness.counters(pg_pool, alert=ALERT) == {"cancelled": (50, 0)}
+    assert await harness.counters(pg_pool, alert=UPDATED) == {
+        "superseded": (50, 0),
+        "delivered": (50, 50),
+    }
 
 
 async def test_malformed_entries_go_to_the_dead_letters_and_the_rest_is_delivered(
@@ -122,5 +127,7 @@ async def test_a_killed_process_leaves_nobody_out_and_duplicates_within_its_wind
     duplicates = sum(n - 1 for n in got.values())
     assert 0 < sent_before < total
     assert counts == {"delivered": total}
+    # The counters moved with the rows, in the same transactions, whoever wrote them.
+    assert await harness.counters(pg_pool, alert=ALERT) == {"delivered": (total, total)}
     assert set(got) == set(dest)
     assert duplicates <= harness.window

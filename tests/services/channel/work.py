@@ -56,3 +56,25 @@ async def wait_states(
             if sum(counts.get(s, 0) for s in states) >= total:
                 return counts
             await asyncio.sleep(0.1)  # polling PostgreSQL: there is nothing to await on
+
+
+async def counters(pool: asyncpg.Pool, *, channel: str, alert: str) -> dict[str, tuple[int, int]]:
+    """The progress counters of an alert: state -> (recipients, units), zeros left out."""
+    rows = await pool.fetch(
+        "SELECT state, sum(recipients) AS n, sum(units) AS u FROM channel_progress"
+        " WHERE alert = $1 AND channel = $2 GROUP BY state",
+        alert,
+        channel,
+    )
+    return {r["state"]: (int(r["n"]), int(r["u"])) for r in rows if r["n"] or r["u"]}
+
+
+async def counted(pool: asyncpg.Pool, *, channel: str, alert: str) -> dict[str, tuple[int, int]]:
+    """What the counters should say, counted from the recipients' rows."""
+    rows = await pool.fetch(
+        f"SELECT state, count(*) AS n, sum(segments) FILTER (WHERE state IN"
+        f" ('submitted', 'delivered') OR submitted_at IS NOT NULL) AS u"
+        f" FROM {channel}_messages WHERE alert = $1 AND state <> 'queued' GROUP BY state",
+        alert,
+    )
+    return {r["state"]: (int(r["n"]), int(r["u"] or 0)) for r in rows}
