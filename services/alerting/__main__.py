@@ -9,14 +9,14 @@ from datetime import timedelta
 import asyncpg
 import grpc
 from tocsin.cellbroadcast.v1 import cellbroadcast_pb2_grpc
-from tocsin.sms.v1 import sms_pb2_grpc
 from tocsin.targeting.v1 import targeting_pb2_grpc
 
 from services.alerting.alerts import Alerts
 from services.alerting.auth import LoginGuard
+from services.alerting.counters import ChannelCounters
 from services.alerting.gate import Gate
 from services.alerting.progress import run_settler
-from services.alerting.remote import CellBroadcastClient, SmsProgressClient, TargetingClient
+from services.alerting.remote import CellBroadcastClient, TargetingClient
 from services.alerting.servicer import add_servicers
 from services.alerting.settings import Settings
 from services.kernel import Kernel, run_service
@@ -63,14 +63,13 @@ async def build(kernel: Kernel[Settings]) -> None:
         _close_when_stopped(pool, grace_s=settings.shutdown_grace_s), name="alerting-pool"
     )
     targeting_channel = grpc.aio.insecure_channel(settings.targeting_addr)
-    sms_channel = grpc.aio.insecure_channel(settings.sms_addr)
     cb_channel = grpc.aio.insecure_channel(settings.cellbroadcast_addr)
     targeting = TargetingClient(
         targeting_pb2_grpc.TargetingStub(targeting_channel), timeout_s=settings.rpc_timeout_s
     )
-    deliveries = SmsProgressClient(
-        sms_pb2_grpc.SmsServiceStub(sms_channel), timeout_s=settings.rpc_timeout_s
-    )
+    # Progress from the channels' counters in PostgreSQL, woken by their notifications.
+    deliveries = ChannelCounters(pool)
+    kernel.add_background(deliveries.run(), name="progress-listener")
     gate = Gate(
         pool=pool,
         jwt_key=settings.jwt_key.get_secret_value(),
@@ -119,7 +118,6 @@ async def build(kernel: Kernel[Settings]) -> None:
 
     async def close_channels() -> None:
         await targeting_channel.close()
-        await sms_channel.close()
         await cb_channel.close()
 
     kernel.on_shutdown(alerts.dispatcher.drain)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from tocsin.alerting.v1 import alerting_pb2 as pb
 from tocsin.alerting.v1 import alerting_pb2_grpc
 
-from services.alerting import admin
+from services.alerting import admin, progress
 from services.alerting.alerts import Alerts
 from services.alerting.auth import LoginGuard
 from services.alerting.gate import Gate
@@ -164,6 +165,15 @@ class FakeDeliveries:
         if self.error is not None:
             raise self.error
         return self.reports.get(alert_id, self.default)
+
+    async def progressed(self) -> set[str]:
+        """Never: the test harness's settler settles every live alert every few ms instead."""
+        await asyncio.Event().wait()
+        return set()
+
+    async def changed(self, *, alert_id: str, timeout: float) -> None:
+        """After `timeout`: nothing notifies a fake."""
+        await asyncio.sleep(timeout)
 
 
 def bearer(token: str) -> tuple[tuple[str, str]]:
@@ -320,6 +330,17 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
+    # The settler folds the fakes' reports into the alerts, as in the service (stale sends are
+    # resumed by the tests themselves).
+    settler = asyncio.create_task(
+        progress.run_settler(
+            pg_pool,
+            deliveries=deliveries,
+            dispatcher=alerts.dispatcher,
+            interval=0.02,
+            stale_after=timedelta(days=365),
+        )
+    )
     await admin.bootstrap_admin(pg_pool, username="admin", password=PASSWORD)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
@@ -336,6 +357,9 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
             f"127.0.0.1:{port}",
         )
     finally:
+        settler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await settler
         await channel.close()
         await server.stop(None)
         await alerts.dispatcher.drain()
