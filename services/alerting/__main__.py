@@ -86,6 +86,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         redis=kernel.redis,
         targeting=targeting,
         broadcasts=broadcasts,
+        enabled_channels=settings.channels,
         preview_cache_s=settings.preview_cache_s,
     )
     names = add_servicers(

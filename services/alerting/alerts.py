@@ -7,7 +7,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 import asyncpg
@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from services.alerting import entities, ledger, store
 from services.alerting.auth import Principal, require_entity
+from services.alerting.deployment import check_enabled
 from services.alerting.dispatch import Dispatcher, now_utc, registered
 from services.alerting.metrics import ALERTS
 from services.alerting.model import (
@@ -84,10 +85,12 @@ class Alerts:
         redis: aioredis.Redis,
         targeting: Targeting,
         broadcasts: Broadcasts,
+        enabled_channels: Iterable[Channel],
         preview_cache_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
+        self._enabled = frozenset(enabled_channels)
         self._redis = redis
         self._targeting = targeting
         self._preview_cache_s = preview_cache_s
@@ -145,6 +148,7 @@ class Alerts:
         entity_id = require_entity(principal)
         check_idempotency_key(idempotency_key)
         check_spec(spec, now=now_utc())
+        check_enabled(spec, enabled=self._enabled)
         await self._check_rules(entity_id=entity_id, spec=spec)
         spec_doc, infos_doc = store.spec_json(spec), store.infos_json(spec.infos)
         fingerprint = store.request_hash(spec, spec_doc=spec_doc, infos_doc=infos_doc)

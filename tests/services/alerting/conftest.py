@@ -151,6 +151,10 @@ class FakeBroadcasts:
         return (OperatorAck("opA", True),)
 
 
+#: Channels of the in-process harness: every one but voice (not deployed, for the refusal test).
+ENABLED_CHANNELS = frozenset(Channel) - {Channel.VOICE}
+
+
 @dataclass
 class FakeDeliveries:
     """Channel reports set by the test."""
@@ -317,7 +321,13 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
     ports: tuple[Targeting, Broadcasts, Deliveries] = (targeting, broadcasts, deliveries)
     gate = Gate(pool=pg_pool, jwt_key=JWT_KEY, token_issuer=ISSUER)
     server = grpc.aio.server(interceptors=[ErrorInterceptor(service="alerting")])
-    alerts = Alerts(pool=pg_pool, redis=redis_client, targeting=ports[0], broadcasts=ports[1])
+    alerts = Alerts(
+        pool=pg_pool,
+        redis=redis_client,
+        targeting=ports[0],
+        broadcasts=ports[1],
+        enabled_channels=ENABLED_CHANNELS,
+    )
     add_servicers(
         server,
         pool=pg_pool,

@@ -16,6 +16,7 @@ from services.alerting.auth import Principal, load_principal
 from services.alerting.gate import Gate
 from services.kernel.errors import Unauthenticated
 from tests.services.alerting.conftest import (
+    ENABLED_CHANNELS,
     ISSUER,
     JWT_KEY,
     FakeBroadcasts,
@@ -42,6 +43,7 @@ def _alerts(harness: Harness, targeting: FakeTargeting, clock: Clock) -> Alerts:
         redis=harness.redis,
         targeting=targeting,
         broadcasts=FakeBroadcasts(),
+        enabled_channels=ENABLED_CHANNELS,
         preview_cache_s=2.0,
         clock=clock,
     )
