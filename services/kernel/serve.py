@@ -60,11 +60,7 @@ class Kernel(Generic[S]):
 Build = Callable[[Kernel[S]], Awaitable[None]]
 
 
-#: Allocations between two young-generation collections (CPython's default is 700).
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def _settle_garbage_collector() -> None:
+def _settle_garbage_collector(young_threshold: int) -> None:
     """Move what start-up built out of the collector's way, and collect less often.
 
     Modules, protobuf descriptors and the servicers live as long as the process; frozen, a full
@@ -74,7 +70,7 @@ def _settle_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+    gc.set_threshold(young_threshold, middle, old)
 
 
 def run_service(*, name: str, settings_cls: type[S], build: Build[S]) -> None:
@@ -121,7 +117,7 @@ async def serve(
     port = server.add_insecure_port(f"{settings.host}:{settings.grpc_bind_port}")
     metrics_server, _ = start_http_server(settings.metrics_bind_port, addr=settings.host)
     await server.start()
-    _settle_garbage_collector()
+    _settle_garbage_collector(settings.gc_young_threshold)
     await reporter.check_once()
     health_task = asyncio.create_task(
         reporter.run(interval=settings.health_interval_s), name="health"

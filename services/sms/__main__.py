@@ -5,7 +5,6 @@ The one place that picks the concrete SMPP gateway and rate limiter behind the s
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import subprocess
@@ -201,26 +200,8 @@ def start_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
     return workers
 
 
-#: Allocations between young-generation collections (CPython's default is 700).
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_gc() -> None:
-    """Collect cycles less often, and never walk what start-up imported again.
-
-    Every SMS allocates futures, coroutines and records: with the default threshold a young
-    collection runs every few dozen messages, and the full ones walk every module object and every
-    job in hand (up to max_in_flight), which py-spy showed as about a fifth of the service's
-    samples, charged to whichever line allocated. Reference counting still frees almost all of
-    it at once; only cycles wait longer.
-    """
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
-
-
 def main() -> None:
     """Run the SMS service (and its worker processes) until SIGTERM."""
-    tune_gc()
     try:
         workers = start_workers(load_settings(Settings))
     except SettingsError:
