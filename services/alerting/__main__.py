@@ -11,6 +11,7 @@ import grpc
 from tocsin.cellbroadcast.v1 import cellbroadcast_pb2_grpc
 from tocsin.targeting.v1 import targeting_pb2_grpc
 
+from gateways.smpp import segment_count
 from services.alerting.alerts import Alerts
 from services.alerting.auth import LoginGuard
 from services.alerting.counters import ChannelCounters
@@ -19,6 +20,7 @@ from services.alerting.progress import run_settler
 from services.alerting.remote import CellBroadcastClient, TargetingClient
 from services.alerting.servicer import add_servicers
 from services.alerting.settings import Settings
+from services.channel.units import Units
 from services.kernel import Kernel, run_service
 
 logger = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         targeting=targeting,
         broadcasts=broadcasts,
         enabled_channels=settings.channels,
+        units=Units(segment_count),
         preview_cache_s=settings.preview_cache_s,
     )
     names = add_servicers(

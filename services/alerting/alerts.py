@@ -28,10 +28,11 @@ from services.alerting.model import (
     State,
 )
 from services.alerting.permissions import EntityInfo, check_alert
-from services.alerting.ports import AudienceCount, Broadcasts, Targeting
+from services.alerting.ports import Broadcasts, Targeting
 from services.alerting.presence import BROADCAST_CHANNELS
-from services.alerting.texts import channel_texts, sms_segments
+from services.alerting.texts import channel_texts
 from services.alerting.validation import check_idempotency_key, check_infos, check_spec
+from services.channel.units import Units
 from services.kernel import keys
 from services.kernel.errors import FailedPrecondition, InvalidArgument, NotFound
 
@@ -86,11 +87,13 @@ class Alerts:
         targeting: Targeting,
         broadcasts: Broadcasts,
         enabled_channels: Iterable[Channel],
+        units: Units,
         preview_cache_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
         self._enabled = frozenset(enabled_channels)
+        self._units = units
         self._redis = redis
         self._targeting = targeting
         self._preview_cache_s = preview_cache_s
@@ -229,9 +232,13 @@ class Alerts:
             channels=channels,
             texts=texts,
         )
-        fallback = texts.get("en") or next(iter(texts.values()))
         audiences = tuple(
-            Audience(a.channel, a.language, a.recipients, _units(a, texts, fallback))
+            Audience(
+                a.channel,
+                a.language,
+                a.recipients,
+                self._units.audience({(a.channel.value, a.language): a.recipients}, texts),
+            )
             for a in found.audiences
         )
         return audiences, found.units, cells
@@ -443,11 +450,3 @@ def audience_key(alert: Alert) -> str:
         ensure_ascii=False,
     )
     return hashlib.sha256(doc.encode()).hexdigest()
-
-
-def _units(audience: AudienceCount, texts: dict[str, str], fallback: str) -> int:
-    if audience.channel is Channel.SMS:
-        return audience.recipients * sms_segments(texts.get(audience.language, fallback))
-    if audience.channel is Channel.VOICE:
-        return audience.recipients
-    return 0

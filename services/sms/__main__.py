@@ -23,6 +23,7 @@ from gateways.smpp import (
 )
 from ratelimit.limiter import Limiter
 from services.channel.recorder import Recorder
+from services.channel.units import Units
 from services.channel.worker import ChannelWorker, make_recorder, run_or_stop
 from services.kernel import Kernel, SettingsError, load_settings, run_service
 from services.kernel.process import dies_with_parent
@@ -137,6 +138,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     }
     limiter = Limiter.from_rules(kernel.redis, settings.ratelimit_rules)
     await limiter.start()
+    units = Units(segment_count)
     router = Router(routes=[(op.name, op.prefixes) for op in operators], default=operators[0].name)
     channel = SmsChannel(
         router=router,
@@ -151,7 +153,7 @@ async def build(kernel: Kernel[Settings]) -> None:
             )
             for op in operators
         },
-        segment_count=segment_count,
+        units=units,
         default_sender=settings.default_sender,
     )
     recorder.on_receipts = channel.receipts_recorded
@@ -166,7 +168,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         pool=kernel.pg,
         redis=kernel.redis,
         router=router,
-        segment_count=segment_count,
+        segment_count=units.sms,
         default_sender=settings.default_sender,
         progress_cache_s=settings.progress_cache_s,
     )

@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from tocsin.alerting.v1 import alerting_pb2 as pb
 from tocsin.alerting.v1 import alerting_pb2_grpc
 
+from gateways.smpp import segment_count
 from services.alerting import admin, progress
 from services.alerting.alerts import Alerts
 from services.alerting.auth import LoginGuard
@@ -33,7 +34,7 @@ from services.alerting.ports import (
     Targeting,
 )
 from services.alerting.servicer import add_servicers
-from services.alerting.texts import sms_segments
+from services.channel.units import Units
 from services.kernel.errors import ServiceError
 from services.kernel.interceptors import ErrorInterceptor
 
@@ -97,12 +98,8 @@ class FakeTargeting:
             for c in channels
             for lang, n in self.audience.get(c, {}).items()
         ]
-        fallback = texts.get("en") or next(iter(texts.values()))
-        units = sum(
-            a.recipients
-            * (sms_segments(texts.get(a.language, fallback)) if a.channel is Channel.SMS else 1)
-            for a in audiences
-            if a.channel in (Channel.SMS, Channel.VOICE)
+        units = UNITS.audience(
+            {(a.channel.value, a.language): a.recipients for a in audiences}, texts
         )
         if self.preview_hold is not None:
             await self.preview_hold.wait()
@@ -151,6 +148,8 @@ class FakeBroadcasts:
         return (OperatorAck("opA", True),)
 
 
+#: Units as every service counts them, over the SMPP gateway's segmentation.
+UNITS = Units(segment_count)
 #: Channels of the in-process harness: every one but voice (not deployed, for the refusal test).
 ENABLED_CHANNELS = frozenset(Channel) - {Channel.VOICE}
 
@@ -327,6 +326,7 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
         targeting=ports[0],
         broadcasts=ports[1],
         enabled_channels=ENABLED_CHANNELS,
+        units=UNITS,
     )
     add_servicers(
         server,

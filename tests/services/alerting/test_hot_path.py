@@ -19,6 +19,7 @@ from tests.services.alerting.conftest import (
     ENABLED_CHANNELS,
     ISSUER,
     JWT_KEY,
+    UNITS,
     FakeBroadcasts,
     FakeTargeting,
     Harness,
@@ -44,6 +45,7 @@ def _alerts(harness: Harness, targeting: FakeTargeting, clock: Clock) -> Alerts:
         targeting=targeting,
         broadcasts=FakeBroadcasts(),
         enabled_channels=ENABLED_CHANNELS,
+        units=UNITS,
         preview_cache_s=2.0,
         clock=clock,
     )
