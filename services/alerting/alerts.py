@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import asyncpg
 import redis.asyncio as aioredis
 
-from services.alerting import entities, ledger, store
+from services.alerting import entities, ledger, lifecycle, store
 from services.alerting.auth import Principal, require_entity
 from services.alerting.deployment import check_enabled
 from services.alerting.dispatch import Dispatcher, now_utc, registered
@@ -159,7 +159,7 @@ class Alerts:
         row = await self._pool.fetchrow(
             "WITH a AS (INSERT INTO alerts (id, entity_id, created_by, idempotency_key,"
             " request_hash, kind, spec, infos, state, expires_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, 'draft', $9)"
+            f" VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, '{State.DRAFT}', $9)"
             " ON CONFLICT (entity_id, idempotency_key) DO NOTHING RETURNING *)"
             f" SELECT {store.ALERT_COLUMNS} FROM a JOIN users u ON u.id = a.created_by",
             uuid.uuid4(),
@@ -332,17 +332,12 @@ class Alerts:
         await ledger.ensure_account(self._pool, entity_id=alert.entity_id, now=now)
         sending = replace(alert, version=1, msg_type=MsgType.ALERT)
         async with self._pool.acquire() as conn, conn.transaction():
-            claimed = await conn.fetchval(
-                "UPDATE alerts SET state = 'sending', version = 1, msg_type = 'Alert',"
-                " sent_at = $2 WHERE id = $1::uuid AND state = 'draft' RETURNING id",
-                alert.id,
-                now,
-            )
-            if claimed is not None:
+            claimed = await lifecycle.claim_send(conn, alert_id=alert.id, now=now)
+            if claimed:
                 cap_xml = await self.dispatcher.record_cap(
                     conn, alert=sending, entity=entity, msg_type=MsgType.ALERT
                 )
-        if claimed is not None:
+        if claimed:
             # Shielded: a caller that hangs up must not stop an alert half-way through its audience.
             await self.dispatcher.shielded(
                 self.dispatcher.finish_send(sending, cap_xml, revert=True)
@@ -360,10 +355,8 @@ class Alerts:
                 f"the alert is at version {alert.version}, not {base_version}: get it and retry"
             )
         if alert.state is State.DRAFT:
-            await self._pool.execute(
-                "UPDATE alerts SET infos = $2::jsonb WHERE id = $1::uuid AND state = 'draft'",
-                alert.id,
-                store.infos_json(infos),
+            await lifecycle.edit_draft(
+                self._pool, alert_id=alert.id, infos_json=store.infos_json(infos)
             )
             return await self.visible(principal=principal, alert_id=alert.id)
         if alert.state in (State.CANCELLED, State.EXPIRED):
@@ -374,13 +367,11 @@ class Alerts:
             raise FailedPrecondition("the alert has expired: it cannot be updated")
         entity = await entities.load(self._pool, entity_id=alert.entity_id)
         async with self._pool.acquire() as conn, conn.transaction():
-            version = await conn.fetchval(
-                "UPDATE alerts SET version = version + 1, infos = $2::jsonb, msg_type = 'Update',"
-                " state = 'sent' WHERE id = $1::uuid AND state IN ('sent', 'complete')"
-                " AND version = $3 RETURNING version",
-                alert.id,
-                store.infos_json(infos),
-                alert.version,
+            version = await lifecycle.reopen_for_update(
+                conn,
+                alert_id=alert.id,
+                infos_json=store.infos_json(infos),
+                base_version=alert.version,
             )
             if version is None:
                 raise FailedPrecondition("the alert changed meanwhile: get it and retry")
@@ -406,7 +397,7 @@ class Alerts:
                     "SELECT state FROM alerts WHERE id = $1::uuid FOR UPDATE", alert.id
                 )
             )
-            if state in (State.CANCELLED, State.EXPIRED):
+            if state in lifecycle.FINAL:
                 return await self.visible(principal=principal, alert_id=alert.id)
             dispatched = state is not State.DRAFT
             if dispatched:
@@ -414,13 +405,7 @@ class Alerts:
                 await self._redis.set(
                     keys.alert_cancelled(alert.id), "1", ex=keys.ALERT_CONTROL_TTL_S
                 )
-            await conn.execute(
-                "UPDATE alerts SET state = 'cancelled', cancelled_at = $2,"
-                " msg_type = CASE WHEN $3 THEN 'Cancel' ELSE msg_type END WHERE id = $1::uuid",
-                alert.id,
-                now_utc(),
-                dispatched,
-            )
+            await lifecycle.cancel(conn, alert_id=alert.id, now=now_utc(), dispatched=dispatched)
             if dispatched:
                 await self.dispatcher.record_cap(
                     conn,

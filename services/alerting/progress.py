@@ -11,11 +11,10 @@ from datetime import timedelta
 
 import asyncpg
 
-from services.alerting import counters, ledger, store
+from services.alerting import counters, ledger, lifecycle, store
 from services.alerting.dispatch import Dispatcher, now_utc
 from services.alerting.metrics import ALERT_MESSAGES, ALERTS_LIVE
 from services.alerting.model import (
-    LIVE_STATES,
     PAID_CHANNELS,
     REGISTERED_CHANNELS,
     Alert,
@@ -91,10 +90,11 @@ async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -
         )
         alert = await store.fetch(conn, alert_id=alert_id)
         assert alert is not None
-        if state is State.SENT and _complete(alert, reports, json.loads(row["targeted"])):
-            state = State.COMPLETE
-        elif state in LIVE_STATES and row["expires_at"] <= now:
-            state = State.EXPIRED
+        state = lifecycle.after_settle(
+            state,
+            complete=_complete(alert, reports, json.loads(row["targeted"])),
+            expired=row["expires_at"] <= now,
+        )
         progress = {**before, **after}
         if progress != before or state.value != row["state"] or billing.prepaid or billing.postpaid:
             await conn.execute(
@@ -167,17 +167,9 @@ async def settle_live(pool: asyncpg.Pool, *, deliveries: Deliveries) -> None:
     """Settle every live alert once and publish how many there are per kind."""
     # Cancelled and expired alerts stay for an hour: messages handed over before the end are
     # still charged when the SMS service records them.
-    rows = await pool.fetch(
-        "SELECT id::text AS id FROM alerts WHERE state = 'sent'"
-        " OR (state = 'cancelled' AND cancelled_at > now() - interval '1 hour')"
-        " OR (state = 'expired' AND expires_at > now() - interval '1 hour')"
-    )
-    for row in rows:
-        await settle(pool, deliveries=deliveries, alert_id=row["id"])
-    live = await pool.fetch(
-        "SELECT kind, count(*) AS n FROM alerts WHERE state IN ('sending', 'sent') GROUP BY kind"
-    )
-    counts = {r["kind"]: r["n"] for r in live}
+    for alert_id in await lifecycle.to_settle(pool):
+        await settle(pool, deliveries=deliveries, alert_id=alert_id)
+    counts = await lifecycle.live_per_kind(pool)
     for kind in Kind:
         ALERTS_LIVE.labels(kind.value).set(counts.get(kind.value, 0))
 
