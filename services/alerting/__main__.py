@@ -7,7 +7,6 @@ import logging
 from datetime import timedelta
 
 import asyncpg
-import grpc
 from tocsin.cellbroadcast.v1 import cellbroadcast_pb2_grpc
 from tocsin.sms.v1 import sms_pb2_grpc
 from tocsin.targeting.v1 import targeting_pb2_grpc
@@ -62,9 +61,9 @@ async def build(kernel: Kernel[Settings]) -> None:
     kernel.add_background(
         _close_when_stopped(pool, grace_s=settings.shutdown_grace_s), name="alerting-pool"
     )
-    targeting_channel = grpc.aio.insecure_channel(settings.targeting_addr)
-    sms_channel = grpc.aio.insecure_channel(settings.sms_addr)
-    cb_channel = grpc.aio.insecure_channel(settings.cellbroadcast_addr)
+    targeting_channel = kernel.channel("targeting", settings.targeting_addr)
+    sms_channel = kernel.channel("sms", settings.sms_addr)
+    cb_channel = kernel.channel("cellbroadcast", settings.cellbroadcast_addr)
     targeting = TargetingClient(
         targeting_pb2_grpc.TargetingStub(targeting_channel), timeout_s=settings.rpc_timeout_s
     )
@@ -117,13 +116,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         name="settler",
     )
 
-    async def close_channels() -> None:
-        await targeting_channel.close()
-        await sms_channel.close()
-        await cb_channel.close()
-
     kernel.on_shutdown(alerts.dispatcher.drain)
-    kernel.on_shutdown(close_channels)
 
 
 def main() -> None:

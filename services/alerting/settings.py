@@ -14,6 +14,8 @@ class Settings(ServiceSettings):
 
     default_grpc_port: ClassVar[int] = 50051
     default_metrics_port: ClassVar[int] = 9101
+    #: Portal, CLI and load test authenticate the server only; their users bring a JWT.
+    require_client_cert: ClassVar[bool] = False
 
     # HMAC key signing the access tokens (HS256); at least 32 characters, kept in a secret store.
     jwt_key: SecretStr = Field(min_length=32)
