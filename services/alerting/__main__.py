@@ -12,7 +12,7 @@ from tocsin.sms.v1 import sms_pb2_grpc
 from tocsin.targeting.v1 import targeting_pb2_grpc
 
 from services.alerting.alerts import Alerts
-from services.alerting.auth import LoginGuard
+from services.alerting.auth import LoginGuard, use_cost
 from services.alerting.gate import Gate
 from services.alerting.progress import run_settler
 from services.alerting.remote import CellBroadcastClient, SmsProgressClient, TargetingClient
@@ -47,6 +47,7 @@ async def _close_when_stopped(pool: asyncpg.Pool, *, grace_s: float) -> None:
 async def build(kernel: Kernel[Settings]) -> None:
     """Wire the ports to the peer services and register the three servicers."""
     settings = kernel.settings
+    use_cost(settings.scrypt_log2_n)
     # A pool of the service's own (the kernel's serves health), without the per-release reset.
     # No inactivity timer either: asyncpg re-arms it on every release (a timer per query), and
     # a pool of at most pg_pool_size connections may as well keep them.
@@ -73,6 +74,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     gate = Gate(
         pool=pool,
         jwt_key=settings.jwt_key.get_secret_value(),
+        previous_jwt_keys=tuple(k for k in [settings.jwt_previous_key.get_secret_value()] if k),
         token_issuer=settings.token_issuer,
         auth_cache_s=settings.auth_cache_s,
         audit_batch=settings.audit_batch,
@@ -98,6 +100,8 @@ async def build(kernel: Kernel[Settings]) -> None:
             redis=kernel.redis,
             max_failures=settings.login_max_failures,
             window_s=settings.login_lockout_s,
+            address_max_failures=settings.login_address_max_failures,
+            concurrent_hashes=settings.login_concurrency,
         ),
         token_ttl_s=settings.token_ttl_s,
         watch_interval_s=settings.watch_interval_s,

@@ -169,7 +169,7 @@ async def create_user(
 async def disable_user(pool: asyncpg.Pool, *, user_id: int) -> User:
     """Disable an account: its tokens stop working at once."""
     row = await pool.fetchrow(
-        "UPDATE users SET disabled = true WHERE id = $1"
+        "UPDATE users SET disabled = true, token_generation = token_generation + 1 WHERE id = $1"
         " RETURNING id, username, entity_id, role, disabled",
         user_id,
     )

@@ -40,11 +40,12 @@ class AuthServicer(alerting_pb2_grpc.AuthServiceServicer):
                 guard=self._guard,
                 username=request.username,
                 password=request.password,
+                address=auth.client_address(context.peer() or ""),
             )
             call.caller = who
             token, expires = auth.issue_token(
                 principal=who,
-                key=self._gate.jwt_key,
+                keys=self._gate.keys,
                 issuer=self._gate.token_issuer,
                 ttl_s=self._ttl,
             )
@@ -59,10 +60,13 @@ class AuthServicer(alerting_pb2_grpc.AuthServiceServicer):
         async with self._gate.call(context, "ChangePassword") as call:
             await auth.change_password(
                 self._pool,
+                guard=self._guard,
                 principal=call.principal,
                 current=request.current_password,
                 new=request.new_password,
+                address=auth.client_address(context.peer() or ""),
             )
+            self._gate.forget_user(call.principal.user_id)
             return pb.ChangePasswordResponse()
 
 

@@ -87,6 +87,13 @@ def _variable(cls: type[ServiceSettings], name: str) -> str:
     return f"{ENV_PREFIX}{name.upper()}"
 
 
+def _is_secret(cls: type[ServiceSettings], name: str) -> bool:
+    field = cls.model_fields.get(name)
+    if field is None:  # reported by its variable's name: find the field it belongs to
+        field = next((f for n, f in cls.model_fields.items() if _variable(cls, n) == name), None)
+    return field is not None and "Secret" in str(field.annotation)
+
+
 def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build the settings from the environment; raise SettingsError naming the bad variable."""
     try:
@@ -97,6 +104,8 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         variable = _variable(cls, name)
         if first["type"] == "missing":
             raise SettingsError(f"{variable} is not set") from None
+        if _is_secret(cls, name):  # a secret is never printed, not even a wrong one
+            raise SettingsError(f"{variable} is invalid: {first['msg']}") from None
         raise SettingsError(
             f"{variable}={first.get('input')!r} is invalid: {first['msg']}"
         ) from None
