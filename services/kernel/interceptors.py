@@ -1,5 +1,5 @@
-"""The one server interceptor: caller identity checked against `access`, request ids,
-ServiceError -> gRPC status, per-method metrics."""
+"""The one server interceptor: caller identity checked against `access`, request ids, text
+free of control characters (`inputs`), ServiceError -> gRPC status, per-method metrics."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from grpc.aio import ServerInterceptor
 from services.kernel import context
 from services.kernel.access import RULES, Rule, rule_for
 from services.kernel.errors import PermissionDenied, ServiceError, Unauthenticated
+from services.kernel.inputs import check_request
 from services.kernel.metrics import GRPC_DURATION, GRPC_REQUESTS
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class ErrorInterceptor(ServerInterceptor):
     ) -> Callable[..., Any]:
         async def wrapper(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             async with _Guard(self, ctx, method, rule):
+                check_request(request)
                 return await behaviour(request, ctx)
 
         return wrapper
@@ -156,6 +158,7 @@ class ErrorInterceptor(ServerInterceptor):
             request: Any, ctx: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             async with _Guard(self, ctx, method, rule):
+                check_request(request)
                 async for item in behaviour(request, ctx):
                     yield item
 
