@@ -35,8 +35,9 @@ from typing import Any
 
 import grpc
 
-from loadtest import seed
-from loadtest.stackproc import ROOT, RunningStack, running_stack
+from stack import seed
+from stack.running import RunningStack, running_stack
+from stack.supervisor import ROOT
 
 RESULTS = ROOT / "bench" / "results"
 #: Issuers the Locust users share (each logs in once, during seeding: Login is scrypt-slow).

@@ -15,7 +15,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from services.kernel import ServiceSettings
 
 #: Belgian mobile ranges by the operator that holds them (national number prefixes after +32).
-DEFAULT_ROUTES = "opA=3246,3247;opB=3249;opC=3248,32456"
+DEFAULT_ROUTES = "proximus=3247,3246;orange=3249;base=3248,32456"
 
 
 @dataclass(frozen=True, slots=True)

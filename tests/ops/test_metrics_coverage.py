@@ -18,8 +18,8 @@ import grpc
 import pytest
 from tocsin.alerting.v1 import alerting_pb2
 
-from loadtest import seed
-from loadtest.stackproc import RunningStack, running_stack
+from stack import seed
+from stack.running import RunningStack, running_stack
 from tests.charts.conftest import CHART
 from tests.charts.test_metric_names import contract, dashboard_expressions, metric_names
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.stackproc import ROOT, dead_logs, random_offset
 from stack.demo import OUTCOME
+from stack.running import dead_logs, random_offset
+from stack.supervisor import ROOT
 
 OUTCOME_LINE = re.compile(
     rf"^{OUTCOME}: targeted (\d+), delivered (\d+), failed (\d+), units charged (\d+),", re.M

@@ -1,4 +1,4 @@
-"""`make run`'s supervisor: every service SERVING, and Ctrl-C leaves no process behind."""
+"""`make run`'s supervisor: every service SERVING, and Ctrl-C stops it cleanly, leaving nothing."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ def _start(var: Path, offset: int) -> tuple[subprocess.Popen[str], str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # Its own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
+        start_new_session=True,
     )
     assert proc.stdout is not None
     lines: list[str] = []
@@ -79,13 +81,15 @@ def test_run_serves_every_service_and_ctrl_c_leaves_nothing(tmp_path: Path) -> N
         assert len(descendants) >= 3 + sum(1 for s in SERVICES if s.exists())
         alerting = [p for p in descendants if "services.alerting" in p.cmdline()]
         assert len(alerting) == 2, "--processes alerting=2 runs two alerting processes"
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: to every process of the foreground group
         rest, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, rest
+    assert "tocsin: stopping, as asked (Ctrl-C)" in rest
+    assert "exited on its own" not in rest
     assert "tocsin: stopped" in rest
     assert _processes_mentioning(str(var)) == []
     _, alive = psutil.wait_procs(descendants, timeout=5)
