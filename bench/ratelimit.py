@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -23,6 +21,7 @@ from bench.loadgen import Load, spawn, warm
 from bench.windows import busiest_window
 from ratelimit.config import Rule, Rules
 from ratelimit.limiter import Limiter
+from stack.supervisor import Supervisor
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ratelimit.json"
 
@@ -72,21 +71,6 @@ async def overhead(url: str, *, leases: int, lease: int) -> dict[str, float]:
     }
 
 
-@contextlib.contextmanager
-def _redis(url: str | None) -> Iterator[str]:
-    if url:
-        yield url
-        return
-    # Imported here: only the stand-alone benchmark needs a Redis of its own.
-    from stack.embedded import start_redis
-
-    server = start_redis(data_dir=None)
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
 async def bench(args: argparse.Namespace, url: str) -> dict[str, object]:
     """Run both parts and return the figures with the parameters that produced them."""
     load = Load(
@@ -127,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overhead-leases", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file")
     args = parser.parse_args(argv)
-    with _redis(args.redis) as url:
+    with Supervisor() as supervisor:
+        url = supervisor.redis(data_dir=None, external=args.redis)
         figures = asyncio.run(bench(args, url))
     print(f"accuracy (granted / theoretical)  {figures['accuracy']:.4f}")
     print(f"  granted {figures['granted']} of {figures['theoretical']:.0f}")

@@ -26,7 +26,7 @@ from services.targeting.model import ALL_CHANNELS, Counts
 from services.targeting.preview import preview
 from services.targeting.resolve import AlertMessage, resolve
 from services.targeting.zones import Zone, circle
-from stack.embedded import start_postgres, start_redis
+from stack.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The design ceiling: the whole population.
@@ -181,22 +181,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/targeting.json")
     args = parser.parse_args()
     say(f"PostgreSQL in {args.data_dir} (kept between runs), Redis in memory")
-    pg = start_postgres(data_dir=args.data_dir, fast_unsafe=True)
-    rd = start_redis(data_dir=None)
-    try:
-        migrate(pg.url)
+    with Supervisor() as supervisor:
+        database_url = supervisor.postgres(data_dir=args.data_dir, fast_unsafe=True)
+        redis_url = supervisor.redis(data_dir=None)
+        migrate(database_url)
         results = asyncio.run(
             run(
-                database_url=pg.url,
-                redis_url=rd.url,
+                database_url=database_url,
+                redis_url=redis_url,
                 subscribers=args.subscribers,
                 seed=args.seed,
                 runs=args.runs,
             )
         )
-    finally:
-        rd.stop()
-        pg.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     say(f"written {args.out}")

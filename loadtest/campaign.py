@@ -56,7 +56,7 @@ from services.kernel.operators import Bind, Operator, dump_operators
 from simulators.smsc.config import SmscConfig
 from simulators.smsc.server import SmscSimulator
 from stack import seed
-from stack.embedded import free_port, start_postgres, start_redis
+from stack.embedded import free_port
 from stack.services import operators
 from stack.supervisor import Supervisor
 
@@ -151,6 +151,7 @@ class CampaignStack:
         # One simulator per operator: receipts are matched by (operator, message id).
         self.sims = {op: TimedSmsc(SmscConfig(name=op, window=10_000)) for op in OPERATORS}
         self.database_url = ""
+        self.redis_url = ""
         #: Loop time just before the simulators started: the origin of the one-second windows.
         self.origin = 0.0
 
@@ -160,12 +161,11 @@ class CampaignStack:
 
     async def start_stores(self) -> None:
         """PostgreSQL with every migration (the benchmarks' own too), and Redis."""
-        pg = await asyncio.to_thread(start_postgres, data_dir=self.var / "pg")
-        self.supervisor.add_server(pg)
-        redis = await asyncio.to_thread(start_redis, data_dir=self.var / "redis")
-        self.supervisor.add_server(redis)
-        self.database_url = pg.url
-        await asyncio.to_thread(migrate, pg.url)
+        self.database_url = await asyncio.to_thread(
+            self.supervisor.postgres, data_dir=self.var / "pg"
+        )
+        self.redis_url = await asyncio.to_thread(self.supervisor.redis, data_dir=self.var / "redis")
+        await asyncio.to_thread(migrate, self.database_url)
 
     async def start_services(self, *, rules: Path) -> None:
         """The simulator, then the services, each SERVING."""
@@ -173,11 +173,10 @@ class CampaignStack:
         ports = {op: await sim.start() for op, sim in self.sims.items()}
         operators_file = self.var / "operators.toml"
         operators_file.write_text(dump_operators(synthetic_operators(ports)), encoding="utf-8")
-        redis_url = self.supervisor.servers[1].url
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env.update(
             DATABASE_URL=self.database_url,
-            REDIS_URL=redis_url,
+            REDIS_URL=self.redis_url,
             TOCSIN_OPERATORS_FILE=str(operators_file),
             TOCSIN_RATELIMIT_RULES=str(rules),
             TOCSIN_JWT_KEY=secrets.token_urlsafe(48),

@@ -13,7 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from services.kernel.operators import dump_operators
-from stack.embedded import start_postgres, start_redis
 from stack.migrate import apply_migrations
 from stack.services import SERVICES, module_exists, operators, simulators
 from stack.supervisor import Supervisor, SupervisorError
@@ -24,20 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _stores(var: Path, supervisor: Supervisor) -> tuple[str, str]:
-    database_url = os.environ.get("DATABASE_URL")
-    redis_url = os.environ.get("REDIS_URL")
-    if not database_url:
-        pg = supervisor.add_server(start_postgres(data_dir=var / "pg"))
-        database_url = pg.url
-        print(f"  postgres     {database_url}  (embedded, data in {var / 'pg'})")
-    else:
-        print("  postgres     external (DATABASE_URL)")
-    if not redis_url:
-        redis = supervisor.add_server(start_redis(data_dir=var / "redis"))
-        redis_url = redis.url
-        print(f"  redis        {redis_url}  (embedded, data in {var / 'redis'})")
-    else:
-        print("  redis        external (REDIS_URL)")
+    """DATABASE_URL and REDIS_URL if set, else embedded servers with their data in `var`."""
+    database_url = supervisor.postgres(data_dir=var / "pg", external=os.environ.get("DATABASE_URL"))
+    redis_url = supervisor.redis(data_dir=var / "redis", external=os.environ.get("REDIS_URL"))
+    for store, url, variable, folder in (
+        ("postgres", database_url, "DATABASE_URL", "pg"),
+        ("redis", redis_url, "REDIS_URL", "redis"),
+    ):
+        embedded = f"{url}  (embedded, data in {var / folder})"
+        print(f"  {store:<12} {f'external ({variable})' if os.environ.get(variable) else embedded}")
     return database_url, redis_url
 
 

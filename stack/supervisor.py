@@ -25,7 +25,7 @@ import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.kernel.process import dies_with_parent
-from stack.embedded import ManagedProcess
+from stack.embedded import ManagedProcess, start_postgres, start_redis
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,21 @@ class Supervisor:
         """Take an embedded store (stack.embedded) into the run; it is stopped after every child."""
         self.servers.append(server)
         return server
+
+    def postgres(
+        self, *, data_dir: Path, external: str | None = None, fast_unsafe: bool = False
+    ) -> str:
+        """The URL of `external` if given, else of an embedded PostgreSQL started on `data_dir`."""
+        if external:
+            return external
+        return self.add_server(start_postgres(data_dir=data_dir, fast_unsafe=fast_unsafe)).url
+
+    def redis(self, *, data_dir: Path | None, external: str | None = None) -> str:
+        """The URL of `external` if given, else of an embedded Redis (persistent with a
+        `data_dir`, in memory without)."""
+        if external:
+            return external
+        return self.add_server(start_redis(data_dir=data_dir)).url
 
     def spawn(
         self,
