@@ -15,7 +15,7 @@ from pathlib import Path
 from services.kernel.operators import dump_operators
 from stack.migrate import apply_migrations
 from stack.services import SERVICES, module_exists, operators, simulators
-from stack.supervisor import Supervisor, SupervisorError
+from stack.supervisor import Supervisor, SupervisorError, own_terminal
 
 logger = logging.getLogger("stack")
 
@@ -46,6 +46,11 @@ class Stopping(KeyboardInterrupt):
 
 def run(args: argparse.Namespace) -> int:
     """Start the whole stack, report where it listens, run until Ctrl-C or SIGTERM."""
+    with own_terminal():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     var = Path(args.var).resolve()
     processes = _processes(args.processes)
     supervisor = Supervisor(log_dir=var / "log")

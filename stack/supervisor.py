@@ -10,12 +10,13 @@ parent dies however it dies (`dies_with_parent`), so nothing outlives the superv
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -215,6 +216,39 @@ class Supervisor:
                 continue
             found[name] = found.get(name, 0) + rss
         return found
+
+
+@contextmanager
+def own_terminal() -> Iterator[None]:
+    """Be the terminal's foreground process group for the duration, so that Ctrl-C reaches this
+    process alone, and the terminal goes back to the group that had it afterwards.
+
+    Under `make run`, make shares our process group: a Ctrl-C it also received made it report
+    `*** [run] Interrupt` and fail, however cleanly the stack stopped. Without a controlling
+    terminal, or in the background, nothing changes.
+    """
+    try:
+        fd = sys.stdin.fileno()
+        before = os.tcgetpgrp(fd) if os.isatty(fd) else -1
+    except (OSError, ValueError):
+        before = -1
+    if before != os.getpgrp():
+        yield
+        return
+    try:
+        os.setpgid(0, 0)
+    except PermissionError:  # a session leader keeps its group (and it is the foreground one)
+        yield
+        return
+    # A background group that sets the foreground group gets SIGTTOU unless it ignores it.
+    ttou = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(fd, os.getpgrp())
+        yield
+    finally:
+        with suppress(OSError):
+            os.tcsetpgrp(fd, before)
+        signal.signal(signal.SIGTTOU, ttou)
 
 
 def part_of(cmdline: Sequence[str]) -> str | None:
