@@ -17,8 +17,6 @@ from stack.migrate import apply_migrations
 from stack.services import SERVICES, module_exists, operators, simulators
 from stack.supervisor import Supervisor, SupervisorError, own_terminal
 
-logger = logging.getLogger("stack")
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,7 +29,7 @@ def _stores(var: Path, supervisor: Supervisor) -> tuple[str, str]:
         ("redis", redis_url, "REDIS_URL", "redis"),
     ):
         embedded = f"{url}  (embedded, data in {var / folder})"
-        print(f"  {store:<12} {f'external ({variable})' if os.environ.get(variable) else embedded}")
+        print(f"  {store:<13} {f'external ({variable})' if os.environ.get(variable) else embedded}")
     return database_url, redis_url
 
 
@@ -76,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
             if sim.exists():
                 args_ = ["-m", sim.module, "--port", str(sim.port), *sim.args]
                 supervisor.spawn(sim.name, args_, env=env)
-                print(f"  {sim.name:<12} 127.0.0.1:{sim.port}  (simulator)")
+                print(f"  {sim.name:<13} 127.0.0.1:{sim.port}  (simulator)")
         services = [
             replace(
                 s,
@@ -105,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
         for spec in services:
             supervisor.wait_serving(spec.name, f"127.0.0.1:{spec.grpc_port}")
             print(
-                f"  {spec.name:<12} grpc 127.0.0.1:{spec.grpc_port}  "
+                f"  {spec.name:<13} grpc 127.0.0.1:{spec.grpc_port}  "
                 f"metrics http://127.0.0.1:{spec.metrics_port}/metrics  SERVING"
             )
         print(f"tocsin: ready; logs in {var / 'log'}; Ctrl-C stops everything")

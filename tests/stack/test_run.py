@@ -116,7 +116,7 @@ def test_make_run_serves_every_service_and_ctrl_c_stops_it_cleanly(tmp_path: Pat
         assert "tocsin: ready" in output, output
         for spec in SERVICES:
             if spec.exists():
-                assert f"{spec.name:<12} grpc 127.0.0.1:{spec.grpc_port + offset}" in output
+                assert f"{spec.name:<13} grpc 127.0.0.1:{spec.grpc_port + offset}" in output
                 assert "SERVING" in output
         assert _processes_mentioning(str(var)), "the embedded stores should be running"
         descendants = psutil.Process(terminal.pid).children(recursive=True)
