@@ -55,9 +55,10 @@ from bench.windows import busiest_window, per_window
 from gateways.smpp import pdu as P
 from ratelimit.config import Rules
 from services.kernel.operators import Bind, Operator, dump_operators
+from services.kernel.tls import connect
 from simulators.smsc.config import SmscConfig
 from simulators.smsc.server import SmscSimulator
-from stack import seed
+from stack import pki, seed
 from stack.embedded import free_port
 from stack.services import operators
 from stack.supervisor import Supervisor
@@ -183,6 +184,7 @@ class CampaignStack:
             TOCSIN_RATELIMIT_RULES=str(rules),
             TOCSIN_JWT_KEY=secrets.token_urlsafe(48),
         )
+        self.tls_dirs = pki.stack_identities(self.var / "pki", SERVICES)
         for name in SERVICES:
             self.ports[name] = (free_port(), free_port())
         env.update(TOCSIN_TARGETING_ADDR=self.grpc("targeting"), TOCSIN_SMS_ADDR=self.grpc("sms"))
@@ -190,11 +192,18 @@ class CampaignStack:
             service_env = dict(env)
             grpc_port, metrics_port = self.ports[name]
             service_env.update(
-                TOCSIN_GRPC_PORT=str(grpc_port), TOCSIN_METRICS_PORT=str(metrics_port)
+                TOCSIN_GRPC_PORT=str(grpc_port),
+                TOCSIN_METRICS_PORT=str(metrics_port),
+                TOCSIN_TLS_DIR=str(self.tls_dirs[name]),
             )
             self.supervisor.spawn(name, ["-m", f"services.{name}"], env=service_env)
         for name in SERVICES:
-            await asyncio.to_thread(self.supervisor.wait_serving, name, self.grpc(name))
+            await asyncio.to_thread(
+                self.supervisor.wait_serving,
+                name,
+                self.grpc(name),
+                tls_dir=self.tls_dirs["stack"],
+            )
 
     def limiter_tokens(self) -> dict[str, float]:
         """Tokens the SMS service's limiter granted on the global bucket, and those it forfeited
@@ -345,8 +354,13 @@ async def _send(
         database_url=parts.database_url, username="bench-admin", password=password
     )
     async with (
-        grpc.aio.insecure_channel(parts.grpc("alerting")) as alerting,
-        grpc.aio.insecure_channel(parts.grpc("targeting")) as targeting,
+        connect(parts.grpc("alerting"), settings=pki.client_settings(parts.var)) as alerting,
+        # Finding the zone counts audiences, which only alerting may ask targeting for.
+        connect(
+            parts.grpc("targeting"),
+            service="targeting",
+            settings=pki.client_settings(parts.var, "alerting"),
+        ) as targeting,
     ):
         admin = seed.bearer(await seed.login(alerting, username="bench-admin", password=password))
         entity_id = await seed.ensure_entity(

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from services.kernel.operators import dump_operators
+from stack import pki
 from stack.migrate import apply_migrations
 from stack.services import SERVICES, module_exists, operators, simulators
 from stack.supervisor import Supervisor, SupervisorError, own_terminal
@@ -65,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         apply_migrations(database_url)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
         env.update(DATABASE_URL=database_url, REDIS_URL=redis_url)
+        tls_dirs = pki.stack_identities(var / "pki", tuple(s.name for s in SERVICES))
         off = args.port_offset
         ops = operators(offset=off)
         operators_file = var / "operators.toml"
@@ -94,6 +96,7 @@ def _run(args: argparse.Namespace) -> int:
                     # Processes after the first export their metrics 10, 20, ... ports further on.
                     TOCSIN_METRICS_PORT=str(spec.metrics_port + EXTRA_METRICS_STEP * k),
                     TOCSIN_OPERATORS_FILE=str(operators_file),
+                    TOCSIN_TLS_DIR=str(tls_dirs[spec.name]),
                     **spec.env,
                 )
                 if count > 1:
@@ -101,7 +104,8 @@ def _run(args: argparse.Namespace) -> int:
                 name = spec.name if k == 0 else f"{spec.name}-{k + 1}"
                 supervisor.spawn(name, ["-m", spec.module], env=service_env)
         for spec in services:
-            supervisor.wait_serving(spec.name, f"127.0.0.1:{spec.grpc_port}")
+            address = f"127.0.0.1:{spec.grpc_port}"
+            supervisor.wait_serving(spec.name, address, tls_dir=tls_dirs["stack"])
             print(
                 f"  {spec.name:<13} grpc 127.0.0.1:{spec.grpc_port}  "
                 f"metrics http://127.0.0.1:{spec.metrics_port}/metrics  SERVING"

@@ -26,6 +26,7 @@ import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.kernel.process import dies_with_parent
+from services.kernel.tls import load_material
 from stack.embedded import ManagedProcess, start_postgres, start_redis
 
 logger = logging.getLogger(__name__)
@@ -136,13 +137,24 @@ class Supervisor:
                 return child.name
         return None
 
-    def wait_serving(self, name: str, address: str, *, timeout: float = 60.0) -> None:
-        """Block until the gRPC health service at `address` says SERVING.
+    def wait_serving(
+        self, name: str, address: str, *, tls_dir: Path | None = None, timeout: float = 60.0
+    ) -> None:
+        """Block until the gRPC health service of `name` at `address` says SERVING; with
+        `tls_dir`, over mutual TLS with that folder's identity (the service's name is the one
+        its certificate must carry).
 
         SupervisorError if a child exits meanwhile (naming it) or the time runs out.
         """
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(address) as channel:
+        if tls_dir is None:
+            channel = grpc.insecure_channel(address)
+        else:
+            material = load_material(tls_dir)
+            credentials = grpc.ssl_channel_credentials(material.ca, material.key, material.cert)
+            override = [("grpc.ssl_target_name_override", name)]
+            channel = grpc.secure_channel(address, credentials, options=override)
+        with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if (dead := self.dead_child()) is not None:
