@@ -93,13 +93,18 @@ class Supervisor:
         *,
         env: Mapping[str, str] | None = None,
         output: str = "log",
+        errors: str = "merge",
         stop_signal: signal.Signals = signal.SIGTERM,
     ) -> subprocess.Popen[Any]:
         """Start `python <args>` as a child named `name`.
 
         `output`: "log" appends its output to `<log_dir>/<name>.log`; "pipe" hands its stdout
-        (text, stderr merged) to the caller; "null" discards it.
+        (text, stderr merged) to the caller; "inherit" writes it where this process writes;
+        "null" discards it. `errors`: "merge" sends its stderr with its output, "null" discards
+        it (for a program whose output is data, such as the SMSC simulator's JSON lines).
         """
+        if errors not in ("merge", "null"):
+            raise ValueError(f"errors {errors!r}: expected merge or null")
         stdout: IO[bytes] | int | None
         if output == "log":
             if self.log_dir is None:
@@ -108,16 +113,18 @@ class Supervisor:
             stdout = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed below
         elif output == "pipe":
             stdout = subprocess.PIPE
+        elif output == "inherit":
+            stdout = None
         elif output == "null":
             stdout = subprocess.DEVNULL
         else:
-            raise ValueError(f"output {output!r}: expected log, pipe or null")
+            raise ValueError(f"output {output!r}: expected log, pipe, inherit or null")
         try:
             popen: subprocess.Popen[Any] = subprocess.Popen(
                 dies_with_parent([sys.executable, *args]),
                 env=dict(env) if env is not None else None,
                 stdout=stdout,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.STDOUT if errors == "merge" else subprocess.DEVNULL,
                 stdin=subprocess.DEVNULL,
                 cwd=ROOT,
                 text=output == "pipe",

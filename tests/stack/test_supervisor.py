@@ -65,12 +65,23 @@ def test_cpu_and_memory_are_accounted_per_part() -> None:
         busy.stdout.close()
 
 
+def test_a_pipe_carries_the_stderr_too_unless_told_not_to() -> None:
+    noisy = ["-c", "import sys; sys.stderr.write('noise\\n'); sys.stderr.flush(); print('data')"]
+    with Supervisor() as supervisor:
+        merged = supervisor.spawn("merged", noisy, output="pipe")
+        data_only = supervisor.spawn("data", noisy, output="pipe", errors="null")
+        outputs = [merged.communicate(timeout=30)[0], data_only.communicate(timeout=30)[0]]
+    assert outputs == ["noise\ndata\n", "data\n"]
+
+
 def test_a_log_needs_a_folder_and_outputs_are_named() -> None:
     supervisor = Supervisor()
     with pytest.raises(ValueError, match="log_dir"):
         supervisor.spawn("x", SLEEP)
-    with pytest.raises(ValueError, match="expected log, pipe or null"):
+    with pytest.raises(ValueError, match="expected log, pipe, inherit or null"):
         supervisor.spawn("x", SLEEP, output="file")
+    with pytest.raises(ValueError, match="expected merge or null"):
+        supervisor.spawn("x", SLEEP, output="null", errors="file")
     assert supervisor.children == []
 
 
