@@ -147,6 +147,12 @@ def running_stack(
             sys.stdout.flush()
 
 
+def port_taken(var: Path) -> bool:
+    """Whether a service of a stack that did not start found its port taken by another socket:
+    shifted ports lie in the ephemeral range, where any client socket of this machine may sit."""
+    return any("Failed to bind" in log.read_text() for log in (var / "log").glob("*.log"))
+
+
 def dead_logs(var: Path, *, lines: int = 25) -> str:
     """The end of each log that shows a crash or a refused setting (what made a service exit)."""
     tails = []

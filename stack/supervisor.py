@@ -259,14 +259,17 @@ def own_terminal() -> Iterator[None]:
     except PermissionError:  # a session leader keeps its group (and it is the foreground one)
         yield
         return
-    # A background group that sets the foreground group gets SIGTTOU unless it ignores it.
+    # A background group that sets the foreground group gets SIGTTOU unless it ignores it. Ctrl-Z
+    # is ignored meanwhile: it would stop this group alone, and make would wait on it for ever.
     ttou = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    tstp = signal.signal(signal.SIGTSTP, signal.SIG_IGN)
     try:
         os.tcsetpgrp(fd, os.getpgrp())
         yield
     finally:
         with suppress(OSError):
             os.tcsetpgrp(fd, before)
+        signal.signal(signal.SIGTSTP, tstp)
         signal.signal(signal.SIGTTOU, ttou)
 
 

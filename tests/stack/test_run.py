@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from stack.running import port_taken
 from stack.services import SERVICES
 from stack.supervisor import ROOT
 
@@ -72,10 +73,20 @@ class Terminal:
         """Type Ctrl-C: the terminal signals its foreground process group."""
         os.write(self.fd, b"\x03")
 
+    def ctrl_z(self) -> None:
+        """Type Ctrl-Z: the terminal asks its foreground process group to stop (SIGTSTP)."""
+        os.write(self.fd, b"\x1a")
+
     def wait(self, timeout: float) -> int:
         """Make's exit status once the terminal has shown everything."""
         self.read_until("\0never\0", timeout=timeout)
-        _, status = os.waitpid(self.pid, 0)
+        deadline = time.monotonic() + 5.0  # the terminal closes as make exits, not after
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        while pid == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        if pid == 0:
+            raise AssertionError(f"make did not end within {timeout:.0f} s:\n{self.output}")
         self.status = os.waitstatus_to_exitcode(status)
         os.close(self.fd)
         return self.status
@@ -94,11 +105,6 @@ class Terminal:
             os.close(self.fd)
 
 
-def _port_taken(var: Path) -> bool:
-    """Whether a service of a stack that did not start found its port taken by another socket."""
-    return any("Failed to bind" in log.read_text() for log in (var / "log").glob("*.log"))
-
-
 @pytest.mark.timeout(240)
 def test_make_run_serves_every_service_and_ctrl_c_stops_it_cleanly(tmp_path: Path) -> None:
     # Shifted ports lie in the ephemeral range, where any client socket of this machine may sit:
@@ -108,7 +114,7 @@ def test_make_run_serves_every_service_and_ctrl_c_stops_it_cleanly(tmp_path: Pat
         var = tmp_path / f"var{attempt}"
         offset = random.randrange(1000, 9000, 10)
         terminal = Terminal(var, offset)
-        if terminal.read_until("tocsin: ready", timeout=150) or not _port_taken(var):
+        if terminal.read_until("tocsin: ready", timeout=150) or not port_taken(var):
             break
         terminal.wait(timeout=60)
     try:
@@ -123,6 +129,7 @@ def test_make_run_serves_every_service_and_ctrl_c_stops_it_cleanly(tmp_path: Pat
         assert len(descendants) >= 4 + sum(1 for s in SERVICES if s.exists())
         alerting = [p for p in descendants if "services.alerting" in p.cmdline()]
         assert len(alerting) == 2, "--processes alerting=2 runs two alerting processes"
+        terminal.ctrl_z()  # ignored: stopping the supervisor alone would leave make waiting
         terminal.ctrl_c()
         status = terminal.wait(timeout=60)
     finally:
