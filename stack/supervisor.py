@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import grpc
 import psutil
@@ -55,7 +55,7 @@ class Child:
 class Supervisor:
     """Stores, simulators and services started for one run, stopped in reverse order."""
 
-    #: Folder of the children's logs (`<name>.log`), for children started with `log=True`.
+    #: Folder of the children's logs (`<name>.log`), for children started with `output="log"`.
     log_dir: Path | None = None
     servers: list[ManagedProcess] = field(default_factory=list)
     children: list[Child] = field(default_factory=list)
@@ -92,8 +92,8 @@ class Supervisor:
         args: Sequence[str],
         *,
         env: Mapping[str, str] | None = None,
-        output: str = "log",
-        errors: str = "merge",
+        output: Literal["log", "pipe", "inherit", "null"] = "log",
+        errors: Literal["merge", "null"] = "merge",
         stop_signal: signal.Signals = signal.SIGTERM,
     ) -> subprocess.Popen[Any]:
         """Start `python <args>` as a child named `name`.

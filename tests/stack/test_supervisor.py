@@ -79,9 +79,9 @@ def test_a_log_needs_a_folder_and_outputs_are_named() -> None:
     with pytest.raises(ValueError, match="log_dir"):
         supervisor.spawn("x", SLEEP)
     with pytest.raises(ValueError, match="expected log, pipe, inherit or null"):
-        supervisor.spawn("x", SLEEP, output="file")
+        supervisor.spawn("x", SLEEP, output="file")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="expected merge or null"):
-        supervisor.spawn("x", SLEEP, output="null", errors="file")
+        supervisor.spawn("x", SLEEP, output="null", errors="file")  # type: ignore[arg-type]
     assert supervisor.children == []
 
 
