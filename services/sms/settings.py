@@ -14,14 +14,14 @@ from pydantic import Field, PrivateAttr, model_validator
 from services.channel.settings import ChannelSettings
 
 #: Belgian mobile ranges by the operator that holds them (national number prefixes after +32).
-DEFAULT_ROUTES = "opA=3246,3247;opB=3249;opC=3248,32456"
+DEFAULT_ROUTES = "proximus=3247,3246;orange=3249;base=3248,32456"
 
 
 @dataclass(frozen=True, slots=True)
 class BindSpec:
     """One SMPP bind to an operator's SMSC."""
 
-    name: str  # bind name (metrics label), e.g. `opA-0`
+    name: str  # bind name (metrics label), e.g. `proximus-0`
     host: str  # SMSC host
     port: int  # SMSC port
     system_id: str  # SMPP account
@@ -66,13 +66,15 @@ class Settings(ChannelSettings):
     default_grpc_port: ClassVar[int] = 50053
     default_metrics_port: ClassVar[int] = 9103
 
-    # Operators' SMSCs: `opA=127.0.0.1:2775,opB=127.0.0.1:2776`; the first is the default route.
-    smsc: str = "opA=127.0.0.1:2775"
+    # Operators' SMSCs: `proximus=127.0.0.1:2775,orange=127.0.0.1:2776`; the first is the default
+    # route. Operators are named as in the operators file (docs/operators.md).
+    smsc: str = "proximus=127.0.0.1:2775"
     # TOML file describing operators in full ([operators.<name>] binds=[{host,port,...}],
     # prefixes=[...]); when set it replaces `smsc` and `routes`.
     operators_file: Path | None = None
-    # Number prefixes per operator, `opA=3247,3246;opB=3249`; unmatched numbers go to the default.
-    # The default splits Belgian mobile ranges over opA/opB/opC (ignoring those not configured).
+    # Number prefixes per operator, `proximus=3247,3246;orange=3249`; unmatched numbers go to the
+    # default. The default splits Belgian mobile ranges over proximus/orange/base, as
+    # stack/operators.toml does (ignoring those not configured).
     routes: str = DEFAULT_ROUTES
     # Operator for numbers no prefix matches (foreign numbers); empty: the first operator.
     default_operator: str = ""

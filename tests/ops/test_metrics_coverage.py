@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 from tocsin.alerting.v1 import alerting_pb2
 
-from loadtest import seed
-from loadtest.stackproc import RunningStack, running_stack
 from services.kernel.tls import connect
-from stack import pki
+from stack import pki, seed
+from stack.running import RunningStack, running_stack
 from tests.charts.conftest import CHART
 from tests.charts.test_metric_names import contract, dashboard_expressions, metric_names
 
