@@ -101,7 +101,7 @@ class SmsEngine:
                 group.create_task(dispatcher.run(), name=f"sms-dispatch-{dispatcher.operator}")
             group.create_task(self.consumer.run(), name="sms-consumer")
 
-    async def drain(self, *, timeout: float) -> None:
+    async def drain(self, *, timeout: float, write_timeout: float = DRAIN_WRITE_S) -> None:
         """Stop reading; let work in hand finish for up to `timeout` s; stop; write what is done;
         hand what is not back to the group at once.
 
@@ -118,7 +118,7 @@ class SmsEngine:
             task.cancel()  # no submission after this point: what is handed back is ours no more
             await asyncio.wait([task])
         try:
-            async with asyncio.timeout(DRAIN_WRITE_S):
+            async with asyncio.timeout(write_timeout):
                 await self.recorder.drain()
                 await self.consumer.flush_acks()
                 handed = await self.consumer.hand_back()
