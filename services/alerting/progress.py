@@ -71,16 +71,19 @@ def observe_outcomes(
 
 
 def publish_backlog(rows: list[asyncpg.Record]) -> None:
-    """Set the per-channel backlog gauge from the live alerts' targeted counts and progress."""
-    backlog: dict[str, int] = {}
+    """Set the per-channel backlog gauge from the live alerts' targeted counts and progress.
+
+    Channels whose services report per recipient only: presence channels (cell broadcast,
+    LB-SMS) have their outcome with the operators and no recipients to wait.
+    """
+    backlog = {channel.value: 0 for channel in REGISTERED_CHANNELS}
     for row in rows:
         progress = json.loads(row["progress"])
         for channel, targeted in json.loads(row["targeted"]).items():
-            seen = progress.get(channel, {})
-            done = sum(seen.get(k, 0) for k in ("submitted", "failed", "dropped"))
-            backlog[channel] = backlog.get(channel, 0) + max(0, int(targeted) - done)
-    for channel in REGISTERED_CHANNELS:
-        CHANNEL_BACKLOG.labels(channel.value).set(backlog.pop(channel.value, 0))
+            if channel in backlog:
+                seen = progress.get(channel, {})
+                done = sum(seen.get(k, 0) for k in ("submitted", "failed", "dropped"))
+                backlog[channel] += max(0, int(targeted) - done)
     for channel, n in backlog.items():
         CHANNEL_BACKLOG.labels(channel).set(n)
 

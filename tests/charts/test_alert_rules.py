@@ -7,31 +7,46 @@ from typing import Any
 
 import pytest
 
-from tests.charts.conftest import ROOT, Manifest, Render, by_kind
+from tests.charts.conftest import ROOT, SERVICES, Manifest, Render, by_kind
 
 OPERATIONS = ROOT / "docs" / "operations.md"
 PAGING = {
-    "TocsinSmppBindDown",
+    "TocsinServiceDown",
+    "TocsinChannelStalled",
+    "TocsinBacklogDrainSlow",
+    "TocsinStreamOldestEntryOld",
+    "TocsinReceiptsMissing",
     "TocsinDeliveryFailureRatioHigh",
     "TocsinChannelFailureRatioHigh",
-    "TocsinStreamLagGrowing",
+    "TocsinOperatorBindsDown",
+    "TocsinFirstMessageBudgetBurn",
+    "TocsinReachBudgetBurn",
+    "TocsinDatastoreDown",
     "TocsinRateLimiterFallback",
     "TocsinDependencyDown",
     "TocsinNotServing",
     "TocsinGrpcErrorRatioHigh",
 }
-TICKETS = {"TocsinStreamPendingHigh", "TocsinSmsThrottled"}
+TICKETS = {
+    "TocsinSmppBindDown",
+    "TocsinSmsThrottled",
+    "TocsinFirstMessageSlowBudgetBurn",
+    "TocsinReachSlowBudgetBurn",
+    "TocsinAuditChainUnverified",
+}
 
 
 def alerts(manifests: list[Manifest]) -> dict[str, dict[str, Any]]:
-    """Return the alert rules of the rendered PrometheusRule by name."""
+    """Return the alert rules of the rendered PrometheusRule by name (the last of a name)."""
+    return {rule["alert"]: rule for rule in all_alerts(manifests)}
+
+
+def all_alerts(manifests: list[Manifest]) -> list[dict[str, Any]]:
+    """Return every alert rule, TocsinServiceDown once per service included."""
     (rule_set,) = by_kind(manifests, "PrometheusRule").values()
-    return {
-        rule["alert"]: rule
-        for group in rule_set["spec"]["groups"]
-        for rule in group["rules"]
-        if "alert" in rule
-    }
+    return [
+        rule for group in rule_set["spec"]["groups"] for rule in group["rules"] if "alert" in rule
+    ]
 
 
 def runbook_anchors() -> set[str]:
@@ -70,11 +85,29 @@ def test_rules_keep_prometheus_templates_for_alertmanager(
     assert summary == "SMPP bind {{ $labels.operator }}/{{ $labels.bind }} is down"
 
 
-def test_rules_only_see_their_own_namespace(default_manifests: list[Manifest]) -> None:
-    for name, rule in alerts(default_manifests).items():
-        selectors = re.findall(r"tocsin_\w+\{([^}]*)\}", rule["expr"])
+def test_rules_only_see_their_own_namespace_and_release(default_manifests: list[Manifest]) -> None:
+    for rule in all_alerts(default_manifests):
+        name = rule["alert"]
+        selectors = re.findall(r"\b[a-z_]+\{([^}]*)\}", rule["expr"])
         assert selectors, name
         assert all('namespace="tocsin"' in s for s in selectors), name
+        # Our own targets carry the release (ServiceMonitor relabeling); kube-state-metrics' not.
+        own = re.findall(r"\b(?:tocsin_\w+|redis_\w+|up)\{([^}]*)\}", rule["expr"])
+        assert all('release="tocsin"' in s for s in own), name
+
+
+def test_every_aggregation_keeps_the_namespace(default_manifests: list[Manifest]) -> None:
+    for rule in all_alerts(default_manifests):
+        for by in re.findall(r"\bby \(([^)]*)\)", rule["expr"]):
+            assert "namespace" in by.split(", "), f"{rule['alert']}: by ({by})"
+
+
+def test_every_sms_service_and_more_has_a_down_rule(default_manifests: list[Manifest]) -> None:
+    down = [r for r in all_alerts(default_manifests) if r["alert"] == "TocsinServiceDown"]
+    assert {r["labels"]["service"] for r in down} == set(SERVICES)
+    sms = next(r for r in down if r["labels"]["service"] == "sms")
+    assert 'absent(up{namespace="tocsin", release="tocsin", job="tocsin-sms"} == 1)' in sms["expr"]
+    assert 'deployment="tocsin-sms"' in sms["expr"]
 
 
 @pytest.mark.parametrize(
@@ -82,7 +115,8 @@ def test_rules_only_see_their_own_namespace(default_manifests: list[Manifest]) -
     [
         ("alerts.smppBindDownFor=7m", "TocsinSmppBindDown", "for=7m"),
         ("alerts.deliveryFailureRatio=0.25", "TocsinDeliveryFailureRatioHigh", "> 0.25"),
-        ("alerts.streamPendingHigh=12345", "TocsinStreamPendingHigh", "> 12345"),
+        ("alerts.backlogDrainSeconds=12345", "TocsinBacklogDrainSlow", "> 12345"),
+        ("alerts.slo.reachObjective=0.9", "TocsinReachBudgetBurn", "> 1.44"),
         ("alerts.grpcErrorRatio=0.2", "TocsinGrpcErrorRatioHigh", "> 0.2"),
     ],
 )
