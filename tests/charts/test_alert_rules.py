@@ -132,3 +132,67 @@ def test_thresholds_come_from_values(
 
 def test_alerts_can_be_left_out(render: Render) -> None:
     assert by_kind(render(set_values=["alerts.enabled=false"]), "PrometheusRule") == {}
+
+
+def test_one_datastore_outage_is_one_page(default_manifests: list[Manifest]) -> None:
+    (config,) = by_kind(default_manifests, "AlertmanagerConfig").values()
+    names = set(alerts(default_manifests))
+    rules = config["spec"]["inhibitRules"]
+    for rule in rules:
+        for matcher in [*rule["sourceMatch"], *rule["targetMatch"]]:
+            assert matcher["name"] == "alertname"
+            assert set(matcher["value"].split("|")) <= names, matcher["value"]
+        assert "namespace" in rule["equal"]
+    (outage,) = [r for r in rules if r["sourceMatch"][0]["value"] == "TocsinDatastoreDown"]
+    inhibited = set(outage["targetMatch"][0]["value"].split("|"))
+    # Everything a Redis outage trips, but the outage itself, is silenced behind it.
+    assert {
+        "TocsinDependencyDown",
+        "TocsinNotServing",
+        "TocsinRateLimiterFallback",
+        "TocsinServiceDown",
+        "TocsinChannelStalled",
+    } <= inhibited
+    assert "TocsinDatastoreDown" not in inhibited
+
+
+def test_a_channel_service_down_carries_its_channel_for_inhibition(
+    default_manifests: list[Manifest],
+) -> None:
+    down = {
+        r["labels"]["service"]: r["labels"]
+        for r in all_alerts(default_manifests)
+        if r["alert"] == "TocsinServiceDown"
+    }
+    assert down["sms"]["channel"] == "sms"
+    assert down["voice"]["channel"] == "voice"
+    assert "channel" not in down["alerting"]
+
+
+def test_the_audit_chain_is_verified_on_a_schedule(default_manifests: list[Manifest]) -> None:
+    (cron,) = by_kind(default_manifests, "CronJob").values()
+    assert cron["metadata"]["name"] == "tocsin-audit-verify"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    (main,) = job["template"]["spec"]["containers"]
+    assert main["command"][-3:] == ["services.alerting.cli", "audit-verify", "--offline"]
+    (env,) = main["env"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "tocsin-datastores", "key": "DATABASE_URL"}
+    rule = alerts(default_manifests)["TocsinAuditChainUnverified"]
+    assert 'cronjob="tocsin-audit-verify"' in rule["expr"]
+
+
+def test_the_stream_exporter_is_scraped_with_the_services(
+    default_manifests: list[Manifest],
+) -> None:
+    svc = by_kind(default_manifests, "Service")["tocsin-stream-exporter"]
+    assert svc["metadata"]["labels"]["tocsin.io/metrics"] == "true"
+    assert [p["name"] for p in svc["spec"]["ports"]] == ["metrics"]
+    deployment = by_kind(default_manifests, "Deployment")["tocsin-stream-exporter"]
+    (main,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--check-streams=tocsin:stream:*" in main["args"]
+    (monitor,) = by_kind(default_manifests, "ServiceMonitor").values()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert {"action": "replace", "targetLabel": "release", "replacement": "tocsin"} in endpoint[
+        "relabelings"
+    ]
