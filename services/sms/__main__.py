@@ -9,7 +9,6 @@ import asyncio
 import gc
 import logging
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -26,15 +25,19 @@ from gateways.smpp import (
     segment_count,
 )
 from ratelimit.limiter import Limiter
+from services.channel.recorder import Recorder
+from services.channel.worker import DRAIN_WRITE_S, ChannelWorker, make_recorder, run_or_stop
 from services.kernel import Kernel, SettingsError, load_settings, run_service
 from services.kernel.process import dies_with_parent
 from services.sms import metrics
 from services.sms.api import SmsApi
-from services.sms.engine import DRAIN_WRITE_S, SmsEngine, make_recorder
+from services.sms.channel import NAME, SmsChannel, receipt_row
+from services.sms.model import SmsJob
 from services.sms.ports import Outcome, Submission, SubmitAnswer
-from services.sms.recorder import Recorder
+from services.sms.routing import Router
 from services.sms.servicer import SmsServicer
 from services.sms.settings import BindSpec, Settings
+from services.sms.tokens import OperatorPacer
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +95,7 @@ def receipt_handler(
     """The bind's receipt callback: hand the receipt to the recorder, under its operator."""
 
     def handle(receipt: DeliveryReceipt) -> Awaitable[None]:
-        return recorder.receipt(operator, receipt)
+        return recorder.receipt(operator, receipt.message_id, receipt_row(receipt.state))
 
     return handle
 
@@ -111,7 +114,7 @@ def bind_state(operator: str, bind: str) -> Callable[[bool], None]:
 class ShutdownBudget:
     """Shares of TOCSIN_SHUTDOWN_GRACE_S, spent one after the other; they add up to it."""
 
-    #: Work in hand finishing (the pipeline stops reading at once).
+    #: Work in hand finishing (the worker stops reading at once).
     work_s: float
     #: Writing the last states, acknowledging, handing the rest back to the group.
     write_s: float
@@ -156,47 +159,50 @@ def smpp_bind(
     )
 
 
-async def run_engine(engine: SmsEngine) -> None:
-    """Run the pipeline; if it fails, stop the process rather than serve without it."""
-    try:
-        await engine.run()
-    except Exception:
-        logger.critical("the SMS pipeline failed; stopping", exc_info=True)
-        os.kill(os.getpid(), signal.SIGTERM)
-        raise
-
-
 async def build(kernel: Kernel[Settings]) -> None:
-    """Binds, limiter, pipeline and API of one SMS process."""
+    """Binds, limiter, channel worker and API of one SMS process."""
     settings = kernel.settings
     budget = shutdown_budget(settings.shutdown_grace_s)
-    recorder = make_recorder(settings=settings, pool=kernel.pg)
+    recorder = make_recorder(channel=NAME, settings=settings, pool=kernel.pg)
+    operators = settings.operators()
     binds = {
         op.name: [
             smpp_bind(b, operator=op.name, recorder=recorder, unbind_s=budget.unbind_s)
             for b in op.binds
         ]
-        for op in settings.operators()
+        for op in operators
     }
     limiter = Limiter.from_rules(kernel.redis, settings.ratelimit_rules)
     await limiter.start()
-    engine = SmsEngine(
-        settings=settings,
-        pool=kernel.pg,
-        redis=kernel.redis,
-        recorder=recorder,
+    router = Router(routes=[(op.name, op.prefixes) for op in operators], default=operators[0].name)
+    channel = SmsChannel(
+        router=router,
         binds=binds,
-        tokens=limiter,
+        pacers={
+            op.name: OperatorPacer(
+                source=limiter,
+                operator=op.name,
+                lease_size=settings.lease_size,
+                throttle_min_s=settings.throttle_min_s,
+                throttle_max_s=settings.throttle_max_s,
+            )
+            for op in operators
+        },
         segment_count=segment_count,
+        default_sender=settings.default_sender,
+    )
+    recorder.on_receipts = channel.receipts_recorded
+    worker: ChannelWorker[SmsJob] = ChannelWorker(
+        channel=channel, settings=settings, pool=kernel.pg, redis=kernel.redis, recorder=recorder
     )
     for op_binds in binds.values():
         for bind in op_binds:
             await bind.client.start()
-    kernel.add_background(run_engine(engine), name="sms-engine")
+    kernel.add_background(run_or_stop(worker), name="sms-worker")
     api = SmsApi(
         pool=kernel.pg,
         redis=kernel.redis,
-        router=engine.router,
+        router=router,
         segment_count=segment_count,
         default_sender=settings.default_sender,
         progress_cache_s=settings.progress_cache_s,
@@ -205,7 +211,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     kernel.add_service_name(sms_pb2.DESCRIPTOR.services_by_name["SmsService"].full_name)
 
     async def shutdown() -> None:
-        await engine.drain(timeout=budget.work_s, write_timeout=budget.write_s)
+        await worker.drain(timeout=budget.work_s, write_timeout=budget.write_s)
         # All binds at once: one at a time, 24 binds at up to 5 s each outlive any grace period.
         await asyncio.gather(*(b.client.close() for op_binds in binds.values() for b in op_binds))
         await limiter.close()
