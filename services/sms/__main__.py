@@ -125,12 +125,14 @@ class ShutdownBudget:
 
 
 def shutdown_budget(grace_s: float) -> ShutdownBudget:
-    """Split the grace: a tenth each to unbinding and the server, up to a fifth to writing."""
+    """Split the grace: a tenth each to unbinding and the server, then the writes, then the work.
+
+    The writes come before the work in hand: handing unfinished entries back is what lets
+    another pod go on at once, while work cut short is only resent (its durability window).
+    """
     unbind_s = server_s = min(5.0, grace_s * 0.1)
-    write_s = min(DRAIN_WRITE_S, grace_s * 0.2)
-    return ShutdownBudget(
-        max(0.0, grace_s - unbind_s - server_s - write_s), write_s, unbind_s, server_s
-    )
+    write_s = min(DRAIN_WRITE_S, grace_s - unbind_s - server_s)
+    return ShutdownBudget(grace_s - unbind_s - server_s - write_s, write_s, unbind_s, server_s)
 
 
 # -- end shutdown budget ----------------------------------------------------------------------
