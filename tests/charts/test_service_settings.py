@@ -31,6 +31,7 @@ OVERRIDES = [
     "datastores.existingSecret=",
     "credentials.existingSecret=",
     f"credentials.jwtKey={JWT_KEY}",
+    "smpp.systemId=shared-account",
     "smpp.password=shared-password",
 ]
 
