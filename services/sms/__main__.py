@@ -28,6 +28,7 @@ from services.kernel import Kernel, SettingsError, load_settings, run_service
 from services.kernel.process import dies_with_parent
 from services.sms import metrics
 from services.sms.api import SmsApi
+from services.sms.clients import ApiClients
 from services.sms.engine import SmsEngine, make_recorder
 from services.sms.ports import Outcome, Submission, SubmitAnswer
 from services.sms.recorder import Recorder
@@ -164,6 +165,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         segment_count=segment_count,
         default_sender=settings.default_sender,
         progress_cache_s=settings.progress_cache_s,
+        clients=ApiClients(redis=kernel.redis, clients=settings.clients()),
     )
     sms_pb2_grpc.add_SmsServiceServicer_to_server(SmsServicer(api), kernel.server)
     kernel.add_service_name(sms_pb2.DESCRIPTOR.services_by_name["SmsService"].full_name)

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from services.kernel import ServiceSettings
+from services.sms.clients import Client, parse_clients
 
 #: Belgian mobile ranges by the operator that holds them (national number prefixes after +32).
 DEFAULT_ROUTES = "opA=3246,3247;opB=3249;opC=3248,32456"
@@ -88,6 +89,9 @@ class Settings(ServiceSettings):
     window: int = Field(default=100, ge=1, le=10_000)
     # Originator when a work entry names none.
     default_sender: str = "BE-Alert"
+    # Platform teams allowed on the SMS API, by certificate name: JSON
+    # {"api-police": {"senders": ["POLICE"], "daily_quota": 10000}} (services/sms/clients.py).
+    api_clients: str = "{}"
     # Stream entries read per XREADGROUP.
     read_count: int = Field(default=20, ge=1)
     # Milliseconds an XREADGROUP blocks waiting for work.
@@ -147,6 +151,16 @@ class Settings(ServiceSettings):
     def _check(self) -> Settings:
         self.operators()
         return self
+
+    @field_validator("api_clients")
+    @classmethod
+    def _check_clients(cls, value: str) -> str:
+        parse_clients(value)
+        return value
+
+    def clients(self) -> dict[str, Client]:
+        """The SMS API's platform teams (`api_clients`)."""
+        return parse_clients(self.api_clients)
 
     @property
     def consumer_name(self) -> str:
