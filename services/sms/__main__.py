@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from tocsin.sms.v1 import sms_pb2, sms_pb2_grpc
 
@@ -32,6 +33,7 @@ from services.sms.clients import ApiClients
 from services.sms.engine import SmsEngine, make_recorder
 from services.sms.ports import Outcome, Submission, SubmitAnswer
 from services.sms.recorder import Recorder
+from services.sms.retention import run_retention
 from services.sms.servicer import SmsServicer
 from services.sms.settings import BindSpec, Settings
 
@@ -168,6 +170,14 @@ async def build(kernel: Kernel[Settings]) -> None:
         clients=ApiClients(redis=kernel.redis, clients=settings.clients()),
     )
     sms_pb2_grpc.add_SmsServiceServicer_to_server(SmsServicer(api), kernel.server)
+    kernel.add_background(
+        run_retention(
+            kernel.pg,
+            keep=timedelta(days=settings.retention_days),
+            interval_s=settings.retention_interval_s,
+        ),
+        name="sms-retention",
+    )
     kernel.add_service_name(sms_pb2.DESCRIPTOR.services_by_name["SmsService"].full_name)
 
     async def shutdown() -> None:
