@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 
+from services.channel import codec, keys, store
+from services.channel.control import API_PREFIX
+from services.channel.model import State
 from services.kernel import context
-from services.kernel import keys as shared
 from services.kernel.errors import AlreadyExists, InvalidArgument, NotFound
-from services.sms import store
+from services.sms.channel import NAME
 from services.sms.clients import ApiClients
-from services.sms.control import API_PREFIX
-from services.sms.model import State
 from services.sms.routing import Router, is_e164
 
 #: Scope of the SMS API's rows in `idempotency_keys` (followed by the caller: keys are per team).
@@ -30,8 +30,8 @@ IDEMPOTENCY_TTL_S = 24 * 3600
 MAX_RECIPIENTS = 10_000
 #: Most segments a text may take (communication units per recipient).
 MAX_SEGMENTS = 10
-#: Recipients per stream entry (docs/streams.md: a few hundred).
-ENTRY_SIZE = 500
+#: The SMS channel's tables.
+TABLES = store.Tables.of(NAME)
 #: Default and longest time to live of an API send (seconds).
 DEFAULT_TTL_S = 3600.0
 MAX_TTL_S = 7 * 24 * 3600.0
@@ -193,6 +193,7 @@ class SmsApi:
             await self._clients.take(caller=caller, recipients=len(numbers))
             await store.queue(
                 conn,
+                TABLES,
                 alerts=[batch_id] * len(numbers),
                 versions=[1] * len(numbers),
                 addresses=numbers,
@@ -200,21 +201,17 @@ class SmsApi:
                 segments=[segments] * len(numbers),
             )
             # Written before commit: if this fails nothing is kept and the caller may retry.
+            header = codec.Header(
+                alert=batch_id,
+                version=1,
+                kind="general",
+                expires=expires,
+                sender=sender,
+                texts={"en": text},
+            )
             async with self._redis.pipeline(transaction=False) as pipe:
-                for i in range(0, len(numbers), ENTRY_SIZE):
-                    pipe.xadd(
-                        shared.SMS_STREAM,
-                        {
-                            "alert": batch_id,
-                            "version": "1",
-                            "kind": "general",
-                            "expires": repr(expires),
-                            "sender": sender,
-                            "texts": json.dumps({"en": text}),
-                            "to": json.dumps([[n, "en"] for n in numbers[i : i + ENTRY_SIZE]]),
-                            "batch": str(i // ENTRY_SIZE),
-                        },
-                    )
+                for fields in codec.entries(header, [(n, "en") for n in numbers]):
+                    pipe.xadd(keys.stream(NAME), fields)  # type: ignore[arg-type]
                 await pipe.execute()
         self._clients.audit(
             caller=caller, batch_id=batch_id, recipients=len(numbers), sender=sender
@@ -224,7 +221,7 @@ class SmsApi:
     async def batch(self, *, batch_id: str) -> Progress:
         """Counts per state of an API batch."""
         _check_own(batch_id)
-        found = await store.counts(self._pool, alert=batch_id, version=1)
+        found = await store.counts(self._pool, TABLES, alert=batch_id, version=1)
         if 1 not in found:
             raise NotFound(f"no batch {batch_id}", field="batch_id")
         per_state, units = found[1]
@@ -237,7 +234,7 @@ class SmsApi:
         _check_own(batch_id)
         if not is_e164(address):
             raise InvalidArgument("to", "not an E.164 number (+32470123456)")
-        row = await store.message(self._pool, alert=batch_id, address=address)
+        row = await store.message(self._pool, TABLES, alert=batch_id, address=address)
         if row is None:
             raise NotFound(f"no such message in {batch_id}", field="to")
         return MessageStatus(
@@ -275,5 +272,5 @@ class SmsApi:
             raise
 
     async def _count(self, *, alert: str, version: int) -> list[Progress]:
-        found = await store.counts(self._pool, alert=alert, version=version or None)
+        found = await store.counts(self._pool, TABLES, alert=alert, version=version or None)
         return [Progress(v, per_state, units) for v, (per_state, units) in sorted(found.items())]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,18 +11,18 @@ from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from services.kernel import ServiceSettings
+from services.channel.settings import ChannelSettings
 from services.sms.clients import Client, parse_clients
 
 #: Belgian mobile ranges by the operator that holds them (national number prefixes after +32).
-DEFAULT_ROUTES = "opA=3246,3247;opB=3249;opC=3248,32456"
+DEFAULT_ROUTES = "proximus=3247,3246;orange=3249;base=3248,32456"
 
 
 @dataclass(frozen=True, slots=True)
 class BindSpec:
     """One SMPP bind to an operator's SMSC."""
 
-    name: str  # bind name (metrics label), e.g. `opA-0`
+    name: str  # bind name (metrics label), e.g. `proximus-0`
     host: str  # SMSC host
     port: int  # SMSC port
     system_id: str  # SMPP account
@@ -51,30 +50,54 @@ def env_name(operator: str) -> str:
     return re.sub(r"[^A-Z0-9]", "_", operator.upper())
 
 
+# -- SMPP accounts (ops, issue 18): no silent default account for a real SMSC ------------------
+#: The account the SMSC simulators accept (simulators/smsc/config.py), for loopback binds only.
+SIMULATOR_ACCOUNT = ("tocsin", "secret")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _account_or_fail(operator: str, host: str, system_id: str, password: str) -> tuple[str, str]:
+    """The bind's account; the simulators' for loopback; else a ValueError saying what to set."""
+    if system_id and password:
+        return system_id, password
+    if host in LOOPBACK_HOSTS:
+        return system_id or SIMULATOR_ACCOUNT[0], password or SIMULATOR_ACCOUNT[1]
+    missing = "system_id" if not system_id else "password"
+    raise ValueError(
+        f"operator {operator!r} has no SMPP {missing}: set TOCSIN_SMPP_{env_name(operator)}_"
+        f"{missing.upper()} or TOCSIN_SMPP_{missing.upper()}"
+    )
+
+
+# -- end SMPP accounts ------------------------------------------------------------------------
+
+
 def _parse_routes(text: str) -> dict[str, tuple[str, ...]]:
     routes: dict[str, tuple[str, ...]] = {}
     for part in filter(None, (p.strip() for p in text.split(";"))):
         name, sep, prefixes = part.partition("=")
         items = tuple(p.strip().removeprefix("+") for p in prefixes.split(",") if p.strip())
         if not sep or not name.strip() or not all(p.isdigit() for p in items):
-            raise ValueError(f"route {part!r} is not `operator=digits,digits`")
+            raise ValueError(f"TOCSIN_ROUTES: route {part!r} is not `operator=digits,digits`")
         routes[name.strip()] = items
     return routes
 
 
-class Settings(ServiceSettings):
-    """Settings of the SMS service (env prefix TOCSIN_)."""
+class Settings(ChannelSettings):
+    """Settings of the SMS service (env prefix TOCSIN_); the worker's own in ChannelSettings."""
 
     default_grpc_port: ClassVar[int] = 50053
     default_metrics_port: ClassVar[int] = 9103
 
-    # Operators' SMSCs: `opA=127.0.0.1:2775,opB=127.0.0.1:2776`; the first is the default route.
-    smsc: str = "opA=127.0.0.1:2775"
+    # Operators' SMSCs: `proximus=127.0.0.1:2775,orange=127.0.0.1:2776`; the first is the default
+    # route. Operators are named as in the operators file (docs/operators.md).
+    smsc: str = "proximus=127.0.0.1:2775"
     # TOML file describing operators in full ([operators.<name>] binds=[{host,port,...}],
     # prefixes=[...]); when set it replaces `smsc` and `routes`.
     operators_file: Path | None = None
-    # Number prefixes per operator, `opA=3247,3246;opB=3249`; unmatched numbers go to the default.
-    # The default splits Belgian mobile ranges over opA/opB/opC (ignoring those not configured).
+    # Number prefixes per operator, `proximus=3247,3246;orange=3249`; unmatched numbers go to the
+    # default. The default splits Belgian mobile ranges over proximus/orange/base, as
+    # stack/operators.toml does (ignoring those not configured).
     routes: str = DEFAULT_ROUTES
     # Operator for numbers no prefix matches (foreign numbers); empty: the first operator.
     default_operator: str = ""
@@ -82,13 +105,26 @@ class Settings(ServiceSettings):
     # account comes from TOCSIN_SMPP_<OPERATOR>_SYSTEM_ID / _PASSWORD (the name upper-cased, any
     # other character than A-Z and 0-9 as `_`: what the chart's credentials Secret holds), and a
     # bind of the operators file may name its own `system_id` / `password` above both.
-    smpp_system_id: str = "tocsin"
-    smpp_password: str = "secret"
+    # Without any of these a bind to a real SMSC refuses to start (`operators()` says which);
+    # only binds to loopback (the SMSC simulators of `make run`) use the simulators' account.
+    smpp_system_id: str = ""
+    smpp_password: str = ""
     # Binds opened per operator named in `smsc`, and the window of each.
     binds_per_operator: int = Field(default=2, ge=1, le=64)
     window: int = Field(default=100, ge=1, le=10_000)
-    # Originator when a work entry names none.
-    default_sender: str = "BE-Alert"
+    # First pause of an operator after a throttling answer (seconds); doubled up to the cap.
+    throttle_min_s: float = Field(default=0.05, gt=0)
+    throttle_max_s: float = Field(default=5.0, gt=0)
+    # Processes sharing the consumer group, each with its own binds: this one plus workers - 1
+    # children (gRPC on a free port, metrics on metrics_port + i).
+    workers: int = Field(default=1, ge=1, le=64)
+    # Tokens asked per rate-limit lease.
+    lease_size: int = Field(default=200, ge=1)
+    # Rate-limit rules file for the ratelimit package; empty: its built-in rules.
+    ratelimit_rules: Path | None = None
+    # Seconds a GetAlertProgress count is shared by callers polling the same alert (it scans the
+    # alert's rows: with many pollers of a million-recipient alert that matters).
+    progress_cache_s: float = Field(default=1.0, ge=0)
     # Platform teams allowed on the SMS API, by certificate name: JSON
     # {"api-police": {"senders": ["POLICE"], "daily_quota": 10000}} (services/sms/clients.py).
     api_clients: str = "{}"
@@ -96,42 +132,6 @@ class Settings(ServiceSettings):
     retention_days: float = Field(default=30.0, gt=0)
     # Seconds between two passes of the retention task.
     retention_interval_s: float = Field(default=3600.0, gt=0)
-    # Stream entries read per XREADGROUP.
-    read_count: int = Field(default=20, ge=1)
-    # Milliseconds an XREADGROUP blocks waiting for work.
-    read_block_ms: int = Field(default=200, ge=1)
-    # Recipients held in this process (read, not yet durable) before reading stops.
-    max_in_flight: int = Field(default=20_000, ge=1)
-    # Largest number of state changes written to PostgreSQL in one statement.
-    write_batch: int = Field(default=5_000, ge=1)
-    # Seconds between two writes of buffered state changes (when the buffer is not full).
-    write_interval_s: float = Field(default=0.02, gt=0)
-    # First retry delay of a temporary failure (seconds); doubled per attempt up to the cap.
-    retry_min_s: float = Field(default=1.0, gt=0)
-    retry_max_s: float = Field(default=60.0, gt=0)
-    # First pause of an operator after a throttling answer (seconds); doubled up to the cap.
-    throttle_min_s: float = Field(default=0.05, gt=0)
-    throttle_max_s: float = Field(default=5.0, gt=0)
-    # Seconds an entry stays unacknowledged by a silent consumer before another one claims it.
-    claim_idle_s: float = Field(default=30.0, gt=0)
-    # Entries examined per XAUTOCLAIM call.
-    claim_count: int = Field(default=50, ge=1)
-    # Processes sharing the consumer group, each with its own binds: this one plus workers - 1
-    # children (gRPC on a free port, metrics on metrics_port + i).
-    workers: int = Field(default=1, ge=1, le=64)
-    # Consumer name in the group; empty: host-pid (a restarted process is a new consumer).
-    consumer: str = ""
-    # Tokens asked per rate-limit lease.
-    lease_size: int = Field(default=200, ge=1)
-    # Rate-limit rules file for the ratelimit package; empty: its built-in rules.
-    ratelimit_rules: Path | None = None
-    # Seconds an unmatched delivery receipt is held waiting for its row before it is dropped.
-    receipt_hold_s: float = Field(default=600.0, gt=0)
-    # Seconds a GetAlertProgress count is shared by callers polling the same alert (it scans the
-    # alert's rows: with many pollers of a million-recipient alert that matters).
-    progress_cache_s: float = Field(default=1.0, ge=0)
-    # Seconds between refreshes of the cancelled/version keys of alerts in flight.
-    control_refresh_s: float = Field(default=0.5, gt=0)
 
     #: Operator environment name -> {"system_id"|"password": value}, read with the settings.
     _accounts: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
@@ -151,11 +151,6 @@ class Settings(ServiceSettings):
         own = self._accounts.get(env_name(operator), {})
         return own.get("system_id", self.smpp_system_id), own.get("password", self.smpp_password)
 
-    @model_validator(mode="after")
-    def _check(self) -> Settings:
-        self.operators()
-        return self
-
     @field_validator("api_clients")
     @classmethod
     def _check_clients(cls, value: str) -> str:
@@ -166,10 +161,10 @@ class Settings(ServiceSettings):
         """The SMS API's platform teams (`api_clients`)."""
         return parse_clients(self.api_clients)
 
-    @property
-    def consumer_name(self) -> str:
-        """This process's consumer name in the stream group."""
-        return self.consumer or f"{socket.gethostname()}-{os.getpid()}"
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        self.operators()
+        return self
 
     def operators(self) -> list[OperatorSpec]:
         """Operators in routing order (the default one first); ValueError names the problem."""
@@ -179,7 +174,7 @@ class Settings(ServiceSettings):
         default = self.default_operator or ops[0].name
         names = [op.name for op in ops]
         if default not in names:
-            raise ValueError(f"default operator {default!r} is not one of {names}")
+            raise ValueError(f"TOCSIN_DEFAULT_OPERATOR {default!r} is not one of {names}")
         return sorted(ops, key=lambda op: op.name != default)
 
     def _from_env(self) -> list[OperatorSpec]:
@@ -190,7 +185,7 @@ class Settings(ServiceSettings):
             host, colon, port = address.rpartition(":")
             if not sep or not colon or not port.isdigit():
                 raise ValueError(f"smsc {part!r} is not `operator=host:port`")
-            system_id, password = self.account(name)
+            system_id, password = _account_or_fail(name, host, *self.account(name))
             binds = tuple(
                 BindSpec(f"{name}-{i}", host, int(port), system_id, password, self.window)
                 for i in range(self.binds_per_operator)
@@ -198,7 +193,7 @@ class Settings(ServiceSettings):
             ops.append(OperatorSpec(name, binds, routes.get(name, ())))
         unknown = set(routes) - {op.name for op in ops}
         if unknown and self.routes != DEFAULT_ROUTES:  # the default names three operators
-            raise ValueError(f"routes name operators without an SMSC: {sorted(unknown)}")
+            raise ValueError(f"TOCSIN_ROUTES name operators without an SMSC: {sorted(unknown)}")
         return ops
 
     def _from_file(self) -> list[OperatorSpec]:
@@ -212,8 +207,12 @@ class Settings(ServiceSettings):
                     str(b.get("name", f"{name}-{i}")),
                     str(b.get("host", "127.0.0.1")),
                     int(b["port"]),
-                    str(b.get("system_id", system_id)),
-                    str(b.get("password", password)),
+                    *_account_or_fail(
+                        name,
+                        str(b.get("host", "127.0.0.1")),
+                        str(b.get("system_id", system_id)),
+                        str(b.get("password", password)),
+                    ),
                     int(b.get("window", self.window)),
                 )
                 for i, b in enumerate(op.get("binds", []))

@@ -28,11 +28,10 @@ from tocsin.targeting.v1 import targeting_pb2 as tpb
 from tocsin.targeting.v1 import targeting_pb2_grpc
 from tocsin.voice.v1 import voice_pb2, voice_pb2_grpc
 
-from loadtest import seed
-from loadtest.stackproc import RunningStack, running_stack
 from services.alerting.auth import key_id
 from services.kernel.tls import TlsMaterial, channel_to, load_material
-from stack import pki
+from stack import pki, seed
+from stack.running import RunningStack, running_stack
 
 Code = grpc.StatusCode
 SUBSCRIBERS = 20

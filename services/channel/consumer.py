@@ -1,0 +1,400 @@
+"""The stream consumer of a channel: reads work in batches, records recipients as queued, hands
+them to the routes' lanes, and acknowledges an entry once every recipient's outcome is durable.
+
+Entries of a consumer that died are claimed with XAUTOCLAIM once idle for `claim_idle_s`; a live
+consumer keeps the entries it is still working on (retries can take long) fresh with XCLAIM, so
+they are never claimed from under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from services.channel import codec, keys, metrics, store
+from services.channel.control import ControlCache
+from services.channel.lanes import Lane
+from services.channel.model import Entry, Job, State
+from services.channel.ports import Channel, J
+from services.channel.recorder import Recorder
+from services.channel.slots import Slots
+from services.kernel.metrics import STREAM_LAG, STREAM_LENGTH, STREAM_PENDING
+from services.kernel.streams import GroupLag, trim_processed
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    """How the consumer reads and claims (from Settings)."""
+
+    stream: str
+    group: str
+    consumer: str
+    read_count: int
+    read_block_ms: int
+    max_in_flight: int
+    claim_idle_s: float
+    claim_count: int
+    control_refresh_s: float
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class StreamConsumer(Generic[J]):
+    """Consumes one channel's stream for one process."""
+
+    def __init__(
+        self,
+        *,
+        config: ConsumerConfig,
+        channel: Channel[J],
+        redis: aioredis.Redis,
+        pool: asyncpg.Pool,
+        lanes: Mapping[str, Lane[J]],
+        recorder: Recorder,
+        control: ControlCache,
+        durability: Slots,
+    ) -> None:
+        self.cfg = config
+        self._channel = channel
+        self._name = channel.name
+        self._tables = store.Tables.of(channel.name)
+        self._dead = keys.dead_letters(channel.name)
+        self._redis = redis
+        self._pool = pool
+        self._lanes = lanes
+        self._recorder = recorder
+        self._control = control
+        self._slots = durability
+        self._in_flight_gauge = metrics.IN_FLIGHT.labels(channel.name)
+        metrics.DEAD_LETTERS.labels(channel.name)  # a zero sample until one comes
+        #: Entries read and not yet acknowledged, by id.
+        self.entries: dict[str, Entry] = {}
+        #: Recipients read and without a durable outcome.
+        self.in_flight = 0
+        self._room = asyncio.Event()
+        self._acks: list[str] = []
+        self._ack_wake = asyncio.Event()
+        self._reading = True
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._lag = GroupLag(redis, config.stream)
+        recorder.on_durable = self._durable
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group (and the stream) if missing."""
+        try:
+            await self._redis.xgroup_create(self.cfg.stream, self.cfg.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self) -> None:
+        """Read, claim, refresh, acknowledge, until cancelled."""
+        await self.ensure_group()
+        async with asyncio.TaskGroup() as group:
+            name = self._name
+            group.create_task(self._read_loop(), name=f"{name}-read")
+            group.create_task(self._claim_loop(), name=f"{name}-claim")
+            group.create_task(self._ack_loop(), name=f"{name}-ack")
+            group.create_task(self._control_loop(), name=f"{name}-control")
+            group.create_task(self._gauge_loop(), name=f"{name}-stream-gauges")
+
+    def stop_reading(self) -> None:
+        """Stop taking new work (graceful shutdown); work in hand goes on."""
+        self._reading = False
+        self._room.set()
+
+    # -- reading ------------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        own = await self._redis.xreadgroup(
+            self.cfg.group, self.cfg.consumer, {self.cfg.stream: "0"}, count=10_000
+        )
+        await self._take(own)
+        while self._reading:
+            if self.in_flight >= self.cfg.max_in_flight:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            try:
+                reply = await self._redis.xreadgroup(
+                    self.cfg.group,
+                    self.cfg.consumer,
+                    {self.cfg.stream: ">"},
+                    count=self.cfg.read_count,
+                    block=self.cfg.read_block_ms,
+                )
+            except (RedisError, OSError) as exc:
+                logger.warning("reading the %s stream failed, retrying: %r", self._name, exc)
+                await asyncio.sleep(0.5)
+                continue
+            if self._reading:
+                await self._take(reply)
+
+    async def _claim_loop(self) -> None:
+        idle_ms = int(self.cfg.claim_idle_s * 1000)
+        # Often enough that handed-back entries (idle at once) wait little; cheap either way.
+        interval = max(0.05, min(self.cfg.claim_idle_s / 3, 5.0))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if self.entries:
+                    # Keep our own work fresh so nobody claims it while retries run.
+                    await self._touch(list(self.entries), idle_ms=None)
+                if not self._reading or self.in_flight >= self.cfg.max_in_flight:
+                    continue
+                start = "0-0"
+                while True:
+                    # Redis 6.2 answers [next, entries], Redis 7 adds the deleted ids.
+                    reply = await self._redis.xautoclaim(
+                        self.cfg.stream,
+                        self.cfg.group,
+                        self.cfg.consumer,
+                        idle_ms,
+                        start_id=start,
+                        count=self.cfg.claim_count,
+                    )
+                    nxt, claimed = reply[0], reply[1]
+                    if claimed:
+                        logger.info("claimed %d abandoned %s entries", len(claimed), self._name)
+                        await self._take([[self.cfg.stream, claimed]])
+                    start = _text(nxt)
+                    if start == "0-0" or self.in_flight >= self.cfg.max_in_flight:
+                        break
+            except (RedisError, OSError) as exc:
+                logger.warning("claiming %s entries failed, retrying: %r", self._name, exc)
+
+    async def _take(self, reply: Any) -> None:
+        """Turn stream entries into jobs: queued rows first, then the lanes."""
+        batch: list[tuple[Entry, list[J]]] = []
+        for _stream, items in reply or ():
+            for raw_id, fields in items:
+                entry_id = _text(raw_id)
+                if entry_id in self.entries or fields is None:
+                    if fields is None:  # deleted from the stream while pending
+                        self._acks.append(entry_id)
+                    continue
+                parsed = await self._parse(entry_id, fields)
+                if parsed is not None:
+                    batch.append(parsed)
+        if not batch:
+            return
+        try:
+            await self._control.refresh({e.alert for e, _ in batch} | self._alerts_in_flight())
+        except (RedisError, OSError) as exc:
+            # Work goes on with what was last read; senders check again before each delivery.
+            logger.warning("reading alert control keys failed: %r", exc)
+        to_queue: list[J] = []
+        channel, now = self._channel, time.time()
+        for entry, jobs in batch:
+            self.entries[entry.entry_id] = entry
+            entry.remaining = len(jobs)
+            self.in_flight += len(jobs)
+            self.idle.clear()
+            verdict = self._control.verdict(entry.alert, entry.version)
+            for job in jobs:
+                if verdict is not None:
+                    self._recorder.final(job, verdict)
+                elif job.error:
+                    channel.gave_up(job, "invalid")
+                    self._recorder.final(job, State.FAILED)
+                elif now >= entry.expires:
+                    job.error = "expired before it could be sent"
+                    channel.gave_up(job, "expired")
+                    self._recorder.final(job, State.EXPIRED)
+                else:
+                    to_queue.append(job)
+            if not jobs:
+                self._finish(entry)
+        self._in_flight_gauge.set(self.in_flight)
+        if to_queue:
+            await self._queue(to_queue)
+
+    async def _queue(self, jobs: list[J]) -> None:
+        while True:
+            try:
+                send = await store.queue(
+                    self._pool,
+                    self._tables,
+                    alerts=[j.entry.alert for j in jobs],
+                    versions=[j.entry.version for j in jobs],
+                    addresses=[j.address for j in jobs],
+                    operators=[j.route for j in jobs],
+                    segments=[j.units for j in jobs],
+                )
+                break
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("queueing %s recipients failed, retrying: %r", self._name, exc)
+                await asyncio.sleep(0.5)
+        per_route: dict[str, list[J]] = {}
+        done: list[Job] = []
+        for job in jobs:
+            key = (job.entry.alert, job.entry.version, job.address)
+            if key in send:
+                send.discard(key)  # a second copy in this read waits for nothing
+                per_route.setdefault(job.route, []).append(job)
+            else:
+                done.append(job)  # already has an outcome from an earlier attempt
+        for route, part in per_route.items():
+            self._lanes[route].put(part)
+        if done:
+            self._durable(done)
+
+    async def _parse(
+        self, entry_id: str, fields: Mapping[Any, Any]
+    ) -> tuple[Entry, list[J]] | None:
+        """The entry's jobs; a malformed entry goes to the dead letters (None)."""
+        try:
+            work = codec.decode(fields)
+            header = work.header
+            entry = Entry(entry_id, header.alert, header.version, header.expires)
+            job = self._channel.job
+            jobs = [job(entry, header, address, language) for address, language in work.to]
+        except (codec.MalformedEntry, ValueError) as exc:
+            await self._dead_letter(entry_id, fields, exc)
+            return None
+        return entry, jobs
+
+    async def _dead_letter(self, entry_id: str, fields: Mapping[Any, Any], exc: Exception) -> None:
+        """Move a malformed entry to the dead-letter stream and acknowledge it.
+
+        If Redis fails meanwhile the entry stays pending, and is claimed and tried again later.
+        """
+        logger.error(
+            "%s entry %s is malformed, moved to %s: %s", self._name, entry_id, self._dead, exc
+        )
+        dead: dict[Any, Any] = {_text(k): v for k, v in fields.items()}
+        dead.update({"dead_id": entry_id, "dead_error": str(exc), "dead_at": repr(time.time())})
+        try:
+            await self._redis.xadd(
+                self._dead, dead, maxlen=keys.DEAD_LETTER_MAXLEN, approximate=True
+            )
+        except (RedisError, OSError) as dead_exc:
+            logger.warning("dead letter %s not written, retried later: %r", entry_id, dead_exc)
+            return
+        metrics.DEAD_LETTERS.labels(self._name).inc()
+        self._acks.append(entry_id)
+        self._ack_wake.set()
+
+    # -- outcomes -----------------------------------------------------------------------------
+    def _durable(self, jobs: list[Job]) -> None:
+        """Jobs whose outcome is written: free their slots, acknowledge finished entries."""
+        for job in jobs:
+            if job.holds_slot:
+                job.holds_slot = False
+                self._slots.release()
+            entry = job.entry
+            entry.remaining -= 1
+            if entry.remaining == 0:
+                self._finish(entry)
+        self.in_flight -= len(jobs)
+        self._in_flight_gauge.set(self.in_flight)
+        if self.in_flight < self.cfg.max_in_flight:
+            self._room.set()
+
+    def _finish(self, entry: Entry) -> None:
+        self.entries.pop(entry.entry_id, None)
+        self._acks.append(entry.entry_id)
+        self._ack_wake.set()
+        if not self.entries:
+            self.idle.set()
+
+    async def _ack_loop(self) -> None:
+        while True:
+            await self._ack_wake.wait()
+            self._ack_wake.clear()
+            ids, self._acks = self._acks, []
+            if not ids:
+                continue
+            try:
+                await self._redis.xack(self.cfg.stream, self.cfg.group, *ids)
+            except (RedisError, OSError) as exc:
+                logger.warning("acknowledging %s entries failed, retrying: %r", self._name, exc)
+                self._acks.extend(ids)
+                await asyncio.sleep(0.5)
+                self._ack_wake.set()
+
+    async def _touch(self, ids: list[Any], *, idle_ms: int | None) -> None:
+        """XCLAIM our own entries, setting their idle time (None: now), a thousand at a time."""
+        for i in range(0, len(ids), 1000):
+            await self._redis.xclaim(
+                self.cfg.stream,
+                self.cfg.group,
+                self.cfg.consumer,
+                0,
+                ids[i : i + 1000],
+                idle=idle_ms,
+                justid=True,
+            )
+
+    async def hand_back(self) -> int:
+        """Mark the entries still in hand as idle for `claim_idle_s`: claimable by others now."""
+        ids: list[Any] = list(self.entries)
+        await self._touch(ids, idle_ms=int(self.cfg.claim_idle_s * 1000))
+        self.entries.clear()
+        return len(ids)
+
+    async def flush_acks(self) -> None:
+        """Acknowledge what is finished now (shutdown)."""
+        ids, self._acks = self._acks, []
+        if ids:
+            await self._redis.xack(self.cfg.stream, self.cfg.group, *ids)
+
+    # -- control keys and gauges ----------------------------------------------------------------
+    def _alerts_in_flight(self) -> set[str]:
+        return {e.alert for e in self.entries.values()}
+
+    async def _control_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.control_refresh_s)
+            if not self.entries:
+                continue
+            try:
+                await self._control.refresh(self._alerts_in_flight())
+            except (RedisError, OSError) as exc:
+                logger.warning("reading alert control keys failed: %r", exc)
+
+    async def _gauge_loop(self) -> None:
+        stream, group = self.cfg.stream, self.cfg.group
+        while True:
+            try:
+                length = await self._redis.xlen(stream)
+                groups = await self._redis.xinfo_groups(stream)
+            except (RedisError, OSError) as exc:
+                logger.debug("stream gauges not read: %r", exc)
+            else:
+                STREAM_LENGTH.labels(stream).set(length)
+                for g in groups:
+                    if _text(g.get("name")) == group:
+                        STREAM_PENDING.labels(stream, group).set(int(g.get("pending") or 0))
+                        await self._set_lag(g)
+                await self._trim(groups)
+            await asyncio.sleep(2.0)
+
+    async def _trim(self, groups: Sequence[Mapping[str, Any]]) -> None:
+        """Drop the entries every group has processed: the stream must not grow for ever."""
+        try:
+            await trim_processed(self._redis, self.cfg.stream, groups)
+        except (RedisError, OSError) as exc:
+            logger.debug("stream not trimmed: %r", exc)
+
+    async def _set_lag(self, group_info: Mapping[str, Any]) -> None:
+        """Redis' own `lag` (7+), else counted in Redis a little at a time (GroupLag)."""
+        try:
+            lag = await self._lag.measure(group_info)
+        except (RedisError, OSError) as exc:
+            logger.debug("stream lag not read: %r", exc)
+            return
+        if lag is not None:
+            STREAM_LAG.labels(self.cfg.stream, self.cfg.group).set(lag)
