@@ -389,8 +389,11 @@ async def _attacks(suite: Suite, seeded: dict[str, Any]) -> None:
                 metadata=seed.bearer(gent_token),
                 timeout=5,
             ),
+            # Refused by the agreement's rule, or earlier where LB-SMS is not deployed at all
+            # (make run's stack: SMS only); tests/services/alerting/test_presence.py proves
+            # the rule itself on a deployment that has it.
             Code.PERMISSION_DENIED,
-            field="spec.channels",
+            Code.FAILED_PRECONDITION,
         )
         admin_call = alerting_pb2_grpc.AdminServiceStub(alerting)
         await a(
