@@ -98,6 +98,7 @@ class _Handler:
             _abort(server)
             return "421 4.4.2 dropped"
         sim.transactions += 1
+        sim.largest_transaction = max(sim.largest_transaction, len(envelope.rcpt_tos))
         content = envelope.original_content or b""
         for address in envelope.rcpt_tos:
             sim.received[address] += 1
@@ -136,6 +137,8 @@ class RelaySimulator:
         #: The port it listens on, once started.
         self.port = 0
         self.transactions = 0
+        #: Most recipients taken in one transaction.
+        self.largest_transaction = 0
         self.data_commands = 0
         self.drops = 0
         self.connections = 0
