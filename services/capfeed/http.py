@@ -7,8 +7,9 @@ from email.utils import parsedate_to_datetime
 
 import asyncpg
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from services.capfeed import source
+from services.capfeed import metrics, source
 from services.capfeed.render import CAP_TYPE, FEED_PATH, Resource, Snapshot, resource
 from services.capfeed.source import Watcher
 
@@ -41,10 +42,14 @@ def not_modified(request: web.Request, res: Resource) -> bool:
     return res.last_modified.replace(microsecond=0) <= since
 
 
-def _answer(request: web.Request, res: Resource) -> web.Response:
+def _answer(
+    request: web.Request, res: Resource, *, ok: Counter, unchanged: Counter
+) -> web.Response:
     if not_modified(request, res):
+        unchanged.inc()
         headers = {k: v for k, v in res.headers.items() if k != "Content-Type"}
         return web.Response(status=304, headers=headers)
+    ok.inc()
     return web.Response(body=res.body, headers=res.headers)
 
 
@@ -57,7 +62,9 @@ def _snapshot(request: web.Request) -> Snapshot:
 
 async def feed(request: web.Request) -> web.Response:
     """GET the Atom index of alerts in force."""
-    return _answer(request, _snapshot(request).feed)
+    return _answer(
+        request, _snapshot(request).feed, ok=metrics.FEED_OK, unchanged=metrics.FEED_NOT_MODIFIED
+    )
 
 
 async def document(request: web.Request) -> web.Response:
@@ -68,6 +75,7 @@ async def document(request: web.Request) -> web.Response:
         identifier = request.match_info["identifier"]
         old = await source.old_document(request.app[POOL], identifier=identifier)
         if old is None:
+            metrics.DOCUMENT_NOT_FOUND.inc()
             raise web.HTTPNotFound(text=f"no CAP document {identifier}")
         found = resource(
             old.xml.encode(),
@@ -75,7 +83,12 @@ async def document(request: web.Request) -> web.Response:
             last_modified=old.sent,
             max_age_s=request.app[MAX_AGE],
         )
-    return _answer(request, found)
+    return _answer(request, found, ok=metrics.DOCUMENT_OK, unchanged=metrics.DOCUMENT_NOT_MODIFIED)
+
+
+async def exposition(request: web.Request) -> web.Response:
+    """Prometheus exposition of this process's metrics."""
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def live(request: web.Request) -> web.Response:
@@ -94,7 +107,7 @@ async def ready(request: web.Request) -> web.Response:
 def application(
     *, watcher: Watcher, pool: asyncpg.Pool, document_max_age_s: int
 ) -> web.Application:
-    """The aiohttp application with its four routes."""
+    """The aiohttp application with its routes."""
     app = web.Application()
     app[WATCHER] = watcher
     app[POOL] = pool
@@ -103,4 +116,5 @@ def application(
     app.router.add_get("/cap/{identifier}.xml", document)
     app.router.add_get("/healthz", live)
     app.router.add_get("/readyz", ready)
+    app.router.add_get("/metrics", exposition)
     return app

@@ -60,6 +60,8 @@ class Snapshot:
     documents: dict[str, Resource]
     #: The soonest moment the feed changes by itself (an entry expires), or None.
     next_expiry: datetime | None
+    #: Alerts in force shown in the feed.
+    entries: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,4 +202,4 @@ def snapshot(*, info: FeedInfo, messages: list[Message], now: datetime) -> Snaps
         max_age = min(max_age, int((next_expiry - now).total_seconds()))
     body = feed_bytes(info=info, alerts=in_force, updated=last_modified)
     feed = resource(body, content_type=ATOM_TYPE, last_modified=last_modified, max_age_s=max_age)
-    return Snapshot(feed=feed, documents=documents, next_expiry=next_expiry)
+    return Snapshot(feed=feed, documents=documents, next_expiry=next_expiry, entries=len(in_force))

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from services.capfeed import metrics
 from services.capfeed.render import FeedInfo, Message, Snapshot, snapshot
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,9 @@ class Watcher:
         self.current, self._stamp = await load(
             self._pool, info=self._info, retention=self._retention, now=self._clock()
         )
+        metrics.RENDERS.inc()
+        metrics.ENTRIES.set(self.current.entries)
+        metrics.FEED_BYTES.set(len(self.current.feed.body))
         async with self._rendered:
             self.renders += 1
             self._rendered.notify_all()

@@ -156,6 +156,10 @@ async def test_unknown_documents_are_404(feed: Feed) -> None:
     assert (await feed.get("/cap/tocsin.nothing.1.xml"))[0] == 404
     assert (await feed.get("/healthz"))[0] == 200
     assert (await feed.get("/readyz"))[0] == 200
+    status, _, body = await feed.get("/metrics")
+    assert status == 200
+    assert b'tocsin_capfeed_requests_total{resource="document",status="404"}' in body
+    assert b"tocsin_capfeed_renders_total" in body
 
 
 async def test_an_alert_with_pasted_control_characters_still_renders_and_cancels(
