@@ -184,13 +184,18 @@ class SmtpPool:
         accepted: list[str] = []
         try:
             for address in recipients:
-                try:
-                    answer = await client.rcpt(address)
-                except aiosmtplib.SMTPRecipientRefused as exc:
-                    replies[address] = Reply(address, _disposition(exc.code), exc.code, exc.message)
+                wire = _wire_address(address)
+                if wire is None:
+                    replies[address] = Reply(address, Disposition.PERMANENT, 553, _UNSENDABLE)
                     continue
-                accepted.append(address)
-                replies[address] = Reply(address, Disposition.ACCEPTED, answer.code, answer.message)
+                # RCPT through execute_command: aiosmtplib's rcpt() parses every address with
+                # the email package's header parser, half of the client's CPU per recipient.
+                answer = await client.execute_command(b"RCPT", b"TO:" + wire)
+                if answer.code in (250, 251):
+                    accepted.append(address)
+                replies[address] = Reply(
+                    address, _disposition(answer.code), answer.code, answer.message
+                )
             if not accepted:
                 return [replies[a] for a in recipients], await _reset(client)
         except _LOST as exc:
@@ -232,6 +237,17 @@ class _Early(Exception):
         super().__init__(text)
         self.code = code
         self.text = text
+
+
+#: What an address may not contain on the wire (we do not speak SMTPUTF8).
+_UNSENDABLE = "address not sendable: non-ASCII, spaces, angle brackets or line breaks"
+
+
+def _wire_address(address: str) -> bytes | None:
+    """`<address>` as RCPT carries it, or None when it cannot go on the wire as is."""
+    if not address.isascii() or any(c in address for c in " <>\r\n\t") or "@" not in address:
+        return None
+    return b"<" + address.encode("ascii") + b">"
 
 
 def _all(recipients: Sequence[str], disposition: Disposition, code: int, text: str) -> list[Reply]:

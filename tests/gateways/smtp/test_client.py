@@ -249,3 +249,24 @@ async def test_a_relay_demanding_tls_refuses_a_plain_client(tls_files: tuple[str
     assert refused[0].disposition is not Disposition.ACCEPTED
     assert taken[0].disposition is Disposition.ACCEPTED
     assert sim.received == {"a@x.test": 1}
+
+
+async def test_an_address_that_cannot_go_on_the_wire_is_refused_without_the_relay(
+    relay: RelayFactory,
+) -> None:
+    sim = await relay()
+    pool = _pool(sim.port, connections=1)
+    try:
+        replies = await pool.send(
+            envelope_from="b@x.test",
+            recipients=["jürgen@example.de", "a@x.test>\r\nDATA", "ok@x.test"],
+            message=MESSAGE,
+        )
+    finally:
+        await pool.close()
+    assert [(r.disposition, r.code) for r in replies] == [
+        (Disposition.PERMANENT, 553),
+        (Disposition.PERMANENT, 553),
+        (Disposition.ACCEPTED, 250),
+    ]
+    assert sim.rcpts == {"ok@x.test": 1}
