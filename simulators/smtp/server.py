@@ -108,6 +108,8 @@ class _Handler:
                 sim.pending_bounces.append((envelope.mail_from or "", address))
         if sim.pending_bounces:
             sim.wake.set()
+        async with sim.taken:
+            sim.taken.notify_all()
         if drop:
             # The worst case: the relay took the message, the client never hears it.
             sim.drops += 1
@@ -161,6 +163,7 @@ class RelaySimulator:
         self.bounces_sent = 0
         self.pending_bounces: list[tuple[str, str]] = []
         self.wake = asyncio.Event()
+        self.taken = asyncio.Condition()
         self._server: asyncio.Server | None = None
         self._bouncer: asyncio.Task[None] | None = None
         self._tls: ssl.SSLContext | None = None
@@ -202,6 +205,11 @@ class RelaySimulator:
             self._bouncer = asyncio.create_task(self._bounce_loop())
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
+
+    async def wait_received(self, count: int) -> None:
+        """Wait until the relay has taken `count` messages (recipients counted once each time)."""
+        async with self.taken:
+            await self.taken.wait_for(lambda: sum(self.received.values()) >= count)
 
     def drop_connections(self) -> None:
         """Drop every open connection at once (a relay restarting, an idle timeout)."""

@@ -27,7 +27,12 @@ def _document() -> str:
             area_desc="Namur - Jambes",
         )
         for lang, headline, description, instruction in (
-            ("fr", "EXERCICE - Crue de la Meuse", "La Meuse déborde à Jambes.", "Montez à l'étage."),
+            (
+                "fr",
+                "EXERCICE - Crue de la Meuse",
+                "La Meuse déborde à Jambes.",
+                "Montez à l'étage.",
+            ),
             ("nl", "OEFENING - Maas treedt buiten haar oevers", "", "Ga naar boven."),
         )
     )

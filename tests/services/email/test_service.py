@@ -22,6 +22,7 @@ from tocsin.email.v1 import email_pb2
 
 from services.kernel import keys as kernel_keys
 from simulators.smtp import RelaySimulator
+from stack.embedded import free_port
 from tests.services.email.conftest import (
     ALERT,
     Inbox,
@@ -31,7 +32,6 @@ from tests.services.email.conftest import (
     email_values,
     states,
 )
-from stack.embedded import free_port
 from tests.services.kernel.conftest import ServiceProcess, watch_until
 
 Relay = Any  # the relay fixture's factory
@@ -59,16 +59,21 @@ async def test_per_recipient_answers_bounces_and_transactions_of_at_most_100(
     plain = addresses(230)
     odd = ["nobody1@example.org", "busy1@example.org", "gone1@example.org", "gone2@example.org"]
     await add_work(
-        redis_client, to=[(a, "fr") for a in plain[:200]] + [(a, "nl") for a in plain[200:]] + [
-            (a, "en") for a in odd
-        ]
+        redis_client,
+        to=[(a, "fr") for a in plain[:200]]
+        + [(a, "nl") for a in plain[200:]]
+        + [(a, "en") for a in odd],
     )
     await states(pg_pool, total=234, wanted=["submitted", "failed"])
     counts = await states(pg_pool, total=3, wanted=["failed"])
     assert counts == {"submitted": 231, "failed": 3}
     assert sim.largest_transaction <= 100
     assert sim.transactions >= 4  # 200 French in two or more, 30 Dutch, the English apart
-    assert set(sim.received) == set(plain) | {"busy1@example.org", "gone1@example.org", "gone2@example.org"}
+    assert set(sim.received) == set(plain) | {
+        "busy1@example.org",
+        "gone1@example.org",
+        "gone2@example.org",
+    }
     assert sim.refused_temporary["busy1@example.org"] == 2
     errors = dict(
         await pg_pool.fetch("SELECT address, error FROM email_messages WHERE state = 'failed'")
@@ -115,7 +120,9 @@ async def test_against_aiosmtpd_with_dkim_that_verifies(
     public = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    records = {b"alerts._domainkey.be-alert.test.": b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)}
+    records = {
+        b"alerts._domainkey.be-alert.test.": b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    }
     await start_email(
         port,
         dkim_domain="be-alert.test",
@@ -159,9 +166,7 @@ async def test_cancel_stops_what_was_not_handed_to_the_relay(
     await start_email(sim.port, smtp_connections=1)
     to = addresses(3000)
     await add_work(redis_client, to=[(a, "en") for a in to])
-    async with asyncio.timeout(30):
-        while sim.transactions < 1:
-            await asyncio.sleep(0.01)  # the relay counts as it goes: nothing to await on
+    await asyncio.wait_for(sim.wait_received(1), timeout=30)
     await redis_client.set(kernel_keys.alert_cancelled(ALERT), "1")
     counts = await states(pg_pool, total=3000, wanted=["submitted", "cancelled"])
     assert counts["cancelled"] > 0
@@ -193,14 +198,16 @@ async def test_kill_9_mid_send_leaves_nobody_out_and_duplicates_within_the_windo
     total = 3000
     to = addresses(total)
     await add_work(redis_client, to=[(a, "en") for a in to])
-    async with asyncio.timeout(60):
-        while sum(sim.received.values()) < total // 5:
-            await asyncio.sleep(0.01)  # the relay counts as it goes: nothing to await on
+    await asyncio.wait_for(sim.wait_received(total // 5), timeout=60)
     os.kill(first.popen.pid, signal.SIGKILL)
     first.popen.wait(10)
     second = start()
     await watch_until(second.target, health_pb2.HealthCheckResponse.SERVING)
-    counts = await states(pg_pool, total=total, wanted=["submitted"], )
+    counts = await states(
+        pg_pool,
+        total=total,
+        wanted=["submitted"],
+    )
     assert counts == {"submitted": total}
     assert set(sim.received) == set(to)
     duplicates = sum(n - 1 for n in sim.received.values())
