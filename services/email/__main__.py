@@ -6,6 +6,7 @@ The one place that picks the concrete SMTP gateway behind the service's ports.
 from __future__ import annotations
 
 import functools
+import logging
 from datetime import datetime
 from pathlib import Path
 
@@ -23,13 +24,15 @@ from gateways.smtp import (
     tagged_address,
 )
 from services.channel.worker import ChannelWorker, make_recorder, run_or_stop
-from services.email.bounces import recorder_of
+from services.email.bounces import LateAnswers
 from services.email.channel import NAME, EmailChannel
 from services.email.letters import Letter, Letters
 from services.email.servicer import EmailServicer
 from services.email.settings import Settings
 from services.kernel import Kernel, run_service
 from services.kernel.keys import alert_cancelled, alert_version
+
+logger = logging.getLogger(__name__)
 
 #: The relay's name as a route (metrics label, `operator` column).
 ROUTE = "relay"
@@ -105,6 +108,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         )
     )
     letters = Letters(kernel.pg)
+    late = LateAnswers(receipt=recorder.receipt, route=ROUTE)
 
     async def letter(alert: str, version: int, language: str, text: str) -> Letter:
         return await letters.letter(alert=alert, version=version, language=language, text=text)
@@ -117,6 +121,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         ),
         letter=letter,
         current=functools.partial(_current, kernel.redis),
+        accepted=late.accepted,
         route=ROUTE,
         connections=settings.smtp_connections,
         batch=settings.smtp_batch,
@@ -134,7 +139,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     kernel.add_background(run_or_stop(worker), name="email-worker")
     if settings.bounce_port >= 0:
         receiver = BounceReceiver(
-            on_bounces=recorder_of(receipt=recorder.receipt, route=ROUTE),
+            on_bounces=late.bounced,
             host=settings.bounce_host,
             port=settings.bounce_port,
         )

@@ -68,6 +68,7 @@ class EmailChannel:
         return_path: ReturnPath,
         letter: Callable[[str, int, str, str], Awaitable[Letter]],
         current: Callable[[str, int], Awaitable[bool]],
+        accepted: Callable[[str, str], None],
         route: str,
         connections: int,
         batch: int,
@@ -80,6 +81,7 @@ class EmailChannel:
         self._return_path = return_path
         self._letter = letter
         self._current = current
+        self._accepted = accepted
         self.route = route
         self._connections = connections
         self._batch = batch
@@ -127,13 +129,19 @@ class EmailChannel:
         if len(waiting.jobs) >= self._batch:
             self._go(key)
         try:
-            return await fut
+            answer = await fut
         except asyncio.CancelledError:
             # The worker stops (drain): a recipient not yet in a transaction leaves it.
             still = self._waiting.get(key)
             if still is not None:
                 still.jobs = [(j, f) for j, f in still.jobs if j is not job]
             raise
+        if answer.sorted is Sorted.DONE and job.refs:
+            # The worker records the job `submitted` (with its reference) as soon as this
+            # returns; the relay's acceptance then makes it `delivered`, like a receipt, in the
+            # same write. A bounce later turns `delivered` into `failed` the same way.
+            asyncio.get_running_loop().call_soon(self._accepted, self.route, job.refs[0])
+        return answer
 
     def _go(self, key: Key) -> None:
         waiting = self._waiting.pop(key, None)
@@ -180,7 +188,6 @@ class EmailChannel:
         if disposition == "accepted":
             job.refs = [reference(tag, job.address)]
             job.via = self.route
-            # `submitted` is the relay's acceptance: a bounce (receipt) may still fail it.
             return Answer(Sorted.DONE, State.SUBMITTED)
         error = f"{reply.code} {reply.text}".strip()[:200]
         if disposition == "permanent":

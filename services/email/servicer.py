@@ -33,9 +33,7 @@ class EmailServicer(email_pb2_grpc.EmailServiceServicer):
         self, request: email_pb2.GetAlertProgressRequest, context: Ctx
     ) -> email_pb2.AlertProgress:
         """Counts per outcome per version of an alert."""
-        versions = await alert_progress(
-            self._pool, alert=request.alert_id, version=request.version
-        )
+        versions = await alert_progress(self._pool, alert=request.alert_id, version=request.version)
         return email_pb2.AlertProgress(
             alert_id=request.alert_id,
             versions=[
