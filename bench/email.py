@@ -205,7 +205,8 @@ async def _bench(
         if done >= n:
             recorded = int(
                 await pool.fetchval(
-                    "SELECT count(*) FROM email_messages WHERE alert = $1 AND state <> 'queued'",
+                    "SELECT count(*) FROM email_messages"
+                    " WHERE alert = $1 AND state NOT IN ('queued', 'submitted')",
                     ALERT,
                 )
             )
@@ -222,7 +223,7 @@ async def _bench(
     cpu = sum(v - cpu0.get(pid, 0.0) for pid, v in cpu1.items())
     accepted = int(
         await pool.fetchval(
-            "SELECT count(*) FROM email_messages WHERE alert = $1 AND state = 'submitted'", ALERT
+            "SELECT count(*) FROM email_messages WHERE alert = $1 AND state = 'delivered'", ALERT
         )
     )
     for proc in procs.services:
