@@ -15,9 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 from aiosmtpd.handlers import AsyncMessage
 from aiosmtpd.smtp import SMTP
-from services.channel import codec, keys
 from tocsin.email.v1 import email_pb2, email_pb2_grpc
 
+from services.channel import codec, keys
 from services.email import __main__ as email_main
 from services.email.settings import Settings
 from simulators.smtp import RelayConfig, RelaySimulator
@@ -91,10 +91,12 @@ class Service:
 
 
 StartEmail = Callable[..., Awaitable[Service]]
+#: The relay fixture: a simulator with the given behaviour, started.
+Relay = Callable[..., Awaitable[RelaySimulator]]
 
 
 @pytest.fixture
-async def relay() -> AsyncIterator[Callable[..., Awaitable[RelaySimulator]]]:
+async def relay() -> AsyncIterator[Relay]:
     """Relay simulators with the given behaviour; stopped after the test."""
     started: list[RelaySimulator] = []
 

@@ -26,6 +26,7 @@ from stack.embedded import free_port
 from tests.services.email.conftest import (
     ALERT,
     Inbox,
+    Relay,
     StartEmail,
     add_work,
     addresses,
@@ -33,8 +34,6 @@ from tests.services.email.conftest import (
     states,
 )
 from tests.services.kernel.conftest import ServiceProcess, watch_until
-
-Relay = Any  # the relay fixture's factory
 
 
 def _parse(raw: bytes) -> EmailMessage:
