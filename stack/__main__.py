@@ -21,7 +21,16 @@ from services.kernel.tls import load_material
 from stack import pki
 from stack.embedded import ManagedProcess, start_postgres, start_redis
 from stack.migrate import apply_migrations
-from stack.services import ROUTES, SERVICES, SMSCS, ServiceSpec, module_exists
+from stack.services import (
+    BOUNCE_PORT,
+    CAPFEED_PORT,
+    RELAY_PORT,
+    ROUTES,
+    SERVICES,
+    SMSCS,
+    ServiceSpec,
+    module_exists,
+)
 
 logger = logging.getLogger("stack")
 
@@ -146,6 +155,12 @@ def run(args: argparse.Namespace) -> int:
                     var / "log",
                 )
                 print(f"  smsc {smsc.operator:<7} 127.0.0.1:{smsc.port}  (SMPP 3.4 simulator)")
+        if module_exists("simulators.smtp.__main__"):
+            # Addresses starting with `bounce` are accepted, then bounced to the e-mail service.
+            relay_args = ["--port", str(RELAY_PORT + off), "--bounce-pattern", "^bounce"]
+            relay_args += ["--bounce-to", f"127.0.0.1:{BOUNCE_PORT + off}"]
+            stack.spawn("smtp-relay", ["-m", "simulators.smtp", *relay_args], env, var / "log")
+            print(f"  smtp relay   127.0.0.1:{RELAY_PORT + off}  (SMTP relay simulator)")
         services = [
             replace(
                 s,
@@ -167,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
                     TOCSIN_SMSC=smsc_spec,
                     TOCSIN_ROUTES=ROUTES,
                     TOCSIN_TLS_DIR=str(tls_dirs[spec.name]),
+                    TOCSIN_SMTP_PORT=str(RELAY_PORT + off),
+                    TOCSIN_SMTP_TLS="none",
+                    TOCSIN_BOUNCE_PORT=str(BOUNCE_PORT + off),
                     **spec.env,
                 )
                 if count > 1:
@@ -179,6 +197,12 @@ def run(args: argparse.Namespace) -> int:
                 f"  {spec.name:<12} grpc 127.0.0.1:{spec.grpc_port}  "
                 f"metrics http://127.0.0.1:{spec.metrics_port}/metrics  SERVING"
             )
+        if module_exists("services.capfeed.__main__"):
+            feed = f"127.0.0.1:{CAPFEED_PORT + off}"
+            feed_env = dict(env, TOCSIN_CAPFEED_PORT=str(CAPFEED_PORT + off))
+            feed_env["TOCSIN_CAPFEED_BASE_URL"] = f"http://{feed}"
+            stack.spawn("capfeed", ["-m", "services.capfeed"], feed_env, var / "log")
+            print(f"  capfeed      http://{feed}/cap/feed.atom  (public CAP feed)")
         print(f"tocsin: ready; logs in {var / 'log'}; Ctrl-C stops everything")
         sys.stdout.flush()
         if args.demo and module_exists("stack.demo"):

@@ -50,12 +50,18 @@ SMSCS = (SmscSpec("proximus", 2775), SmscSpec("orange", 2776), SmscSpec("base", 
 #: Belgian mobile ranges (after +32) of each simulated operator, for the SMS service's routing.
 ROUTES = "proximus=3247,3246;orange=3249;base=3248,32456"
 
+#: The SMTP relay simulator standing in for the deployment's relay, the e-mail service's bounce
+#: receiver, and the public CAP feed (HTTP), before `make run`'s port offset.
+RELAY_PORT, BOUNCE_PORT, CAPFEED_PORT = 2525, 2526, 8090
+
 #: Services in start order: targeting before alerting, which calls it.
 SERVICES = (
     ServiceSpec("targeting", 50052, 9102),
     ServiceSpec("sms", 50053, 9103),
     ServiceSpec("voice", 50054, 9104),
     ServiceSpec("cellbroadcast", 50055, 9105),
+    # E-mail to the SMTP relay simulator (RELAY_PORT); bounces come back on BOUNCE_PORT.
+    ServiceSpec("email", 50056, 9106),
     ServiceSpec(
         "alerting",
         50051,

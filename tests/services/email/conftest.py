@@ -20,6 +20,7 @@ from tocsin.email.v1 import email_pb2, email_pb2_grpc
 from services.channel import codec, keys
 from services.email import __main__ as email_main
 from services.email.settings import Settings
+from services.kernel.tls import channel_to, load_material
 from simulators.smtp import RelayConfig, RelaySimulator
 from stack.embedded import free_port
 from tests.services.channel.conftest import processes, serve_here
@@ -128,6 +129,8 @@ def email_values(pg_dsn: str, redis_url: str, relay_port: int, **extra: Any) -> 
         "claim_idle_s": 2.0,
         "shutdown_grace_s": 1.0,
         "log_level": "WARNING",
+        # Plaintext unless the test gives tls_dir (test_access.py runs it with mutual TLS).
+        "insecure_dev": "tls_dir" not in extra,
         **extra,
     }
 
@@ -142,7 +145,10 @@ async def start_email(
     async def start(relay_port: int, **extra: Any) -> Service:
         settings = Settings(**email_values(pg_dsn, redis_url, relay_port, **extra))
         await serve_here("email", settings, email_main.build)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_bind_port}")
+        address = f"127.0.0.1:{settings.grpc_bind_port}"
+        caller = extra.get("tls_dir")
+        material = None if caller is None else load_material(caller.parent / "alerting")
+        channel = channel_to(address, service="email", material=material)
         channels.append(channel)
         return Service(settings, email_pb2_grpc.EmailServiceStub(channel))
 

@@ -35,6 +35,11 @@ from tests.services.email.conftest import (
 )
 from tests.services.kernel.conftest import ServiceProcess, watch_until
 
+#: Settings the process gets otherwise (stores, ports, TLS mode from service_env) or not at all.
+PASSED_ELSEWHERE = frozenset(
+    {"database_url", "redis_url", "grpc_port", "metrics_port", "log_level", "insecure_dev"}
+)
+
 
 def _parse(raw: bytes) -> EmailMessage:
     msg = email.message_from_bytes(raw, policy=default)
@@ -189,9 +194,7 @@ async def test_kill_9_mid_send_leaves_nobody_out_and_duplicates_within_the_windo
     def start() -> ServiceProcess:
         values = email_values(pg_dsn, redis_url, sim.port)
         env = {
-            f"TOCSIN_{k.upper()}": str(v)
-            for k, v in values.items()
-            if k not in ("database_url", "redis_url", "grpc_port", "metrics_port", "log_level")
+            f"TOCSIN_{k.upper()}": str(v) for k, v in values.items() if k not in PASSED_ELSEWHERE
         }
         started: ServiceProcess = processes(
             "services.email", DATABASE_URL=pg_dsn, REDIS_URL=redis_url, **env
