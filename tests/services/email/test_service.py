@@ -87,6 +87,16 @@ async def test_per_recipient_answers_bounces_and_transactions_of_at_most_100(
     }
     assert errors["nobody1@example.org"].startswith("550")
     assert errors["gone1@example.org"].startswith("bounced 5.1.1")
+    # The worker moved the channel's progress counters, which alerting reads (WatchAlert).
+    counters = {
+        r["state"]: r["n"]
+        for r in await pg_pool.fetch(
+            "SELECT state, sum(recipients)::int AS n FROM channel_progress"
+            " WHERE alert = $1 AND channel = 'email' AND recipients > 0 GROUP BY state",
+            ALERT,
+        )
+    }
+    assert counters == {"delivered": 231, "failed": 3}
     progress = await service.progress()
     assert progress == {
         email_pb2.STATE_ACCEPTED: 231,
