@@ -11,6 +11,7 @@ import gc
 import json
 import logging
 import signal
+import ssl
 import sys
 from datetime import timedelta
 
@@ -38,7 +39,8 @@ async def serve(settings: Settings) -> None:
         feed_max_age_s=settings.feed_max_age_s,
         document_max_age_s=settings.document_max_age_s,
     )
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    # No connection at creation: the feed starts (and says it is alive) while PostgreSQL is down.
+    pool = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=4)
     watcher = Watcher(
         pool=pool,
         dsn=settings.database_url,
@@ -46,12 +48,21 @@ async def serve(settings: Settings) -> None:
         retention=timedelta(days=settings.retention_days),
         poll_s=settings.poll_s,
     )
-    await watcher.refresh()
     watching = asyncio.create_task(watcher.run())
     app = application(watcher=watcher, pool=pool, document_max_age_s=settings.document_max_age_s)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.reuse_port)
+    context = None
+    if settings.tls_dir is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(settings.tls_dir / "tls.crt", settings.tls_dir / "tls.key")
+    site = web.TCPSite(
+        runner,
+        settings.host,
+        settings.port,
+        reuse_port=settings.reuse_port,
+        ssl_context=context,
+    )
     await site.start()
     port = runner.addresses[0][1]
     print(json.dumps({"event": "listening", "service": "capfeed", "port": port}), flush=True)
@@ -73,7 +84,8 @@ def main() -> int:
         settings = Settings()  # type: ignore[call-arg]  # from the environment
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "TOCSIN_CAPFEED_" + str(first["loc"][0]).upper() if first["loc"] else "?"
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        name = field if field.isupper() else "TOCSIN_CAPFEED_" + field.upper()
         print(f"capfeed: {name}: {first['msg']}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, stream=sys.stderr)

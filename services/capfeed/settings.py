@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,6 +23,9 @@ class Settings(BaseSettings):
     # Share the port with other processes of the feed (SO_REUSEPORT): the kernel spreads
     # connections over them. Off by default, so that a port taken by accident is an error.
     reuse_port: bool = False
+    # A folder with tls.crt and tls.key (a cert-manager Secret): serve HTTPS. Unset: plain HTTP,
+    # for a feed behind an ingress that terminates TLS.
+    tls_dir: Path | None = None
     # Public URL prefix of the feed, as partners reach it (links in the feed are absolute).
     base_url: str = "http://127.0.0.1:8090"
     # Name of the feed and of its author (the platform).

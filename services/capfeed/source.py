@@ -8,6 +8,7 @@ counter polled every few seconds (a notification lost with a dropped connection)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -123,6 +124,8 @@ class Watcher:
         """Watch until cancelled; PostgreSQL outages are logged and outlived."""
         listener = await self._listen()
         try:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await self.refresh()  # at once; until it works, readiness says not loaded
             while True:
                 timeout = self._poll_s
                 current = self.current
@@ -138,6 +141,8 @@ class Watcher:
                 self._wake.clear()
                 try:
                     if listener is None or listener.is_closed():
+                        if listener is not None:
+                            await listener.close()
                         listener = await self._listen()
                     await self._refresh_if_changed(notified=notified)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
