@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 json.loads(proc.stdout.readline())  # {"event": "listening", ...}
                 servers.append(proc)
             url = f"http://127.0.0.1:{port}"
+            asyncio.run(_ready(url))
             cpu_before = sum(_cpu_s(s.pid) for s in servers)
             ctx = multiprocessing.get_context("spawn")
             queue: multiprocessing.Queue[Polled] = ctx.Queue()
@@ -239,6 +240,22 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
+
+
+async def _ready(url: str, timeout_s: float = 60) -> None:
+    """Wait until the feed has loaded its snapshot (it listens before it has)."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url + "/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the CAP feed did not load its snapshot")
+            await asyncio.sleep(0.1)
 
 
 async def _fetch(url: str) -> bytes:
