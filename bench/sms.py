@@ -342,11 +342,24 @@ async def _bench(
         proc.send_signal(signal.SIGTERM)
     for proc in procs.services:
         proc.wait(60)
+    # The physical limit beside our figure: each simulator driven by a bare client, after the run.
+    capacity = 0.0
+    capacity_sent = 0
+    if args.capacity_s > 0:
+        for part in spec.split(","):
+            rate, sent_bare = await _smsc_capacity(
+                part.split("=", 1)[1],
+                binds=args.binds * args.workers,
+                window=args.window,
+                seconds=args.capacity_s,
+            )
+            capacity += rate
+            capacity_sent += sent_bare
     duplicates: int | None = None
     if simulated:
         stopped = [_stop_smsc(p) for p in procs.others]
         received = sum(int(s.get("messages", 0)) for s in stopped)
-        duplicates = max(0, received - int(row["sent"]))
+        duplicates = max(0, received - capacity_sent - int(row["sent"]))
     await pool.close()
     await redis.aclose()
     recorded = int(row["recorded"])
@@ -360,6 +373,8 @@ async def _bench(
         "elapsed_s": round(elapsed, 3),
         "produce_s": round(produced, 3),
         "sms_per_s": round(recorded / elapsed, 1),
+        "smsc_capacity_sms_per_s": round(capacity, 1),
+        "share_of_smsc_capacity": round(recorded / elapsed / capacity, 3) if capacity else None,
         "cpu_s": round(cpu, 2),
         "cpu_us_per_sms": round(cpu / max(recorded, 1) * 1e6, 1),
         "cpu_us_per_sms_by_process": {
@@ -374,6 +389,85 @@ async def _bench(
         "lost": n - recorded,
         "duplicates": duplicates,
     }
+
+
+#: submit_sm_resp's command id.
+SUBMIT_SM_RESP = 0x80000004
+#: Distinct pre-encoded submit_sm cycled by the capacity client (distinct destinations).
+CAPACITY_PDUS = 20_000
+
+
+async def _smsc_capacity(
+    address: str, *, binds: int, window: int, seconds: float
+) -> tuple[float, int]:
+    """What one SMSC accepts per second from a bare client: `binds` connections each keeping
+    `window` pre-encoded submit_sm in flight (no database, no limiter, no receipts asked), for
+    `seconds`. (submit_sm accepted per second, how many in all.)"""
+    from gateways.smpp import pdu as P
+
+    host, _, port = address.rpartition(":")
+    pdus = [
+        P.encode_submit_sm(
+            P.SubmitSm(
+                sequence=i + 1,
+                source_addr="BE-Alert",
+                destination_addr=f"3249{i:07d}",
+                short_message=TEXT.encode("ascii"),
+                source_addr_ton=5,
+            )
+        )
+        for i in range(CAPACITY_PDUS)
+    ]
+
+    async def one_bind(offset: int, stop_at: float) -> int:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            P.encode_other("bind_transmitter", sequence=1, system_id="tocsin", password="secret")
+        )
+        head = await reader.readexactly(16)
+        await reader.readexactly(int.from_bytes(head[:4], "big") - 16)
+        if int.from_bytes(head[8:12], "big") != 0:
+            raise RuntimeError(f"capacity bind to {address} refused")
+        nxt = offset
+        accepted = outstanding = 0
+        buffer = b""
+
+        def send(k: int) -> None:
+            nonlocal nxt, outstanding
+            chunk = [pdus[(nxt + j) % CAPACITY_PDUS] for j in range(k)]
+            nxt += k
+            outstanding += k
+            writer.write(b"".join(chunk))
+
+        send(window)
+        while outstanding:
+            data = await reader.read(65536)
+            if not data:
+                break
+            buffer += data
+            done = pos = 0
+            while len(buffer) - pos >= 16:
+                length = int.from_bytes(buffer[pos : pos + 4], "big")
+                if len(buffer) - pos < length:
+                    break
+                if int.from_bytes(buffer[pos + 4 : pos + 8], "big") == SUBMIT_SM_RESP:
+                    done += 1
+                    if int.from_bytes(buffer[pos + 8 : pos + 12], "big") == 0:
+                        accepted += 1
+                pos += length
+            buffer = buffer[pos:]
+            outstanding -= done
+            if time.perf_counter() < stop_at and done:
+                send(done)
+        writer.close()
+        return accepted
+
+    t0 = time.perf_counter()
+    counts = await asyncio.gather(
+        *(one_bind(b * CAPACITY_PDUS // binds, t0 + seconds) for b in range(binds))
+    )
+    elapsed = time.perf_counter() - t0
+    return sum(counts) / elapsed, sum(counts)
 
 
 async def _wait_serving(metrics_ports: list[int], timeout: float = 60) -> None:
@@ -391,6 +485,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=int(os.environ.get("N", "200000")))
     p.add_argument("--smsc", default=None, help="host:port of an SMSC (default: simulators)")
     p.add_argument("--smscs", type=int, default=2, help="simulated operators, one process each")
+    p.add_argument(
+        "--capacity-s",
+        type=float,
+        default=5.0,
+        help="seconds the SMSCs are driven by a bare client after the run (0: not measured)",
+    )
     p.add_argument("--workers", type=int, default=2, help="SMS service processes")
     p.add_argument("--binds", type=int, default=2, help="binds per operator per worker")
     p.add_argument("--window", type=int, default=200, help="window of each bind")
@@ -405,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['sms_per_s']} SMS/s end to end; {result['cpu_us_per_sms']} CPU us/SMS; "
         f"receipt latency p50 {result['p50_ms']} ms p99 {result['p99_ms']} ms; "
         f"peak RSS {result['peak_rss_mb']} MB (services), {result['peak_rss_all_mb']} MB (all); "
-        f"lost {result['lost']}, duplicates {result['duplicates']}"
+        f"lost {result['lost']}, duplicates {result['duplicates']}; SMSC capacity "
+        f"{result['smsc_capacity_sms_per_s']} SMS/s (share {result['share_of_smsc_capacity']})"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
 
-from services.alerting import ledger, store
+from services.alerting import counters, ledger, lifecycle, store
 from services.alerting.dispatch import Dispatcher, now_utc
 from services.alerting.metrics import ALERT_MESSAGES, ALERTS_LIVE
 from services.alerting.model import (
-    LIVE_STATES,
     PAID_CHANNELS,
     REGISTERED_CHANNELS,
     Alert,
@@ -23,7 +23,7 @@ from services.alerting.model import (
     State,
 )
 from services.alerting.ports import Deliveries, Sent
-from services.kernel.errors import ServiceError, Unavailable
+from services.kernel.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,12 @@ def _complete(alert: Alert, reports: dict[Channel, Sent], targeted: dict[str, in
     return True
 
 
-async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -> Alert:
-    """Fold the channels' reports into the alert: charge new units, complete or expire it."""
+async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -> Alert | None:
+    """Fold the channels' reports into the alert: charge new units, complete or expire it.
+
+    The one place that charges the ledger for units handed to operators: the settler calls it,
+    never a watcher. None for an id that is no alert (an SMS API batch).
+    """
     reports = await deliveries.sent(alert_id=alert_id)
     now = now_utc()
     async with pool.acquire() as conn, conn.transaction():
@@ -53,7 +57,8 @@ async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -
             " expires_at FROM alerts WHERE id = $1::uuid FOR UPDATE",
             alert_id,
         )
-        assert row is not None, alert_id
+        if row is None:
+            return None
         state = State(row["state"])
         if state is State.DRAFT:
             alert = await store.fetch(conn, alert_id=alert_id)
@@ -85,20 +90,24 @@ async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -
         )
         alert = await store.fetch(conn, alert_id=alert_id)
         assert alert is not None
-        if state is State.SENT and _complete(alert, reports, json.loads(row["targeted"])):
-            state = State.COMPLETE
-        elif state in LIVE_STATES and row["expires_at"] <= now:
-            state = State.EXPIRED
-        await conn.execute(
-            "UPDATE alerts SET progress = $2::jsonb, state = $3,"
-            " units_prepaid = units_prepaid + $4, units_postpaid = units_postpaid + $5"
-            " WHERE id = $1::uuid",
-            alert_id,
-            json.dumps({**before, **after}),
-            state.value,
-            billing.prepaid,
-            billing.postpaid,
+        state = lifecycle.after_settle(
+            state,
+            complete=_complete(alert, reports, json.loads(row["targeted"])),
+            expired=row["expires_at"] <= now,
         )
+        progress = {**before, **after}
+        if progress != before or state.value != row["state"] or billing.prepaid or billing.postpaid:
+            await conn.execute(
+                "UPDATE alerts SET progress = $2::jsonb, state = $3,"
+                " units_prepaid = units_prepaid + $4, units_postpaid = units_postpaid + $5"
+                " WHERE id = $1::uuid",
+                alert_id,
+                json.dumps(progress),
+                state.value,
+                billing.prepaid,
+                billing.postpaid,
+            )
+            await counters.notify_changed(conn, alert_id=alert_id)
         alert = await store.fetch(conn, alert_id=alert_id)
         assert alert is not None
         return alert
@@ -107,10 +116,16 @@ async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -
 async def watch(
     pool: asyncpg.Pool, *, deliveries: Deliveries, alert: Alert, interval: float
 ) -> AsyncIterator[tuple[Alert, bool]]:
-    """The alert after every change, and whether it is the last one (see `_done`)."""
+    """The alert after every change, and whether it is the last one (see `_done`).
+
+    Reads only: the settler folds the channels' counters into the alert and notifies; a watch
+    wakes on that notification (or after `interval` at the latest) and reads the row.
+    """
     last: tuple[object, ...] | None = None
     while True:
-        alert = await _refresh(pool, deliveries=deliveries, alert=alert)
+        fresh = await store.fetch(pool, alert_id=alert.id)
+        assert fresh is not None
+        alert = fresh
         done = _done(alert)
         seen = (
             alert.state,
@@ -124,20 +139,7 @@ async def watch(
             yield alert, done
         if done:
             return
-        await asyncio.sleep(interval)
-
-
-async def _refresh(pool: asyncpg.Pool, *, deliveries: Deliveries, alert: Alert) -> Alert:
-    """The alert settled, or as stored while a channel service is unreachable."""
-    if alert.state is not State.DRAFT:
-        # A watch outlives a restart of the SMS service: it reports what is known meanwhile.
-        try:
-            return await settle(pool, deliveries=deliveries, alert_id=alert.id)
-        except Unavailable as exc:
-            logger.info("progress of alert %s not refreshed: %s", alert.id, exc.details)
-    fresh = await store.fetch(pool, alert_id=alert.id)
-    assert fresh is not None
-    return fresh
+        await deliveries.changed(alert_id=alert.id, timeout=interval)
 
 
 def _done(alert: Alert) -> bool:
@@ -150,29 +152,24 @@ def _done(alert: Alert) -> bool:
 
 
 def _settled(alert: Alert) -> bool:
-    """A cancelled alert is settled once every reporting channel has an outcome for each message.
+    """A cancelled alert is settled once every reporting channel has an outcome for each message,
+    and at least one channel with messages has reported (the counters lag the cancel a little).
 
     Until then messages handed over before the cancel may still be delivered, and the rest are
     being dropped: the watcher sees both counts come in.
     """
-    return all(c.finished for c in alert.progress if c.reported)
+    channels = [c for c in alert.progress if c.channel in REGISTERED_CHANNELS and c.targeted]
+    reported = [c for c in channels if c.reported]
+    return not channels or (bool(reported) and all(c.finished for c in reported))
 
 
 async def settle_live(pool: asyncpg.Pool, *, deliveries: Deliveries) -> None:
     """Settle every live alert once and publish how many there are per kind."""
     # Cancelled and expired alerts stay for an hour: messages handed over before the end are
     # still charged when the SMS service records them.
-    rows = await pool.fetch(
-        "SELECT id::text AS id FROM alerts WHERE state = 'sent'"
-        " OR (state = 'cancelled' AND cancelled_at > now() - interval '1 hour')"
-        " OR (state = 'expired' AND expires_at > now() - interval '1 hour')"
-    )
-    for row in rows:
-        await settle(pool, deliveries=deliveries, alert_id=row["id"])
-    live = await pool.fetch(
-        "SELECT kind, count(*) AS n FROM alerts WHERE state IN ('sending', 'sent') GROUP BY kind"
-    )
-    counts = {r["kind"]: r["n"] for r in live}
+    for alert_id in await lifecycle.to_settle(pool):
+        await settle(pool, deliveries=deliveries, alert_id=alert_id)
+    counts = await lifecycle.live_per_kind(pool)
     for kind in Kind:
         ALERTS_LIVE.labels(kind.value).set(counts.get(kind.value, 0))
 
@@ -185,11 +182,38 @@ async def run_settler(
     interval: float,
     stale_after: timedelta,
 ) -> None:
-    """Forever: resume stalled dispatches, settle live alerts (charging units unwatched)."""
+    """Forever: settle the alerts whose counters moved as they move; every `interval`, resume
+    stalled dispatches and settle every live alert (expiry, and anything a notification missed).
+    """
+    async with asyncio.TaskGroup() as group:
+        group.create_task(_settle_progressed(pool, deliveries=deliveries), name="settle-moved")
+        while True:
+            try:
+                await dispatcher.resume_stale(older_than=stale_after)
+                await settle_live(pool, deliveries=deliveries)
+            except _TRANSIENT as exc:
+                logger.warning("settling live alerts failed, retrying: %r", exc)
+            await asyncio.sleep(interval)
+
+
+_TRANSIENT = (ServiceError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+async def _settle_progressed(pool: asyncpg.Pool, *, deliveries: Deliveries) -> None:
+    """Settle each alert whose counters moved, as the notifications come."""
     while True:
-        try:
-            await dispatcher.resume_stale(older_than=stale_after)
-            await settle_live(pool, deliveries=deliveries)
-        except (ServiceError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            logger.warning("settling live alerts failed, retrying: %r", exc)
-        await asyncio.sleep(interval)
+        for alert_id in sorted(await deliveries.progressed()):
+            if not _is_uuid(alert_id):
+                continue  # an SMS API batch: no alert to settle
+            try:
+                await settle(pool, deliveries=deliveries, alert_id=alert_id)
+            except _TRANSIENT as exc:
+                logger.warning("settling alert %s failed: %r", alert_id, exc)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

@@ -24,6 +24,10 @@ class ServiceSettings(BaseSettings):
     default_grpc_port: ClassVar[int] = 50050
     #: Default metrics port of the service; subclasses set their own.
     default_metrics_port: ClassVar[int] = 9100
+    #: Allocations between two young-generation collections once serving (CPython's default is
+    #: 700); the kernel sets it after `build`, the one place that does. A service that allocates
+    #: per message (a channel worker) sets a larger one.
+    gc_young_threshold: ClassVar[int] = 20_000
     #: Whether callers must present a client certificate (mutual TLS): true for services only
     #: other services call; alerting's public API sets it false (users bring a JWT instead).
     require_client_cert: ClassVar[bool] = True

@@ -5,7 +5,6 @@ The one place that picks the concrete SMPP gateway and rate limiter behind the s
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import subprocess
@@ -24,6 +23,7 @@ from gateways.smpp import (
 )
 from ratelimit.limiter import Limiter
 from services.channel.recorder import Recorder
+from services.channel.units import Units
 from services.channel.worker import ChannelWorker, make_recorder, run_or_stop
 from services.kernel import Kernel, SettingsError, load_settings, run_service
 from services.kernel.process import dies_with_parent
@@ -138,6 +138,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     }
     limiter = Limiter.from_rules(kernel.redis, settings.ratelimit_rules)
     await limiter.start()
+    units = Units(segment_count)
     router = Router(routes=[(op.name, op.prefixes) for op in operators], default=operators[0].name)
     channel = SmsChannel(
         router=router,
@@ -152,7 +153,7 @@ async def build(kernel: Kernel[Settings]) -> None:
             )
             for op in operators
         },
-        segment_count=segment_count,
+        units=units,
         default_sender=settings.default_sender,
     )
     recorder.on_receipts = channel.receipts_recorded
@@ -167,7 +168,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         pool=kernel.pg,
         redis=kernel.redis,
         router=router,
-        segment_count=segment_count,
+        segment_count=units.sms,
         default_sender=settings.default_sender,
         progress_cache_s=settings.progress_cache_s,
     )
@@ -201,26 +202,8 @@ def start_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
     return workers
 
 
-#: Allocations between young-generation collections (CPython's default is 700).
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_gc() -> None:
-    """Collect cycles less often, and never walk what start-up imported again.
-
-    Every SMS allocates futures, coroutines and records: with the default threshold a young
-    collection runs every few dozen messages, and the full ones walk every module object and every
-    job in hand (up to max_in_flight), which py-spy showed as about a fifth of the service's
-    samples, charged to whichever line allocated. Reference counting still frees almost all of
-    it at once; only cycles wait longer.
-    """
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
-
-
 def main() -> None:
     """Run the SMS service (and its worker processes) until SIGTERM."""
-    tune_gc()
     try:
         workers = start_workers(load_settings(Settings))
     except SettingsError:

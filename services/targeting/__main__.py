@@ -7,6 +7,8 @@ from typing import ClassVar
 from pydantic import Field
 from tocsin.targeting.v1 import targeting_pb2_grpc
 
+from gateways.smpp import segment_count
+from services.channel.units import Units
 from services.kernel import Kernel, ServiceSettings, run_service
 from services.targeting.servicer import TargetingServicer
 
@@ -24,7 +26,10 @@ class Settings(ServiceSettings):
 async def build(kernel: Kernel[Settings]) -> None:
     """Register the targeting servicer on the kernel's server."""
     servicer = TargetingServicer(
-        pool=kernel.pg, redis=kernel.redis, batch_size=kernel.settings.batch_size
+        pool=kernel.pg,
+        redis=kernel.redis,
+        batch_size=kernel.settings.batch_size,
+        units=Units(segment_count),
     )
     targeting_pb2_grpc.add_TargetingServicer_to_server(servicer, kernel.server)
     kernel.add_service_name("tocsin.targeting.v1.Targeting")
