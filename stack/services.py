@@ -71,6 +71,8 @@ SERVICES = (
             "TOCSIN_SMS_ADDR": "127.0.0.1:50053",
             # A fresh token-signing key per `make run`: tokens end with the stack that issued them.
             "TOCSIN_JWT_KEY": secrets.token_urlsafe(48),
+            # What this stack delivers: the e-mail service and the CAP feed run in it.
+            "TOCSIN_ENABLED_CHANNELS": "sms,email,cap_feed",
         },
     ),
 )
