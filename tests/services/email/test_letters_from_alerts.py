@@ -1,4 +1,5 @@
-"""A real alert's e-mail: subject and paragraphs from the CAP document alerting stored."""
+"""A real alert's e-mail: subject and paragraphs from the CAP document alerting stored, and its
+outcome in the counters alerting reads."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import asyncpg
 import redis.asyncio as aioredis
 from tocsin.alerting.v1 import alerting_pb2 as pb
 
+from services.alerting import counters
+from services.alerting.model import Channel
+from services.alerting.ports import Sent
 from services.email.letters import Letters
 from tests.services.alerting.conftest import Harness, harness, spec
 from tests.services.alerting.test_lifecycle import create, mayor, send
@@ -49,3 +53,7 @@ async def test_an_exercise_mail_has_the_marked_cap_headline_as_subject(
     msg = email.message_from_bytes(raw, policy=default)
     assert isinstance(msg, EmailMessage)
     assert msg["Subject"] == "OEFENING - Chemische wolk boven Gent (nl)"
+    # What alerting's WatchAlert and settler read: e-mail delivered, free.
+    assert await counters.sent(pg_pool, alert_id=alert.id) == {
+        Channel.EMAIL: Sent(submitted=2, delivered=2, failed=0, dropped=0, units=0)
+    }
