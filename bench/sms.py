@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,12 @@ import redis.asyncio as aioredis
 
 from services.channel import codec
 from services.kernel import keys
-from services.kernel.process import dies_with_parent
+from stack import pki
+from stack.embedded import free_port
+from stack.migrate import apply_migrations
+from stack.services import operators as stack_operators
+from stack.supervisor import ROOT, Supervisor
 
-ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "var" / "bench-sms"
 RESULTS = ROOT / "bench" / "results" / "sms.json"
 RULES = """
@@ -53,78 +55,9 @@ PASSED_THROUGH = frozenset(
 TEXT = "BE-Alert TEST: this is a test of the warning system. No action is needed."
 
 
-@dataclass
-class Procs:
-    """Every process whose CPU and memory count as ours."""
-
-    services: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    others: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    store_pids: list[int] = field(default_factory=list)
-
-    def tree(self) -> list[psutil.Process]:
-        """Our processes now, with their children (PostgreSQL backends)."""
-        roots = [p.pid for p in [*self.services, *self.others]] + self.store_pids
-        found: dict[int, psutil.Process] = {os.getpid(): psutil.Process()}
-        for pid in roots:
-            try:
-                proc = psutil.Process(pid)
-                found[pid] = proc
-                for child in proc.children(recursive=True):
-                    found[child.pid] = child
-            except psutil.NoSuchProcess:
-                continue
-        return list(found.values())
-
-    def role(self, pid: int) -> str:
-        """Which part of the run a process is."""
-        if pid in {p.pid for p in self.services}:
-            return "sms"
-        if pid in {p.pid for p in self.others}:
-            return "smsc"
-        if pid == os.getpid():
-            return "bench"
-        try:
-            name = psutil.Process(pid).name()
-        except psutil.NoSuchProcess:
-            return "gone"
-        return "redis" if "redis" in name else "postgres"
-
-    def cpu(self) -> dict[int, float]:
-        """CPU seconds (user + system) per process."""
-        out: dict[int, float] = {}
-        for proc in self.tree():
-            try:
-                t = proc.cpu_times()
-                out[proc.pid] = t.user + t.system
-            except psutil.NoSuchProcess:
-                continue
-        return out
-
-    def rss(self) -> tuple[float, float]:
-        """RSS in MB of the SMS service processes, and of all our processes."""
-        service_pids = {p.pid for p in self.services}
-        mine = total = 0.0
-        for proc in self.tree():
-            try:
-                rss = proc.memory_info().rss / 1e6
-            except psutil.NoSuchProcess:
-                continue
-            total += rss
-            if proc.pid in service_pids:
-                mine += rss
-        return mine, total
-
-
-def _free_port() -> int:
-    from stack.embedded import free_port
-
-    return free_port()
-
-
-def _start_smsc(name: str, procs: Procs) -> str:
-    port = _free_port()
-    proc = _popen([sys.executable, "-m", "simulators.smsc", "--port", str(port), "--name", name])
-    procs.others.append(proc)
+def _start_smsc(name: str, supervisor: Supervisor) -> str:
+    args = ["-m", "simulators.smsc", "--port", str(free_port()), "--name", name]
+    proc = supervisor.spawn(f"smsc-{name}", args, output="pipe", errors="null")
     assert proc.stdout is not None
     line = json.loads(proc.stdout.readline())
     return f"{name}=127.0.0.1:{line['port']}"
@@ -132,19 +65,7 @@ def _start_smsc(name: str, procs: Procs) -> str:
 
 def _tls_dir() -> Path:
     """The SMS service's certificate from `make run`'s development CA (var/pki), made if new."""
-    from stack import pki  # a development tool, like this benchmark
-
     return pki.ensure_identities(ROOT / "var" / "pki", ("sms",))["sms"]
-
-
-def _popen(cmd: list[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        dies_with_parent(cmd),
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE if env is None else None,
-        stderr=subprocess.DEVNULL if env is None else None,
-    )
 
 
 def _serving(port: int) -> bool:
@@ -155,10 +76,10 @@ def _serving(port: int) -> bool:
         return False
 
 
-def _stop_smsc(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+def _stop_smsc(proc: subprocess.Popen[str]) -> dict[str, Any]:
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
-    for line in out.decode().splitlines():
+    for line in out.splitlines():
         data = json.loads(line)
         if data.get("event") == "stopped":
             return dict(data)
@@ -207,41 +128,44 @@ def _delivered(metrics_ports: list[int]) -> float:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run one benchmark and return its figures."""
-    from stack.embedded import start_postgres, start_redis
-    from stack.migrate import apply_migrations
-
-    procs = Procs()
-    managed = []
-    database_url = os.environ.get("DATABASE_URL")
-    redis_url = os.environ.get("REDIS_URL")
     pg_dir = WORK / f"pg-{os.getpid()}"  # one per run: two runs never share a data folder
-    if not database_url:
-        pg = start_postgres(data_dir=pg_dir, fast_unsafe=True)
-        managed.append(pg)
-        procs.store_pids.append(pg.popen.pid)
-        database_url = pg.url
-    if not redis_url:
-        rd = start_redis(data_dir=None)
-        managed.append(rd)
-        procs.store_pids.append(rd.popen.pid)
-        redis_url = rd.url
     try:
-        await asyncio.to_thread(apply_migrations, database_url)
-        return await _bench(args, procs, database_url, redis_url)
+        with Supervisor() as supervisor:
+            database_url = supervisor.postgres(
+                data_dir=pg_dir, external=os.environ.get("DATABASE_URL"), fast_unsafe=True
+            )
+            redis_url = supervisor.redis(data_dir=None, external=os.environ.get("REDIS_URL"))
+            await asyncio.to_thread(apply_migrations, database_url)
+            return await _bench(args, supervisor, database_url, redis_url)
     finally:
-        for proc in procs.services:
-            if proc.poll() is None:
-                proc.kill()
-        for proc in procs.others:
-            if proc.poll() is None:
-                proc.kill()
-        for m in managed:
-            m.stop()
         shutil.rmtree(pg_dir, ignore_errors=True)
 
 
+def _role(part: str) -> str:
+    """The part of the run a supervisor's part belongs to: sms, smsc, postgres or redis."""
+    return part.split("-", 1)[0]
+
+
+def _cpu(supervisor: Supervisor) -> dict[str, float]:
+    """CPU seconds per role, this program's own included (`bench`)."""
+    by_role: dict[str, float] = {}
+    for part, seconds in supervisor.cpu_seconds().items():
+        by_role[_role(part)] = by_role.get(_role(part), 0.0) + seconds
+    own = psutil.Process().cpu_times()
+    by_role["bench"] = own.user + own.system
+    return by_role
+
+
+def _rss_mb(supervisor: Supervisor) -> tuple[float, float]:
+    """RSS in MB of the SMS service processes, and of all our processes (this one included)."""
+    by_part = supervisor.rss_bytes()
+    mine = sum(rss for part, rss in by_part.items() if _role(part) == "sms")
+    total = sum(by_part.values()) + psutil.Process().memory_info().rss
+    return mine / 1e6, total / 1e6
+
+
 async def _bench(
-    args: argparse.Namespace, procs: Procs, database_url: str, redis_url: str
+    args: argparse.Namespace, supervisor: Supervisor, database_url: str, redis_url: str
 ) -> dict[str, Any]:
     n: int = args.n
     redis = aioredis.Redis.from_url(redis_url)
@@ -249,10 +173,13 @@ async def _bench(
     await pool.execute("TRUNCATE sms_messages, sms_message_ids")
     await redis.delete(keys.SMS_STREAM)
     smsc = args.smsc or os.environ.get("SMSC")
+    names = [op.name for op in stack_operators()]
     if smsc:
-        spec, simulated = f"opA={smsc}", False
+        spec, simulated = f"{names[0]}={smsc}", False
     else:
-        spec = ",".join(_start_smsc(f"op{chr(65 + i)}", procs) for i in range(args.smscs))
+        if not 1 <= args.smscs <= len(names):
+            raise SystemExit(f"--smscs {args.smscs}: from 1 to {len(names)} ({', '.join(names)})")
+        spec = ",".join(_start_smsc(name, supervisor) for name in names[: args.smscs])
         simulated = True
     WORK.mkdir(parents=True, exist_ok=True)
     rules = WORK / "rules.toml"
@@ -260,7 +187,7 @@ async def _bench(
     operators = [part.split("=", 1)[0] for part in spec.split(",")]
     metrics_ports = []
     for w in range(args.workers):
-        grpc_port, metrics_port = _free_port(), _free_port()
+        grpc_port, metrics_port = free_port(), free_port()
         metrics_ports.append(metrics_port)
         env = {
             k: v
@@ -291,10 +218,10 @@ async def _bench(
             env["TOCSIN_ROUTES"] = ";".join(f"{op}={','.join(p)}" for op, p in routes.items())
         else:
             env["TOCSIN_ROUTES"] = f"{operators[0]}=32"
-        procs.services.append(_popen([sys.executable, "-m", "services.sms"], env=env))
+        supervisor.spawn(f"sms-{w}", ["-m", "services.sms"], env=env, output="inherit")
     await _wait_serving(metrics_ports)
 
-    cpu0 = procs.cpu()
+    cpu0 = _cpu(supervisor)
     t0 = time.perf_counter()
     await _produce(redis, n)
     produced = time.perf_counter() - t0
@@ -305,7 +232,7 @@ async def _bench(
     while True:
         if time.perf_counter() - sampled >= 1.0:  # walking the process tree costs CPU too
             sampled = time.perf_counter()
-            mine, total = procs.rss()
+            mine, total = _rss_mb(supervisor)
             peak_mine, peak_all = max(peak_mine, mine), max(peak_all, total)
         done = await asyncio.to_thread(_delivered, metrics_ports)
         if done >= n:
@@ -317,12 +244,9 @@ async def _bench(
             break
         await asyncio.sleep(0.2)  # the end is seen at most this late
     elapsed = time.perf_counter() - t0
-    cpu1 = procs.cpu()
-    cpu = sum(v - cpu0.get(pid, 0.0) for pid, v in cpu1.items())
-    by_role: dict[str, float] = {}
-    for pid, v in cpu1.items():
-        role = procs.role(pid)
-        by_role[role] = by_role.get(role, 0.0) + v - cpu0.get(pid, 0.0)
+    cpu1 = _cpu(supervisor)
+    by_role = {role: v - cpu0.get(role, 0.0) for role, v in cpu1.items()}
+    cpu = sum(by_role.values())
 
     row = await pool.fetchrow(
         """
@@ -338,9 +262,10 @@ async def _bench(
         """
     )
     assert row is not None
-    for proc in procs.services:
+    services = [c.popen for c in supervisor.children if _role(c.name) == "sms"]
+    for proc in services:
         proc.send_signal(signal.SIGTERM)
-    for proc in procs.services:
+    for proc in services:
         proc.wait(60)
     # The physical limit beside our figure: each simulator driven by a bare client, after the run.
     capacity = 0.0
@@ -357,7 +282,8 @@ async def _bench(
             capacity_sent += sent_bare
     duplicates: int | None = None
     if simulated:
-        stopped = [_stop_smsc(p) for p in procs.others]
+        smscs = [c.popen for c in supervisor.children if _role(c.name) == "smsc"]
+        stopped = [_stop_smsc(p) for p in smscs]
         received = sum(int(s.get("messages", 0)) for s in stopped)
         duplicates = max(0, received - capacity_sent - int(row["sent"]))
     await pool.close()

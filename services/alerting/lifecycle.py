@@ -180,10 +180,10 @@ async def to_settle(conn: Conn | Any) -> list[str]:
     return [r["id"] for r in rows]
 
 
-async def live_per_kind(conn: Conn | Any) -> dict[str, int]:
-    """Alerts still dispatching (sending or sent), per kind."""
-    rows = await conn.fetch(
-        f"SELECT kind, count(*) AS n FROM alerts"
-        f" WHERE state IN ('{State.SENDING}', '{State.SENT}') GROUP BY kind"
+async def live(conn: Conn | Any) -> list[Any]:
+    """Alerts still dispatching (sending or sent): kind, targeted and progress of each."""
+    rows: list[Any] = await conn.fetch(
+        f"SELECT kind, targeted, progress FROM alerts"
+        f" WHERE state IN ('{State.SENDING}', '{State.SENT}')"
     )
-    return {r["kind"]: int(r["n"]) for r in rows}
+    return rows

@@ -7,13 +7,19 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 
 from services.alerting import counters, ledger, lifecycle, store
 from services.alerting.dispatch import Dispatcher, now_utc
-from services.alerting.metrics import ALERT_MESSAGES, ALERTS_LIVE
+from services.alerting.metrics import (
+    ALERT_MESSAGES,
+    ALERTS_LIVE,
+    CHANNEL_BACKLOG,
+    FIRST_MESSAGE,
+    RECIPIENTS_FINAL,
+)
 from services.alerting.model import (
     PAID_CHANNELS,
     REGISTERED_CHANNELS,
@@ -29,6 +35,60 @@ logger = logging.getLogger(__name__)
 
 #: Counters of tocsin_alert_messages_total fed from the channels' reports.
 REPORTED_STATES = ("submitted", "delivered", "failed")
+
+
+# -- service-level signals (ops, issue 18) -----------------------------------------------------
+#: An alert's target time: recipients reached later count as late (SLO in docs/operations.md).
+#: The national budget, 2,000,000 SMS in 45 minutes; an alert expiring sooner has its expiry.
+REACH_TARGET = timedelta(minutes=45)
+
+
+def observe_outcomes(
+    channel: str,
+    before: dict[str, int],
+    after: dict[str, int],
+    *,
+    sent_at: datetime | None,
+    expires_at: datetime,
+    now: datetime,
+) -> None:
+    """Count one channel's new outcomes of one alert into the service-level metrics, once.
+
+    Called under the alert's row lock with the stored and the new counts, so each recipient and
+    each first message is counted by exactly one alerting replica.
+    """
+    if sent_at is None:
+        return
+    if before.get("submitted", 0) == 0 and after["submitted"] > 0:
+        FIRST_MESSAGE.labels(channel).observe((now - sent_at).total_seconds())
+    delivered = after["delivered"] - before.get("delivered", 0)
+    if delivered > 0:
+        in_time = now - sent_at <= min(REACH_TARGET, expires_at - sent_at)
+        RECIPIENTS_FINAL.labels(channel, "in_time" if in_time else "late").inc(delivered)
+    failed = after["failed"] - before.get("failed", 0)
+    if failed > 0:
+        RECIPIENTS_FINAL.labels(channel, "no").inc(failed)
+
+
+def publish_backlog(rows: list[asyncpg.Record]) -> None:
+    """Set the per-channel backlog gauge from the live alerts' targeted counts and progress.
+
+    Channels whose services report per recipient only: presence channels (cell broadcast,
+    LB-SMS) have their outcome with the operators and no recipients to wait.
+    """
+    backlog = {channel.value: 0 for channel in REGISTERED_CHANNELS}
+    for row in rows:
+        progress = json.loads(row["progress"])
+        for channel, targeted in json.loads(row["targeted"]).items():
+            if channel in backlog:
+                seen = progress.get(channel, {})
+                done = sum(seen.get(k, 0) for k in ("submitted", "failed", "dropped"))
+                backlog[channel] += max(0, int(targeted) - done)
+    for channel, n in backlog.items():
+        CHANNEL_BACKLOG.labels(channel).set(n)
+
+
+# -- end service-level signals -----------------------------------------------------------------
 
 
 def _complete(alert: Alert, reports: dict[Channel, Sent], targeted: dict[str, int]) -> bool:
@@ -54,7 +114,7 @@ async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT entity_id, state, kind, targeted, progress, units_prepaid, units_postpaid,"
-            " expires_at FROM alerts WHERE id = $1::uuid FOR UPDATE",
+            " expires_at, sent_at FROM alerts WHERE id = $1::uuid FOR UPDATE",
             alert_id,
         )
         if row is None:
@@ -80,6 +140,14 @@ async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -
                 delta = counts[name] - before.get(channel, {}).get(name, 0)
                 if delta > 0:
                     ALERT_MESSAGES.labels(channel, name).inc(delta)
+            observe_outcomes(
+                channel,
+                before.get(channel, {}),
+                counts,
+                sent_at=row["sent_at"],
+                expires_at=row["expires_at"],
+                now=now,
+            )
         units = sum(s.units for c, s in reports.items() if c in PAID_CHANNELS)
         billing = await ledger.charge(
             conn,
@@ -169,7 +237,11 @@ async def settle_live(pool: asyncpg.Pool, *, deliveries: Deliveries) -> None:
     # still charged when the SMS service records them.
     for alert_id in await lifecycle.to_settle(pool):
         await settle(pool, deliveries=deliveries, alert_id=alert_id)
-    counts = await lifecycle.live_per_kind(pool)
+    live = await lifecycle.live(pool)
+    publish_backlog(live)
+    counts: dict[str, int] = {}
+    for r in live:
+        counts[r["kind"]] = counts.get(r["kind"], 0) + 1
     for kind in Kind:
         ALERTS_LIVE.labels(kind.value).set(counts.get(kind.value, 0))
 

@@ -172,10 +172,13 @@ async def serve(
         await stop.wait()
         logger.info("shutting down: health NOT_SERVING, finishing in-flight work")
     finally:
+        # One budget for the whole shutdown: the hooks take their share of it, the server's
+        # last calls get what is left (never the whole grace again, or SIGKILL lands first).
+        deadline = loop.time() + settings.shutdown_grace_s
         await reporter.stop_serving()
         for hook in kernel._shutdown:
             await hook()
-        await server.stop(settings.shutdown_grace_s)
+        await server.stop(max(0.0, deadline - loop.time()))
         if health_server is not None:
             await health_server.stop(None)
         for task in [*kernel._background, health_task]:

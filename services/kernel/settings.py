@@ -104,7 +104,11 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         return cls(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = str(first["loc"][0]) if first["loc"] else "?"
+        if not first["loc"]:
+            # A check across fields: its message names the variables; the input (every setting,
+            # secrets included) is never echoed.
+            raise SettingsError(str(first["msg"]).removeprefix("Value error, ")) from None
+        name = str(first["loc"][0])
         variable = _variable(cls, name)
         if first["type"] == "missing":
             raise SettingsError(f"{variable} is not set") from None

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from pydantic import Field
 from tocsin.targeting.v1 import targeting_pb2_grpc
 
 from gateways.smpp import segment_count
 from services.channel.units import Units
-from services.kernel import Kernel, ServiceSettings, run_service
+from services.kernel import Kernel, run_service
 from services.targeting.servicer import TargetingServicer
-
-
-class Settings(ServiceSettings):
-    """Targeting settings (environment variables TOCSIN_*)."""
-
-    default_grpc_port: ClassVar[int] = 50052
-    default_metrics_port: ClassVar[int] = 9102
-
-    # Recipients per work-stream entry (docs/streams.md: a few hundred).
-    batch_size: int = Field(default=500, ge=1, le=10_000)
+from services.targeting.settings import Settings
 
 
 async def build(kernel: Kernel[Settings]) -> None:
