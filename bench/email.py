@@ -25,15 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 import redis.asyncio as aioredis
 
-from bench.sms import Procs
 from services.channel import codec
 from services.kernel import keys
-from services.kernel.process import dies_with_parent
+from stack import pki
 from stack.embedded import free_port
+from stack.migrate import apply_migrations
+from stack.supervisor import ROOT, Supervisor
 
-ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "var" / "bench-email"
 RESULTS = ROOT / "bench" / "results" / "email.json"
 ALERT = "bench-email"
@@ -47,31 +48,41 @@ TEXTS = {
 _DONE_QUERY = "name[]=tocsin_email_recipients_total"
 
 
-def _popen(cmd: list[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        dies_with_parent(cmd),
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE if env is None else subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _start_relay(procs: Procs, name: str) -> int:
-    proc = _popen([sys.executable, "-m", "simulators.smtp", "--port", "0", "--name", name])
-    procs.others.append(proc)
+def _start_relay(supervisor: Supervisor, name: str) -> int:
+    args = ["-m", "simulators.smtp", "--port", str(free_port()), "--name", name]
+    proc = supervisor.spawn(name, args, output="pipe", errors="null")
     assert proc.stdout is not None
     return int(json.loads(proc.stdout.readline())["port"])
 
 
-def _stop_relay(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+def _stop_relay(proc: subprocess.Popen[str]) -> dict[str, Any]:
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
-    for line in out.decode().splitlines():
+    for line in out.splitlines():
         data = json.loads(line)
         if data.get("event") == "stopped":
             return dict(data)
     return {}
+
+
+def _role(part: str) -> str:
+    """The part of the run a supervisor's part belongs to: email, relay, postgres or redis."""
+    return part.split("-", 1)[0]
+
+
+def _cpu(supervisor: Supervisor) -> dict[str, float]:
+    """CPU seconds per role, this program's own included (`bench`)."""
+    by_role: dict[str, float] = {}
+    for part, seconds in supervisor.cpu_seconds().items():
+        by_role[_role(part)] = by_role.get(_role(part), 0.0) + seconds
+    own = psutil.Process().cpu_times()
+    by_role["bench"] = own.user + own.system
+    return by_role
+
+
+def _rss_mb(supervisor: Supervisor) -> float:
+    """RSS in MB of the e-mail service processes."""
+    return sum(rss for part, rss in supervisor.rss_bytes().items() if _role(part) == "email") / 1e6
 
 
 async def _produce(redis: aioredis.Redis, n: int) -> None:
@@ -122,45 +133,29 @@ def _serving(port: int) -> bool:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run one benchmark and return its figures."""
-    from stack.embedded import start_postgres, start_redis
-    from stack.migrate import apply_migrations
-
-    procs = Procs()
-    managed = []
-    database_url = os.environ.get("DATABASE_URL")
-    redis_url = os.environ.get("REDIS_URL")
-    pg_dir = WORK / f"pg-{os.getpid()}"
-    if not database_url:
-        pg = start_postgres(data_dir=pg_dir, fast_unsafe=True)
-        managed.append(pg)
-        procs.store_pids.append(pg.popen.pid)
-        database_url = pg.url
-    if not redis_url:
-        rd = start_redis(data_dir=None)
-        managed.append(rd)
-        procs.store_pids.append(rd.popen.pid)
-        redis_url = rd.url
+    pg_dir = WORK / f"pg-{os.getpid()}"  # one per run: two runs never share a data folder
     try:
-        await asyncio.to_thread(apply_migrations, database_url)
-        return await _bench(args, procs, database_url, redis_url)
+        with Supervisor() as supervisor:
+            database_url = supervisor.postgres(
+                data_dir=pg_dir, external=os.environ.get("DATABASE_URL"), fast_unsafe=True
+            )
+            redis_url = supervisor.redis(data_dir=None, external=os.environ.get("REDIS_URL"))
+            await asyncio.to_thread(apply_migrations, database_url)
+            return await _bench(args, supervisor, database_url, redis_url)
     finally:
-        for proc in [*procs.services, *procs.others]:
-            if proc.poll() is None:
-                proc.kill()
-        for m in managed:
-            m.stop()
         shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 async def _bench(
-    args: argparse.Namespace, procs: Procs, database_url: str, redis_url: str
+    args: argparse.Namespace, supervisor: Supervisor, database_url: str, redis_url: str
 ) -> dict[str, Any]:
     n: int = args.n
     redis = aioredis.Redis.from_url(redis_url)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     await pool.execute("TRUNCATE email_messages, email_message_ids")
     await redis.delete(keys.EMAIL_STREAM)
-    relays = [_start_relay(procs, f"relay{i}") for i in range(args.relays)]
+    relays = [_start_relay(supervisor, f"relay-{i}") for i in range(args.relays)]
+    tls_dir = pki.ensure_identities(ROOT / "var" / "pki", ("email",))["email"]
     metrics_ports = []
     for w in range(args.workers):
         metrics_port = free_port()
@@ -181,8 +176,9 @@ async def _bench(
             TOCSIN_BOUNCE_PORT="-1",
             TOCSIN_CONSUMER=f"bench-{w}",
             TOCSIN_LOG_LEVEL="WARNING",
+            TOCSIN_TLS_DIR=str(tls_dir),
         )
-        procs.services.append(_popen([sys.executable, "-m", "services.email"], env=env))
+        supervisor.spawn(f"email-{w}", ["-m", "services.email"], env=env, output="inherit")
     deadline = time.monotonic() + 60
     for port in metrics_ports:
         while not await asyncio.to_thread(_serving, port):
@@ -190,7 +186,7 @@ async def _bench(
                 raise TimeoutError(f"e-mail service on metrics port {port} not serving")
             await asyncio.sleep(0.2)
 
-    cpu0 = procs.cpu()
+    cpu0 = _cpu(supervisor)
     t0 = time.perf_counter()
     await _produce(redis, n)
     peak = 0.0
@@ -199,7 +195,7 @@ async def _bench(
     while True:
         if time.perf_counter() - sampled >= 1.0:
             sampled = time.perf_counter()
-            peak = max(peak, procs.rss()[0])
+            peak = max(peak, _rss_mb(supervisor))
         done = await asyncio.to_thread(_answered, metrics_ports)
         recorded = 0
         if done >= n:
@@ -219,18 +215,21 @@ async def _bench(
             break
         await asyncio.sleep(0.2)
     elapsed = time.perf_counter() - t0
-    cpu1 = procs.cpu()
-    cpu = sum(v - cpu0.get(pid, 0.0) for pid, v in cpu1.items())
+    cpu1 = _cpu(supervisor)
+    by_role = {role: v - cpu0.get(role, 0.0) for role, v in cpu1.items()}
+    cpu = sum(by_role.values())
     accepted = int(
         await pool.fetchval(
             "SELECT count(*) FROM email_messages WHERE alert = $1 AND state = 'delivered'", ALERT
         )
     )
-    for proc in procs.services:
+    services = [c.popen for c in supervisor.children if _role(c.name) == "email"]
+    for proc in services:
         proc.send_signal(signal.SIGTERM)
-    for proc in procs.services:
+    for proc in services:
         proc.wait(60)
-    stopped = [_stop_relay(p) for p in procs.others]
+    relay_procs = [c.popen for c in supervisor.children if _role(c.name) == "relay"]
+    stopped = [_stop_relay(p) for p in relay_procs]
     received = sum(int(s.get("received", 0)) for s in stopped)
     transactions = sum(int(s.get("transactions", 0)) for s in stopped)
     await pool.close()
@@ -244,6 +243,9 @@ async def _bench(
         "emails_per_s": round(accepted / elapsed, 1),
         "cpu_s": round(cpu, 2),
         "cpu_us_per_email": round(cpu / max(accepted, 1) * 1e6, 1),
+        "cpu_us_per_email_by_process": {
+            role: round(v / max(accepted, 1) * 1e6, 1) for role, v in sorted(by_role.items())
+        },
         "transactions": transactions,
         "recipients_per_transaction": round(received / max(transactions, 1), 1),
         "peak_rss_mb": round(peak, 1),
