@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                 **os.environ,
                 "DATABASE_URL": pg.url,
                 "TOCSIN_CAPFEED_PORT": str(port),
-                "TOCSIN_CAPFEED_REUSE_PORT": "true",
-                "TOCSIN_CAPFEED_LOG_LEVEL": "WARNING",
+                "TOCSIN_REUSE_PORT": "true",
+                "TOCSIN_LOG_LEVEL": "WARNING",
             }
             for _ in range(args.processes):
                 proc = subprocess.Popen(

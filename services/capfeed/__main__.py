@@ -1,6 +1,6 @@
 """The CAP feed process: `python -m services.capfeed` (HTTP; docs/capfeed.md).
 
-Several processes may share the port (`TOCSIN_CAPFEED_REUSE_PORT=true`): each renders its own
+Several processes may share the port (`TOCSIN_REUSE_PORT=true`): each renders its own
 snapshot from PostgreSQL when an alert changes and answers from memory.
 """
 
@@ -18,12 +18,12 @@ from datetime import timedelta
 import asyncpg
 import uvloop
 from aiohttp import web
-from pydantic import ValidationError
 
 from services.capfeed.http import application
 from services.capfeed.render import FeedInfo
 from services.capfeed.settings import Settings
 from services.capfeed.source import Watcher
+from services.kernel import SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,13 @@ log = logging.getLogger(__name__)
 async def serve(settings: Settings) -> None:
     """Load, serve, follow changes; stop on SIGTERM/SIGINT."""
     info = FeedInfo(
-        base_url=settings.base_url.rstrip("/"),
-        title=settings.title,
-        author=settings.author,
-        max_entries=settings.max_entries,
-        summary_chars=settings.summary_chars,
-        feed_max_age_s=settings.feed_max_age_s,
-        document_max_age_s=settings.document_max_age_s,
+        base_url=settings.capfeed_base_url.rstrip("/"),
+        title=settings.capfeed_title,
+        author=settings.capfeed_author,
+        max_entries=settings.capfeed_max_entries,
+        summary_chars=settings.capfeed_summary_chars,
+        feed_max_age_s=settings.capfeed_feed_max_age_s,
+        document_max_age_s=settings.capfeed_document_max_age_s,
     )
     # No connection at creation: the feed starts (and says it is alive) while PostgreSQL is down.
     pool = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=4)
@@ -45,11 +45,13 @@ async def serve(settings: Settings) -> None:
         pool=pool,
         dsn=settings.database_url,
         info=info,
-        retention=timedelta(days=settings.retention_days),
-        poll_s=settings.poll_s,
+        retention=timedelta(days=settings.capfeed_retention_days),
+        poll_s=settings.capfeed_poll_s,
     )
     watching = asyncio.create_task(watcher.run())
-    app = application(watcher=watcher, pool=pool, document_max_age_s=settings.document_max_age_s)
+    app = application(
+        watcher=watcher, pool=pool, document_max_age_s=settings.capfeed_document_max_age_s
+    )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     context = None
@@ -59,7 +61,7 @@ async def serve(settings: Settings) -> None:
     site = web.TCPSite(
         runner,
         settings.host,
-        settings.port,
+        settings.capfeed_port,
         reuse_port=settings.reuse_port,
         ssl_context=context,
     )
@@ -81,12 +83,9 @@ async def serve(settings: Settings) -> None:
 def main() -> int:
     """Read the settings, serve until a signal, return the exit code."""
     try:
-        settings = Settings()  # type: ignore[call-arg]  # from the environment
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
-        name = field if field.isupper() else "TOCSIN_CAPFEED_" + field.upper()
-        print(f"capfeed: {name}: {first['msg']}", file=sys.stderr)
+        settings = load_settings(Settings)
+    except SettingsError as exc:
+        print(f"tocsin-capfeed: invalid setting: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, stream=sys.stderr)
     # The answers are pre-rendered: few allocations per request, so cycle collections are rare.

@@ -23,7 +23,7 @@ async def test_alive_but_not_ready_while_postgres_is_down_then_ready_when_it_is_
     down = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
     for dsn, ready in ((down, 503), (pg_dsn, 200)):
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
-        env.update(DATABASE_URL=dsn, TOCSIN_CAPFEED_PORT="0", TOCSIN_CAPFEED_LOG_LEVEL="ERROR")
+        env.update(DATABASE_URL=dsn, TOCSIN_CAPFEED_PORT="0", TOCSIN_LOG_LEVEL="ERROR")
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "services.capfeed", env=env, stdout=asyncio.subprocess.PIPE
         )
