@@ -20,8 +20,8 @@ def test_operators_from_the_environment_route_belgian_ranges_and_foreign_numbers
         "TOCSIN_SMSC", "proximus=127.0.0.1:2775,orange=127.0.0.1:2776,base=10.0.0.9:2777"
     )
     monkeypatch.setenv("TOCSIN_BINDS_PER_OPERATOR", "3")
-    monkeypatch.setenv("TOCSIN_SMPP_OPC_SYSTEM_ID", "opc-account")
-    monkeypatch.setenv("TOCSIN_SMPP_OPC_PASSWORD", "opc-password")
+    monkeypatch.setenv("TOCSIN_SMPP_BASE_SYSTEM_ID", "base-account")
+    monkeypatch.setenv("TOCSIN_SMPP_BASE_PASSWORD", "base-password")
     settings = load_settings(Settings, **STORES)
 
     ops = settings.operators()
