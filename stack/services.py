@@ -89,6 +89,10 @@ PER_OPERATOR: tuple[Callable[[Operator], SimulatorSpec], ...] = (_smsc,)
 #: Simulators started once, after the per-operator ones (append shared peers here).
 SIMULATORS: tuple[SimulatorSpec, ...] = ()
 
+#: The SMTP relay simulator standing in for the deployment's relay, the e-mail service's bounce
+#: receiver, and the public CAP feed (HTTP), before `make run`'s port offset.
+RELAY_PORT, BOUNCE_PORT, CAPFEED_PORT = 2525, 2526, 8090
+
 #: Services in start order: targeting before alerting, which calls it.
 SERVICES = (
     ServiceSpec("targeting", 50052, 9102),
@@ -105,6 +109,8 @@ SERVICES = (
     ),
     ServiceSpec("voice", 50054, 9104),
     ServiceSpec("cellbroadcast", 50055, 9105),
+    # E-mail to the SMTP relay simulator (RELAY_PORT); bounces come back on BOUNCE_PORT.
+    ServiceSpec("email", 50056, 9106),
     ServiceSpec(
         "alerting",
         50051,
@@ -114,6 +120,8 @@ SERVICES = (
             "TOCSIN_SMS_ADDR": "127.0.0.1:50053",
             # A fresh token-signing key per `make run`: tokens end with the stack that issued them.
             "TOCSIN_JWT_KEY": secrets.token_urlsafe(48),
+            # What this stack delivers: the e-mail service and the CAP feed run in it.
+            "TOCSIN_ENABLED_CHANNELS": "sms,email,cap_feed",
         },
     ),
 )
