@@ -1,0 +1,116 @@
+"""Settings of the cell broadcast service: the operators' CBCs and LB-SMS platforms, retries."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+
+from services.kernel import ServiceSettings
+
+
+@dataclass(frozen=True)
+class CbcSpec:
+    """An operator's CBC (ECBE REST)."""
+
+    url: str
+    #: "cells": the zone's cells in `scope_cells`; "plmn": the whole network (osmo-cbc as is).
+    scope: str = "cells"
+    #: Our name as the CBC knows it (ECBE `cbe_name`).
+    cbe_name: str = "tocsin"
+    #: Seconds between two broadcasts of a message (ECBE `repetition_period`, 1-4095).
+    repetition_period: int = 60
+
+
+@dataclass(frozen=True)
+class LbSmsSpec:
+    """An operator's location-based SMS platform."""
+
+    url: str
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What one operator offers for the presence channels."""
+
+    operator: str
+    cbc: CbcSpec | None
+    lbsms: LbSmsSpec | None
+
+
+def _pairs(spec: str, *, field: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, url = part.partition("=")
+        if not sep or not url.startswith(("http://", "https://")):
+            raise ValueError(f"{field} {part!r} is not `operator=http://host:port`")
+        out[name.strip()] = url.strip()
+    return out
+
+
+class Settings(ServiceSettings):
+    """Settings of the cell-broadcast service (env prefix TOCSIN_)."""
+
+    default_grpc_port: ClassVar[int] = 50055
+    default_metrics_port: ClassVar[int] = 9105
+
+    # Operators' CBCs: `opA=http://127.0.0.1:8101,opB=http://127.0.0.1:8102`.
+    cbc: str = ""
+    # Operators' LB-SMS platforms, same form; empty: none.
+    lbsms: str = ""
+    # The operators file (docs/sms.md): each `[operators.<name>]` may have a `cbc` table (url,
+    # scope, cbe_name, repetition_period) and an `lbsms` table (url); it replaces cbc and lbsms.
+    operators_file: Path | None = None
+    # Seconds one HTTP request to an operator may take.
+    request_timeout_s: float = Field(default=2.0, gt=0)
+    # First wait before retrying an operator that failed; doubled up to retry_max_s.
+    retry_min_s: float = Field(default=0.2, gt=0)
+    retry_max_s: float = Field(default=5.0, gt=0)
+    # How long a process holds a request it works on beyond its backoff (a dead one's expire).
+    lease_s: float = Field(default=10.0, gt=0)
+    # Seconds between two sweeps for open requests nobody holds.
+    sweep_s: float = Field(default=2.0, gt=0)
+    # How long Broadcast/Withdraw wait for the operators' first answers before replying
+    # (the others keep going and show in GetAlertStatus).
+    answer_wait_s: float = Field(default=1.0, ge=0)
+
+    def platforms(self) -> list[Platform]:
+        """Every operator with a CBC or an LB-SMS platform; ValueError names the problem."""
+        if self.operators_file:
+            return self._from_file()
+        cbcs = _pairs(self.cbc, field="cbc")
+        lbsms = _pairs(self.lbsms, field="lbsms")
+        return [
+            Platform(
+                op,
+                CbcSpec(cbcs[op]) if op in cbcs else None,
+                LbSmsSpec(lbsms[op]) if op in lbsms else None,
+            )
+            for op in sorted(set(cbcs) | set(lbsms))
+        ]
+
+    def _from_file(self) -> list[Platform]:
+        assert self.operators_file is not None
+        data = tomllib.loads(self.operators_file.read_text(encoding="utf-8"))
+        out: list[Platform] = []
+        for name, op in sorted(data.get("operators", {}).items()):
+            cbc, lbsms = op.get("cbc"), op.get("lbsms")
+            if cbc is not None and not isinstance(cbc.get("url"), str):
+                raise ValueError(f"operators.{name}.cbc.url is required")
+            if cbc is not None and cbc.get("scope", "cells") not in ("cells", "plmn"):
+                raise ValueError(f"operators.{name}.cbc.scope is `cells` or `plmn`")
+            if lbsms is not None and not isinstance(lbsms.get("url"), str):
+                raise ValueError(f"operators.{name}.lbsms.url is required")
+            if cbc is None and lbsms is None:
+                continue
+            out.append(
+                Platform(
+                    name,
+                    CbcSpec(**cbc) if cbc is not None else None,
+                    LbSmsSpec(**lbsms) if lbsms is not None else None,
+                )
+            )
+        return out
