@@ -1,0 +1,105 @@
+"""Alerting's side of the operators' channels: pages at CreateAlert, content, WatchAlert, rights."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from tocsin.alerting.v1 import alerting_pb2 as pb
+
+from services.alerting.model import Channel
+from services.alerting.ports import OperatorStatus
+from tests.services.alerting.conftest import Harness, spec
+
+CB = (pb.CHANNEL_CELL_BROADCAST, pb.CHANNEL_LB_SMS)
+
+
+async def test_text_over_fifteen_pages_is_refused_at_create_naming_the_field(
+    harness: Harness,
+) -> None:
+    """French in UCS-2 past 15 pages of 41 characters: INVALID_ARGUMENT on its description."""
+    gent = await harness.entity("Stad Gent")
+    client = await harness.issuer(gent.id, "mayor.gent")
+    request = spec(channels=CB, languages=("nl", "fr"))
+    request.infos[1].description = "Évacuez la zone immédiatement, ç'est sérieux. " * 14
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.alerts.CreateAlert(
+            pb.CreateAlertRequest(idempotency_key="too-long-1", spec=request),
+            metadata=client.metadata,
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "spec.infos[1].description" in (caught.value.details() or "")
+    # Without cell broadcast the same text is fine (SMS concatenates).
+    request = spec(channels=(pb.CHANNEL_SMS,), languages=("nl", "fr"))
+    request.infos[1].description = "Évacuez la zone immédiatement, ç'est sérieux. " * 14
+    await client.alerts.CreateAlert(
+        pb.CreateAlertRequest(idempotency_key="too-long-2", spec=request),
+        metadata=client.metadata,
+    )
+
+
+async def test_general_interest_may_not_use_the_operators_channels(harness: Harness) -> None:
+    """LB-SMS and cell broadcast are for threatening danger: PERMISSION_DENIED otherwise."""
+    gent = await harness.entity("Stad Gent")
+    client = await harness.issuer(gent.id, "mayor.gent")
+    for channel in CB:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await client.alerts.CreateAlert(
+                pb.CreateAlertRequest(
+                    idempotency_key=f"general-{channel}",
+                    spec=spec(kind=pb.ALERT_KIND_GENERAL_INTEREST, channels=(channel,)),
+                ),
+                metadata=client.metadata,
+            )
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "spec.channels" in (caught.value.details() or "")
+
+
+async def test_exercise_content_is_marked_and_versioned(harness: Harness) -> None:
+    """What reaches the cell broadcast service: kind, version, marked texts in the alert's order."""
+    gent = await harness.entity("Stad Gent", postpaid=True)
+    client = await harness.issuer(gent.id, "mayor.gent")
+    draft = await client.alerts.CreateAlert(
+        pb.CreateAlertRequest(
+            idempotency_key="exercise-1",
+            spec=spec(kind=pb.ALERT_KIND_EXERCISE, channels=CB, languages=("fr", "nl")),
+        ),
+        metadata=client.metadata,
+    )
+    await client.alerts.SendAlert(pb.SendAlertRequest(alert_id=draft.id), metadata=client.metadata)
+    content = harness.broadcasts.broadcasts[0]["content"]
+    assert (content.kind, content.version, content.severity) == ("exercise", 1, "Severe")
+    assert [lang for lang, _ in content.texts] == ["fr", "nl"]
+    assert content.texts[0][1].startswith("EXERCICE - ")
+    assert content.texts[1][1].startswith("OEFENING - ")
+
+
+async def test_watch_shows_each_operator(harness: Harness) -> None:
+    """WatchAlert carries every operator's state, cells and, for LB-SMS, phones reached."""
+    gent = await harness.entity("Stad Gent", postpaid=True)
+    client = await harness.issuer(gent.id, "mayor.gent")
+    draft = await client.alerts.CreateAlert(
+        pb.CreateAlertRequest(idempotency_key="watch-ops-1", spec=spec(channels=CB)),
+        metadata=client.metadata,
+    )
+    await client.alerts.SendAlert(pb.SendAlertRequest(alert_id=draft.id), metadata=client.metadata)
+    harness.broadcasts.statuses = (
+        OperatorStatus("opA", Channel.CELL_BROADCAST, "broadcast", 1, "accepted", "", 4, 0),
+        OperatorStatus(
+            "opB", Channel.CELL_BROADCAST, "broadcast", 1, "retrying", "no answer", 3, 0
+        ),
+        OperatorStatus("opA", Channel.LB_SMS, "broadcast", 1, "accepted", "", 4, 1200),
+    )
+    async with asyncio.timeout(10):
+        stream = client.alerts.WatchAlert(
+            pb.WatchAlertRequest(alert_id=draft.id), metadata=client.metadata
+        )
+        first = await stream.read()
+        stream.cancel()
+    assert isinstance(first, pb.AlertProgress)
+    seen = {(o.operator, o.channel): o for o in first.operators}
+    assert seen[("opA", pb.CHANNEL_CELL_BROADCAST)].accepted
+    assert seen[("opB", pb.CHANNEL_CELL_BROADCAST)].state == "retrying"
+    assert not seen[("opB", pb.CHANNEL_CELL_BROADCAST)].accepted
+    assert seen[("opA", pb.CHANNEL_LB_SMS)].phones == 1200
