@@ -21,7 +21,7 @@ from services.kernel.tls import load_material
 from stack import pki
 from stack.embedded import ManagedProcess, start_postgres, start_redis
 from stack.migrate import apply_migrations
-from stack.services import ROUTES, SERVICES, SMSCS, ServiceSpec, module_exists
+from stack.services import CBCS, ROUTES, SERVICES, SMSCS, ServiceSpec, module_exists
 
 logger = logging.getLogger("stack")
 
@@ -146,6 +146,17 @@ def run(args: argparse.Namespace) -> int:
                     var / "log",
                 )
                 print(f"  smsc {smsc.operator:<7} 127.0.0.1:{smsc.port}  (SMPP 3.4 simulator)")
+        cbcs = [replace(s, port=s.port + off) for s in CBCS]
+        cbc_spec = ",".join(f"{s.operator}=http://127.0.0.1:{s.port}" for s in cbcs)
+        if module_exists("simulators.cbc.__main__"):
+            for cbc in cbcs:
+                stack.spawn(
+                    f"cbc-{cbc.operator}",
+                    ["-m", "simulators.cbc", "--port", str(cbc.port), "--name", cbc.operator],
+                    env,
+                    var / "log",
+                )
+                print(f"  cbc  {cbc.operator:<7} http://127.0.0.1:{cbc.port}  (ECBE + LB-SMS)")
         services = [
             replace(
                 s,
@@ -166,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
                     TOCSIN_METRICS_PORT=str(spec.metrics_port + EXTRA_METRICS_STEP * k),
                     TOCSIN_SMSC=smsc_spec,
                     TOCSIN_ROUTES=ROUTES,
+                    TOCSIN_CBC=cbc_spec,
+                    TOCSIN_LBSMS=cbc_spec,
                     TOCSIN_TLS_DIR=str(tls_dirs[spec.name]),
                     **spec.env,
                 )

@@ -47,6 +47,10 @@ class SmscSpec:
 #: rules (ratelimit/config.py shares the national rate 45/30/25 between them).
 SMSCS = (SmscSpec("proximus", 2775), SmscSpec("orange", 2776), SmscSpec("base", 2777))
 
+#: Operators' cell broadcast centres and LB-SMS platforms (one HTTP port each) played by
+#: `python -m simulators.cbc` in `make run`.
+CBCS = (SmscSpec("proximus", 8101), SmscSpec("orange", 8102), SmscSpec("base", 8103))
+
 #: Belgian mobile ranges (after +32) of each simulated operator, for the SMS service's routing.
 ROUTES = "proximus=3247,3246;orange=3249;base=3248,32456"
 

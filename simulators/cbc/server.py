@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,6 +29,8 @@ class Event:
     message_id: int | None
     status: int
     message: dict[str, Any] | None = None
+    #: time.perf_counter() when answered (benchmarks in the same process read it).
+    at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
