@@ -16,6 +16,9 @@ from services.cellbroadcast.sender import Sender
 from services.cellbroadcast.settings import CbcSpec
 from simulators.cbc.config import CbcConfig
 from simulators.cbc.server import CbcSimulator
+from tests.services.kernel.conftest import start_service
+
+__all__ = ["start_service"]
 
 OPERATORS = ("opA", "opB", "opC")
 CELLS = {op: tuple(f"{op}-cell-{i}" for i in range(3)) for op in OPERATORS}
