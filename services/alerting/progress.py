@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import asyncpg
@@ -105,9 +105,17 @@ async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -
 
 
 async def watch(
-    pool: asyncpg.Pool, *, deliveries: Deliveries, alert: Alert, interval: float
+    pool: asyncpg.Pool,
+    *,
+    deliveries: Deliveries,
+    alert: Alert,
+    interval: float,
+    extra: Callable[[Alert], Awaitable[object]] | None = None,
 ) -> AsyncIterator[tuple[Alert, bool]]:
-    """The alert after every change, and whether it is the last one (see `_done`)."""
+    """The alert after every change, and whether it is the last one (see `_done`).
+
+    `extra` reads more of the alert's state whose change is a change too (the operators').
+    """
     last: tuple[object, ...] | None = None
     while True:
         alert = await _refresh(pool, deliveries=deliveries, alert=alert)
@@ -118,6 +126,7 @@ async def watch(
             alert.progress,
             alert.units_prepaid,
             alert.units_postpaid,
+            None if extra is None else await extra(alert),
         )
         if seen != last or done:
             last = seen

@@ -14,6 +14,7 @@ from services.alerting import admin, audit, auth, convert, ledger, presence, pro
 from services.alerting.alerts import Alerts
 from services.alerting.dispatch import now_utc
 from services.alerting.gate import Gate
+from services.alerting.model import Alert
 from services.alerting.ports import Broadcasts, Deliveries, OperatorStatus
 from services.kernel.errors import InvalidArgument, PermissionDenied
 
@@ -182,13 +183,24 @@ class AlertingServicer(alerting_pb2_grpc.AlertingServiceServicer):
         # Audited when the watch starts: the stream itself may last as long as the alert.
         async with self._gate.call(context, "WatchAlert", target=request.alert_id) as call:
             alert = await self._alerts.visible(principal=call.principal, alert_id=request.alert_id)
+        ops: tuple[OperatorStatus, ...] = ()
+        broadcasts = self._broadcasts
+
+        async def operators(current: Alert) -> object:
+            nonlocal ops
+            if broadcasts is not None:
+                ops = await presence.operators(broadcasts=broadcasts, alert=current)
+            return ops
+
         async for current, final in progress.watch(
-            self._pool, deliveries=self._deliveries, alert=alert, interval=self._watch_interval
+            self._pool,
+            deliveries=self._deliveries,
+            alert=alert,
+            interval=self._watch_interval,
+            extra=operators,
         ):
             message = convert.alert_progress_pb(current, final=final)
-            if self._broadcasts is not None:
-                ops = await presence.operators(broadcasts=self._broadcasts, alert=current)
-                message.operators.extend(operator_progress_pb(o) for o in ops)
+            message.operators.extend(operator_progress_pb(o) for o in ops)
             yield message
 
 

@@ -96,10 +96,20 @@ async def test_watch_shows_each_operator(harness: Harness) -> None:
             pb.WatchAlertRequest(alert_id=draft.id), metadata=client.metadata
         )
         first = await stream.read()
+        assert isinstance(first, pb.AlertProgress)
+        seen = {(o.operator, o.channel): o for o in first.operators}
+        assert seen[("opA", pb.CHANNEL_CELL_BROADCAST)].accepted
+        assert seen[("opB", pb.CHANNEL_CELL_BROADCAST)].state == "retrying"
+        assert not seen[("opB", pb.CHANNEL_CELL_BROADCAST)].accepted
+        assert seen[("opA", pb.CHANNEL_LB_SMS)].phones == 1200
+        # opB comes back: a message follows with nothing else changed.
+        harness.broadcasts.statuses = (
+            harness.broadcasts.statuses[0],
+            OperatorStatus("opB", Channel.CELL_BROADCAST, "broadcast", 1, "accepted", "", 3, 0),
+            harness.broadcasts.statuses[2],
+        )
+        second = await stream.read()
         stream.cancel()
-    assert isinstance(first, pb.AlertProgress)
-    seen = {(o.operator, o.channel): o for o in first.operators}
-    assert seen[("opA", pb.CHANNEL_CELL_BROADCAST)].accepted
-    assert seen[("opB", pb.CHANNEL_CELL_BROADCAST)].state == "retrying"
-    assert not seen[("opB", pb.CHANNEL_CELL_BROADCAST)].accepted
-    assert seen[("opA", pb.CHANNEL_LB_SMS)].phones == 1200
+    assert isinstance(second, pb.AlertProgress)
+    seen = {(o.operator, o.channel): o for o in second.operators}
+    assert seen[("opB", pb.CHANNEL_CELL_BROADCAST)].accepted
