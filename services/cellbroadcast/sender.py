@@ -226,9 +226,9 @@ class Sender:
                         f"identifier {message.message_id} busy with alert {holder[0]}:"
                         f" {_why(reply)}"
                     )
-                if holder is None and request.attempts == 0:
+                if holder is None and request.attempts <= 1:
                     raise Retry(f"identifier {message.message_id} busy at the CBC: {_why(reply)}")
-                # Ours: an earlier attempt's answer was lost on the way back.
+                # Ours: an earlier attempt (maybe cut short by a crash) sent it, its answer lost.
             elif reply.outcome is Outcome.REFUSED:
                 raise Refused(f"identifier {message.message_id}: {_why(reply)}")
             elif reply.outcome is not Outcome.ACCEPTED:

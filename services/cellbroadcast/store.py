@@ -87,9 +87,10 @@ async def enqueue(
 async def claim(
     pool: asyncpg.Pool, *, request_id: int, owner: str, lease_s: float
 ) -> Request | None:
-    """Take an open request under a lease (None: final, or another live process holds it)."""
+    """Take an open request under a lease for one more attempt (None: final, or another live
+    process holds it). Attempts count when they start: one cut short by a crash counts too."""
     row = await pool.fetchrow(
-        "UPDATE cb_requests SET lease_owner = $2,"
+        "UPDATE cb_requests SET lease_owner = $2, attempts = attempts + 1,"
         " lease_until = now() + make_interval(secs => $3)"
         " WHERE id = $1 AND state = ANY($4::text[])"
         " AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2) RETURNING *",
@@ -114,7 +115,7 @@ async def record(
     stays leased for `hold_s` (its backoff)."""
     await pool.execute(
         "UPDATE cb_requests SET state = $2, reason = $3, phones = COALESCE($4, phones),"
-        " attempts = attempts + 1, updated_at = now(),"
+        " updated_at = now(),"
         " lease_until = CASE WHEN $2 = ANY($6::text[])"
         "   THEN now() + make_interval(secs => $5) END"
         " WHERE id = $1 AND state = ANY($6::text[])",

@@ -220,3 +220,23 @@ async def test_lbsms_reports_phones_reached_and_cancels(wire: Wire) -> None:
     }
     await wired.broadcasts.withdraw(alert_id="a1")
     assert platform.cancelled == ["a1.v1"]
+
+
+async def test_crash_after_the_post_is_not_a_second_broadcast(wire: Wire) -> None:
+    """A process dies while its POST is answered: the next one's 409 is understood as ours."""
+    first = await wire(answer_wait_s=0.3, owner="process-1")
+    sim = first.sims["opA"]
+    sim.set(latency_s=1.5)  # the CBC takes the message, then answers late
+    await first.broadcasts.broadcast(alert(), channel=Channel.CELL_BROADCAST)
+    await first.sender.stop()  # dies before the answer: nothing recorded for opA
+    sim.set(latency_s=0.0)
+    second = await wire(owner="process-2")
+    async with asyncio.timeout(20):
+        while True:
+            await second.sender.sweep()
+            rows = await second.broadcasts.status(alert_id="a1")
+            if all(r.state is State.ACCEPTED for r in rows):
+                break
+            await asyncio.sleep(0.2)
+    assert [m["message_id"] for m in sim.state.created()] == [4370, 4383]
+    assert [e.status for e in sim.state.events if e.method == "POST"].count(409) >= 1
