@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -158,7 +159,7 @@ async def run(alerts: int) -> dict[str, float]:
                 t0 = time.perf_counter()
                 await stub.Broadcast(request)
                 took = [
-                    await _until(lambda s=sims[op], n=2 * (i + 1): _created_at(s, n), WAIT_S)
+                    await _until(partial(_created_at, sims[op], 2 * (i + 1)), WAIT_S)
                     for op in OPERATORS[:2]
                 ]
                 if all(t is not None for t in took):
@@ -174,14 +175,14 @@ async def run(alerts: int) -> dict[str, float]:
                 t1 = time.perf_counter()
                 await stub.Withdraw(pb.WithdrawRequest(alert_id=alert_id))
                 done = [
-                    await _until(lambda s=sims[op], n=2 * (i + 1): _deleted_at(s, n), WAIT_S)
+                    await _until(partial(_deleted_at, sims[op], 2 * (i + 1)), WAIT_S)
                     for op in OPERATORS[:2]
                 ]
                 if all(d is not None for d in done):
                     withdrawn.append((max(d for d in done if d is not None) - t1) * 1000)
             back = time.perf_counter()
             await down.start()
-            recovered = await _until(lambda: _created_at(down, 2), WAIT_S)
+            recovered = await _until(partial(_created_at, down, 2), WAIT_S)
         cpu = sum(proc.cpu_times()[:2]) - cpu0
         duplicates = sum(_duplicates(s) for s in sims.values())
         return {

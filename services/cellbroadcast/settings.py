@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from services.kernel import ServiceSettings
+from services.kernel.operators import load_operators
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,8 @@ class Settings(ServiceSettings):
     cbc: str = ""
     # Operators' LB-SMS platforms, same form; empty: none.
     lbsms: str = ""
-    # The operators file (docs/sms.md): each `[operators.<name>]` may have a `cbc` table (url,
-    # scope, cbe_name, repetition_period) and an `lbsms` table (url); it replaces cbc and lbsms.
+    # The operators file (docs/operators.md): each `[operators.<name>]` may have a `cbc` section
+    # (url, scope, cbe_name, repetition_period) and an `lbsms` one (url); it replaces cbc, lbsms.
     operators_file: Path | None = None
     # Seconds one HTTP request to an operator may take.
     request_timeout_s: float = Field(default=2.0, gt=0)
@@ -94,23 +95,44 @@ class Settings(ServiceSettings):
 
     def _from_file(self) -> list[Platform]:
         assert self.operators_file is not None
-        data = tomllib.loads(self.operators_file.read_text(encoding="utf-8"))
         out: list[Platform] = []
-        for name, op in sorted(data.get("operators", {}).items()):
-            cbc, lbsms = op.get("cbc"), op.get("lbsms")
-            if cbc is not None and not isinstance(cbc.get("url"), str):
-                raise ValueError(f"operators.{name}.cbc.url is required")
-            if cbc is not None and cbc.get("scope", "cells") not in ("cells", "plmn"):
-                raise ValueError(f"operators.{name}.cbc.scope is `cells` or `plmn`")
-            if lbsms is not None and not isinstance(lbsms.get("url"), str):
-                raise ValueError(f"operators.{name}.lbsms.url is required")
+        for op in load_operators(self.operators_file):
+            cbc, lbsms = op.sections.get("cbc"), op.sections.get("lbsms")
             if cbc is None and lbsms is None:
                 continue
-            out.append(
-                Platform(
-                    name,
-                    CbcSpec(**cbc) if cbc is not None else None,
-                    LbSmsSpec(**lbsms) if lbsms is not None else None,
-                )
-            )
+            out.append(Platform(op.name, _cbc(op.name, cbc), _lbsms(op.name, lbsms)))
         return out
+
+
+def _url(section: Mapping[str, Any], where: str) -> str:
+    url = section.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ValueError(f"{where}.url is required: http://host:port or https://...")
+    return url
+
+
+def _cbc(name: str, section: Mapping[str, Any] | None) -> CbcSpec | None:
+    """The `[operators.<name>.cbc]` section, checked field by field."""
+    if section is None:
+        return None
+    where = f"operators.{name}.cbc"
+    unknown = set(section) - {"url", "scope", "cbe_name", "repetition_period"}
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+    scope = section.get("scope", "cells")
+    if scope not in ("cells", "plmn"):
+        raise ValueError(f"{where}.scope is `cells` or `plmn`")
+    cbe_name = section.get("cbe_name", "tocsin")
+    if not isinstance(cbe_name, str) or not cbe_name:
+        raise ValueError(f"{where}.cbe_name is a non-empty string")
+    period = section.get("repetition_period", 60)
+    if not isinstance(period, int) or not 1 <= period <= 4095:
+        raise ValueError(f"{where}.repetition_period is 1 to 4095 seconds")
+    return CbcSpec(_url(section, where), scope, cbe_name, period)
+
+
+def _lbsms(name: str, section: Mapping[str, Any] | None) -> LbSmsSpec | None:
+    """The `[operators.<name>.lbsms]` section."""
+    if section is None:
+        return None
+    return LbSmsSpec(_url(section, f"operators.{name}.lbsms"))

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from services.alerting.counters import ALERT_CHANGED
 from services.cellbroadcast.model import OPEN_STATES, Action, Channel, Request, State
 
 _OPEN = [s.value for s in OPEN_STATES]
@@ -112,19 +113,22 @@ async def record(
     hold_s: float,
 ) -> None:
     """Record an attempt's outcome (unless a withdrawal closed it meanwhile); a request to retry
-    stays leased for `hold_s` (its backoff)."""
+    stays leased for `hold_s` (its backoff). The alert's watchers are woken (alerting's
+    ALERT_CHANGED notification): WatchAlert shows the operator's new state at once."""
     await pool.execute(
-        "UPDATE cb_requests SET state = $2, reason = $3, phones = COALESCE($4, phones),"
-        " updated_at = now(),"
+        "WITH u AS (UPDATE cb_requests SET state = $2, reason = $3,"
+        " phones = COALESCE($4, phones), updated_at = now(),"
         " lease_until = CASE WHEN $2 = ANY($6::text[])"
         "   THEN now() + make_interval(secs => $5) END"
-        " WHERE id = $1 AND state = ANY($6::text[])",
+        " WHERE id = $1 AND state = ANY($6::text[]) RETURNING alert_id)"
+        " SELECT pg_notify($7, alert_id) FROM u",
         request_id,
         state.value,
         reason,
         phones,
         hold_s,
         _OPEN,
+        ALERT_CHANGED,
     )
 
 
