@@ -129,6 +129,9 @@ SERVICES = (
         env={
             "TOCSIN_TARGETING_ADDR": "127.0.0.1:50052",
             "TOCSIN_SMS_ADDR": "127.0.0.1:50053",
+            "TOCSIN_CELLBROADCAST_ADDR": "127.0.0.1:50055",
+            # Cell broadcast and LB-SMS go to the CBC simulators of PER_OPERATOR.
+            "TOCSIN_ENABLED_CHANNELS": "sms,cell_broadcast,lb_sms",
             # A fresh token-signing key per `make run`: tokens end with the stack that issued them.
             "TOCSIN_JWT_KEY": secrets.token_urlsafe(48),
         },
