@@ -208,7 +208,6 @@ async def _demo(alerting: str, var: Path, console: Console) -> Outcome:
         await _population(alerting, var, entity_id, console)
         stub = alerting_pb2_grpc.AlertingServiceStub(channel)
         spec = seed.alert_spec(place=seed.GENT, headline="Test of the BE-Alert demo")
-        spec.channels.append(alerting_pb2.CHANNEL_CELL_BROADCAST)  # a test: identifier 4380
         alert = await seed.create_alert(channel, issuer, spec=spec, key=f"demo-{uuid.uuid4()}")
         preview = await stub.PreviewAlert(
             alerting_pb2.PreviewAlertRequest(alert_id=alert.id),

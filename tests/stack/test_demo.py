@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -46,9 +45,3 @@ def test_the_demo_delivers_every_sms_and_the_stack_stops(tmp_path: Path) -> None
     assert (delivered, failed) == (targeted, 0), output
     assert units == targeted, output
     assert "tocsin: stopped" in done.stdout
-    # The demo is a test: every operator's CBC got it on the test identifier and its twin.
-    for cbc in sorted(var.glob("log/cbc-*.log")):
-        stopped = [line for line in cbc.read_text().splitlines() if '"stopped"' in line]
-        assert stopped, cbc.name
-        assert json.loads(stopped[-1])["active"] == [4380, 4393], cbc.name
-    assert len(list(var.glob("log/cbc-*.log"))) == 3

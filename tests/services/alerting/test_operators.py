@@ -39,16 +39,21 @@ async def test_text_over_fifteen_pages_is_refused_at_create_naming_the_field(
     )
 
 
-async def test_general_interest_may_not_use_the_operators_channels(harness: Harness) -> None:
-    """LB-SMS and cell broadcast are for threatening danger: PERMISSION_DENIED otherwise."""
+@pytest.mark.parametrize(
+    "kind", [pb.ALERT_KIND_GENERAL_INTEREST, pb.ALERT_KIND_EXERCISE, pb.ALERT_KIND_TEST]
+)
+async def test_only_threatening_danger_uses_the_operators_channels(
+    harness: Harness, kind: pb.AlertKind
+) -> None:
+    """LB-SMS and cell broadcast: a municipality's general interest, exercise or test is refused."""
     gent = await harness.entity("Stad Gent")
     client = await harness.issuer(gent.id, "mayor.gent")
     for channel in CB:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await client.alerts.CreateAlert(
                 pb.CreateAlertRequest(
-                    idempotency_key=f"general-{channel}",
-                    spec=spec(kind=pb.ALERT_KIND_GENERAL_INTEREST, channels=(channel,)),
+                    idempotency_key=f"general-{kind}-{channel}",
+                    spec=spec(kind=kind, channels=(channel,)),
                 ),
                 metadata=client.metadata,
             )
@@ -56,23 +61,28 @@ async def test_general_interest_may_not_use_the_operators_channels(harness: Harn
         assert "spec.channels" in (caught.value.details() or "")
 
 
-async def test_exercise_content_is_marked_and_versioned(harness: Harness) -> None:
-    """What reaches the cell broadcast service: kind, version, marked texts in the alert's order."""
+async def test_content_follows_the_alert_and_its_versions(harness: Harness) -> None:
+    """What reaches the cell broadcast service: kind, severity, version, texts in order."""
     gent = await harness.entity("Stad Gent", postpaid=True)
     client = await harness.issuer(gent.id, "mayor.gent")
     draft = await client.alerts.CreateAlert(
         pb.CreateAlertRequest(
-            idempotency_key="exercise-1",
-            spec=spec(kind=pb.ALERT_KIND_EXERCISE, channels=CB, languages=("fr", "nl")),
+            idempotency_key="content-1", spec=spec(channels=CB, languages=("fr", "nl"))
         ),
         metadata=client.metadata,
     )
     await client.alerts.SendAlert(pb.SendAlertRequest(alert_id=draft.id), metadata=client.metadata)
     content = harness.broadcasts.broadcasts[0]["content"]
-    assert (content.kind, content.version, content.severity) == ("exercise", 1, "Severe")
+    assert (content.kind, content.version, content.severity) == ("emergency", 1, "Severe")
     assert [lang for lang, _ in content.texts] == ["fr", "nl"]
-    assert content.texts[0][1].startswith("EXERCICE - ")
-    assert content.texts[1][1].startswith("OEFENING - ")
+    assert content.texts[0][1].startswith("Chemische wolk boven Gent (fr)")
+    await client.alerts.UpdateAlert(
+        pb.UpdateAlertRequest(
+            alert_id=draft.id, infos=[pb.Info(language="nl", event="Release", headline="Voorbij")]
+        ),
+        metadata=client.metadata,
+    )
+    assert harness.broadcasts.broadcasts[-1]["content"].version == 2
 
 
 async def test_watch_shows_each_operator(harness: Harness) -> None:
