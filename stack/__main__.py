@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from services.kernel.operators import dump_operators
-from stack import pki
+from stack import pki, seed
 from stack.migrate import apply_migrations
 from stack.services import (
     BOUNCE_PORT,
@@ -72,6 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         database_url, redis_url = _stores(var, supervisor)
         apply_migrations(database_url)
+        seed.demo_cell_sites(database_url, operators=tuple(op.name for op in operators()))
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
         env.update(DATABASE_URL=database_url, REDIS_URL=redis_url)
         tls_dirs = pki.stack_identities(var / "pki", tuple(s.name for s in SERVICES))

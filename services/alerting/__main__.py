@@ -112,6 +112,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         ),
         token_ttl_s=settings.token_ttl_s,
         watch_interval_s=settings.watch_interval_s,
+        broadcasts=broadcasts,
     )
     for name in names:
         kernel.add_service_name(name)
