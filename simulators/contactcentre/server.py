@@ -8,6 +8,7 @@ closure. Nothing is scheduled: the feed is computed when asked, so moving the cl
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -98,7 +99,9 @@ class ContactCentreSimulator:
     def _line(self, request: web.Request) -> SimLine:
         line = self.lines.get(request.match_info["line"])
         if line is None:
-            raise web.HTTPNotFound(text="unknown line")
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": "unknown line"}), content_type="application/json"
+            )
         return line
 
     async def _activate(self, request: web.Request) -> web.Response:
@@ -170,7 +173,7 @@ class ContactCentreSimulator:
             hour = opened
             languages = sorted(line.activation["advice"])
             while hour + HOUR <= end:
-                staffed = split(self._operators_at(line, hour), languages)
+                staffed = split(self._operators_at(line, hour + HOUR), languages)
                 for lang in languages:
                     events.append(self._figures(lang, hour, staffed[lang]))
                 hour += HOUR
@@ -182,9 +185,10 @@ class ContactCentreSimulator:
         return events
 
     def _operators_at(self, line: SimLine, moment: datetime) -> int:
+        """Operators in total at `moment` (an hour is reported with its staffing at its end)."""
         staffed = line.staffing[0][1]
         for since, operators in line.staffing:
-            if since <= moment:
+            if since < moment:
                 staffed = operators
         return staffed
 
