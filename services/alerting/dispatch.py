@@ -18,6 +18,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from services.alerting import cap, presence, store
+from services.alerting.infoline.hooks import cap_contact, cap_web, open_number, with_number
 from services.alerting.metrics import ALERT_MESSAGES, ALERTS
 from services.alerting.model import REGISTERED_CHANNELS, Alert, AlertSpec, Channel, MsgType, State
 from services.alerting.permissions import EntityInfo
@@ -134,7 +135,10 @@ class Dispatcher:
             kind=spec.kind.value,
             expires=spec.expires.timestamp(),
             sender=spec.sender,
-            texts=channel_texts(kind=spec.kind, infos=spec.infos),
+            texts=with_number(
+                channel_texts(kind=spec.kind, infos=spec.infos),
+                number=await open_number(self._pool, alert_id=alert.id),
+            ),
             channels=channels,
             zone_geojson=spec.zone_geojson,
             group_ids=spec.group_ids,
@@ -210,6 +214,7 @@ class Dispatcher:
         )
         refs = tuple(cap.reference(cap.parse(r["xml"])) for r in earlier)
         seq = len(earlier) + 1
+        number = await open_number(conn, alert_id=alert.id)
         message = cap.for_alert(
             alert,
             seq=seq,
@@ -217,6 +222,8 @@ class Dispatcher:
             sent=now_utc(),
             sender_name=entity.name,
             references=refs,
+            web=cap_web(number),
+            contact=cap_contact(number),
         )
         xml = cap.render(message)
         await conn.execute(
