@@ -19,6 +19,7 @@ PAGING = {
     "TocsinDependencyDown",
     "TocsinNotServing",
     "TocsinGrpcErrorRatioHigh",
+    "TocsinInfoLineNotOpen",
 }
 TICKETS = {"TocsinStreamPendingHigh", "TocsinSmsThrottled"}
 
