@@ -19,7 +19,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.kernel.process import dies_with_parent
 from stack.embedded import ManagedProcess, start_postgres, start_redis
 from stack.migrate import apply_migrations
-from stack.services import ROUTES, SERVICES, SMSCS, ServiceSpec, module_exists
+from stack.services import (
+    CONTACT_CENTRE_PORT,
+    ROUTES,
+    SERVICES,
+    SMSCS,
+    ServiceSpec,
+    module_exists,
+)
 
 logger = logging.getLogger("stack")
 
@@ -140,6 +147,12 @@ def run(args: argparse.Namespace) -> int:
                     var / "log",
                 )
                 print(f"  smsc {smsc.operator:<7} 127.0.0.1:{smsc.port}  (SMPP 3.4 simulator)")
+        if module_exists("simulators.contactcentre.__main__"):
+            port = str(CONTACT_CENTRE_PORT + off)
+            # Opens lines a few seconds after their activation, for the demo to show.
+            args_cc = ["-m", "simulators.contactcentre", "--port", port, "--open-after-s", "3"]
+            stack.spawn("contactcentre", args_cc, env, var / "log")
+            print(f"  contactcentre http://127.0.0.1:{port}  (information line provider simulator)")
         services = [
             replace(
                 s,

@@ -47,6 +47,9 @@ class SmscSpec:
 #: rules (ratelimit/config.py shares the national rate 45/30/25 between them).
 SMSCS = (SmscSpec("proximus", 2775), SmscSpec("orange", 2776), SmscSpec("base", 2777))
 
+#: Port of the contact-centre simulator (the information line's provider) in `make run`.
+CONTACT_CENTRE_PORT = 8780
+
 #: Belgian mobile ranges (after +32) of each simulated operator, for the SMS service's routing.
 ROUTES = "proximus=3247,3246;orange=3249;base=3248,32456"
 
@@ -63,6 +66,9 @@ SERVICES = (
         env={
             "TOCSIN_TARGETING_ADDR": "127.0.0.1:50052",
             "TOCSIN_SMS_ADDR": "127.0.0.1:50053",
+            # The contact-centre simulator (information line), followed every second.
+            "TOCSIN_INFOLINE_PROVIDER_URL": f"http://127.0.0.1:{CONTACT_CENTRE_PORT}",
+            "TOCSIN_INFOLINE_SYNC_S": "1.0",
             # A fresh token-signing key per `make run`: tokens end with the stack that issued them.
             "TOCSIN_JWT_KEY": secrets.token_urlsafe(48),
         },
