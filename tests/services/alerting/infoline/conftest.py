@@ -14,15 +14,17 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from tocsin.alerting.v1 import alerting_pb2 as apb
+from tocsin.alerting.v1 import alerting_pb2_grpc, infoline_pb2_grpc
 from tocsin.alerting.v1 import infoline_pb2 as pb
-from tocsin.alerting.v1 import infoline_pb2_grpc
 
+from services.alerting.auth import LoginGuard
 from services.alerting.gate import Gate
 from services.alerting.infoline.costs import Tariff
 from services.alerting.infoline.lines import InfoLines
 from services.alerting.infoline.provider import HttpContactCentre
 from services.alerting.infoline.servicer import add_servicer
 from services.alerting.infoline.sync import Syncer
+from services.alerting.servicer import AuthServicer
 from services.kernel.interceptors import ErrorInterceptor
 from simulators.contactcentre.config import ContactCentreConfig
 from simulators.contactcentre.server import ContactCentreSimulator
@@ -88,6 +90,8 @@ class LineEnv:
     syncer: Syncer
     stub: infoline_pb2_grpc.InfoLineServiceAsyncStub
     http: aiohttp.ClientSession
+    #: gRPC address of InfoLineService.
+    target: str
 
     @property
     def admin(self) -> tuple[tuple[str, str]]:
@@ -166,6 +170,11 @@ async def line_env_factory(harness: Harness) -> AsyncIterator[MakeEnv]:
         server = grpc.aio.server(interceptors=[ErrorInterceptor(service="alerting")])
         gate = Gate(pool=harness.pool, jwt_key=JWT_KEY, token_issuer=ISSUER)
         add_servicer(server, pool=harness.pool, gate=gate, lines=lines)
+        # Login too, for the command line, which logs in where it calls.
+        guard = LoginGuard(redis=harness.redis, max_failures=10, window_s=60)
+        alerting_pb2_grpc.add_AuthServiceServicer_to_server(
+            AuthServicer(pool=harness.pool, gate=gate, guard=guard, token_ttl_s=600), server
+        )
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         cleanups.append(lambda: server.stop(None))
@@ -174,7 +183,7 @@ async def line_env_factory(harness: Harness) -> AsyncIterator[MakeEnv]:
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         cleanups.append(http.close)
         stub = infoline_pb2_grpc.InfoLineServiceStub(channel)
-        return LineEnv(harness, sim, clock, lines, syncer, stub, http)
+        return LineEnv(harness, sim, clock, lines, syncer, stub, http, f"127.0.0.1:{port}")
 
     try:
         yield make
