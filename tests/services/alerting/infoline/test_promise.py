@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from prometheus_client import REGISTRY
 from tocsin.alerting.v1 import infoline_pb2 as pb
@@ -101,12 +103,12 @@ async def test_a_provider_that_never_opens(line_env_factory: MakeEnv) -> None:
 
 async def test_activation_reaches_a_provider_that_was_down(line_env_factory: MakeEnv) -> None:
     env = await line_env_factory()
-    env.sim.config = type(env.sim.config)(**{**env.sim.config.__dict__, "unavailable": True})
+    env.sim.config = replace(env.sim.config, unavailable=True)
     line = await activate(env)  # recorded even though the provider did not answer
     assert line.state == pb.LINE_STATE_REQUESTED
     await env.syncer.sync_once()
     assert line.id not in env.sim.lines
-    env.sim.config = type(env.sim.config)(**{**env.sim.config.__dict__, "unavailable": False})
+    env.sim.config = replace(env.sim.config, unavailable=False)
     await env.syncer.sync_once()
     assert line.id in env.sim.lines
     got = await env.stub.GetLine(pb.GetLineRequest(line_id=line.id), metadata=env.admin)
