@@ -31,7 +31,7 @@ from services.alerting.infoline.model import (
     ProviderEvent,
 )
 from services.alerting.infoline.ports import Clock, ContactCentre
-from services.kernel.errors import Unavailable
+from services.kernel.errors import FailedPrecondition, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,9 @@ class Syncer:
             line = store.line_from_row(row)
             try:
                 line = await self._follow(line)
-            except Unavailable as exc:
-                logger.warning("line %s: provider unavailable: %s", line.id, exc.message)
+            except (Unavailable, FailedPrecondition) as exc:
+                # One line the provider cannot answer for must not hold back the others.
+                logger.warning("line %s: %s", line.id, exc.message)
             lines.append(line)
         await self._note_overdue(lines)
         await self._set_gauges()

@@ -113,3 +113,18 @@ async def test_activation_reaches_a_provider_that_was_down(line_env_factory: Mak
     assert line.id in env.sim.lines
     got = await env.stub.GetLine(pb.GetLineRequest(line_id=line.id), metadata=env.admin)
     assert got.state == pb.LINE_STATE_ACKNOWLEDGED
+
+
+async def test_a_line_the_provider_lost_does_not_hold_back_the_others(
+    line_env_factory: MakeEnv,
+) -> None:
+    env = await line_env_factory()
+    lost = await activate(env)
+    await env.syncer.sync_once()
+    del env.sim.lines[lost.id]  # the provider answers 404 for it from now on
+    _, mayor, alert_id = await env.ready("Brugge")
+    other = await env.stub.ActivateLine(
+        pb.ActivateLineRequest(form=form(alert_ids=(alert_id,))), metadata=mayor.metadata
+    )
+    lines = {x.id: x.state.value for x in await env.syncer.sync_once()}
+    assert lines == {lost.id: "acknowledged", other.id: "acknowledged"}
