@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
+from services.alerting.model import LANGUAGES
+
 LINES = Gauge(
     "tocsin_infoline_lines", "information lines by state (closed ones not counted)", ["state"]
 )
@@ -24,3 +26,11 @@ OPERATORS = Gauge(
     "operators of the open lines' latest hour, actual and recommended (Erlang C)",
     ["language", "staffing"],
 )
+
+# Every language line's series from the start (at zero), so that the dashboard's panels and a
+# scrape show "no calls" rather than nothing before the first line reports.
+for _language in LANGUAGES:
+    for _outcome in ("offered", "answered", "abandoned"):
+        CALLS.labels(_language, _outcome)
+    for _staffing in ("actual", "recommended"):
+        OPERATORS.labels(_language, _staffing).set(0)

@@ -31,6 +31,7 @@ from services.alerting.infoline.model import (
     ProviderEvent,
 )
 from services.alerting.infoline.ports import Clock, ContactCentre
+from services.alerting.model import LANGUAGES
 from services.kernel.errors import FailedPrecondition, Unavailable
 
 logger = logging.getLogger(__name__)
@@ -198,7 +199,8 @@ class Syncer:
                 answered_ratio=DEFAULT_ANSWERED_RATIO,
                 target_s=DEFAULT_TARGET_S,
             )
-        for language in set(actual) | set(recommended):
+        # Languages whose lines closed go back to 0 rather than keep their last hour.
+        for language in set(LANGUAGES) | set(actual) | set(recommended):
             OPERATORS.labels(language, "actual").set(actual[language])
             OPERATORS.labels(language, "recommended").set(recommended[language])
 
