@@ -16,7 +16,7 @@ import grpc
 from rich.console import Console
 from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc, infoline_pb2, infoline_pb2_grpc
 
-from loadtest import seed
+from stack import seed
 
 #: Seconds the demo waits for the simulator to open the line.
 OPEN_TIMEOUT_S = 30.0

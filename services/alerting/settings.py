@@ -5,8 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from services.alerting.deployment import DEFAULT_ENABLED, parse_channels
+from services.alerting.model import Channel
 from services.kernel import ServiceSettings
 
 
@@ -69,3 +71,17 @@ class Settings(ServiceSettings):
     infoline_staff_hour_eur: Decimal = Field(default=Decimal("38.50"), ge=0)
     # EUR (excl. VAT) per minute of handled calls on the information line (telephony).
     infoline_telephony_minute_eur: Decimal = Field(default=Decimal("0.04"), ge=0)
+    # Channels this deployment delivers (comma-separated: sms, voice, email, lb_sms,
+    # cell_broadcast, cap_feed); CreateAlert refuses an alert naming another (FAILED_PRECONDITION).
+    enabled_channels: str = DEFAULT_ENABLED
+
+    @field_validator("enabled_channels")
+    @classmethod
+    def _known_channels(cls, value: str) -> str:
+        parse_channels(value)
+        return value
+
+    @property
+    def channels(self) -> frozenset[Channel]:
+        """The enabled channels."""
+        return parse_channels(self.enabled_channels)

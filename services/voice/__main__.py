@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from tocsin.voice.v1 import voice_pb2, voice_pb2_grpc
 
-from services.kernel import Kernel, ServiceSettings, run_service
+from services.kernel import Kernel, run_service
 from services.voice.servicer import VoiceServicer
-
-
-class Settings(ServiceSettings):
-    """Settings of the voice service."""
-
-    default_grpc_port: ClassVar[int] = 50054
-    default_metrics_port: ClassVar[int] = 9104
+from services.voice.settings import Settings
 
 
 async def build(kernel: Kernel[Settings]) -> None:
