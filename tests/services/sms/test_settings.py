@@ -21,7 +21,7 @@ def test_operators_from_the_environment_route_belgian_ranges_and_foreign_numbers
     )
     monkeypatch.setenv("TOCSIN_BINDS_PER_OPERATOR", "3")
     monkeypatch.setenv("TOCSIN_SMPP_BASE_SYSTEM_ID", "base-account")
-    monkeypatch.setenv("TOCSIN_SMPP_BASE_PASSWORD", "base-pw")
+    monkeypatch.setenv("TOCSIN_SMPP_BASE_PASSWORD", "base-password")
     settings = load_settings(Settings, **STORES)
 
     ops = settings.operators()
