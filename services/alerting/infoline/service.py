@@ -34,6 +34,12 @@ def install(
     """Register InfoLineService and run its syncer for the life of the process; its full name."""
     settings = kernel.settings
     lines = InfoLines(pool=pool, provider=provider, clock=utc_now)
-    syncer = Syncer(pool=pool, provider=provider, clock=utc_now, tariff=tariff(settings))
+    syncer = Syncer(
+        pool=pool,
+        provider=provider,
+        clock=utc_now,
+        tariff=tariff(settings),
+        audit_key=gate.audit_key,
+    )
     kernel.add_background(syncer.run(interval_s=settings.infoline_sync_s), name="infoline-sync")
     return add_servicer(server, pool=pool, gate=gate, lines=lines)

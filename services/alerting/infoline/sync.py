@@ -47,8 +47,11 @@ class Syncer:
         provider: ContactCentre,
         clock: Clock,
         tariff: costs.Tariff,
+        audit_key: bytes,
     ) -> None:
         self._pool = pool
+        #: The audit chain's key (the gate's): the syncer's entries chain like the calls'.
+        self._audit_key = audit_key
         self._provider = provider
         self._clock = clock
         self._tariff = tariff
@@ -215,4 +218,5 @@ class Syncer:
             peer="provider",
             result="OK",
             detail=detail,
+            key=self._audit_key,
         )

@@ -28,7 +28,7 @@ from services.alerting.servicer import AuthServicer
 from services.kernel.interceptors import ErrorInterceptor
 from simulators.contactcentre.config import ContactCentreConfig
 from simulators.contactcentre.server import ContactCentreSimulator
-from tests.services.alerting.conftest import ISSUER, JWT_KEY, Client, Harness, spec
+from tests.services.alerting.conftest import AUDIT_KEY, ISSUER, JWT_KEY, Client, Harness, spec
 
 #: The provider's tariff in these tests, EUR excl. VAT.
 TARIFF = Tariff(staff_hour=Decimal("38.50"), telephony_minute=Decimal("0.04"))
@@ -166,9 +166,15 @@ async def line_env_factory(harness: Harness) -> AsyncIterator[MakeEnv]:
         cleanups.append(provider.aclose)
         clock = FakeClock()
         lines = InfoLines(pool=harness.pool, provider=provider, clock=clock)
-        syncer = Syncer(pool=harness.pool, provider=provider, clock=clock, tariff=TARIFF)
+        syncer = Syncer(
+            pool=harness.pool,
+            provider=provider,
+            clock=clock,
+            tariff=TARIFF,
+            audit_key=AUDIT_KEY,
+        )
         server = grpc.aio.server(interceptors=[ErrorInterceptor(service="alerting")])
-        gate = Gate(pool=harness.pool, jwt_key=JWT_KEY, token_issuer=ISSUER)
+        gate = Gate(pool=harness.pool, jwt_key=JWT_KEY, token_issuer=ISSUER, audit_key=AUDIT_KEY)
         add_servicer(server, pool=harness.pool, gate=gate, lines=lines)
         # Login too, for the command line, which logs in where it calls.
         guard = LoginGuard(redis=harness.redis, max_failures=10, window_s=60)

@@ -10,6 +10,7 @@ import pytest
 from tocsin.alerting.v1 import infoline_pb2 as pb
 
 from services.alerting import audit
+from tests.services.alerting.conftest import AUDIT_KEY
 from tests.services.alerting.infoline.conftest import LineEnv, form
 
 pytestmark = pytest.mark.timeout(60)
@@ -73,7 +74,7 @@ async def test_removed_representative_is_refused_and_the_list_is_audited(
     ]
     assert actions.count("AddAuthorisedPerson") == 2
     assert "RemoveAuthorisedPerson" in actions
-    assert (await audit.verify(line_env.harness.pool)).ok
+    assert (await audit.verify(line_env.harness.pool, key=AUDIT_KEY)).ok
 
 
 async def test_only_an_admin_manages_the_list(line_env: LineEnv) -> None:

@@ -8,6 +8,8 @@ import pytest
 from prometheus_client import REGISTRY
 from tocsin.alerting.v1 import infoline_pb2 as pb
 
+from services.alerting import audit
+from tests.services.alerting.conftest import AUDIT_KEY
 from tests.services.alerting.infoline.conftest import LineEnv, MakeEnv, form
 
 pytestmark = pytest.mark.timeout(60)
@@ -53,6 +55,8 @@ async def test_acknowledged_and_opened_in_time(line_env_factory: MakeEnv) -> Non
         "InfoLineOpened",
         "GetLine",
     ]
+    # The provider's reports are chained with the calls' entries, under the same key.
+    assert (await audit.verify(env.harness.pool, key=AUDIT_KEY)).ok
 
 
 async def test_a_provider_that_opens_late_raises_the_alert(line_env_factory: MakeEnv) -> None:
