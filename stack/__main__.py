@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
         operators_file = var / "operators.toml"
         operators_file.parent.mkdir(parents=True, exist_ok=True)
         operators_file.write_text(dump_operators(ops), encoding="utf-8")
-        for sim in simulators(ops):
+        for sim in simulators(ops, offset=off):
             if sim.exists():
                 args_ = ["-m", sim.module, "--port", str(sim.port), *sim.args]
                 supervisor.spawn(sim.name, args_, env=env)

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
 
 from services.kernel.tls import connect
-from stack import pki, seed
+from stack import demo_infoline, pki, seed
 from stack.services import SERVICES
 
 logger = logging.getLogger(__name__)
@@ -242,6 +242,18 @@ async def _demo(alerting: str, var: Path, console: Console) -> Outcome:
             timeout=seed.CALL_TIMEOUT_S,
         )
         charged = final.units_prepaid + final.units_postpaid
+        # The emergency information line for the alert (docs/infoline.md).
+        await demo_infoline.show(
+            channel,
+            admin=seed.bearer(
+                await seed.login(channel, username=ADMIN, password=_credentials(var)[ADMIN])
+            ),
+            issuer=issuer,
+            mayor_username=ISSUER,
+            entity_id=entity_id,
+            alert_id=alert.id,
+            console=console,
+        )
         return Outcome(
             targeted=last.targeted,
             delivered=last.delivered,

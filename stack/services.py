@@ -88,10 +88,16 @@ def _moved(section: Mapping[str, Any], offset: int) -> Mapping[str, Any]:
     return {**section, "url": urlunsplit(moved)}
 
 
-def simulators(ops: tuple[Operator, ...]) -> list[SimulatorSpec]:
-    """The simulators in start order: each operator's (PER_OPERATOR), then the shared ones."""
+def simulators(ops: tuple[Operator, ...], *, offset: int = 0) -> list[SimulatorSpec]:
+    """The simulators in start order: each operator's (PER_OPERATOR), then the shared ones.
+
+    The operators' ports come moved already; the shared ones are moved by `offset` here.
+    """
     per_operator = [make(op) for op in ops for make in PER_OPERATOR]
-    return [*(s for s in per_operator if s is not None), *SIMULATORS]
+    return [
+        *(s for s in per_operator if s is not None),
+        *(replace(s, port=s.port + offset) for s in SIMULATORS),
+    ]
 
 
 def _smsc(op: Operator) -> SimulatorSpec:
@@ -113,8 +119,16 @@ def _cbc(op: Operator) -> SimulatorSpec | None:
 #: Simulators started once per operator of the operators file (append a channel's peer here).
 PER_OPERATOR: tuple[Callable[[Operator], SimulatorSpec | None], ...] = (_smsc, _cbc)
 
+#: Port of the contact-centre simulator (the information line's provider, docs/infoline.md).
+CONTACT_CENTRE_PORT = 8780
+
 #: Simulators started once, after the per-operator ones (append shared peers here).
-SIMULATORS: tuple[SimulatorSpec, ...] = ()
+SIMULATORS: tuple[SimulatorSpec, ...] = (
+    # Opens lines 3 s after their activation, for the demo to show.
+    SimulatorSpec(
+        "contactcentre", "simulators.contactcentre", CONTACT_CENTRE_PORT, ("--open-after-s", "3")
+    ),
+)
 
 #: The SMTP relay simulator standing in for the deployment's relay, the e-mail service's bounce
 #: receiver, and the public CAP feed (HTTP), before `make run`'s port offset.
@@ -146,6 +160,9 @@ SERVICES = (
             "TOCSIN_TARGETING_ADDR": "127.0.0.1:50052",
             "TOCSIN_SMS_ADDR": "127.0.0.1:50053",
             "TOCSIN_CELLBROADCAST_ADDR": "127.0.0.1:50055",
+            # The contact-centre simulator (information line), followed every second.
+            "TOCSIN_INFOLINE_PROVIDER_URL": f"http://127.0.0.1:{CONTACT_CENTRE_PORT}",
+            "TOCSIN_INFOLINE_SYNC_S": "1.0",
             # A fresh token-signing key per `make run`: tokens end with the stack that issued them.
             "TOCSIN_JWT_KEY": secrets.token_urlsafe(48),
             # What this stack delivers: e-mail and the CAP feed run in it; cell broadcast and

@@ -672,11 +672,82 @@ SERVICES = dashboard(
     ),
 )
 
+# --- infoline (docs/infoline.md): the emergency information line's board ---
+INFOLINE = dashboard(
+    uid="tocsin-infoline",
+    title="Tocsin / Information line",
+    description="The emergency information line: the one-hour promise, calls, operators.",
+    rows=(
+        Row(
+            "Promise",
+            (
+                Panel(
+                    "Lines not open in time",
+                    "Lines not open one hour after their request (or their desired opening):"
+                    " TocsinInfoLineNotOpen pages while this is above 0.",
+                    (Q(f"max(tocsin_infoline_overdue_lines{sel()})", "overdue"),),
+                    kind="stat",
+                    width=6,
+                    thresholds=((1, "red"),),
+                ),
+                Panel(
+                    "Lines by state",
+                    "Requested, acknowledged, open, reduced and closing lines.",
+                    (Q(f"max by (state) (tocsin_infoline_lines{sel()})", "{{state}}"),),
+                    width=9,
+                ),
+                Panel(
+                    "Opened late",
+                    "Lines that opened after their promised time, in the range shown.",
+                    (
+                        Q(
+                            f"sum(increase(tocsin_infoline_opened_late_total{sel()}[$__range]))"
+                            " or vector(0)",
+                            "late",
+                        ),
+                    ),
+                    kind="stat",
+                    width=9,
+                ),
+            ),
+        ),
+        Row(
+            "Calls and staffing",
+            (
+                Panel(
+                    "Calls per hour",
+                    "Calls the provider reported per language line and outcome, per hour.",
+                    (
+                        Q(
+                            "sum by (language, outcome)"
+                            f" (increase(tocsin_infoline_calls_total{sel()}[1h]))",
+                            "{{language}} {{outcome}}",
+                        ),
+                    ),
+                ),
+                Panel(
+                    "Operators: actual and recommended",
+                    "Operators of the latest hour per language line next to what Erlang C"
+                    " recommends for 80 % of calls answered within 20 s.",
+                    (
+                        Q(
+                            f"max by (language, staffing) (tocsin_infoline_operators{sel()})",
+                            "{{language}} {{staffing}}",
+                        ),
+                    ),
+                ),
+            ),
+        ),
+    ),
+)
+# --- end infoline ---
+
 #: File name -> dashboard.
 DASHBOARDS = {
     "dispatch-overview.json": DISPATCH,
     "operator-links.json": OPERATORS,
     "service-health.json": SERVICES,
+    "infoline.json": INFOLINE,
 }
 
 

@@ -15,6 +15,8 @@ from services.alerting.alerts import Alerts
 from services.alerting.auth import LoginGuard, use_cost
 from services.alerting.counters import ChannelCounters
 from services.alerting.gate import Gate
+from services.alerting.infoline.provider import HttpContactCentre
+from services.alerting.infoline.service import install as install_infoline
 from services.alerting.progress import run_settler
 from services.alerting.remote import CellBroadcastClient, TargetingClient
 from services.alerting.servicer import add_servicers
@@ -116,6 +118,14 @@ async def build(kernel: Kernel[Settings]) -> None:
     )
     for name in names:
         kernel.add_service_name(name)
+    # The emergency information line (docs/infoline.md): its provider over HTTP/JSON.
+    provider = HttpContactCentre(
+        base_url=settings.infoline_provider_url, timeout_s=settings.infoline_timeout_s
+    )
+    kernel.add_service_name(
+        install_infoline(kernel, server=kernel.server, pool=pool, gate=gate, provider=provider)
+    )
+    kernel.on_shutdown(provider.aclose)
     kernel.add_background(
         run_settler(
             pool,

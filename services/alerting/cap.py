@@ -51,6 +51,9 @@ class CapInfo:
     area_desc: str
     #: Each polygon a closed ring of (lat, lon) points, as CAP writes them.
     polygons: tuple[tuple[Point, ...], ...] = ()
+    #: <web> and <contact>: the information line while one is open for the alert (infoline).
+    web: str = ""
+    contact: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,8 @@ def render(msg: CapMessage) -> str:
         _sub(el, "headline", info.headline)
         _sub(el, "description", info.description)
         _sub(el, "instruction", info.instruction)
+        _sub(el, "web", info.web)
+        _sub(el, "contact", info.contact)
         area = ET.SubElement(el, f"{{{NS}}}area")
         _sub(area, "areaDesc", info.area_desc)
         for ring in info.polygons:
@@ -175,6 +180,8 @@ def parse(xml: str) -> CapMessage:
                 instruction=_text(el, "instruction"),
                 area_desc="" if area is None else _text(area, "areaDesc"),
                 polygons=tuple(polygons),
+                web=_text(el, "web"),
+                contact=_text(el, "contact"),
             )
         )
     refs = _text(root, "references")
@@ -191,7 +198,9 @@ def parse(xml: str) -> CapMessage:
     )
 
 
-def _cap_info(alert: Alert, info: Info, *, sender_name: str) -> CapInfo:
+def _cap_info(
+    alert: Alert, info: Info, *, sender_name: str, web: str = "", contact: str = ""
+) -> CapInfo:
     spec = alert.spec
     prefix = mark(kind=spec.kind, language=info.language)
     return CapInfo(
@@ -208,6 +217,8 @@ def _cap_info(alert: Alert, info: Info, *, sender_name: str) -> CapInfo:
         instruction=info.instruction,
         area_desc=spec.area_description or sender_name,
         polygons=zone_polygons(spec.zone_geojson),
+        web=web,
+        contact=contact,
     )
 
 
@@ -219,6 +230,8 @@ def for_alert(
     sent: datetime,
     sender_name: str,
     references: tuple[str, ...] = (),
+    web: str = "",
+    contact: str = "",
 ) -> CapMessage:
     """The CAP message of an alert's seq-th message (Alert, Update or Cancel)."""
     status = STATUS[alert.spec.kind]
@@ -231,5 +244,8 @@ def for_alert(
         msg_type=msg_type.value,
         note=note,
         references=references,
-        infos=tuple(_cap_info(alert, i, sender_name=sender_name) for i in alert.spec.infos),
+        infos=tuple(
+            _cap_info(alert, i, sender_name=sender_name, web=web, contact=contact)
+            for i in alert.spec.infos
+        ),
     )

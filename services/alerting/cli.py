@@ -25,9 +25,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from tocsin.alerting.v1 import alerting_pb2 as pb
-from tocsin.alerting.v1 import alerting_pb2_grpc
+from tocsin.alerting.v1 import alerting_pb2_grpc, infoline_pb2_grpc
 
 from services.alerting import admin, audit
+from services.alerting.infoline import cli as infoline_cli
 from services.kernel.errors import ServiceError
 from services.kernel.settings import SettingsError
 from services.kernel.tls import connect
@@ -56,6 +57,7 @@ class Api:
         self.auth = alerting_pb2_grpc.AuthServiceStub(channel)
         self.alerts = alerting_pb2_grpc.AlertingServiceStub(channel)
         self.admin = alerting_pb2_grpc.AdminServiceStub(channel)
+        self.infoline = infoline_pb2_grpc.InfoLineServiceStub(channel)
         self.md = (("authorization", f"Bearer {token}"),)
 
 
@@ -376,6 +378,7 @@ COMMANDS: dict[str, Callable[[Api, argparse.Namespace], Awaitable[int]]] = {
     "watch": cmd_watch,
     "test-alert": cmd_test_alert,
     "audit-verify": cmd_audit_verify,
+    "infoline": infoline_cli.cmd_infoline,
 }
 
 
@@ -449,6 +452,7 @@ def parser() -> argparse.ArgumentParser:
     aud = sub.add_parser("audit-verify", help="walk the audit chain; exit 1 if broken")
     aud.add_argument("--offline", action="store_true", help="read PostgreSQL directly")
     aud.add_argument("--database-url")
+    infoline_cli.add_parser(sub)
     return p
 
 

@@ -17,6 +17,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from services.alerting import cap, lifecycle, presence, store
+from services.alerting.infoline.hooks import cap_contact, cap_web, open_number, with_number
 from services.alerting.metrics import ALERT_MESSAGES, ALERTS
 from services.alerting.model import REGISTERED_CHANNELS, Alert, AlertSpec, Channel, MsgType
 from services.alerting.permissions import EntityInfo
@@ -124,7 +125,10 @@ class Dispatcher:
             kind=spec.kind.value,
             expires=spec.expires.timestamp(),
             sender=spec.sender,
-            texts=channel_texts(kind=spec.kind, infos=spec.infos),
+            texts=with_number(
+                channel_texts(kind=spec.kind, infos=spec.infos),
+                number=await open_number(self._pool, alert_id=alert.id),
+            ),
             channels=channels,
             zone_geojson=spec.zone_geojson,
             group_ids=spec.group_ids,
@@ -180,6 +184,7 @@ class Dispatcher:
         )
         refs = tuple(cap.reference(cap.parse(r["xml"])) for r in earlier)
         seq = len(earlier) + 1
+        number = await open_number(conn, alert_id=alert.id)
         message = cap.for_alert(
             alert,
             seq=seq,
@@ -187,6 +192,8 @@ class Dispatcher:
             sent=now_utc(),
             sender_name=entity.name,
             references=refs,
+            web=cap_web(number),
+            contact=cap_contact(number),
         )
         xml = cap.render(message)
         await conn.execute(

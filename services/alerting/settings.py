@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import ClassVar
 
 from pydantic import Field, SecretStr, field_validator
@@ -65,6 +66,16 @@ class Settings(ServiceSettings):
     # Seconds a preview's audience counts are shared by identical previews of the same entity
     # (same zone, groups, channels and texts); 0 asks targeting every time.
     preview_cache_s: float = Field(default=2.0, ge=0, le=60)
+    # Base URL of the contact-centre provider's HTTP/JSON API (the information line).
+    infoline_provider_url: str = "http://127.0.0.1:8780"
+    # Seconds between rounds that follow the provider's reports of the live information lines.
+    infoline_sync_s: float = Field(default=5.0, gt=0)
+    # Seconds one call to the contact-centre provider may take.
+    infoline_timeout_s: float = Field(default=10.0, gt=0)
+    # EUR (excl. VAT) per operator hour of a D5 line: the provider's tariff, borne by the entity.
+    infoline_staff_hour_eur: Decimal = Field(default=Decimal("38.50"), ge=0)
+    # EUR (excl. VAT) per minute of handled calls on the information line (telephony).
+    infoline_telephony_minute_eur: Decimal = Field(default=Decimal("0.04"), ge=0)
     # Channels this deployment delivers (comma-separated: sms, voice, email, lb_sms,
     # cell_broadcast, cap_feed); CreateAlert refuses an alert naming another (FAILED_PRECONDITION).
     enabled_channels: str = DEFAULT_ENABLED

@@ -26,6 +26,7 @@ PAGING = {
     "TocsinDependencyDown",
     "TocsinNotServing",
     "TocsinGrpcErrorRatioHigh",
+    "TocsinInfoLineNotOpen",
 }
 TICKETS = {
     "TocsinSmppBindDown",

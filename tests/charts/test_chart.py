@@ -318,7 +318,12 @@ def test_dashboards_ship_in_a_configmap_for_the_grafana_sidecar(
     configmap = by_kind(default_manifests, "ConfigMap")["tocsin-dashboards"]
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     boards: dict[str, Any] = {name: json.loads(text) for name, text in configmap["data"].items()}
-    assert set(boards) == {"dispatch-overview.json", "operator-links.json", "service-health.json"}
+    assert set(boards) == {
+        "dispatch-overview.json",
+        "operator-links.json",
+        "service-health.json",
+        "infoline.json",
+    }
     uids = [board["uid"] for board in boards.values()]
     assert len(set(uids)) == len(uids)
 

@@ -44,4 +44,8 @@ def test_the_demo_delivers_every_sms_and_the_stack_stops(tmp_path: Path) -> None
     assert targeted >= 1000, output
     assert (delivered, failed) == (targeted, 0), output
     assert units == targeted, output
+    # The information line for the alert: requested, acknowledged and opened by the simulator.
+    assert re.search(r"^demo: information line \S+ requested", done.stdout, re.M), output
+    assert "demo: information line acknowledged, number 1771" in done.stdout, output
+    assert "demo: information line open, number 1771" in done.stdout, output
     assert "tocsin: stopped" in done.stdout

@@ -1,0 +1,1 @@
+"""The emergency information line: activation, provider reports, staffing (docs/infoline.md)."""
