@@ -15,6 +15,7 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from gateways.sip import sdp
 from gateways.sip.digest import Credentials, authorization
@@ -167,8 +168,8 @@ class SipUac(asyncio.DatagramProtocol):
         return str(host), int(port)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
+        # uvloop's UDP transport is not a registered subclass of asyncio.DatagramTransport.
+        self._transport = cast(asyncio.DatagramTransport, transport)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("SIP socket error: %s", exc)
