@@ -15,6 +15,7 @@ import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -107,6 +108,7 @@ class _Rtp(asyncio.DatagramProtocol):
             self.transit = now * 8000 - header.timestamp
         self.seq, self.ts, self.last = header.seq, header.timestamp, now
         r.frames += 1
+        self.owner._touch()
         r.payload_bytes += len(payload)
         self.dest.audio_seconds += len(payload) / 8000
         if self.keep:
@@ -147,6 +149,20 @@ class SipTrunkSimulator(asyncio.DatagramProtocol):
         self._dialogs: dict[str, _Dialog] = {}
         self._attempts: dict[str, int] = {}
         self._transport: asyncio.DatagramTransport | None = None
+        self._changed: asyncio.Event | None = None
+
+    def _touch(self) -> None:
+        """Wake whoever waits in `wait_until` (only built while someone waits)."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Return once `predicate()` holds; re-checked on every datagram the trunk handles."""
+        while not predicate():
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
 
     async def start(self) -> int:
         """Bind the SIP socket; returns its port."""
@@ -179,6 +195,7 @@ class SipTrunkSimulator(asyncio.DatagramProtocol):
     # --- SIP ---
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        self._touch()
         if self.gone:
             return
         try:
