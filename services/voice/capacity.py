@@ -75,7 +75,7 @@ class CallPacer:
                 async with lock:
                     lease = self._leases.get(trunk)
                     if lease is None or lease.remaining <= 0:
-                        lease = await self._source.lease([keys.cps_bucket(trunk)], self._lease_size)
+                        lease = await self._source.lease([keys.cps_bucket(trunk)])
                         self._leases[trunk] = lease
             if lease.remaining > 0 and await lease.take():
                 return
