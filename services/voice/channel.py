@@ -160,7 +160,8 @@ class VoiceChannel(Generic[P]):
         if outcome in RETRIED:
             error = f"{outcome.replace('_', ' ')} ({report.status or 'ring timeout'})"
             if job.attempts >= self._policy.max_attempts:
-                return Answer(Sorted.FAILED, error=f"{error} after {job.attempts} attempts")
+                plural = "s" if job.attempts > 1 else ""
+                return Answer(Sorted.FAILED, error=f"{error} after {job.attempts} attempt{plural}")
             return Answer(Sorted.LATER, error=error)
         if outcome == "trunk_trouble":
             job.attempts -= 1  # the trunk's fault, not the recipient's: not an attempt

@@ -38,6 +38,7 @@ class CallRecord:
     number: str  #: user part of the Request-URI
     call_id: str  #: SIP Call-ID
     outcome: str  #: answer, busy, no_answer, reject, unavailable, cancelled
+    source: tuple[str, int] = ("", 0)  #: where the INVITE came from (which dialer)
     answered: bool = False  #: a 200 OK went out
     acked: bool = False  #: its ACK came
     ended: bool = False  #: BYE or CANCEL received, or a final failure sent
@@ -245,7 +246,7 @@ class SipTrunkSimulator(asyncio.DatagramProtocol):
         number = uri_of(invite.uri).split(":", 1)[-1].split("@")[0]
         call_id = invite.headers.get("call-id") or ""
         outcome = self._draw(number)
-        record = CallRecord(number=number, call_id=call_id, outcome=outcome)
+        record = CallRecord(number=number, call_id=call_id, outcome=outcome, source=addr)
         self.records.append(record)
         dest = self.destinations.setdefault(number, Destination())
         dest.calls += 1
