@@ -259,11 +259,13 @@ def alert_spec(
     kind: int = alerting_pb2.ALERT_KIND_TEST,
     headline: str = "Test of the public warning system",
     expires_in: timedelta = timedelta(hours=1),
+    texts: dict[str, tuple[str, str, str, str]] | None = None,
 ) -> alerting_pb2.AlertSpec:
-    """An SMS alert to the place's zone, in the four languages, one SMS segment each."""
+    """An SMS alert to the place's zone, in the four languages: one SMS segment each unless
+    `texts` gives (event, headline, description, instruction) per language."""
     expires = Timestamp()
     expires.FromDatetime(datetime.now(UTC) + expires_in)
-    texts = {
+    texts = texts or {
         "nl": ("Test", "Test van BE-Alert", "Dit is een test.", "Niets te doen."),
         "fr": ("Test", "Test de BE-Alert", "Ceci est un test.", "Rien a faire."),
         "de": ("Test", "Test von BE-Alert", "Dies ist ein Test.", "Nichts zu tun."),
@@ -285,6 +287,30 @@ def alert_spec(
         expires=expires,
         sender="BE-Alert",
     )
+
+
+#: Texts of one, two and three SMS segments in the citizens' languages, as real alerts are: Dutch
+#: fits one GSM segment, French with its curly apostrophe is two UCS-2 segments, German three
+#: GSM segments, English one. An operator's link limit counts every one of those segments.
+MIXED_TEXTS: dict[str, tuple[str, str, str, str]] = {
+    "nl": ("Brand", "Brand in de haven", "Blijf binnen.", "Sluit ramen en deuren."),
+    "fr": (
+        "Incendie",
+        "Incendie chimique au port",
+        "Un nuage de fum\u00e9e se d\u00e9place vers le centre.",
+        "Restez \u00e0 l\u2019int\u00e9rieur, fermez portes et fen\u00eatres.",
+    ),
+    "de": (
+        "Brand",
+        "Chemischer Brand im Hafen von Antwerpen",
+        "Eine Rauchwolke zieht in Richtung Stadtzentrum. Die Feuerwehr ist vor Ort und "
+        "bek\u00e4mpft den Brand. Messungen der Luftqualit\u00e4t laufen in allen Vierteln.",
+        "Bleiben Sie drinnen, schliessen Sie Fenster und T\u00fcren, schalten Sie die "
+        "L\u00fcftung aus und verfolgen Sie die Nachrichten im Radio. Rufen Sie nicht 112 an, "
+        "ausser in Lebensgefahr. Weitere Informationen folgen.",
+    ),
+    "en": ("Fire", "Chemical fire at the port", "Stay inside.", "Close windows and doors."),
+}
 
 
 async def create_alert(

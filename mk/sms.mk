@@ -8,4 +8,4 @@
 N ?= 200000
 .PHONY: bench-sms
 bench-sms: setup
-	$(PY) -m services.sms.bench --n $(N) $(if $(SMSC),--smsc $(SMSC)) $(BENCH_SMS_ARGS)
+	$(PY) -m bench.sms --n $(N) $(if $(SMSC),--smsc $(SMSC)) $(BENCH_SMS_ARGS)

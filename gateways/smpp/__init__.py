@@ -25,6 +25,7 @@ from gateways.smpp.errors import (
     classify_status,
 )
 from gateways.smpp.gsm import encode_text, is_gsm, segment_count
+from gateways.smpp.ids import IdFormat
 from gateways.smpp.pool import SmppPool
 from gateways.smpp.receipts import DeliveryReceipt, ReceiptState
 
@@ -37,6 +38,7 @@ __all__ = [
     "DeadLinkError",
     "DeliveryReceipt",
     "GenericNackError",
+    "IdFormat",
     "ProtocolError",
     "ReceiptState",
     "SessionError",

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,6 +29,8 @@ from gateways.smpp.errors import (
     classify_status,
 )
 from gateways.smpp.gsm import encode_text
+from gateways.smpp.ids import IdFormat, canonical
+from gateways.smpp.receipts import DeliveryReceipt
 from gateways.smpp.session import LOST, ReceiptHandler, Session
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,8 @@ class BindConfig:
     reconnect_max_s: float = 60.0  # cap of the exponential backoff
     source_addr: str = ""  # originator used when a SubmitRequest has no source
     unbind_timeout_s: float = 5.0  # how long close() waits for outstanding resps and unbind_resp
+    submit_id_format: IdFormat = IdFormat.TEXT  # how the SMSC writes ids in submit_sm_resp
+    receipt_id_format: IdFormat = IdFormat.TEXT  # how it writes them in delivery receipts
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,9 @@ class SubmitRequest:
     #: Awaited before each submit_sm is written, once the bind is up and the window has room: the
     #: caller's rate limit, which operators count in PDUs (a text of N segments is N of them).
     pace: Callable[[], Awaitable[None]] | None = None
+    #: Unix time after which the SMSC must not deliver the text any more (the alert's expiry),
+    #: sent as the submit_sm's absolute validity_period; None leaves the SMSC's default.
+    expires_at: float | None = None
 
     def retry(self, result: SubmitResult) -> SubmitRequest:
         """The request that resubmits only the segments `result` did not get accepted."""
@@ -88,6 +96,8 @@ class SubmitRequest:
             registered_delivery=self.registered_delivery,
             reference=result.reference,
             segments=result.missing(),
+            pace=self.pace,
+            expires_at=self.expires_at,
         )
 
 
@@ -252,6 +262,9 @@ class SmppClient:
     ) -> None:
         self.config = config
         self._on_receipt = on_receipt
+        if on_receipt is not None and config.receipt_id_format is not IdFormat.TEXT:
+            self._on_receipt = _canonical_receipts(on_receipt, config.receipt_id_format)
+        self._submit_ids = config.submit_id_format
         self._on_bind_state = on_bind_state
         self.closing = False
         self._bound_state = False
@@ -314,6 +327,7 @@ class SmppClient:
         src_ton, src_npi, src = _source_addr(source)
         dest_ton, dest_npi, dest = _destination_addr(req.destination)
         reg = 1 if req.registered_delivery else 0
+        validity = "" if req.expires_at is None else smpp_time(req.expires_at)
 
         def segment(part: bytes) -> P.SubmitSm:
             return P.SubmitSm(
@@ -328,6 +342,7 @@ class SmppClient:
                 registered_delivery=reg,
                 data_coding=encoded.data_coding,
                 short_message=part,
+                validity_period=validity,
             )
 
         if n == 1 and (wanted is None or 0 in wanted):
@@ -378,6 +393,8 @@ class SmppClient:
             seq = session.next_sequence()
             pdu.sequence = seq
             _cid, status, mid = await session.request(P.encode_submit_sm(pdu), seq)
+            if self._submit_ids is not IdFormat.TEXT:
+                mid = canonical(mid, self._submit_ids)
             return status, mid
 
     async def _wait_tx_or_close(self) -> None:
@@ -410,6 +427,23 @@ class SmppClient:
         for link in self._links:
             link.bound.clear()
         self._bind_changed()
+
+
+def smpp_time(unix: float) -> str:
+    """An absolute SMPP time in UTC ("YYMMDDhhmmss" + tenths, quarter hours "00", "+")."""
+    t = time.gmtime(unix)
+    tenths = int((unix % 1) * 10)
+    return f"{time.strftime('%y%m%d%H%M%S', t)}{tenths}00+"
+
+
+def _canonical_receipts(handler: ReceiptHandler, fmt: IdFormat) -> ReceiptHandler:
+    """`handler`, fed receipts whose id is rewritten in the canonical form."""
+
+    def canonical_receipt(receipt: DeliveryReceipt) -> Awaitable[None] | None:
+        receipt.message_id = canonical(receipt.message_id, fmt)
+        return handler(receipt)
+
+    return canonical_receipt
 
 
 _OUTCOMES: dict[int, SubmitOutcome] = {}

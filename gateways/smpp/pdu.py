@@ -86,6 +86,9 @@ class SubmitSm:
     data_coding: int = 0
     service_type: str = ""
     tlvs: dict[int, bytes] = field(default_factory=dict)
+    #: SMPP time (absolute "YYMMDDhhmmsstnnp" or relative "...R") after which the SMSC must not
+    #: deliver the message any more; empty: the SMSC's default validity.
+    validity_period: str = ""
 
 
 @dataclass(slots=True)
@@ -136,16 +139,13 @@ def encode_submit_sm(pdu: SubmitSm) -> bytes:
             _cstr(pdu.source_addr),
             bytes((pdu.dest_addr_ton, pdu.dest_addr_npi)),
             _cstr(pdu.destination_addr),
-            # esm_class, protocol_id, priority_flag, schedule/validity (empty C-strings),
+            # esm_class, protocol_id, priority_flag, schedule_delivery_time (empty C-string)
+            bytes((pdu.esm_class, 0, 0, 0)),
+            _cstr(pdu.validity_period),
             # registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id,
             # sm_length
             bytes(
                 (
-                    pdu.esm_class,
-                    0,
-                    0,
-                    0,
-                    0,
                     pdu.registered_delivery,
                     0,
                     pdu.data_coding,
@@ -215,7 +215,7 @@ def _cstr_at(data: bytes, pos: int, end: int, limit: int) -> tuple[str, int]:
 
 
 #: The mandatory fields of submit_sm / deliver_sm, in the order `_sm_values` returns them.
-_SmValues = tuple[str, int, int, str, int, int, str, int, int, int, bytes, dict[int, bytes]]
+_SmValues = tuple[str, int, int, str, int, int, str, int, str, int, int, bytes, dict[int, bytes]]
 
 
 def _sm_values(data: bytes, command_id: int) -> tuple[int, _SmValues]:
@@ -244,7 +244,7 @@ def _sm_values(data: bytes, command_id: int) -> tuple[int, _SmValues]:
     esm_class = data[pos]
     # protocol_id, priority_flag, then schedule_delivery_time and validity_period (C-strings)
     _, pos = _cstr_at(data, pos + 3, end, 17)
-    _, pos = _cstr_at(data, pos, end, 17)
+    validity, pos = _cstr_at(data, pos, end, 17)
     if pos + 5 > end:
         raise PduError("PDU body too short")
     registered = data[pos]
@@ -273,6 +273,7 @@ def _sm_values(data: bytes, command_id: int) -> tuple[int, _SmValues]:
         dest_npi,
         dest,
         esm_class,
+        validity,
         registered,
         coding,
         sm,
@@ -285,10 +286,10 @@ _TLV_HEADER = struct.Struct(">HH")
 
 def decode_submit_sm(data: bytes) -> SubmitSm:
     """Decode a whole submit_sm PDU."""
-    sequence, (st, s_ton, s_npi, src, d_ton, d_npi, dst, esm, reg, dc, sm, tlvs) = _sm_values(
+    sequence, (st, s_ton, s_npi, src, d_ton, d_npi, dst, esm, vp, reg, dc, sm, tlvs) = _sm_values(
         bytes(data), SUBMIT_SM
     )
-    return SubmitSm(sequence, src, dst, sm, s_ton, s_npi, d_ton, d_npi, esm, reg, dc, st, tlvs)
+    return SubmitSm(sequence, src, dst, sm, s_ton, s_npi, d_ton, d_npi, esm, reg, dc, st, tlvs, vp)
 
 
 def encode_deliver_sm(
@@ -330,7 +331,7 @@ def encode_deliver_sm(
 
 def decode_deliver_sm(data: bytes) -> DeliverSm:
     """Decode a whole deliver_sm PDU; unknown TLVs are kept, not refused."""
-    sequence, (st, s_ton, s_npi, src, d_ton, d_npi, dst, esm, reg, dc, sm, tlvs) = _sm_values(
+    sequence, (st, s_ton, s_npi, src, d_ton, d_npi, dst, esm, _vp, reg, dc, sm, tlvs) = _sm_values(
         bytes(data), DELIVER_SM
     )
     return DeliverSm(sequence, src, dst, esm, dc, sm, tlvs, s_ton, s_npi, d_ton, d_npi, reg, st)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -24,15 +23,19 @@ from gateways.smpp import (
     segment_count,
 )
 from ratelimit.limiter import Limiter
+from services.channel.recorder import Recorder
+from services.channel.worker import ChannelWorker, make_recorder, run_or_stop
 from services.kernel import Kernel, SettingsError, load_settings, run_service
 from services.kernel.process import dies_with_parent
 from services.sms import metrics
 from services.sms.api import SmsApi
-from services.sms.engine import SmsEngine, make_recorder
+from services.sms.channel import NAME, SmsChannel, receipt_row
+from services.sms.model import SmsJob
 from services.sms.ports import Outcome, Submission, SubmitAnswer
-from services.sms.recorder import Recorder
+from services.sms.routing import Router
 from services.sms.servicer import SmsServicer
 from services.sms.settings import BindSpec, Settings
+from services.sms.tokens import OperatorPacer
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +93,7 @@ def receipt_handler(
     """The bind's receipt callback: hand the receipt to the recorder, under its operator."""
 
     def handle(receipt: DeliveryReceipt) -> Awaitable[None]:
-        return recorder.receipt(operator, receipt)
+        return recorder.receipt(operator, receipt.message_id, receipt_row(receipt.state))
 
     return handle
 
@@ -124,43 +127,46 @@ def smpp_bind(spec: BindSpec, *, operator: str, recorder: Recorder) -> SmppBind:
     )
 
 
-async def run_engine(engine: SmsEngine) -> None:
-    """Run the pipeline; if it fails, stop the process rather than serve without it."""
-    try:
-        await engine.run()
-    except Exception:
-        logger.critical("the SMS pipeline failed; stopping", exc_info=True)
-        os.kill(os.getpid(), signal.SIGTERM)
-        raise
-
-
 async def build(kernel: Kernel[Settings]) -> None:
-    """Binds, limiter, pipeline and API of one SMS process."""
+    """Binds, limiter, channel worker and API of one SMS process."""
     settings = kernel.settings
-    recorder = make_recorder(settings=settings, pool=kernel.pg)
+    recorder = make_recorder(channel=NAME, settings=settings, pool=kernel.pg)
+    operators = settings.operators()
     binds = {
         op.name: [smpp_bind(b, operator=op.name, recorder=recorder) for b in op.binds]
-        for op in settings.operators()
+        for op in operators
     }
     limiter = Limiter.from_rules(kernel.redis, settings.ratelimit_rules)
     await limiter.start()
-    engine = SmsEngine(
-        settings=settings,
-        pool=kernel.pg,
-        redis=kernel.redis,
-        recorder=recorder,
+    router = Router(routes=[(op.name, op.prefixes) for op in operators], default=operators[0].name)
+    channel = SmsChannel(
+        router=router,
         binds=binds,
-        tokens=limiter,
+        pacers={
+            op.name: OperatorPacer(
+                source=limiter,
+                operator=op.name,
+                lease_size=settings.lease_size,
+                throttle_min_s=settings.throttle_min_s,
+                throttle_max_s=settings.throttle_max_s,
+            )
+            for op in operators
+        },
         segment_count=segment_count,
+        default_sender=settings.default_sender,
+    )
+    recorder.on_receipts = channel.receipts_recorded
+    worker: ChannelWorker[SmsJob] = ChannelWorker(
+        channel=channel, settings=settings, pool=kernel.pg, redis=kernel.redis, recorder=recorder
     )
     for op_binds in binds.values():
         for bind in op_binds:
             await bind.client.start()
-    kernel.add_background(run_engine(engine), name="sms-engine")
+    kernel.add_background(run_or_stop(worker), name="sms-worker")
     api = SmsApi(
         pool=kernel.pg,
         redis=kernel.redis,
-        router=engine.router,
+        router=router,
         segment_count=segment_count,
         default_sender=settings.default_sender,
         progress_cache_s=settings.progress_cache_s,
@@ -169,7 +175,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     kernel.add_service_name(sms_pb2.DESCRIPTOR.services_by_name["SmsService"].full_name)
 
     async def shutdown() -> None:
-        await engine.drain(timeout=settings.shutdown_grace_s)
+        await worker.drain(timeout=settings.shutdown_grace_s)
         for op_binds in binds.values():
             for bind in op_binds:
                 await bind.client.close()

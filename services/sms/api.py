@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 
-from services.kernel import keys as shared
+from services.channel import codec, keys, store
+from services.channel.control import API_PREFIX
+from services.channel.model import State
 from services.kernel.errors import InvalidArgument, NotFound
-from services.sms import store
-from services.sms.control import API_PREFIX
-from services.sms.model import State
+from services.sms.channel import NAME
 from services.sms.routing import Router, is_e164
 
 #: Scope of the SMS API's rows in `idempotency_keys`.
@@ -25,8 +25,8 @@ IDEMPOTENCY_SCOPE = "sms.send"
 MAX_RECIPIENTS = 10_000
 #: Most segments a text may take (communication units per recipient).
 MAX_SEGMENTS = 10
-#: Recipients per stream entry (docs/streams.md: a few hundred).
-ENTRY_SIZE = 500
+#: The SMS channel's tables.
+TABLES = store.Tables.of(NAME)
 #: Default and longest time to live of an API send (seconds).
 DEFAULT_TTL_S = 3600.0
 MAX_TTL_S = 7 * 24 * 3600.0
@@ -157,6 +157,7 @@ class SmsApi:
                 return Sent(str(data["batch_id"]), int(data["accepted"]), duplicate=True)
             await store.queue(
                 conn,
+                TABLES,
                 alerts=[batch_id] * len(numbers),
                 versions=[1] * len(numbers),
                 addresses=numbers,
@@ -164,21 +165,17 @@ class SmsApi:
                 segments=[segments] * len(numbers),
             )
             # Written before commit: if this fails nothing is kept and the caller may retry.
+            header = codec.Header(
+                alert=batch_id,
+                version=1,
+                kind="general",
+                expires=expires,
+                sender=sender or self._default_sender,
+                texts={"en": text},
+            )
             async with self._redis.pipeline(transaction=False) as pipe:
-                for i in range(0, len(numbers), ENTRY_SIZE):
-                    pipe.xadd(
-                        shared.SMS_STREAM,
-                        {
-                            "alert": batch_id,
-                            "version": "1",
-                            "kind": "general",
-                            "expires": repr(expires),
-                            "sender": sender or self._default_sender,
-                            "texts": json.dumps({"en": text}),
-                            "to": json.dumps([[n, "en"] for n in numbers[i : i + ENTRY_SIZE]]),
-                            "batch": str(i // ENTRY_SIZE),
-                        },
-                    )
+                for fields in codec.entries(header, [(n, "en") for n in numbers]):
+                    pipe.xadd(keys.stream(NAME), fields)  # type: ignore[arg-type]
                 await pipe.execute()
         return Sent(batch_id, len(numbers), duplicate=False)
 
@@ -186,7 +183,7 @@ class SmsApi:
         """Counts per state of an API batch."""
         if not batch_id.startswith(API_PREFIX):
             raise InvalidArgument("batch_id", f"API batch ids start with {API_PREFIX!r}")
-        found = await store.counts(self._pool, alert=batch_id, version=1)
+        found = await store.counts(self._pool, TABLES, alert=batch_id, version=1)
         if 1 not in found:
             raise NotFound(f"no batch {batch_id}", field="batch_id")
         per_state, units = found[1]
@@ -198,7 +195,7 @@ class SmsApi:
             raise InvalidArgument("batch_id", "must not be empty")
         if not is_e164(address):
             raise InvalidArgument("to", f"{address!r} is not an E.164 number")
-        row = await store.message(self._pool, alert=batch_id, address=address)
+        row = await store.message(self._pool, TABLES, alert=batch_id, address=address)
         if row is None:
             raise NotFound(f"no message to {address} in {batch_id}", field="to")
         return MessageStatus(
@@ -236,5 +233,5 @@ class SmsApi:
             raise
 
     async def _count(self, *, alert: str, version: int) -> list[Progress]:
-        found = await store.counts(self._pool, alert=alert, version=version or None)
+        found = await store.counts(self._pool, TABLES, alert=alert, version=version or None)
         return [Progress(v, per_state, units) for v, (per_state, units) in sorted(found.items())]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from services.kernel import ServiceSettings
+from services.channel.settings import ChannelSettings
 
 #: Belgian mobile ranges by the operator that holds them (national number prefixes after +32).
 DEFAULT_ROUTES = "opA=3246,3247;opB=3249;opC=3248,32456"
@@ -61,8 +60,8 @@ def _parse_routes(text: str) -> dict[str, tuple[str, ...]]:
     return routes
 
 
-class Settings(ServiceSettings):
-    """Settings of the SMS service (env prefix TOCSIN_)."""
+class Settings(ChannelSettings):
+    """Settings of the SMS service (env prefix TOCSIN_); the worker's own in ChannelSettings."""
 
     default_grpc_port: ClassVar[int] = 50053
     default_metrics_port: ClassVar[int] = 9103
@@ -86,44 +85,19 @@ class Settings(ServiceSettings):
     # Binds opened per operator named in `smsc`, and the window of each.
     binds_per_operator: int = Field(default=2, ge=1, le=64)
     window: int = Field(default=100, ge=1, le=10_000)
-    # Originator when a work entry names none.
-    default_sender: str = "BE-Alert"
-    # Stream entries read per XREADGROUP.
-    read_count: int = Field(default=20, ge=1)
-    # Milliseconds an XREADGROUP blocks waiting for work.
-    read_block_ms: int = Field(default=200, ge=1)
-    # Recipients held in this process (read, not yet durable) before reading stops.
-    max_in_flight: int = Field(default=20_000, ge=1)
-    # Largest number of state changes written to PostgreSQL in one statement.
-    write_batch: int = Field(default=5_000, ge=1)
-    # Seconds between two writes of buffered state changes (when the buffer is not full).
-    write_interval_s: float = Field(default=0.02, gt=0)
-    # First retry delay of a temporary failure (seconds); doubled per attempt up to the cap.
-    retry_min_s: float = Field(default=1.0, gt=0)
-    retry_max_s: float = Field(default=60.0, gt=0)
     # First pause of an operator after a throttling answer (seconds); doubled up to the cap.
     throttle_min_s: float = Field(default=0.05, gt=0)
     throttle_max_s: float = Field(default=5.0, gt=0)
-    # Seconds an entry stays unacknowledged by a silent consumer before another one claims it.
-    claim_idle_s: float = Field(default=30.0, gt=0)
-    # Entries examined per XAUTOCLAIM call.
-    claim_count: int = Field(default=50, ge=1)
     # Processes sharing the consumer group, each with its own binds: this one plus workers - 1
     # children (gRPC on a free port, metrics on metrics_port + i).
     workers: int = Field(default=1, ge=1, le=64)
-    # Consumer name in the group; empty: host-pid (a restarted process is a new consumer).
-    consumer: str = ""
     # Tokens asked per rate-limit lease.
     lease_size: int = Field(default=200, ge=1)
     # Rate-limit rules file for the ratelimit package; empty: its built-in rules.
     ratelimit_rules: Path | None = None
-    # Seconds an unmatched delivery receipt is held waiting for its row before it is dropped.
-    receipt_hold_s: float = Field(default=600.0, gt=0)
     # Seconds a GetAlertProgress count is shared by callers polling the same alert (it scans the
     # alert's rows: with many pollers of a million-recipient alert that matters).
     progress_cache_s: float = Field(default=1.0, ge=0)
-    # Seconds between refreshes of the cancelled/version keys of alerts in flight.
-    control_refresh_s: float = Field(default=0.5, gt=0)
 
     #: Operator environment name -> {"system_id"|"password": value}, read with the settings.
     _accounts: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
@@ -147,11 +121,6 @@ class Settings(ServiceSettings):
     def _check(self) -> Settings:
         self.operators()
         return self
-
-    @property
-    def consumer_name(self) -> str:
-        """This process's consumer name in the stream group."""
-        return self.consumer or f"{socket.gethostname()}-{os.getpid()}"
 
     def operators(self) -> list[OperatorSpec]:
         """Operators in routing order (the default one first); ValueError names the problem."""

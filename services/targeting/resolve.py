@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -22,6 +21,7 @@ import asyncpg
 import numpy as np
 import redis.asyncio as aioredis
 
+from services.channel import codec
 from services.kernel import keys
 from services.kernel.errors import InvalidArgument
 from services.targeting.metrics import RECIPIENTS_ENQUEUED, RESOLVE_SECONDS
@@ -33,7 +33,7 @@ from services.targeting.zones import Zone
 FIRST_CHUNK_BYTES = 64 * 1024
 CHUNK_BYTES = 1024 * 1024
 #: Alert kinds, as the streams carry them.
-KINDS = ("emergency", "general", "exercise", "test")
+KINDS = codec.KINDS
 
 _ZONE_SQL = """
     SELECT CASE WHEN r.test THEN a.lon || ' ' || a.lat ELSE '' END,
@@ -115,10 +115,11 @@ class _Batcher:
     """Deduplicates recipients per channel and cuts them into stream entries.
 
     Destinations travel as bytes, straight from PostgreSQL's COPY text output to the stream
-    entry's JSON, and with each its *tail*: the rest of its JSON item after the destination,
-    `","<text language>"],`, which PostgreSQL writes in place of the citizen's language. A batch's
-    `to` is then one join of prefix, destination and tail per recipient: at a million
-    recipients, str objects, formatting or json.dumps per recipient would be most of the time.
+    entry's JSON, and with each its *tail* (`codec.recipient_tail`: the rest of its JSON item
+    after the destination), which PostgreSQL writes in place of the citizen's language. A batch's
+    `to` is then `codec.join_recipients`, one join of prefix, destination and tail per recipient:
+    at a million recipients, str objects, formatting or json.dumps per recipient would be most of
+    the time.
     """
 
     def __init__(
@@ -139,16 +140,20 @@ class _Batcher:
         fallback = "en" if "en" in texts else next(iter(texts))
         target = [lang if lang in texts else fallback for lang in LANGUAGES]
         #: Per citizen's language (in LANGUAGES order): the tail of its recipients' JSON items.
-        self.tails = [f'","{t}"],' for t in target]
-        self._tail_language = {t.encode(): t[3:5] for t in self.tails}
-        self._fields: dict[str, str | bytes] = {
-            "alert": message.alert,
-            "version": str(message.version),
-            "kind": message.kind,
-            "expires": repr(float(message.expires)),
-            "sender": message.sender,
-            "texts": json.dumps(texts, ensure_ascii=False, sort_keys=True),
-        }
+        self.tails = [codec.recipient_tail(t).decode() for t in target]
+        self._tail_language = {codec.recipient_tail(t): t for t in target}
+        self._fields: dict[str, str | bytes] = dict(
+            codec.header_fields(
+                codec.Header(
+                    alert=message.alert,
+                    version=message.version,
+                    kind=message.kind,
+                    expires=message.expires,
+                    sender=message.sender,
+                    texts=texts,
+                )
+            )
+        )
         self.progress = Progress()
 
     def add(self, tails: Sequence[bytes], destinations: dict[Channel, Sequence[bytes]]) -> None:
@@ -170,7 +175,7 @@ class _Batcher:
             self._tails[channel].extend(new_tails)
             joined = b"".join(dests)
             if b'"' in joined or b"\\" in joined:
-                dests = [json.dumps(d.decode())[1:-1].encode() for d in dests]
+                dests = [codec.escape_address(d) for d in dests]
             self._dests[channel].extend(dests)
 
     def entries(self, *, final: bool) -> list[Entry]:
@@ -184,12 +189,7 @@ class _Batcher:
                 self._seq[channel] += 1
                 fields = dict(self._fields)
                 batch_tails = tails[start:end]
-                body = b"".join(
-                    itertools.chain.from_iterable(
-                        zip(itertools.repeat(b'["'), dests[start:end], batch_tails)
-                    )
-                )
-                fields["to"] = b"[" + body[:-1] + b"]"
+                fields["to"] = codec.join_recipients(dests[start:end], batch_tails)
                 fields["batch"] = f"{channel.value}-{self._seq[channel]}"
                 per_lang = Counter(
                     {self._tail_language[t]: n for t, n in Counter(batch_tails).items()}

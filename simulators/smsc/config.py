@@ -31,4 +31,8 @@ class SmscConfig:
     garbage_after_submits: int | None = None  # send garbage once, at this many submit_sm
     hang: bool = False  # answer binds, then never anything (a hung SMSC)
     keep_texts: bool = False  # keep every reassembled text per destination (tests only)
+    #: How receipts write the message id: "same" as the submit_sm_resp (lower-case hex),
+    #: "decimal" (the same number in decimal, as many SMSCs do) or "hex_padded" (upper case,
+    #: ten digits with leading zeros).
+    receipt_id_format: str = "same"
     seed: int | None = None  # seed of the failure/state draws, for repeatable runs

@@ -10,6 +10,7 @@ answer when the connection drops are not counted, so the ESME's resubmission is 
 from __future__ import annotations
 
 import asyncio
+import calendar
 import logging
 import random
 import time
@@ -39,6 +40,7 @@ RINVSYSID = 0x0F
 RMSGQFUL = 0x14
 RTHROTTLED = 0x58
 RINVCMDID = 0x03
+RINVEXPIRY = 0x62  # ESME_RINVEXPIRY: invalid (here: already past) validity period
 
 
 @dataclass(slots=True)
@@ -173,6 +175,11 @@ class _SmscSession(PduProtocol):
             sim._notify()
             return
         status = sim._decide(self, pdu)
+        if pdu.validity_period and status == ROK and _past(pdu.validity_period):
+            # A message whose validity ended before it arrived: an SMSC refuses it, and the
+            # count shows that somebody handed over a stale alert.
+            sim.stale_submits += 1
+            status = RINVEXPIRY
         receipt: _Receipt | None = None
         mid = ""
         if status == ROK:
@@ -193,6 +200,26 @@ class _SmscSession(PduProtocol):
         if status == ROK:
             self.sim._count(pdu)
         self.sim._notify()
+
+
+def _receipt_id(mid: str, fmt: str) -> str:
+    """The id of `mid` (lower-case hex) as receipts write it in format `fmt`."""
+    if fmt == "decimal":
+        return str(int(mid, 16))
+    if fmt == "hex_padded":
+        return f"{int(mid, 16):010X}"
+    if fmt == "same":
+        return mid
+    raise ValueError(f"receipt_id_format {fmt!r}: expected same, decimal or hex_padded")
+
+
+def _past(validity: str) -> bool:
+    """Whether an absolute SMPP time ("YYMMDDhhmmsstnnp") lies in the past; relative: never."""
+    if len(validity) != 16 or validity[15] == "R":
+        return False
+    stamp = calendar.timegm(time.strptime(validity[:12], "%y%m%d%H%M%S"))
+    offset = int(validity[13:15]) * 900 * (-1 if validity[15] == "-" else 1)
+    return stamp - offset + int(validity[12]) / 10 < time.time()
 
 
 class SmscSimulator:
@@ -236,6 +263,7 @@ class SmscSimulator:
         #: Reassembled texts per destination, when config.keep_texts.
         self.texts: dict[str, list[str]] = {}
         self.submit_pdus = 0  #: every submit_sm received, answered or not
+        self.stale_submits = 0  #: submit_sm that arrived after their validity period ended
         self.binds = 0  #: successful binds
         self.unbinds = 0  #: unbinds received
         self.enquire_links = 0  #: enquire_link received
@@ -366,7 +394,13 @@ class SmscSimulator:
             state = ReceiptState.EXPIRED
         else:
             state = ReceiptState.DELIVERED
-        receipt = _Receipt(mid, pdu.source_addr, pdu.destination_addr, state, self._stamp())
+        receipt = _Receipt(
+            _receipt_id(mid, cfg.receipt_id_format),
+            pdu.source_addr,
+            pdu.destination_addr,
+            state,
+            self._stamp(),
+        )
         loop = asyncio.get_running_loop()
         if cfg.receipt_delay_s <= 0 and cfg.submit_latency_s <= 0:
             # Answered at once, so nothing cancels the receipt: one callback per loop turn sends

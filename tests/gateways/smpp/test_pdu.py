@@ -295,3 +295,31 @@ def test_straight_line_decoders_match_the_cursor_reader(
             decode(raw)
         return
     assert _fields_of(decode(raw)) == expected
+
+
+@given(
+    seq,
+    st.sampled_from(["", "261203154500000+", "991231235959900-", "000000010000000R"]),
+)
+def test_submit_sm_validity_period_is_encoded_as_smpplib_does(sequence: int, validity: str) -> None:
+    ours = P.encode_submit_sm(
+        P.SubmitSm(
+            sequence=sequence,
+            source_addr="BE-Alert",
+            destination_addr="32470000001",
+            short_message=b"stay inside",
+            validity_period=validity,
+        )
+    )
+    theirs = _smpplib(
+        "submit_sm",
+        sequence,
+        source_addr="BE-Alert",
+        dest_addr_ton=1,
+        dest_addr_npi=1,
+        destination_addr="32470000001",
+        validity_period=validity or None,
+        short_message=b"stay inside",
+    )
+    assert ours == theirs
+    assert P.decode_submit_sm(ours).validity_period == validity

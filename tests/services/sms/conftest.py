@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from services.sms.__main__ import build
 from services.sms.settings import Settings
 from simulators.smsc.config import SmscConfig
 from simulators.smsc.server import SmscSimulator
+from tests.services.channel import work
 from tests.services.kernel.conftest import start_service, watch_until
 
 __all__ = ["start_service", "watch_until"]
@@ -181,23 +180,16 @@ async def add_work(
     per_entry: int = 300,
 ) -> None:
     """Write recipients onto the SMS stream as the targeting service does."""
-    expires = time.time() + ttl_s
-    async with redis.pipeline(transaction=False) as pipe:
-        for i in range(0, len(numbers), per_entry):
-            pipe.xadd(
-                keys.SMS_STREAM,
-                {
-                    "alert": alert,
-                    "version": str(version),
-                    "kind": "test",
-                    "expires": repr(expires),
-                    "sender": "BE-Alert",
-                    "texts": json.dumps({"en": text, "nl": "NL " + text}),
-                    "to": json.dumps([[n, "en"] for n in numbers[i : i + per_entry]]),
-                    "batch": str(i // per_entry),
-                },
-            )
-        await pipe.execute()
+    await work.add_work(
+        redis,
+        channel="sms",
+        alert=alert,
+        to=numbers,
+        texts={"en": text, "nl": "NL " + text},
+        version=version,
+        ttl_s=ttl_s,
+        per_entry=per_entry,
+    )
 
 
 def numbers(n: int, *, start: int = 0) -> list[str]:
@@ -210,16 +202,9 @@ async def wait_outcomes(
     pool: asyncpg.Pool, *, alert: str, total: int, states: Sequence[str], timeout: float = 60
 ) -> dict[str, int]:
     """Wait until `total` rows of the alert are in `states`; return counts per state."""
-    counts: dict[str, int] = {}
-    async with asyncio.timeout(timeout):
-        while True:
-            rows = await pool.fetch(
-                "SELECT state, count(*) FROM sms_messages WHERE alert = $1 GROUP BY state", alert
-            )
-            counts = {r[0]: r[1] for r in rows}
-            if sum(counts.get(s, 0) for s in states) >= total:
-                return counts
-            await asyncio.sleep(0.1)  # polling PostgreSQL: there is nothing to await on
+    return await work.wait_states(
+        pool, channel="sms", alert=alert, total=total, states=states, timeout=timeout
+    )
 
 
 async def stream_pending(redis: aioredis.Redis) -> int:

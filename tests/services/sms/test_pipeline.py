@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from tocsin.sms.v1 import sms_pb2
 
 from services.kernel import keys
+from tests.services.channel import work
 from tests.services.sms.conftest import (
     Smscs,
     StartSms,
@@ -98,6 +99,9 @@ async def test_permanent_failures_are_recorded_and_not_retried(
     sim = sims.by_name["opA"]
     assert counts["failed"] == sim.statuses[0x0B] > 0
     assert sim.submit_pdus == len(dest)  # one submit_sm each: nothing retried
+    assert await work.counters(pg_pool, channel="sms", alert=ALERT) == await work.counted(
+        pg_pool, channel="sms", alert=ALERT
+    )
     rows = await pg_pool.fetch(
         "SELECT error, attempts FROM sms_messages WHERE alert = $1 AND state = 'failed'", ALERT
     )
@@ -143,6 +147,10 @@ async def test_receipts_arriving_before_the_submit_response_are_kept_and_applied
         "SELECT array_agg(DISTINCT error) FROM sms_messages WHERE state = 'failed'"
     )
     assert errors == ["UNDELIV"]
+    # Receipts moved the progress counters from submitted to delivered or failed, units along.
+    assert await work.counters(pg_pool, channel="sms", alert=ALERT) == await work.counted(
+        pg_pool, channel="sms", alert=ALERT
+    )
 
 
 async def test_cancelled_and_superseded_work_is_recorded_not_sent(

@@ -5,38 +5,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
 
 import asyncpg
 import pytest
 
-from services.sms.model import Entry, Job, State
-from services.sms.recorder import ReceiptDropped, Recorder
-
-
-@dataclass(frozen=True)
-class FakeReceipt:
-    message_id: str
-    state: str
+from services.channel.model import Entry, Job, State
+from services.channel.recorder import ReceiptDropped, Recorder
+from services.sms.channel import receipt_row
 
 
 async def test_a_receipt_waits_for_its_row_then_one_without_a_row_is_dropped(
     pg_pool: asyncpg.Pool,
 ) -> None:
-    recorder = Recorder(pool=pg_pool, write_batch=100, write_interval_s=0.01, receipt_hold_s=0.3)
+    recorder = Recorder(
+        channel="sms", pool=pg_pool, write_batch=100, write_interval_s=0.01, receipt_hold_s=0.3
+    )
     durable: list[Job] = []
     recorder.on_durable = durable.extend
     runner = asyncio.create_task(recorder.run())
     try:
-        early = recorder.receipt("opA", FakeReceipt("m-1", "DELIVRD"))
-        stray = recorder.receipt("opA", FakeReceipt("nobody", "DELIVRD"))
+        early = recorder.receipt("opA", "m-1", receipt_row("DELIVRD"))
+        stray = recorder.receipt("opA", "nobody", receipt_row("DELIVRD"))
         entry = Entry("1-0", "alert-r", 1, time.time() + 60, remaining=1)
         job = Job(entry, "+32470000001", "opA", "hello", "BE-Alert", 1)
         await pg_pool.execute(
             "INSERT INTO sms_messages (alert, version, address, operator, segments)"
             " VALUES ('alert-r', 1, '+32470000001', 'opA', 1)"
         )
-        job.message_ids, job.bind, job.submitted_at = ["m-1"], "opA-0", time.time()
+        job.refs, job.via, job.submitted_at = ["m-1"], "opA-0", time.time()
         recorder.submitted(job)
 
         async with asyncio.timeout(10):

@@ -1,6 +1,6 @@
 """End-to-end SMS benchmark: stream -> limiter (wide open) -> SMSC -> receipts -> PostgreSQL.
 
-`python -m services.sms.bench --n 200000` (or `make bench-sms N=...`). Starts embedded PostgreSQL
+`python -m bench.sms --n 200000` (or `make bench-sms N=...`). Starts embedded PostgreSQL
 and Redis unless DATABASE_URL / REDIS_URL are set, an SMSC simulator per operator in its own process
 unless SMSC=host:port names one, and `--workers` SMS service processes; writes N recipients onto
 the stream, waits until every receipt is recorded, and prints SMS per second end to end, CPU
@@ -28,6 +28,7 @@ import asyncpg
 import psutil
 import redis.asyncio as aioredis
 
+from services.channel import codec
 from services.kernel import keys
 from services.kernel.process import dies_with_parent
 
@@ -45,7 +46,6 @@ parent = "sms:global"
 share = 1.0
 capacity = 1_000_000
 """
-ENTRY_SIZE = 500
 #: Service settings the caller may give the bench's services (an external SMSC's account).
 PASSED_THROUGH = frozenset({"TOCSIN_SMPP_SYSTEM_ID", "TOCSIN_SMPP_PASSWORD"})
 TEXT = "BE-Alert TEST: this is a test of the warning system. No action is needed."
@@ -157,26 +157,22 @@ def _stop_smsc(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
 
 
 async def _produce(redis: aioredis.Redis, n: int) -> None:
-    expires = repr(time.time() + 3600)
-    texts = json.dumps({"en": TEXT})
+    header = codec.Header(
+        alert="bench",
+        version=1,
+        kind="test",
+        expires=time.time() + 3600,
+        sender="BE-Alert",
+        texts={"en": TEXT},
+    )
     heads = ("+32470", "+32490", "+32480", "+32475")
-    for start in range(0, n, 50 * ENTRY_SIZE):
+    size = codec.ENTRY_SIZE
+    for start in range(0, n, 50 * size):
         async with redis.pipeline(transaction=False) as pipe:
-            for i in range(start, min(n, start + 50 * ENTRY_SIZE), ENTRY_SIZE):
-                to = [[f"{heads[j % 4]}{j:07d}", "en"] for j in range(i, min(n, i + ENTRY_SIZE))]
-                pipe.xadd(
-                    keys.SMS_STREAM,
-                    {
-                        "alert": "bench",
-                        "version": "1",
-                        "kind": "test",
-                        "expires": expires,
-                        "sender": "BE-Alert",
-                        "texts": texts,
-                        "to": json.dumps(to),
-                        "batch": str(i // ENTRY_SIZE),
-                    },
-                )
+            for i in range(start, min(n, start + 50 * size), size):
+                to = [(f"{heads[j % 4]}{j:07d}", "en") for j in range(i, min(n, i + size))]
+                fields = codec.encode(codec.WorkEntry(header, to, str(i // size)))
+                pipe.xadd(keys.SMS_STREAM, fields)  # type: ignore[arg-type]
             await pipe.execute()
 
 
@@ -380,7 +376,7 @@ async def _wait_serving(metrics_ports: list[int], timeout: float = 60) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run, print and write the figures."""
-    p = argparse.ArgumentParser(prog="python -m services.sms.bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bench.sms", description=__doc__)
     p.add_argument("--n", type=int, default=int(os.environ.get("N", "200000")))
     p.add_argument("--smsc", default=None, help="host:port of an SMSC (default: simulators)")
     p.add_argument("--smscs", type=int, default=2, help="simulated operators, one process each")

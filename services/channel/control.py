@@ -7,8 +7,8 @@ from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 
+from services.channel.model import State
 from services.kernel import keys
-from services.sms.model import State
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""The SMS stream consumer: reads work in batches, records recipients as queued, hands them to
-the operators' dispatchers, and acknowledges an entry once every recipient's outcome is durable.
+"""The stream consumer of a channel: reads work in batches, records recipients as queued, hands
+them to the routes' lanes, and acknowledges an entry once every recipient's outcome is durable.
 
 Entries of a consumer that died are claimed with XAUTOCLAIM once idle for `claim_idle_s`; a live
 consumer keeps the entries it is still working on (retries can take long) fresh with XCLAIM, so
@@ -9,32 +9,27 @@ they are never claimed from under it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
 
 import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from services.kernel import keys as shared
+from services.channel import codec, keys, metrics, store
+from services.channel.control import ControlCache
+from services.channel.lanes import Lane
+from services.channel.model import Entry, Job, State
+from services.channel.ports import Channel, J
+from services.channel.recorder import Recorder
+from services.channel.slots import Slots
 from services.kernel.metrics import STREAM_LAG, STREAM_LENGTH, STREAM_PENDING
 from services.kernel.streams import GroupLag, trim_processed
-from services.sms import metrics, store
-from services.sms.control import ControlCache
-from services.sms.dispatch import OperatorDispatcher
-from services.sms.model import Entry, Job, State
-from services.sms.recorder import Recorder
-from services.sms.routing import Router, is_e164
-from services.sms.slots import Slots
 
 logger = logging.getLogger(__name__)
-
-#: Language whose text is used when the recipient's own is missing from an entry.
-FALLBACK_LANGUAGE = "en"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,39 +45,40 @@ class ConsumerConfig:
     claim_idle_s: float
     claim_count: int
     control_refresh_s: float
-    default_sender: str
 
 
 def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-class StreamConsumer:
-    """Consumes the SMS stream for one process."""
+class StreamConsumer(Generic[J]):
+    """Consumes one channel's stream for one process."""
 
     def __init__(
         self,
         *,
         config: ConsumerConfig,
+        channel: Channel[J],
         redis: aioredis.Redis,
         pool: asyncpg.Pool,
-        router: Router,
-        dispatchers: Mapping[str, OperatorDispatcher],
+        lanes: Mapping[str, Lane[J]],
         recorder: Recorder,
         control: ControlCache,
-        segment_count: Callable[[str], int],
         durability: Slots,
     ) -> None:
         self.cfg = config
+        self._channel = channel
+        self._name = channel.name
+        self._tables = store.Tables.of(channel.name)
+        self._dead = keys.dead_letters(channel.name)
         self._redis = redis
         self._pool = pool
-        self._router = router
-        self._dispatchers = dispatchers
+        self._lanes = lanes
         self._recorder = recorder
         self._control = control
-        self._segments = segment_count
-        self._segments_cache: dict[str, int] = {}
         self._slots = durability
+        self._in_flight_gauge = metrics.IN_FLIGHT.labels(channel.name)
+        metrics.DEAD_LETTERS.labels(channel.name)  # a zero sample until one comes
         #: Entries read and not yet acknowledged, by id.
         self.entries: dict[str, Entry] = {}
         #: Recipients read and without a durable outcome.
@@ -108,11 +104,12 @@ class StreamConsumer:
         """Read, claim, refresh, acknowledge, until cancelled."""
         await self.ensure_group()
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._read_loop(), name="sms-read")
-            group.create_task(self._claim_loop(), name="sms-claim")
-            group.create_task(self._ack_loop(), name="sms-ack")
-            group.create_task(self._control_loop(), name="sms-control")
-            group.create_task(self._gauge_loop(), name="sms-stream-gauges")
+            name = self._name
+            group.create_task(self._read_loop(), name=f"{name}-read")
+            group.create_task(self._claim_loop(), name=f"{name}-claim")
+            group.create_task(self._ack_loop(), name=f"{name}-ack")
+            group.create_task(self._control_loop(), name=f"{name}-control")
+            group.create_task(self._gauge_loop(), name=f"{name}-stream-gauges")
 
     def stop_reading(self) -> None:
         """Stop taking new work (graceful shutdown); work in hand goes on."""
@@ -139,7 +136,7 @@ class StreamConsumer:
                     block=self.cfg.read_block_ms,
                 )
             except (RedisError, OSError) as exc:
-                logger.warning("reading the SMS stream failed, retrying: %r", exc)
+                logger.warning("reading the %s stream failed, retrying: %r", self._name, exc)
                 await asyncio.sleep(0.5)
                 continue
             if self._reading:
@@ -154,16 +151,7 @@ class StreamConsumer:
             try:
                 if self.entries:
                     # Keep our own work fresh so nobody claims it while retries run.
-                    ids: list[Any] = list(self.entries)
-                    for i in range(0, len(ids), 1000):
-                        await self._redis.xclaim(
-                            self.cfg.stream,
-                            self.cfg.group,
-                            self.cfg.consumer,
-                            0,
-                            ids[i : i + 1000],
-                            justid=True,
-                        )
+                    await self._touch(list(self.entries), idle_ms=None)
                 if not self._reading or self.in_flight >= self.cfg.max_in_flight:
                     continue
                 start = "0-0"
@@ -179,17 +167,17 @@ class StreamConsumer:
                     )
                     nxt, claimed = reply[0], reply[1]
                     if claimed:
-                        logger.info("claimed %d abandoned SMS entries", len(claimed))
+                        logger.info("claimed %d abandoned %s entries", len(claimed), self._name)
                         await self._take([[self.cfg.stream, claimed]])
                     start = _text(nxt)
                     if start == "0-0" or self.in_flight >= self.cfg.max_in_flight:
                         break
             except (RedisError, OSError) as exc:
-                logger.warning("claiming SMS entries failed, retrying: %r", exc)
+                logger.warning("claiming %s entries failed, retrying: %r", self._name, exc)
 
     async def _take(self, reply: Any) -> None:
-        """Turn stream entries into jobs: queued rows first, then the dispatchers."""
-        batch: list[tuple[Entry, list[Job]]] = []
+        """Turn stream entries into jobs: queued rows first, then the lanes."""
+        batch: list[tuple[Entry, list[J]]] = []
         for _stream, items in reply or ():
             for raw_id, fields in items:
                 entry_id = _text(raw_id)
@@ -197,20 +185,18 @@ class StreamConsumer:
                     if fields is None:  # deleted from the stream while pending
                         self._acks.append(entry_id)
                     continue
-                parsed = self._parse(entry_id, fields)
-                if parsed is None:
-                    self._acks.append(entry_id)
-                    self._ack_wake.set()
-                    continue
-                batch.append(parsed)
+                parsed = await self._parse(entry_id, fields)
+                if parsed is not None:
+                    batch.append(parsed)
         if not batch:
             return
         try:
             await self._control.refresh({e.alert for e, _ in batch} | self._alerts_in_flight())
         except (RedisError, OSError) as exc:
-            # Work goes on with what was last read; senders check again before each submission.
+            # Work goes on with what was last read; senders check again before each delivery.
             logger.warning("reading alert control keys failed: %r", exc)
-        to_queue: list[Job] = []
+        to_queue: list[J] = []
+        channel, now = self._channel, time.time()
         for entry, jobs in batch:
             self.entries[entry.entry_id] = entry
             entry.remaining = len(jobs)
@@ -221,82 +207,85 @@ class StreamConsumer:
                 if verdict is not None:
                     self._recorder.final(job, verdict)
                 elif job.error:
-                    metrics.FAILED.labels(job.operator, "permanent").inc()
+                    channel.gave_up(job, "invalid")
                     self._recorder.final(job, State.FAILED)
-                elif time.time() >= entry.expires:
+                elif now >= entry.expires:
                     job.error = "expired before it could be sent"
-                    metrics.FAILED.labels(job.operator, "expired").inc()
+                    channel.gave_up(job, "expired")
                     self._recorder.final(job, State.EXPIRED)
                 else:
                     to_queue.append(job)
             if not jobs:
                 self._finish(entry)
+        self._in_flight_gauge.set(self.in_flight)
         if to_queue:
             await self._queue(to_queue)
 
-    async def _queue(self, jobs: list[Job]) -> None:
+    async def _queue(self, jobs: list[J]) -> None:
         while True:
             try:
                 send = await store.queue(
                     self._pool,
+                    self._tables,
                     alerts=[j.entry.alert for j in jobs],
                     versions=[j.entry.version for j in jobs],
                     addresses=[j.address for j in jobs],
-                    operators=[j.operator for j in jobs],
-                    segments=[j.segments for j in jobs],
+                    operators=[j.route for j in jobs],
+                    segments=[j.units for j in jobs],
                 )
                 break
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("queueing SMS recipients failed, retrying: %r", exc)
+                logger.warning("queueing %s recipients failed, retrying: %r", self._name, exc)
                 await asyncio.sleep(0.5)
-        per_operator: dict[str, list[Job]] = {}
+        per_route: dict[str, list[J]] = {}
         done: list[Job] = []
         for job in jobs:
             key = (job.entry.alert, job.entry.version, job.address)
             if key in send:
                 send.discard(key)  # a second copy in this read waits for nothing
-                per_operator.setdefault(job.operator, []).append(job)
+                per_route.setdefault(job.route, []).append(job)
             else:
                 done.append(job)  # already has an outcome from an earlier attempt
-        for operator, part in per_operator.items():
-            self._dispatchers[operator].put(part)
+        for route, part in per_route.items():
+            self._lanes[route].put(part)
         if done:
             self._durable(done)
 
-    def _parse(self, entry_id: str, fields: Mapping[Any, Any]) -> tuple[Entry, list[Job]] | None:
-        f = {_text(k): _text(v) for k, v in fields.items()}
+    async def _parse(
+        self, entry_id: str, fields: Mapping[Any, Any]
+    ) -> tuple[Entry, list[J]] | None:
+        """The entry's jobs; a malformed entry goes to the dead letters (None)."""
         try:
-            entry = Entry(entry_id, f["alert"], int(f["version"]), float(f["expires"]))
-            texts = json.loads(f["texts"])
-            recipients = json.loads(f["to"])
-            if not isinstance(texts, dict) or not texts or not isinstance(recipients, list):
-                raise ValueError("texts must be a non-empty object and to an array")
-        except (KeyError, ValueError, TypeError) as exc:
-            logger.error("SMS entry %s is malformed and is dropped: %r", entry_id, exc)
+            work = codec.decode(fields)
+            header = work.header
+            entry = Entry(entry_id, header.alert, header.version, header.expires)
+            job = self._channel.job
+            jobs = [job(entry, header, address, language) for address, language in work.to]
+        except (codec.MalformedEntry, ValueError) as exc:
+            await self._dead_letter(entry_id, fields, exc)
             return None
-        sender = f.get("sender") or self.cfg.default_sender
-        fallback = texts.get(FALLBACK_LANGUAGE) or next(iter(texts.values()))
-        jobs: list[Job] = []
-        seen: set[str] = set()
-        for item in recipients:
-            address, language = (item[0], item[1]) if isinstance(item, list) else (item, "")
-            address = str(address)
-            if address in seen:
-                continue
-            seen.add(address)
-            text = str(texts.get(language) or fallback)
-            segments = self._segments_cache.get(text)
-            if segments is None:
-                segments = self._segments(text)
-                if len(self._segments_cache) < 1000:
-                    self._segments_cache[text] = segments
-            valid = is_e164(address)
-            operator = self._router.route(address) if valid else self._router.default
-            job = Job(entry, address, operator, text, sender, segments)
-            if not valid:
-                job.error = "invalid number"
-            jobs.append(job)
         return entry, jobs
+
+    async def _dead_letter(self, entry_id: str, fields: Mapping[Any, Any], exc: Exception) -> None:
+        """Move a malformed entry to the dead-letter stream and acknowledge it.
+
+        If Redis fails meanwhile the entry stays pending, and is claimed and tried again later.
+        """
+        logger.error(
+            "%s entry %s is malformed, moved to %s: %s", self._name, entry_id, self._dead, exc
+        )
+        dead: dict[Any, Any] = {_text(k): v for k, v in fields.items()}
+        dead.update({"dead_id": entry_id, "dead_error": str(exc), "dead_at": repr(time.time())})
+        try:
+            await self._redis.xadd(
+                self._dead, dead, maxlen=keys.DEAD_LETTER_MAXLEN, approximate=True
+            )
+        except (RedisError, OSError) as dead_exc:
+            logger.warning("dead letter %s not written, retried later: %r", entry_id, dead_exc)
+            return
+        metrics.DEAD_LETTERS.labels(self._name).inc()
+        self._acks.append(entry_id)
+        self._ack_wake.set()
 
     # -- outcomes -----------------------------------------------------------------------------
     def _durable(self, jobs: list[Job]) -> None:
@@ -310,6 +299,7 @@ class StreamConsumer:
             if entry.remaining == 0:
                 self._finish(entry)
         self.in_flight -= len(jobs)
+        self._in_flight_gauge.set(self.in_flight)
         if self.in_flight < self.cfg.max_in_flight:
             self._room.set()
 
@@ -330,14 +320,13 @@ class StreamConsumer:
             try:
                 await self._redis.xack(self.cfg.stream, self.cfg.group, *ids)
             except (RedisError, OSError) as exc:
-                logger.warning("acknowledging SMS entries failed, retrying: %r", exc)
+                logger.warning("acknowledging %s entries failed, retrying: %r", self._name, exc)
                 self._acks.extend(ids)
                 await asyncio.sleep(0.5)
                 self._ack_wake.set()
 
-    async def hand_back(self) -> int:
-        """Mark the entries still in hand as idle for `claim_idle_s`: claimable by others now."""
-        ids: list[Any] = list(self.entries)
+    async def _touch(self, ids: list[Any], *, idle_ms: int | None) -> None:
+        """XCLAIM our own entries, setting their idle time (None: now), a thousand at a time."""
         for i in range(0, len(ids), 1000):
             await self._redis.xclaim(
                 self.cfg.stream,
@@ -345,9 +334,14 @@ class StreamConsumer:
                 self.cfg.consumer,
                 0,
                 ids[i : i + 1000],
-                idle=int(self.cfg.claim_idle_s * 1000),
+                idle=idle_ms,
                 justid=True,
             )
+
+    async def hand_back(self) -> int:
+        """Mark the entries still in hand as idle for `claim_idle_s`: claimable by others now."""
+        ids: list[Any] = list(self.entries)
+        await self._touch(ids, idle_ms=int(self.cfg.claim_idle_s * 1000))
         self.entries.clear()
         return len(ids)
 
@@ -404,19 +398,3 @@ class StreamConsumer:
             return
         if lag is not None:
             STREAM_LAG.labels(self.cfg.stream, self.cfg.group).set(lag)
-
-
-def consumer_config(*, consumer: str, settings: Any) -> ConsumerConfig:
-    """The consumer's part of the settings."""
-    return ConsumerConfig(
-        stream=shared.SMS_STREAM,
-        group=shared.SMS_GROUP,
-        consumer=consumer,
-        read_count=settings.read_count,
-        read_block_ms=settings.read_block_ms,
-        max_in_flight=settings.max_in_flight,
-        claim_idle_s=settings.claim_idle_s,
-        claim_count=settings.claim_count,
-        control_refresh_s=settings.control_refresh_s,
-        default_sender=settings.default_sender,
-    )

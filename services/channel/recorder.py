@@ -1,9 +1,13 @@
-"""Buffers state changes and delivery receipts and writes them to PostgreSQL in batches.
+"""Buffers recipients' outcomes and operators' receipts and writes them to PostgreSQL in batches.
 
-A receipt may arrive before the submission it reports on is durable (the SMSC sends it before our
+One transaction per batch writes submissions (with the operator's references), final states and
+receipts; only after its commit are the jobs reported durable (`on_durable`), which frees their
+durability slots and lets the worker acknowledge their entries.
+
+A receipt may arrive before the submission it reports on is durable (an SMSC sends it before our
 side has handled the submit_sm_resp, or before the next write): it then finds no row, stays
 buffered and is tried again after later writes until it matches or `receipt_hold_s` passes. The
-SMSC gets its deliver_sm_resp only once the receipt is applied, so a crash loses none.
+operator is answered only once the receipt is applied (the returned future), so a crash loses none.
 """
 
 from __future__ import annotations
@@ -18,54 +22,25 @@ from dataclasses import dataclass
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from services.sms import metrics, store
-from services.sms.model import Job, State
-from services.sms.ports import Receipt
+from services.channel import metrics, store
+from services.channel.model import Job, State
 
 logger = logging.getLogger(__name__)
 
-#: Receipt stat -> recipient state ('' : intermediate, consumed without a change).
-RECEIPT_STATES = {
-    "DELIVRD": State.DELIVERED.value,
-    "ACCEPTD": State.DELIVERED.value,
-    "EXPIRED": State.EXPIRED.value,
-    "UNDELIV": State.FAILED.value,
-    "REJECTD": State.FAILED.value,
-    "DELETED": State.FAILED.value,
-    "UNKNOWN": State.FAILED.value,
-    "ENROUTE": "",
-}
 #: Seconds between retries of every unmatched receipt.
 UNMATCHED_RETRY_S = 0.5
 #: Receipts unmatched for less than this are tried again with every write of submissions.
 YOUNG_S = 2.0
 
 
-#: Receipt stat -> (recipient state, error) as written; filled as stats are met (a handful).
-_ROWS: dict[str, tuple[str, str]] = {}
-
-
-def _row(stat: str) -> tuple[str, str]:
-    """The recipient state and error a receipt stat writes (looked up once per stat)."""
-    row = _ROWS.get(stat)
-    if row is None:
-        text = str(stat)
-        upper = text.upper()
-        error = "" if upper in ("DELIVRD", "ACCEPTD") else text
-        row = (RECEIPT_STATES.get(upper, State.FAILED.value), error)
-        if len(_ROWS) < 256:
-            _ROWS[stat] = row
-    return row
-
-
 class ReceiptDropped(Exception):
-    """A receipt found no row within the hold time; the SMSC is answered with an error."""
+    """A receipt found no row within the hold time; the operator is answered with an error."""
 
 
 @dataclass(slots=True, eq=False)
 class _Receipt:
-    operator: str
-    message_id: str
+    route: str
+    ref: str
     row: tuple[str, str]  # recipient state and error this receipt writes
     at: float
     seen: float
@@ -78,11 +53,14 @@ class Recorder:
     def __init__(
         self,
         *,
+        channel: str,
         pool: asyncpg.Pool,
         write_batch: int,
         write_interval_s: float,
         receipt_hold_s: float,
     ) -> None:
+        self.channel = channel
+        self._tables = store.Tables.of(channel)
         self._pool = pool
         self._batch = write_batch
         self._interval = write_interval_s
@@ -98,6 +76,11 @@ class Recorder:
         self._conn: PoolConnectionProxy | None = None
         #: Called with the jobs whose outcome became durable, after each write.
         self.on_durable: Callable[[list[Job]], None] = lambda jobs: None
+        #: Called after each write with the rows a receipt changed: route, new state, and the
+        #: seconds from submission to receipt of each (the channel's own metrics).
+        self.on_receipts: Callable[[str, State, list[float]], None] = lambda r, s, t: None
+        self._outcomes = metrics.OUTCOMES
+        self._latency = metrics.RECEIPT_LATENCY
 
     @property
     def backlog(self) -> int:
@@ -105,7 +88,7 @@ class Recorder:
         return len(self._submitted) + len(self._final) + len(self._receipts)
 
     def submitted(self, job: Job) -> None:
-        """Record that the SMSC accepted every segment of the job."""
+        """Record that the operator took the job (its references in `job.refs`)."""
         self._submitted.append(job)
         self._wake.set()
 
@@ -114,13 +97,13 @@ class Recorder:
         self._final.append((job, state))
         self._wake.set()
 
-    def receipt(self, operator: str, receipt: Receipt) -> asyncio.Future[None]:
-        """Take a delivery receipt; the future is done once it is durable (then the SMSC gets its
-        resp). A plain future, not a coroutine: the gateway then needs no task per receipt."""
+    def receipt(self, route: str, ref: str, row: tuple[str, str]) -> asyncio.Future[None]:
+        """Take an operator's late answer about reference `ref`: `row` is the state it writes
+        ('' : none, consumed without a change) and the error. The future is done once it is
+        durable (then the operator gets its answer). A plain future, not a coroutine: the
+        gateway then needs no task per receipt."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._receipts.append(
-            _Receipt(operator, receipt.message_id, _row(receipt.state), time.time(), 0.0, fut)
-        )
+        self._receipts.append(_Receipt(route, ref, row, time.time(), 0.0, fut))
         self._wake.set()
         return fut
 
@@ -144,7 +127,7 @@ class Recorder:
             try:
                 await self.flush_once()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("writing SMS states failed, retrying: %r", exc)
+                logger.warning("writing %s states failed, retrying: %r", self.channel, exc)
                 await asyncio.sleep(0.5)
             if self._unmatched and loop.time() - self._expiry_checked > 1.0:
                 self._expiry_checked = loop.time()
@@ -174,9 +157,9 @@ class Recorder:
             w.sub_alert.append(e.alert)
             w.sub_version.append(e.version)
             w.sub_address.append(job.address)
-            w.sub_operator.append(job.operator)
-            w.sub_ids.append(" ".join(job.message_ids))
-            w.sub_bind.append(job.bind)
+            w.sub_operator.append(job.route)
+            w.sub_ids.append(" ".join(job.refs or ()))
+            w.sub_bind.append(job.via)
             w.sub_attempts.append(job.attempts)
             w.sub_at.append(job.submitted_at)
         wall = time.time()
@@ -185,16 +168,16 @@ class Recorder:
             w.fin_alert.append(e.alert)
             w.fin_version.append(e.version)
             w.fin_address.append(job.address)
-            w.fin_operator.append(job.operator)
-            w.fin_segments.append(job.segments)
+            w.fin_operator.append(job.route)
+            w.fin_segments.append(job.units)
             w.fin_state.append(state.value)
             w.fin_error.append(job.error)
             w.fin_attempts.append(job.attempts)
             w.fin_at.append(wall)
         tried = rc + old
         for r in tried:
-            w.rc_operator.append(r.operator)
-            w.rc_mid.append(r.message_id)
+            w.rc_operator.append(r.route)
+            w.rc_mid.append(r.ref)
             w.rc_state.append(r.row[0])
             w.rc_error.append(r.row[1])
             w.rc_at.append(r.at)
@@ -213,16 +196,19 @@ class Recorder:
                 self._unmatched.append(r)
             elif not r.done.done():
                 r.done.set_result(None)
-        for (operator, new_state), latencies in result.changed.items():
-            if new_state == State.DELIVERED:
-                metrics.DELIVERED.labels(operator).inc(len(latencies))
-                histogram = metrics.RECEIPT_LATENCY.labels(operator)
+        for (route, new_state), latencies in result.changed.items():
+            state = State(new_state)
+            self._outcomes.labels(self.channel, route, state.value).inc(len(latencies))
+            if state is State.DELIVERED:
+                histogram = self._latency.labels(self.channel, route)
                 for latency in latencies:
                     histogram.observe(max(latency, 0.0))
-            elif new_state == State.FAILED:
-                metrics.FAILED.labels(operator, "permanent").inc(len(latencies))
-            elif new_state == State.EXPIRED:
-                metrics.FAILED.labels(operator, "expired").inc(len(latencies))
+            self.on_receipts(route, state, latencies)
+        if sub:
+            for route, n in _per_route(sub).items():
+                self._outcomes.labels(self.channel, route, State.SUBMITTED.value).inc(n)
+        for (route, reached), n in _per_route_state(fin).items():
+            self._outcomes.labels(self.channel, route, reached).inc(n)
         if sub or fin:
             self.on_durable([*sub, *(job for job, _ in fin)])
 
@@ -249,7 +235,7 @@ class Recorder:
         if self._conn is None:
             self._conn = await self._pool.acquire()
         try:
-            return await store.write(self._conn, w)
+            return await store.write(self._conn, self._tables, w)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             conn, self._conn = self._conn, None
             await self._pool.release(conn)
@@ -266,9 +252,24 @@ class Recorder:
         keep: list[_Receipt] = []
         for r in self._unmatched:
             if now - r.seen > self._hold:
-                logger.warning("receipt %s/%s found no message: dropped", r.operator, r.message_id)
+                logger.warning("receipt %s/%s found no message: dropped", r.route, r.ref)
                 if not r.done.done():
-                    r.done.set_exception(ReceiptDropped(r.message_id))
+                    r.done.set_exception(ReceiptDropped(r.ref))
             else:
                 keep.append(r)
         self._unmatched = keep
+
+
+def _per_route(jobs: list[Job]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for job in jobs:
+        out[job.route] = out.get(job.route, 0) + 1
+    return out
+
+
+def _per_route_state(final: list[tuple[Job, State]]) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for job, state in final:
+        key = (job.route, state.value)
+        out[key] = out.get(key, 0) + 1
+    return out

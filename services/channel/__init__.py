@@ -1,0 +1,1 @@
+"""The channel worker every channel service is built on (docs/channel.md)."""

@@ -1,0 +1,25 @@
+"""Metrics of the channel worker, one series per channel (names fixed in docs/metrics.md)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+OUTCOMES = Counter(
+    "tocsin_channel_outcomes_total",
+    "recipients' state changes written, by the state reached",
+    ["channel", "route", "state"],
+)
+RECEIPT_LATENCY = Histogram(
+    "tocsin_channel_receipt_latency_seconds",
+    "hand-over to the operator's delivery answer",
+    ["channel", "route"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+DEAD_LETTERS = Counter(
+    "tocsin_channel_dead_letters_total",
+    "malformed stream entries moved to the dead-letter stream",
+    ["channel"],
+)
+IN_FLIGHT = Gauge(
+    "tocsin_channel_in_flight", "recipients read and without a durable outcome", ["channel"]
+)

@@ -1,0 +1,366 @@
+"""PostgreSQL access of the channel worker: every write is one statement over arrays (no row loops).
+
+Every channel has two tables of one shape (migrations/0003_sms.sql, 0010_channel.sql):
+`<channel>_messages`, one row per recipient of an alert version, and `<channel>_message_ids`,
+the operator's references that lead a late answer (receipt) back to its row. Columns keep the
+names SMS gave them: `operator` is the route, `segments` the units, `message_ids` the references,
+`bind` the connection that carried the delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from services.channel.model import State
+
+# Recipients to send: rows new to this call, plus rows still queued from an earlier attempt
+# (a re-delivered or claimed entry, or an API batch). DO UPDATE, not DO NOTHING: it waits for a
+# concurrent writer of the row and then sees its committed state.
+_QUEUE = """
+INSERT INTO {messages} AS m (alert, version, address, operator, segments)
+SELECT DISTINCT ON (alert, version, address) alert, version, address, operator, segments
+FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[])
+    AS u(alert, version, address, operator, segments)
+ON CONFLICT (alert, version, address) DO UPDATE SET state = m.state
+WHERE m.state = 'queued'
+RETURNING alert, version, address
+"""
+
+# Answers the progress moves (docs/channel.md): per alert version, rows and units submitted.
+_SUBMITTED = """
+WITH upd AS (
+    UPDATE {messages} m
+    SET state = 'submitted', message_ids = string_to_array(u.ids, ' '), bind = u.bind,
+        attempts = u.attempts, submitted_at = to_timestamp(u.at)
+    FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[],
+                $7::float8[])
+        AS u(alert, version, address, ids, bind, attempts, at)
+    WHERE m.alert = u.alert AND m.version = u.version AND m.address = u.address
+      AND m.state = 'queued'
+    RETURNING m.alert, m.version, m.segments
+)
+SELECT alert, version, NULL::text AS old, 'submitted' AS state, count(*) AS n,
+       sum(segments) AS units
+FROM upd GROUP BY alert, version
+"""
+
+_MESSAGE_IDS = """
+INSERT INTO {ids} (operator, message_id, alert, version, address)
+SELECT u.operator, mid, u.alert, u.version, u.address
+FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[])
+    AS u(operator, alert, version, address, ids),
+    unnest(string_to_array(u.ids, ' ')) AS mid
+WHERE mid <> ''
+ON CONFLICT (operator, message_id) DO UPDATE
+SET alert = EXCLUDED.alert, version = EXCLUDED.version, address = EXCLUDED.address
+"""
+
+# Outcomes reached without a receipt (failed, expired, cancelled, superseded, or delivered at
+# once); never overwrites a row that already left `queued`. Answers the progress moves: a
+# recipient delivered at once reached an operator, so its units count.
+_FINAL = """
+WITH ins AS (
+    INSERT INTO {messages} AS m
+        (alert, version, address, operator, segments, state, error, attempts, done_at)
+    SELECT alert, version, address, operator, segments, state, nullif(error, ''), attempts,
+           to_timestamp(at)
+    FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
+                $7::text[], $8::int[], $9::float8[])
+        AS u(alert, version, address, operator, segments, state, error, attempts, at)
+    ON CONFLICT (alert, version, address) DO UPDATE
+    SET state = EXCLUDED.state, error = EXCLUDED.error, attempts = EXCLUDED.attempts,
+        done_at = EXCLUDED.done_at
+    WHERE m.state = 'queued'
+    RETURNING m.alert, m.version, m.state, m.segments
+)
+SELECT alert, version, NULL::text AS old, state, count(*) AS n,
+       coalesce(sum(segments) FILTER (WHERE state IN ('submitted', 'delivered')), 0) AS units
+FROM ins GROUP BY alert, version, state
+"""
+
+# Receipts. Returns few rows whatever the batch size: one (kind 0) with the 1-based positions of
+# the receipts that found no row, one per (operator, new state) (kind 1) with the seconds from
+# submission to receipt of each row changed, and one per (alert, version, old, new state)
+# (kind 2) with the progress moves. A failure receipt may overwrite `delivered` (another
+# segment of the text failed). The old state comes from the table joined again (`o`), which
+# shows the row as it was before this statement.
+_RECEIPTS = """
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])
+        WITH ORDINALITY AS u(operator, mid, state, error, at, idx)
+), r AS (
+    SELECT u.idx, u.state, u.error, u.at, i.alert, i.version, i.address
+    FROM u JOIN {ids} i ON i.operator = u.operator AND i.message_id = u.mid
+), upd AS (
+    UPDATE {messages} m
+    SET state = r.state, error = nullif(r.error, ''), done_at = to_timestamp(r.at)
+    FROM r JOIN {messages} o
+        ON o.alert = r.alert AND o.version = r.version AND o.address = r.address
+    WHERE m.alert = r.alert AND m.version = r.version AND m.address = r.address
+      AND r.state <> ''
+      AND (o.state = 'submitted' OR (o.state = 'delivered' AND r.state <> 'delivered'))
+    RETURNING m.operator, m.alert, m.version, o.state AS old, m.state, m.segments,
+              r.at - extract(epoch FROM m.submitted_at)::float8 AS latency
+)
+SELECT 0 AS kind, NULL::text AS operator, NULL::text AS state,
+       array_agg(u.idx::int) AS unmatched, NULL::float8[] AS latencies,
+       NULL::text AS alert, NULL::int AS version, NULL::text AS old, NULL::bigint AS n,
+       NULL::bigint AS units
+FROM u WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.idx = u.idx)
+UNION ALL
+SELECT 1, operator, state, NULL, array_agg(latency), NULL, NULL, NULL, NULL, NULL
+FROM upd GROUP BY operator, state
+UNION ALL
+SELECT 2, NULL, state, NULL, NULL, alert, version, old, count(*), sum(segments)
+FROM upd GROUP BY alert, version, old, state
+"""
+
+# Progress moves, summed per (alert, version, state), in key order so that two writers lock the
+# counter rows in the same order; then one notification per alert, sent at commit.
+_PROGRESS = """
+WITH moved AS (
+    INSERT INTO channel_progress AS p (alert, version, channel, state, recipients, units)
+    SELECT alert, version, $1, state, sum(n), sum(units)
+    FROM unnest($2::text[], $3::int[], $4::text[], $5::bigint[], $6::bigint[])
+        AS u(alert, version, state, n, units)
+    GROUP BY alert, version, state
+    ORDER BY alert, version, state
+    ON CONFLICT (alert, version, channel, state) DO UPDATE
+    SET recipients = p.recipients + EXCLUDED.recipients, units = p.units + EXCLUDED.units
+    RETURNING alert
+)
+SELECT pg_notify($7, alert) FROM (SELECT DISTINCT alert FROM moved) AS a
+"""
+#: The PostgreSQL notification channel of progress moves; the payload is the alert id.
+PROGRESS_CHANNEL = "tocsin_progress"
+
+
+# Units count once the recipient reached an operator, whatever came after.
+_COUNTS = """
+SELECT version, state, count(*) AS n,
+       sum(segments) FILTER (WHERE state IN ('submitted', 'delivered')
+                                OR (state IN ('failed', 'expired')
+                                    AND submitted_at IS NOT NULL)) AS units
+FROM {messages}
+WHERE alert = $1 AND ($2::int IS NULL OR version = $2)
+GROUP BY version, state
+ORDER BY version
+"""
+
+_MESSAGE = """
+SELECT alert, version, address, operator, segments, state, error, attempts
+FROM {messages} WHERE alert = $1 AND address = $2
+ORDER BY version DESC LIMIT 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """The statements of one channel's tables."""
+
+    channel: str
+    queue: str
+    submitted: str
+    message_ids: str
+    final: str
+    receipts: str
+    progress: str
+    counts: str
+    message: str
+
+    @classmethod
+    def of(cls, channel: str) -> Tables:
+        """The statements over `<channel>_messages` and `<channel>_message_ids`."""
+        if not channel.isidentifier() or not channel.islower():
+            raise ValueError(f"channel name {channel!r} must be a lower-case identifier")
+        names = {"messages": f"{channel}_messages", "ids": f"{channel}_message_ids"}
+        return cls(
+            channel=channel,
+            queue=_QUEUE.format(**names),
+            submitted=_SUBMITTED.format(**names),
+            message_ids=_MESSAGE_IDS.format(**names),
+            final=_FINAL.format(**names),
+            receipts=_RECEIPTS.format(**names),
+            progress=_PROGRESS,
+            counts=_COUNTS.format(**names),
+            message=_MESSAGE.format(**names),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptResult:
+    """What applying a batch of receipts did."""
+
+    #: 0-based positions of the receipts that found no row.
+    unmatched: list[int]
+    #: (operator, new state) -> seconds from submission to receipt, per row changed.
+    changed: dict[tuple[str, str], list[float]]
+
+
+async def queue(
+    conn: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy,
+    tables: Tables,
+    *,
+    alerts: Sequence[str],
+    versions: Sequence[int],
+    addresses: Sequence[str],
+    operators: Sequence[str],
+    segments: Sequence[int],
+) -> set[tuple[str, int, str]]:
+    """Record recipients as queued; return those to send (new, or still queued from before)."""
+    rows = await conn.fetch(tables.queue, alerts, versions, addresses, operators, segments)
+    return {(r[0], r[1], r[2]) for r in rows}
+
+
+@dataclass(slots=True)
+class Writes:
+    """State changes to write in one transaction, as columns."""
+
+    sub_alert: list[str]
+    sub_version: list[int]
+    sub_address: list[str]
+    sub_operator: list[str]
+    sub_ids: list[str]
+    sub_bind: list[str]
+    sub_attempts: list[int]
+    sub_at: list[float]
+    fin_alert: list[str]
+    fin_version: list[int]
+    fin_address: list[str]
+    fin_operator: list[str]
+    fin_segments: list[int]
+    fin_state: list[str]
+    fin_error: list[str]
+    fin_attempts: list[int]
+    fin_at: list[float]
+    rc_operator: list[str]
+    rc_mid: list[str]
+    rc_state: list[str]
+    rc_error: list[str]
+    rc_at: list[float]
+
+    @classmethod
+    def empty(cls) -> Writes:
+        """No changes."""
+        return cls(*([] for _ in range(22)))
+
+
+class _Moves:
+    """Progress moves of one transaction, as columns of (alert, version, state, n, units)."""
+
+    def __init__(self) -> None:
+        self.alert: list[str] = []
+        self.version: list[int] = []
+        self.state: list[str] = []
+        self.n: list[int] = []
+        self.units: list[int] = []
+
+    def add(self, rows: Iterable[asyncpg.Record]) -> None:
+        """Moves as the statements answer them: `old` loses what `state` gains (None: queued)."""
+        for r in rows:
+            n, units = int(r["n"]), int(r["units"] or 0)
+            self._one(r["alert"], r["version"], r["state"], n, units)
+            if r["old"] is not None:
+                self._one(r["alert"], r["version"], r["old"], -n, -units)
+
+    def _one(self, alert: str, version: int, state: str, n: int, units: int) -> None:
+        self.alert.append(alert)
+        self.version.append(version)
+        self.state.append(state)
+        self.n.append(n)
+        self.units.append(units)
+
+
+async def write(
+    conn: asyncpg.Connection | PoolConnectionProxy, tables: Tables, w: Writes
+) -> ReceiptResult:
+    """Write submissions, final states and receipts in one transaction, in that order, and the
+    progress counters they move; watchers are notified at commit."""
+    moves = _Moves()
+    rows: list[asyncpg.Record] = []
+    async with conn.transaction():
+        if w.sub_alert:
+            moves.add(
+                await conn.fetch(
+                    tables.submitted,
+                    w.sub_alert,
+                    w.sub_version,
+                    w.sub_address,
+                    w.sub_ids,
+                    w.sub_bind,
+                    w.sub_attempts,
+                    w.sub_at,
+                )
+            )
+            await conn.execute(
+                tables.message_ids,
+                w.sub_operator,
+                w.sub_alert,
+                w.sub_version,
+                w.sub_address,
+                w.sub_ids,
+            )
+        if w.fin_alert:
+            moves.add(
+                await conn.fetch(
+                    tables.final,
+                    w.fin_alert,
+                    w.fin_version,
+                    w.fin_address,
+                    w.fin_operator,
+                    w.fin_segments,
+                    w.fin_state,
+                    w.fin_error,
+                    w.fin_attempts,
+                    w.fin_at,
+                )
+            )
+        if w.rc_mid:
+            rows = await conn.fetch(
+                tables.receipts, w.rc_operator, w.rc_mid, w.rc_state, w.rc_error, w.rc_at
+            )
+            moves.add(r for r in rows if r["kind"] == 2)
+        if moves.alert:
+            await conn.execute(
+                tables.progress,
+                tables.channel,
+                moves.alert,
+                moves.version,
+                moves.state,
+                moves.n,
+                moves.units,
+                PROGRESS_CHANNEL,
+            )
+    unmatched: list[int] = []
+    changed: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        if r["kind"] == 0:
+            unmatched = [i - 1 for i in r["unmatched"] or ()]
+        elif r["kind"] == 1:
+            changed[(r["operator"], r["state"])] = list(r["latencies"])
+    return ReceiptResult(unmatched, changed)
+
+
+async def counts(
+    pool: asyncpg.Pool, tables: Tables, *, alert: str, version: int | None
+) -> dict[int, tuple[dict[State, int], int]]:
+    """Per version: recipients per state, and units handed to operators."""
+    rows = await pool.fetch(tables.counts, alert, version)
+    out: dict[int, tuple[dict[State, int], int]] = {}
+    for r in rows:
+        per_state, units = out.get(r["version"], ({}, 0))
+        per_state[State(r["state"])] = int(r["n"])
+        out[r["version"]] = (per_state, units + int(r["units"] or 0))
+    return out
+
+
+async def message(
+    pool: asyncpg.Pool, tables: Tables, *, alert: str, address: str
+) -> asyncpg.Record | None:
+    """The newest version's row of one recipient, or None."""
+    row: asyncpg.Record | None = await pool.fetchrow(tables.message, alert, address)
+    return row

@@ -1,0 +1,192 @@
+"""SMS as a channel of the worker: a recipient's job, its submission over the least loaded bind of
+its operator, and the sorting of the SMSC's answer (docs/channel.md, docs/sms.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from services.channel.codec import Header
+from services.channel.model import Entry, State
+from services.channel.ports import Answer, Sorted
+from services.sms import metrics
+from services.sms.model import SmsJob
+from services.sms.ports import Bind, Outcome, Submission, SubmitAnswer
+from services.sms.routing import Router, is_e164
+from services.sms.tokens import OperatorPacer
+
+#: The channel's name: stream `tocsin:stream:sms`, group `sms`, tables `sms_messages`, ...
+NAME = "sms"
+#: Delivery-receipt stat -> recipient state ('' : intermediate, consumed without a change).
+RECEIPT_STATES = {
+    "DELIVRD": State.DELIVERED.value,
+    "ACCEPTD": State.DELIVERED.value,
+    "EXPIRED": State.EXPIRED.value,
+    "UNDELIV": State.FAILED.value,
+    "REJECTD": State.FAILED.value,
+    "DELETED": State.FAILED.value,
+    "UNKNOWN": State.FAILED.value,
+    "ENROUTE": "",
+}
+#: Receipt stat -> (recipient state, error) as written; filled as stats are met (a handful).
+_ROWS: dict[str, tuple[str, str]] = {}
+#: Segment counts of the texts met (few texts per process: one per alert version and language).
+_MAX_CACHED_TEXTS = 1000
+
+
+def receipt_row(stat: str) -> tuple[str, str]:
+    """The recipient state and error a receipt stat writes (looked up once per stat)."""
+    row = _ROWS.get(stat)
+    if row is None:
+        text = str(stat)
+        upper = text.upper()
+        error = "" if upper in ("DELIVRD", "ACCEPTD") else text
+        row = (RECEIPT_STATES.get(upper, State.FAILED.value), error)
+        if len(_ROWS) < 256:
+            _ROWS[stat] = row
+    return row
+
+
+class SmsChannel:
+    """The SMS channel: operators are its routes, the sum of an operator's bind windows its
+    concurrency, one segment one unit."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        *,
+        router: Router,
+        binds: Mapping[str, Sequence[Bind]],
+        pacers: Mapping[str, OperatorPacer],
+        segment_count: Callable[[str], int],
+        default_sender: str,
+    ) -> None:
+        for operator, op_binds in binds.items():
+            if not op_binds:
+                raise ValueError(f"operator {operator} has no binds")
+        self.router = router
+        self._binds = {op: list(b) for op, b in binds.items()}
+        self._pacers = pacers
+        self._segments = segment_count
+        self._segments_cache: dict[str, int] = {}
+        self._default_sender = default_sender
+        # Label children looked up once: labels() per message costs more than the increment.
+        self._submitted = {
+            b.name: metrics.SUBMITTED.labels(op, b.name) for op, bs in binds.items() for b in bs
+        }
+        self._throttled = {
+            b.name: metrics.THROTTLED.labels(op, b.name) for op, bs in binds.items() for b in bs
+        }
+        self._segments_metric = {op: metrics.SEGMENTS.labels(op) for op in binds}
+
+    def lanes(self) -> dict[str, int]:
+        """Operators and the sum of their binds' windows."""
+        return {op: sum(b.window for b in binds) for op, binds in self._binds.items()}
+
+    def units(self, text: str) -> int:
+        """Segments of a text (cached)."""
+        segments = self._segments_cache.get(text)
+        if segments is None:
+            segments = self._segments(text)
+            if len(self._segments_cache) < _MAX_CACHED_TEXTS:
+                self._segments_cache[text] = segments
+        return segments
+
+    def job(self, entry: Entry, header: Header, address: str, language: str) -> SmsJob:
+        """The job of one number, routed to its operator; an invalid number fails unsent."""
+        text = header.text_for(language)
+        valid = is_e164(address)
+        operator = self.router.route(address) if valid else self.router.default
+        job = SmsJob(
+            entry, address, operator, text, header.sender or self._default_sender, self.units(text)
+        )
+        if not valid:
+            job.error = "invalid number"
+        return job
+
+    def _pick(self, operator: str) -> Bind:
+        binds = self._binds[operator]
+        best: Bind | None = None
+        load = 0.0
+        for bind in binds:
+            if bind.is_bound:
+                mine = bind.outstanding / bind.window
+                if best is None or mine < load:
+                    best, load = bind, mine
+        return best or binds[0]
+
+    async def deliver(self, job: SmsJob) -> Answer:
+        """Submit every (or every missing) segment over the least loaded bound bind."""
+        operator = job.route
+        bind = self._pick(operator)
+        if job.missing is None:
+            job.attempts += 1
+        answer = await bind.submit(
+            Submission(
+                destination=job.address,
+                source=job.sender,
+                text=job.text,
+                reference=job.reference,
+                segments=job.missing,
+                # One token per submit_sm: the bind takes it before writing each segment.
+                pace=self._pacers[operator].take,
+            )
+        )
+        return self._sort(job, bind, answer)
+
+    def _sort(self, job: SmsJob, bind: Bind, answer: SubmitAnswer) -> Answer:
+        """What the SMSC's answer means: submitted, resubmit first, later, or failed."""
+        self._merge(job, answer)
+        outcome = answer.outcome
+        if outcome is Outcome.ACCEPTED:
+            job.via = bind.name
+            job.missing = None
+            self._pacers[job.route].accepted()
+            self._submitted[bind.name].inc()
+            self._segments_metric[job.route].inc(job.units)
+            return DONE
+        if answer.missing and len(answer.missing) < len(answer.message_ids):
+            job.missing = answer.missing
+        status = f"0x{answer.command_status & 0xFFFFFFFF:02x}" if answer.command_status >= 0 else ""
+        if outcome is Outcome.THROTTLED:
+            self._throttled[bind.name].inc()
+            self._pacers[job.route].throttled()
+            return AGAIN
+        if outcome is Outcome.BIND_LOST:
+            return AGAIN
+        if outcome is Outcome.PERMANENT:
+            metrics.FAILED.labels(job.route, "permanent").inc()
+            return Answer(Sorted.FAILED, error=status)
+        return Answer(Sorted.LATER, error=status)
+
+    @staticmethod
+    def _merge(job: SmsJob, answer: SubmitAnswer) -> None:
+        refs = job.refs
+        if not refs:
+            job.refs = list(answer.message_ids)
+        else:
+            for i, mid in enumerate(answer.message_ids):
+                if mid and i < len(refs):
+                    refs[i] = mid
+        job.reference = answer.reference
+
+    def gave_up(self, job: SmsJob, reason: str) -> None:
+        """`tocsin_sms_failed_total`: an invalid number counts as permanent."""
+        metrics.FAILED.labels(job.route, "permanent" if reason == "invalid" else reason).inc()
+
+    def receipts_recorded(self, operator: str, state: State, latencies: list[float]) -> None:
+        """The SMS metrics of receipts written (the recorder's `on_receipts`)."""
+        if state is State.DELIVERED:
+            metrics.DELIVERED.labels(operator).inc(len(latencies))
+            histogram = metrics.RECEIPT_LATENCY.labels(operator)
+            for latency in latencies:
+                histogram.observe(max(latency, 0.0))
+        elif state is State.FAILED:
+            metrics.FAILED.labels(operator, "permanent").inc(len(latencies))
+        elif state is State.EXPIRED:
+            metrics.FAILED.labels(operator, "expired").inc(len(latencies))
+
+
+#: Answers without anything of their own, made once.
+DONE = Answer(Sorted.DONE)
+AGAIN = Answer(Sorted.AGAIN)
