@@ -47,7 +47,9 @@ share = 1.0
 capacity = 1_000_000
 """
 #: Service settings the caller may give the bench's services (an external SMSC's account).
-PASSED_THROUGH = frozenset({"TOCSIN_SMPP_SYSTEM_ID", "TOCSIN_SMPP_PASSWORD"})
+PASSED_THROUGH = frozenset(
+    {"TOCSIN_SMPP_SYSTEM_ID", "TOCSIN_SMPP_PASSWORD", "TOCSIN_TLS_DIR", "TOCSIN_INSECURE_DEV"}
+)
 TEXT = "BE-Alert TEST: this is a test of the warning system. No action is needed."
 
 
@@ -126,6 +128,13 @@ def _start_smsc(name: str, procs: Procs) -> str:
     assert proc.stdout is not None
     line = json.loads(proc.stdout.readline())
     return f"{name}=127.0.0.1:{line['port']}"
+
+
+def _tls_dir() -> Path:
+    """The SMS service's certificate from `make run`'s development CA (var/pki), made if new."""
+    from stack import pki  # a development tool, like this benchmark
+
+    return pki.ensure_identities(ROOT / "var" / "pki", ("sms",))["sms"]
 
 
 def _popen(cmd: list[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -271,6 +280,8 @@ async def _bench(
             TOCSIN_CONSUMER=f"bench-{w}",
             TOCSIN_LOG_LEVEL="WARNING",
         )
+        if "TOCSIN_TLS_DIR" not in env and "TOCSIN_INSECURE_DEV" not in env:
+            env["TOCSIN_TLS_DIR"] = str(_tls_dir())
         if len(operators) > 1:
             # Spread the bench numbers (+32470.., +32490.., +32480.., +32475..) over operators.
             prefixes = ["32470", "32490", "32480", "32475"]

@@ -55,10 +55,12 @@ from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
 from gateways.smpp import pdu as P
 from loadtest import seed
 from ratelimit.config import Rules
+from services.kernel.tls import channel_to, connect, load_material
 from services.targeting.load import load_population
 from services.targeting.population import OUTLINE
 from simulators.smsc.config import SmscConfig
 from simulators.smsc.server import SmscSimulator
+from stack import pki
 from stack.__main__ import Stack
 from stack.embedded import free_port, start_postgres, start_redis
 from stack.migrate import apply_migrations
@@ -185,6 +187,7 @@ class CampaignStack:
             TOCSIN_RATELIMIT_RULES=str(rules),
             TOCSIN_JWT_KEY=secrets.token_urlsafe(48),
         )
+        self.tls_dirs = pki.stack_identities(self.var / "pki", SERVICES)
         for name in SERVICES:
             self.ports[name] = (free_port(), free_port())
         env.update(TOCSIN_TARGETING_ADDR=self.grpc("targeting"), TOCSIN_SMS_ADDR=self.grpc("sms"))
@@ -192,14 +195,17 @@ class CampaignStack:
             service_env = dict(env)
             grpc_port, metrics_port = self.ports[name]
             service_env.update(
-                TOCSIN_GRPC_PORT=str(grpc_port), TOCSIN_METRICS_PORT=str(metrics_port)
+                TOCSIN_GRPC_PORT=str(grpc_port),
+                TOCSIN_METRICS_PORT=str(metrics_port),
+                TOCSIN_TLS_DIR=str(self.tls_dirs[name]),
             )
             self.stack.spawn(name, ["-m", f"services.{name}"], service_env, self.var / "log")
         for name in SERVICES:
             await self._wait_serving(name)
 
     async def _wait_serving(self, name: str, timeout: float = 60.0) -> None:
-        async with grpc.aio.insecure_channel(self.grpc(name)) as channel:
+        material = load_material(self.tls_dirs["stack"])
+        async with channel_to(self.grpc(name), service=name, material=material) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -399,8 +405,13 @@ async def _send(
         database_url=parts.database_url, username="bench-admin", password=password
     )
     async with (
-        grpc.aio.insecure_channel(parts.grpc("alerting")) as alerting,
-        grpc.aio.insecure_channel(parts.grpc("targeting")) as targeting,
+        connect(parts.grpc("alerting"), settings=pki.client_settings(parts.var)) as alerting,
+        # Finding the zone counts audiences, which only alerting may ask targeting for.
+        connect(
+            parts.grpc("targeting"),
+            service="targeting",
+            settings=pki.client_settings(parts.var, "alerting"),
+        ) as targeting,
     ):
         admin = seed.bearer(await seed.login(alerting, username="bench-admin", password=password))
         entity_id = await seed.ensure_entity(

@@ -38,6 +38,7 @@ from tocsin.sms.v1 import sms_pb2, sms_pb2_grpc  # noqa: E402
 
 from loadtest.interceptor import LocustInterceptor  # noqa: E402
 from loadtest.summary import summarize  # noqa: E402
+from services.kernel.tls import load_material  # noqa: E402
 
 #: Per-call deadline: a call slower than this is a failure, not a hang.
 CALL_TIMEOUT_S = float(os.environ.get("LOADTEST_CALL_TIMEOUT_S", "5"))
@@ -56,6 +57,20 @@ def _seed() -> dict[str, Any]:
 
 
 SEED = _seed()
+#: The development certificate each service's users present (alerting asks for none).
+IDENTITY = {"alerting": "registration", "sms": "api-loadtest"}
+
+
+def _channel(service: str) -> grpc.Channel:
+    """A TLS channel to `service` with its users' certificate; a connection of its own."""
+    options: list[tuple[str, Any]] = [("grpc.use_local_subchannel_pool", 1)]
+    if "pki" not in SEED:
+        return grpc.insecure_channel(SEED[service], options=options)
+    material = load_material(Path(SEED["pki"]) / IDENTITY[service])
+    creds = grpc.ssl_channel_credentials(material.ca, material.key, material.cert)
+    options.append(("grpc.ssl_target_name_override", service))
+    return grpc.secure_channel(SEED[service], creds, options=options)
+
 
 # What Locust itself adds to each call's latency, kept out of the measure:
 # - Each blocking gRPC call waits for its completion in a thread of gevent's hub threadpool, which
@@ -86,9 +101,7 @@ class GrpcUser(User):
         interceptor = LocustInterceptor(self._fire)
         # A connection of its own, as separate clients have: gRPC would otherwise share one
         # between all the channels to a target, and every call would reach one process.
-        self.raw_channel = grpc.insecure_channel(
-            SEED[self.service], options=[("grpc.use_local_subchannel_pool", 1)]
-        )
+        self.raw_channel = _channel(self.service)
         self.channel = grpc.intercept_channel(self.raw_channel, interceptor)
 
     def _fire(self, **kwargs: Any) -> None:

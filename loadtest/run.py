@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from loadtest import seed
 from loadtest.stackproc import ROOT, RunningStack, running_stack
+from services.kernel.tls import connect
+from stack import pki
 
 RESULTS = ROOT / "bench" / "results"
 #: Issuers the Locust users share (each logs in once, during seeding: Login is scrypt-slow).
@@ -57,8 +57,10 @@ async def seed_stack(stack: RunningStack) -> dict[str, Any]:
     )
     place = seed.GENT
     async with (
-        grpc.aio.insecure_channel(stack.grpc("alerting")) as alerting,
-        grpc.aio.insecure_channel(stack.grpc("targeting")) as targeting,
+        connect(stack.grpc("alerting"), settings=pki.client_settings(stack.var)) as alerting,
+        connect(
+            stack.grpc("targeting"), service="targeting", settings=pki.client_settings(stack.var)
+        ) as targeting,
     ):
         admin = seed.bearer(
             await seed.login(alerting, username=admin_name, password=admin_password)
@@ -87,6 +89,9 @@ async def seed_stack(stack: RunningStack) -> dict[str, Any]:
     return {
         "alerting": stack.grpc("alerting"),
         "sms": stack.grpc("sms"),
+        # TLS folders of the development CA: `registration` (alerting: CA only is used) and
+        # `api-loadtest` (the SMS API's platform-team certificate).
+        "pki": str(stack.var / "pki"),
         "tokens": tokens,
         "draft_ids": drafts,
         "sent_ids": [sent.id],

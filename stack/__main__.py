@@ -17,6 +17,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.kernel.process import dies_with_parent
+from services.kernel.tls import load_material
+from stack import pki
 from stack.embedded import ManagedProcess, start_postgres, start_redis
 from stack.migrate import apply_migrations
 from stack.services import ROUTES, SERVICES, SMSCS, ServiceSpec, module_exists
@@ -71,10 +73,13 @@ class Stack:
         return None
 
 
-def _wait_serving(spec: ServiceSpec, stack: Stack, timeout: float = 60) -> None:
+def _wait_serving(spec: ServiceSpec, stack: Stack, tls_dir: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     target = f"127.0.0.1:{spec.grpc_port}"
-    with grpc.insecure_channel(target) as channel:
+    material = load_material(tls_dir)
+    creds = grpc.ssl_channel_credentials(material.ca, material.key, material.cert)
+    options = [("grpc.ssl_target_name_override", spec.name)]
+    with grpc.secure_channel(target, creds, options=options) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if (dead := stack.dead_child()) is not None:
@@ -128,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         apply_migrations(database_url)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
         env.update(DATABASE_URL=database_url, REDIS_URL=redis_url)
+        tls_dirs = pki.stack_identities(var / "pki", tuple(s.name for s in SERVICES))
         off = args.port_offset
         smscs = [replace(s, port=s.port + off) for s in SMSCS]
         smsc_spec = ",".join(f"{s.operator}=127.0.0.1:{s.port}" for s in smscs)
@@ -160,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
                     TOCSIN_METRICS_PORT=str(spec.metrics_port + EXTRA_METRICS_STEP * k),
                     TOCSIN_SMSC=smsc_spec,
                     TOCSIN_ROUTES=ROUTES,
+                    TOCSIN_TLS_DIR=str(tls_dirs[spec.name]),
                     **spec.env,
                 )
                 if count > 1:
@@ -167,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
                 name = spec.name if k == 0 else f"{spec.name}-{k + 1}"
                 stack.spawn(name, ["-m", spec.module], service_env, var / "log")
         for spec in services:
-            _wait_serving(spec, stack)
+            _wait_serving(spec, stack, tls_dirs["stack"])
             print(
                 f"  {spec.name:<12} grpc 127.0.0.1:{spec.grpc_port}  "
                 f"metrics http://127.0.0.1:{spec.metrics_port}/metrics  SERVING"

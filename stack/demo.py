@@ -27,6 +27,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
 
 from loadtest import seed
+from services.kernel.tls import connect
+from stack import pki
 from stack.services import SERVICES
 
 logger = logging.getLogger(__name__)
@@ -143,9 +145,26 @@ async def _issuer(
     return seed.bearer(token), entity_id
 
 
-async def _population(targeting: grpc.aio.Channel, entity_id: int, console: Console) -> None:
-    """Register the subscribers the zone still lacks (none on a second run)."""
-    have = await seed.audience(targeting, entity_id=entity_id, place=seed.GENT)
+async def _population(alerting_address: str, var: Path, entity_id: int, console: Console) -> None:
+    """Register the subscribers the zone still lacks (none on a second run).
+
+    Registering is the registration front end's right, counting a zone's audience alerting's
+    (docs/security.md): the demo holds both development certificates.
+    """
+    address = _address(alerting_address, "targeting")
+    async with (
+        connect(address, service="targeting", settings=pki.client_settings(var)) as targeting,
+        connect(
+            address, service="targeting", settings=pki.client_settings(var, "alerting")
+        ) as counting,
+    ):
+        await _register(targeting, counting, entity_id, console)
+
+
+async def _register(
+    targeting: grpc.aio.Channel, counting: grpc.aio.Channel, entity_id: int, console: Console
+) -> None:
+    have = await seed.audience(counting, entity_id=entity_id, place=seed.GENT)
     if have >= DEMO_SUBSCRIBERS:
         console.print(f"demo: {have} subscribers in the zone already")
         return
@@ -185,12 +204,9 @@ def _print_preview(preview: alerting_pb2.PreviewAlertResponse, console: Console)
 
 
 async def _demo(alerting: str, var: Path, console: Console) -> Outcome:
-    async with (
-        grpc.aio.insecure_channel(alerting) as channel,
-        grpc.aio.insecure_channel(_address(alerting, "targeting")) as targeting,
-    ):
+    async with connect(alerting, settings=pki.client_settings(var)) as channel:
         issuer, entity_id = await _issuer(channel, var, console)
-        await _population(targeting, entity_id, console)
+        await _population(alerting, var, entity_id, console)
         stub = alerting_pb2_grpc.AlertingServiceStub(channel)
         spec = seed.alert_spec(place=seed.GENT, headline="Test of the BE-Alert demo")
         alert = await seed.create_alert(channel, issuer, spec=spec, key=f"demo-{uuid.uuid4()}")

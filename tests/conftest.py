@@ -121,3 +121,13 @@ def private_redis(tmp_path: Path) -> Iterator[ManagedProcess]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A test CA's TLS folder (tls.crt, tls.key, ca.crt) per service and development client."""
+    from stack import pki
+    from stack.services import SERVICES
+
+    root = tmp_path_factory.mktemp("pki")
+    return pki.stack_identities(root, tuple(s.name for s in SERVICES))

@@ -7,13 +7,12 @@ import logging
 from datetime import timedelta
 
 import asyncpg
-import grpc
 from tocsin.cellbroadcast.v1 import cellbroadcast_pb2_grpc
 from tocsin.sms.v1 import sms_pb2_grpc
 from tocsin.targeting.v1 import targeting_pb2_grpc
 
 from services.alerting.alerts import Alerts
-from services.alerting.auth import LoginGuard
+from services.alerting.auth import LoginGuard, use_cost
 from services.alerting.gate import Gate
 from services.alerting.progress import run_settler
 from services.alerting.remote import CellBroadcastClient, SmsProgressClient, TargetingClient
@@ -48,6 +47,7 @@ async def _close_when_stopped(pool: asyncpg.Pool, *, grace_s: float) -> None:
 async def build(kernel: Kernel[Settings]) -> None:
     """Wire the ports to the peer services and register the three servicers."""
     settings = kernel.settings
+    use_cost(settings.scrypt_log2_n)
     # A pool of the service's own (the kernel's serves health), without the per-release reset.
     # No inactivity timer either: asyncpg re-arms it on every release (a timer per query), and
     # a pool of at most pg_pool_size connections may as well keep them.
@@ -62,9 +62,9 @@ async def build(kernel: Kernel[Settings]) -> None:
     kernel.add_background(
         _close_when_stopped(pool, grace_s=settings.shutdown_grace_s), name="alerting-pool"
     )
-    targeting_channel = grpc.aio.insecure_channel(settings.targeting_addr)
-    sms_channel = grpc.aio.insecure_channel(settings.sms_addr)
-    cb_channel = grpc.aio.insecure_channel(settings.cellbroadcast_addr)
+    targeting_channel = kernel.channel("targeting", settings.targeting_addr)
+    sms_channel = kernel.channel("sms", settings.sms_addr)
+    cb_channel = kernel.channel("cellbroadcast", settings.cellbroadcast_addr)
     targeting = TargetingClient(
         targeting_pb2_grpc.TargetingStub(targeting_channel), timeout_s=settings.rpc_timeout_s
     )
@@ -74,6 +74,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     gate = Gate(
         pool=pool,
         jwt_key=settings.jwt_key.get_secret_value(),
+        previous_jwt_keys=tuple(k for k in [settings.jwt_previous_key.get_secret_value()] if k),
         token_issuer=settings.token_issuer,
         auth_cache_s=settings.auth_cache_s,
         audit_batch=settings.audit_batch,
@@ -99,6 +100,8 @@ async def build(kernel: Kernel[Settings]) -> None:
             redis=kernel.redis,
             max_failures=settings.login_max_failures,
             window_s=settings.login_lockout_s,
+            address_max_failures=settings.login_address_max_failures,
+            concurrent_hashes=settings.login_concurrency,
         ),
         token_ttl_s=settings.token_ttl_s,
         watch_interval_s=settings.watch_interval_s,
@@ -117,13 +120,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         name="settler",
     )
 
-    async def close_channels() -> None:
-        await targeting_channel.close()
-        await sms_channel.close()
-        await cb_channel.close()
-
     kernel.on_shutdown(alerts.dispatcher.drain)
-    kernel.on_shutdown(close_channels)
 
 
 def main() -> None:

@@ -87,6 +87,19 @@ async def get_entity(pool: asyncpg.Pool, *, entity_id: int) -> Entity:
     return _entity(row)
 
 
+#: Longest name of an entity, group or group member, and longest e-mail address (RFC 5321).
+MAX_NAME = 200
+MAX_EMAIL = 254
+
+
+def check_name(name: str, *, field: str = "name") -> None:
+    """Refuse an empty or overlong name."""
+    if not name.strip():
+        raise InvalidArgument(field, "required")
+    if len(name) > MAX_NAME:
+        raise InvalidArgument(field, f"at most {MAX_NAME} characters")
+
+
 async def create_entity(
     pool: asyncpg.Pool,
     *,
@@ -97,8 +110,7 @@ async def create_entity(
     postpaid: bool,
 ) -> Entity:
     """Register an entity and open its account (activation fee, first year's subscription)."""
-    if not name.strip():
-        raise InvalidArgument("name", "required")
+    check_name(name)
     if type not in (1, 2):
         raise InvalidArgument("type", "1 (alerts a zone of its territory) or 2 (groups only)")
     if territory_geojson or territory_kind:
@@ -169,7 +181,7 @@ async def create_user(
 async def disable_user(pool: asyncpg.Pool, *, user_id: int) -> User:
     """Disable an account: its tokens stop working at once."""
     row = await pool.fetchrow(
-        "UPDATE users SET disabled = true WHERE id = $1"
+        "UPDATE users SET disabled = true, token_generation = token_generation + 1 WHERE id = $1"
         " RETURNING id, username, entity_id, role, disabled",
         user_id,
     )
@@ -202,8 +214,7 @@ async def create_group(pool: asyncpg.Pool, *, entity_id: int, name: str, kind: s
     kind = kind or "contact_list"
     if kind not in GROUP_KINDS:
         raise InvalidArgument("kind", f"one of {', '.join(GROUP_KINDS)}")
-    if not name.strip():
-        raise InvalidArgument("name", "required")
+    check_name(name)
     await get_entity(pool, entity_id=entity_id)
     try:
         group_id = await pool.fetchval(
@@ -239,11 +250,10 @@ async def add_member(
     channels: tuple[Channel, ...],
 ) -> int:
     """Add a named contact to a group; returns the member's id."""
-    if not name.strip():
-        raise InvalidArgument("name", "required")
+    check_name(name)
     if phone and not E164.match(phone):
         raise InvalidArgument("phone", "E.164, e.g. +32470123456")
-    if email and not EMAIL.match(email):
+    if len(email) > MAX_EMAIL or (email and not EMAIL.match(email)):
         raise InvalidArgument("email", "not an e-mail address")
     if language not in LANGUAGES:
         raise InvalidArgument("language", f"one of {', '.join(LANGUAGES)}")

@@ -29,6 +29,8 @@ from tocsin.alerting.v1 import alerting_pb2_grpc
 
 from services.alerting import admin, audit
 from services.kernel.errors import ServiceError
+from services.kernel.settings import SettingsError
+from services.kernel.tls import connect
 
 console = Console()
 CHANNELS = {
@@ -454,7 +456,8 @@ async def run(args: argparse.Namespace) -> int:
     if args.command == "test-alert":
         args.channel = args.channel or ["sms"]
         args.language = args.language or ["nl", "fr", "de", "en"]
-    async with grpc.aio.insecure_channel(args.target) as channel:
+    # TLS as TOCSIN_TLS_CA_FILE / TOCSIN_TLS_DIR say; plaintext only with TOCSIN_INSECURE_DEV.
+    async with connect(args.target) as channel:
         api = Api(channel, await _token(channel, args))
         return await COMMANDS[args.command](api, args)
 
@@ -475,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as exc:
         console.print(f"[red]{exc.code.name}[/red]: {exc.details}")
         return 1
+    except SettingsError as exc:
+        console.print(f"[red]invalid setting[/red]: {exc}")
+        return 2
 
 
 if __name__ == "__main__":

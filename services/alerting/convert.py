@@ -61,6 +61,17 @@ def timestamp(moment: datetime | None) -> Timestamp | None:
     return ts
 
 
+#: Timestamps accepted: 1970 to 9999 (what a datetime and PostgreSQL both hold).
+_MAX_SECONDS = 253_402_300_799
+
+
+def moment(value: Timestamp, *, field: str) -> datetime:
+    """A request's Timestamp as an aware datetime; out of range is INVALID_ARGUMENT."""
+    if not 0 <= value.seconds <= _MAX_SECONDS or not 0 <= value.nanos < 1_000_000_000:
+        raise InvalidArgument(field, "a time between 1970 and 9999")
+    return value.ToDatetime(tzinfo=UTC)
+
+
 def channels(values: Sequence[pb.Channel], *, field: str) -> tuple[Channel, ...]:
     """Channels from their protobuf values."""
     out = []
@@ -95,7 +106,7 @@ def spec(msg: pb.AlertSpec) -> AlertSpec:
         area_description=msg.area_description,
         group_ids=tuple(msg.group_ids),
         channels=channels(list(msg.channels), field="spec.channels"),
-        expires=msg.expires.ToDatetime(tzinfo=UTC),
+        expires=moment(msg.expires, field="spec.expires"),
         sender=msg.sender or DEFAULT_SENDER,
     )
 

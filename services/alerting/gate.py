@@ -14,7 +14,7 @@ import asyncpg
 import grpc
 
 from services.alerting import audit
-from services.alerting.auth import Principal, bearer, load_principal, token_claims
+from services.alerting.auth import Principal, TokenKeys, bearer, load_principal, token_claims
 from services.kernel import context as kernel_context
 from services.kernel.errors import ServiceError
 
@@ -51,12 +51,14 @@ class Gate:
         pool: asyncpg.Pool,
         jwt_key: str,
         token_issuer: str,
+        previous_jwt_keys: tuple[str, ...] = (),
         auth_cache_s: float = 1.0,
         audit_batch: int = 500,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._pool = pool
-        self.jwt_key = jwt_key
+        #: The key signing new tokens and the keys still accepted (rotation), by key id.
+        self.keys = TokenKeys.of(jwt_key, *previous_jwt_keys)
         self.token_issuer = token_issuer
         self._auth_cache_s = auth_cache_s
         self._clock = clock
@@ -76,8 +78,9 @@ class Gate:
         cached = self._callers.get(token)
         if cached is not None and now < cached[0]:
             return cached[1]
-        user_id, expires = token_claims(token=token, key=self.jwt_key, issuer=self.token_issuer)
-        who = await load_principal(self._pool, user_id=user_id)
+        claims = token_claims(token=token, keys=self.keys, issuer=self.token_issuer)
+        expires = claims.expires
+        who = await load_principal(self._pool, claims=claims)
         if self._auth_cache_s > 0:
             if len(self._callers) >= MAX_CACHED_TOKENS:
                 self._prune(now)

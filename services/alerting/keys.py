@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
-def login_failures(username: str) -> str:
-    """Counter of failed logins of one user name in the current lockout window."""
-    return f"tocsin:alerting:login-failures:{username}"
+def login_failures(scope: str) -> str:
+    """Counter of login attempts of one scope (user at address, user, address) in a window."""
+    return f"tocsin:alerting:login-failures:{scope}"
+
+
+def login_places(user: str) -> str:
+    """Set of addresses a user (by the hash of its name) logged in from: its known places."""
+    return f"tocsin:alerting:login-places:{user}"

@@ -10,7 +10,7 @@ import grpc
 from tocsin.alerting.v1 import alerting_pb2 as pb
 from tocsin.alerting.v1 import alerting_pb2_grpc
 
-from services.alerting import admin, audit, auth, convert, ledger, progress
+from services.alerting import admin, audit, auth, convert, ledger, progress, validation
 from services.alerting.alerts import Alerts
 from services.alerting.dispatch import now_utc
 from services.alerting.gate import Gate
@@ -40,11 +40,12 @@ class AuthServicer(alerting_pb2_grpc.AuthServiceServicer):
                 guard=self._guard,
                 username=request.username,
                 password=request.password,
+                address=auth.client_address(context.peer() or ""),
             )
             call.caller = who
             token, expires = auth.issue_token(
                 principal=who,
-                key=self._gate.jwt_key,
+                keys=self._gate.keys,
                 issuer=self._gate.token_issuer,
                 ttl_s=self._ttl,
             )
@@ -59,10 +60,13 @@ class AuthServicer(alerting_pb2_grpc.AuthServiceServicer):
         async with self._gate.call(context, "ChangePassword") as call:
             await auth.change_password(
                 self._pool,
+                guard=self._guard,
                 principal=call.principal,
                 current=request.current_password,
                 new=request.new_password,
+                address=auth.client_address(context.peer() or ""),
             )
+            self._gate.forget_user(call.principal.user_id)
             return pb.ChangePasswordResponse()
 
 
@@ -88,10 +92,13 @@ class AlertingServicer(alerting_pb2_grpc.AlertingServiceServicer):
         async with self._gate.call(
             context, "CreateAlert", target=f"key:{request.idempotency_key}"
         ) as call:
+            spec = convert.spec(request.spec)
+            if spec.zone_geojson:
+                await validation.parse_zone_off_loop(spec.zone_geojson)
             alert = await self._alerts.create(
                 principal=call.principal,
                 idempotency_key=request.idempotency_key,
-                spec=convert.spec(request.spec),
+                spec=spec,
             )
             call.target, call.detail = alert.id, f"kind={alert.spec.kind.value}"
             return convert.alert_pb(alert)
@@ -137,12 +144,21 @@ class AlertingServicer(alerting_pb2_grpc.AlertingServiceServicer):
         self, request: pb.ListAlertsRequest, context: Ctx
     ) -> pb.ListAlertsResponse:
         async with self._gate.call(context, "ListAlerts") as call:
+            offset = validation.page_offset(request.page_token)
             alerts, token = await self._alerts.list_own(
                 principal=call.principal, page_size=request.page_size, page_token=request.page_token
             )
-            return pb.ListAlertsResponse(
-                alerts=[convert.alert_pb(a) for a in alerts], next_page_token=token
-            )
+            page: list[pb.Alert] = []
+            size = 0
+            for alert in alerts:
+                message = convert.alert_pb(alert)
+                size += message.ByteSize()
+                if page and size > validation.MAX_PAGE_BYTES:
+                    # A page ends before it grows too large; the next one starts there.
+                    token = str(offset + len(page))
+                    break
+                page.append(message)
+            return pb.ListAlertsResponse(alerts=page, next_page_token=token)
 
     async def WatchAlert(
         self, request: pb.WatchAlertRequest, context: Ctx

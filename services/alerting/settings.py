@@ -14,14 +14,27 @@ class Settings(ServiceSettings):
 
     default_grpc_port: ClassVar[int] = 50051
     default_metrics_port: ClassVar[int] = 9101
+    #: Portal, CLI and load test authenticate the server only; their users bring a JWT.
+    require_client_cert: ClassVar[bool] = False
 
     # HMAC key signing the access tokens (HS256); at least 32 characters, kept in a secret store.
+    # Its key id (`kid`, a hash of it) is written in every token's header.
     jwt_key: SecretStr = Field(min_length=32)
+    # The key signing before the last rotation: its tokens stay valid until they expire
+    # (docs/security.md, "Rotating the token key"). Empty: none.
+    jwt_previous_key: SecretStr = SecretStr("")
+    # log2 of scrypt's N for new password hashes (OWASP: 17); older hashes upgrade at login.
+    scrypt_log2_n: int = Field(default=17, ge=14, le=20)
+    # Password hashes computed at once by this process (128 MiB of memory each at N=2^17).
+    login_concurrency: int = Field(default=2, ge=1, le=16)
+    # Failed logins from one client address, whatever the user names, before it must wait.
+    login_address_max_failures: int = Field(default=100, ge=1)
     # Seconds an access token stays valid after Login.
     token_ttl_s: int = Field(default=3600, ge=60, le=24 * 3600)
-    # Failed logins of one user name after which Login refuses it for `login_lockout_s`.
+    # Failed logins of one user from one address (or from addresses it never logged in from)
+    # after which those must wait; the owner still logs in from a known place.
     login_max_failures: int = Field(default=10, ge=1)
-    # Seconds a run of failed logins is remembered (and a locked-out name stays locked).
+    # Seconds a run of failed logins is remembered (and a paused address waits at most).
     login_lockout_s: int = Field(default=900, ge=1)
     # Issuer claim written into and required from every token.
     token_issuer: str = "tocsin-alerting"

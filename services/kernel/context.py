@@ -7,6 +7,9 @@ from contextvars import ContextVar
 
 #: Id of the gRPC request being served ("-" outside one).
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
+#: Service identity of the caller, from its client certificate ("" when it presented none, e.g.
+#: a user of alerting's public API; the `x-tocsin-caller` header in insecure development).
+caller: ContextVar[str] = ContextVar("caller", default="")
 #: Id of the alert being worked on ("-" when none).
 alert_id: ContextVar[str] = ContextVar("alert_id", default="-")
 

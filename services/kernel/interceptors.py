@@ -1,4 +1,5 @@
-"""The one server interceptor: request ids, ServiceError -> gRPC status, per-method metrics."""
+"""The one server interceptor: caller identity checked against `access`, request ids, text
+free of control characters (`inputs`), ServiceError -> gRPC status, per-method metrics."""
 
 from __future__ import annotations
 
@@ -6,18 +7,22 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from grpc.aio import ServerInterceptor
 
 from services.kernel import context
-from services.kernel.errors import ServiceError
+from services.kernel.access import RULES, Rule, rule_for
+from services.kernel.errors import PermissionDenied, ServiceError, Unauthenticated
+from services.kernel.inputs import check_request
 from services.kernel.metrics import GRPC_DURATION, GRPC_REQUESTS
 
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "x-request-id"
+#: Caller name believed in insecure development only (there is no certificate to read it from).
+DEV_CALLER_HEADER = "x-tocsin-caller"
 #: Request ids only tell log lines apart: they need not be unpredictable (Mersenne Twister).
 _random_bits = random.Random().getrandbits
 
@@ -30,14 +35,42 @@ def _request_id(ctx: grpc.aio.ServicerContext[Any, Any]) -> str:
     return f"{_random_bits(64):016x}"
 
 
+def _dev_caller(ctx: grpc.aio.ServicerContext[Any, Any]) -> str:
+    for key, value in ctx.invocation_metadata() or ():
+        if key == DEV_CALLER_HEADER:
+            return str(value)
+    return ""
+
+
+def _admit(ctx: grpc.aio.ServicerContext[Any, Any], rule: Rule, method: str) -> str:
+    """The caller's identity if `rule` admits it; the refusal otherwise."""
+    identities = [i.decode() for i in ctx.peer_identities() or ()]
+    who = rule.admits(identities)
+    if who is not None:
+        return who
+    if not identities:
+        raise Unauthenticated(f"{method} needs a client certificate of an allowed service")
+    raise PermissionDenied(f"{identities[0]} may not call {method}")
+
+
 class ErrorInterceptor(ServerInterceptor):
     """Maps ServiceError to its status, hides unexpected errors behind INTERNAL, counts calls.
 
     Wrapped handlers are built once per method and kept: the interceptor runs on every call.
     """
 
-    def __init__(self, *, service: str) -> None:
+    def __init__(
+        self,
+        *,
+        service: str,
+        authorize: bool = False,
+        rules: Any = RULES,
+    ) -> None:
         self._service = service
+        #: Check callers' certificates against `rules` (off only in insecure development and
+        #: in tests of a servicer alone).
+        self._authorize = authorize
+        self._rules = rules
         #: full method name -> the handler as wrapped (health and reflection are never wrapped).
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         #: method -> its duration histogram child.
@@ -59,23 +92,25 @@ class ErrorInterceptor(ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or full.startswith(("/grpc.health", "/grpc.reflection")):
             return handler
-        wrapped = self._wrap(handler, full.rsplit("/", 1)[-1])
+        wrapped = self._wrap(handler, full)
         if wrapped is not handler:
             self._wrapped[full] = wrapped
         return wrapped
 
     def _wrap(
-        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+        self, handler: grpc.RpcMethodHandler[Any, Any], full: str
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        method = full.rsplit("/", 1)[-1]
+        rule = rule_for(full, self._rules) if self._authorize else None
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method),
+                self._wrap_unary(handler.unary_unary, method, rule),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method),
+                self._wrap_stream(handler.unary_stream, method, rule),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -95,7 +130,7 @@ class ErrorInterceptor(ServerInterceptor):
 
     async def _fail(
         self, ctx: grpc.aio.ServicerContext[Any, Any], exc: Exception, method: str, started: float
-    ) -> None:
+    ) -> NoReturn:
         """Count the failure, then abort the call with its status (counted first: no race)."""
         if isinstance(exc, ServiceError):
             self._finish(method, exc.code, started)
@@ -106,18 +141,24 @@ class ErrorInterceptor(ServerInterceptor):
         logger.error("%s failed unexpectedly", method, exc_info=exc)
         await ctx.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
 
-    def _wrap_unary(self, behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def _wrap_unary(
+        self, behaviour: Callable[..., Any], method: str, rule: Rule | None
+    ) -> Callable[..., Any]:
         async def wrapper(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            async with _Guard(self, ctx, method):
+            async with _Guard(self, ctx, method, rule):
+                check_request(request)
                 return await behaviour(request, ctx)
 
         return wrapper
 
-    def _wrap_stream(self, behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def _wrap_stream(
+        self, behaviour: Callable[..., Any], method: str, rule: Rule | None
+    ) -> Callable[..., Any]:
         async def wrapper(
             request: Any, ctx: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            async with _Guard(self, ctx, method):
+            async with _Guard(self, ctx, method, rule):
+                check_request(request)
                 async for item in behaviour(request, ctx):
                     yield item
 
@@ -125,23 +166,40 @@ class ErrorInterceptor(ServerInterceptor):
 
 
 class _Guard:
-    """Around one call: its request id, its status mapped and counted.
+    """Around one call: its caller admitted, its request id, its status mapped and counted.
 
     A class rather than a generator-based context manager: it runs on every call.
     """
 
-    __slots__ = ("_ctx", "_method", "_owner", "_started", "_token")
+    __slots__ = ("_caller", "_ctx", "_method", "_owner", "_rule", "_started", "_token")
 
     def __init__(
-        self, owner: ErrorInterceptor, ctx: grpc.aio.ServicerContext[Any, Any], method: str
+        self,
+        owner: ErrorInterceptor,
+        ctx: grpc.aio.ServicerContext[Any, Any],
+        method: str,
+        rule: Rule | None,
     ) -> None:
         self._owner = owner
         self._ctx = ctx
         self._method = method
+        self._rule = rule
 
     async def __aenter__(self) -> None:
         self._token = context.request_id.set(_request_id(self._ctx))
         self._started = time.perf_counter()
+        try:
+            who = (
+                _dev_caller(self._ctx)
+                if self._rule is None
+                else _admit(self._ctx, self._rule, self._method)
+            )
+        except ServiceError as exc:
+            try:
+                await self._owner._fail(self._ctx, exc, self._method, self._started)
+            finally:
+                context.request_id.reset(self._token)
+        self._caller = context.caller.set(who)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: Any
@@ -155,4 +213,5 @@ class _Guard:
             elif isinstance(exc, Exception):
                 await self._owner._fail(self._ctx, exc, self._method, self._started)
         finally:
+            context.caller.reset(self._caller)
             context.request_id.reset(self._token)

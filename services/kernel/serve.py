@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from services.kernel import tls
 from services.kernel.context import configure_logging
 from services.kernel.health import HealthReporter
 from services.kernel.interceptors import ErrorInterceptor
@@ -43,6 +44,16 @@ class Kernel(Generic[S]):
     grpc_service_names: list[str] = field(default_factory=list)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _shutdown: list[ShutdownHook] = field(default_factory=list)
+    _channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    def channel(
+        self, service: str, address: str, *, options: tls.ChannelOptions = ()
+    ) -> grpc.aio.Channel:
+        """A channel to another service: mutual TLS with this service's certificate, the peer
+        required to be `service`; closed once the server has stopped."""
+        channel = tls.open_channel(self.settings, service=service, address=address, options=options)
+        self._channels.append(channel)
+        return channel
 
     def add_service_name(self, full_name: str) -> None:
         """Declare a registered gRPC service (e.g. `tocsin.sms.v1.SmsService`)."""
@@ -77,10 +88,21 @@ def _settle_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+def _health_server(settings: ServiceSettings, reporter: HealthReporter) -> grpc.aio.Server | None:
+    """A plaintext server of the health service alone, for probes that cannot speak TLS."""
+    if settings.health_port is None:
+        return None
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4096)])
+    health_pb2_grpc.add_HealthServicer_to_server(reporter.servicer, server)
+    server.add_insecure_port(f"{settings.host}:{settings.health_port}")
+    return server
+
+
 def run_service(*, name: str, settings_cls: type[S], build: Build[S]) -> None:
     """Entry point of a service process: settings, logging, serve until SIGTERM, exit."""
     try:
         settings = load_settings(settings_cls)
+        tls.check(settings)
     except SettingsError as exc:
         print(f"tocsin-{name}: invalid setting: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -92,6 +114,9 @@ async def serve(
     *, name: str, settings: S, build: Build[S], ready: asyncio.Event | None = None
 ) -> None:
     """Serve until SIGTERM/SIGINT (or cancellation), then shut down gracefully."""
+    material = tls.check(settings)
+    if material is None:
+        logger.warning("INSECURE DEVELOPMENT MODE: plaintext gRPC, callers not authenticated")
     pool = await asyncpg.create_pool(
         settings.database_url, min_size=0, max_size=settings.pg_pool_size
     )
@@ -99,10 +124,10 @@ async def serve(
         settings.redis_url, socket_timeout=5, socket_connect_timeout=2, retry_on_timeout=True
     )
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(service=name)],
+        interceptors=[ErrorInterceptor(service=name, authorize=material is not None)],
         options=[
             ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
-            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
         ],
     )
     kernel: Kernel[S] = Kernel(name=name, settings=settings, pg=pool, redis=redis, server=server)
@@ -118,9 +143,17 @@ async def serve(
     reflection.enable_server_reflection(
         [*kernel.grpc_service_names, "grpc.health.v1.Health", reflection.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.grpc_bind_port}")
+    port = tls.add_port(
+        server,
+        f"{settings.host}:{settings.grpc_bind_port}",
+        material,
+        require_client_cert=settings.require_client_cert,
+    )
+    health_server = _health_server(settings, reporter)
     metrics_server, _ = start_http_server(settings.metrics_bind_port, addr=settings.host)
     await server.start()
+    if health_server is not None:
+        await health_server.start()
     _settle_garbage_collector()
     await reporter.check_once()
     health_task = asyncio.create_task(
@@ -147,9 +180,13 @@ async def serve(
         for hook in kernel._shutdown:
             await hook()
         await server.stop(settings.shutdown_grace_s)
+        if health_server is not None:
+            await health_server.stop(None)
         for task in [*kernel._background, health_task]:
             task.cancel()
         await asyncio.gather(*kernel._background, health_task, return_exceptions=True)
+        for channel in kernel._channels:
+            await channel.close()
         metrics_server.shutdown()
         metrics_server.server_close()  # shutdown() stops serving; this closes the socket
         await redis.aclose()

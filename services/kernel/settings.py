@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import AliasChoices, Field, ValidationError
@@ -23,6 +24,9 @@ class ServiceSettings(BaseSettings):
     default_grpc_port: ClassVar[int] = 50050
     #: Default metrics port of the service; subclasses set their own.
     default_metrics_port: ClassVar[int] = 9100
+    #: Whether callers must present a client certificate (mutual TLS): true for services only
+    #: other services call; alerting's public API sets it false (users bring a JWT instead).
+    require_client_cert: ClassVar[bool] = True
 
     # PostgreSQL holding the truth (alerts, deliveries, entities, costs).
     database_url: str = Field(validation_alias=AliasChoices("DATABASE_URL", "TOCSIN_DATABASE_URL"))
@@ -47,6 +51,17 @@ class ServiceSettings(BaseSettings):
     # Share the gRPC port with other processes of the same service (SO_REUSEPORT): the kernel
     # spreads connections over them. Off by default, so that a port taken by accident is an error.
     reuse_port: bool = False
+    # Folder holding this service's certificate (tls.crt, tls.key) and the CA that signs every
+    # service's (ca.crt): a cert-manager Secret mounted as a folder (docs/security.md).
+    tls_dir: Path | None = None
+    # Plaintext gRPC without identities, for development only; never the default. A service
+    # with neither tls_dir nor this flag refuses to start.
+    insecure_dev: bool = False
+    # Plaintext port serving only the gRPC health service, for probes that cannot speak TLS
+    # (Kubernetes gRPC probes); None serves health on the TLS port only.
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    # Largest request a server accepts, in bytes (larger ones are refused before parsing).
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
     @property
     def grpc_bind_port(self) -> int:
@@ -72,6 +87,13 @@ def _variable(cls: type[ServiceSettings], name: str) -> str:
     return f"{ENV_PREFIX}{name.upper()}"
 
 
+def _is_secret(cls: type[ServiceSettings], name: str) -> bool:
+    field = cls.model_fields.get(name)
+    if field is None:  # reported by its variable's name: find the field it belongs to
+        field = next((f for n, f in cls.model_fields.items() if _variable(cls, n) == name), None)
+    return field is not None and "Secret" in str(field.annotation)
+
+
 def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build the settings from the environment; raise SettingsError naming the bad variable."""
     try:
@@ -82,6 +104,8 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         variable = _variable(cls, name)
         if first["type"] == "missing":
             raise SettingsError(f"{variable} is not set") from None
+        if _is_secret(cls, name):  # a secret is never printed, not even a wrong one
+            raise SettingsError(f"{variable} is invalid: {first['msg']}") from None
         raise SettingsError(
             f"{variable}={first.get('input')!r} is invalid: {first['msg']}"
         ) from None

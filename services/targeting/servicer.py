@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -119,7 +120,7 @@ class TargetingServicer(targeting_pb2_grpc.TargetingServicer):
         return pb.RemoveSubscriberResponse()
 
     async def _checked_zone(self, entity_id: int, zone: pb.Zone, groups: list[int]) -> Zone | None:
-        parsed = zone_from_pb(zone)
+        parsed = await asyncio.to_thread(zone_from_pb, zone)
         if parsed is None and not groups:
             raise InvalidArgument("zone", "a zone or at least one group is required")
         async with self._pool.acquire() as conn:
@@ -172,7 +173,7 @@ class TargetingServicer(targeting_pb2_grpc.TargetingServicer):
     async def CellsForZone(
         self, request: pb.CellsForZoneRequest, context: Ctx
     ) -> pb.CellsForZoneResponse:
-        zone = zone_from_pb(request.zone)
+        zone = await asyncio.to_thread(zone_from_pb, request.zone)
         if zone is None:
             raise InvalidArgument("zone", "required")
         async with self._pool.acquire() as conn:
@@ -185,7 +186,7 @@ class TargetingServicer(targeting_pb2_grpc.TargetingServicer):
     async def ValidateZone(
         self, request: pb.ValidateZoneRequest, context: Ctx
     ) -> pb.ValidateZoneResponse:
-        zone = zone_from_pb(request.zone)
+        zone = await asyncio.to_thread(zone_from_pb, request.zone)
         if zone is None:
             raise InvalidArgument("zone", "required")
         return pb.ValidateZoneResponse(area_km2=zone.area_km2, geojson=to_geojson(zone))

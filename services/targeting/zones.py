@@ -27,6 +27,8 @@ M_PER_DEG_LAT = 110_574.0
 M_PER_DEG_LON_EQ = 111_320.0
 #: Largest number of vertices a zone may have.
 MAX_VERTICES = 100_000
+#: Largest GeoJSON text accepted (refused before parsing; MAX_VERTICES positions fit in it).
+MAX_GEOJSON_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -135,11 +137,16 @@ def _polygon(value: Any, *, field: str) -> Polygon:
 
 
 def parse_geojson(text: str, *, field: str = "zone.geojson") -> Zone:
-    """Parse and validate a GeoJSON Polygon or MultiPolygon (a geometry or a Feature)."""
+    """Parse and validate a GeoJSON Polygon or MultiPolygon (a geometry or a Feature).
+
+    CPU-bound for large zones: async callers run it in a thread (`asyncio.to_thread`).
+    """
+    if len(text) > MAX_GEOJSON_BYTES:
+        raise InvalidArgument(field, f"at most {MAX_GEOJSON_BYTES // 1024} KiB of GeoJSON")
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise InvalidArgument(field, f"not JSON: {exc}") from None
+        raise InvalidArgument(field, f"not JSON: {str(exc)[:200]}") from None
     if isinstance(doc, dict) and doc.get("type") == "Feature":
         doc = doc.get("geometry")
         field = f"{field}.geometry"

@@ -14,12 +14,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import pytest
 from tocsin.alerting.v1 import alerting_pb2
 
 from loadtest import seed
 from loadtest.stackproc import RunningStack, running_stack
+from services.kernel.tls import connect
+from stack import pki
 from tests.charts.conftest import CHART
 from tests.charts.test_metric_names import contract, dashboard_expressions, metric_names
 
@@ -92,8 +93,10 @@ async def deliver_one_alert(stack: RunningStack) -> alerting_pb2.ChannelProgress
         database_url=stack.database_url(), username="ops-admin", password=password
     )
     async with (
-        grpc.aio.insecure_channel(stack.grpc("alerting")) as alerting,
-        grpc.aio.insecure_channel(stack.grpc("targeting")) as targeting,
+        connect(stack.grpc("alerting"), settings=pki.client_settings(stack.var)) as alerting,
+        connect(
+            stack.grpc("targeting"), service="targeting", settings=pki.client_settings(stack.var)
+        ) as targeting,
     ):
         admin = seed.bearer(await seed.login(alerting, username="ops-admin", password=password))
         entity_id = await seed.ensure_entity(alerting, admin, place=seed.GENT)

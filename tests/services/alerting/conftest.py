@@ -17,7 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from tocsin.alerting.v1 import alerting_pb2 as pb
 from tocsin.alerting.v1 import alerting_pb2_grpc
 
-from services.alerting import admin
+from services.alerting import admin, auth
 from services.alerting.alerts import Alerts
 from services.alerting.auth import LoginGuard
 from services.alerting.gate import Gate
@@ -303,6 +303,9 @@ def spec(
 @pytest.fixture
 async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIterator[Harness]:
     """The alerting servicers in-process with a bootstrapped admin logged in."""
+    # A cheaper scrypt than production's 2^17 (test_auth.py proves that cost and its upgrade):
+    # these tests create and log in many users on a shared two-core machine.
+    auth.use_cost(14)
     targeting, broadcasts, deliveries = FakeTargeting(), FakeBroadcasts(), FakeDeliveries()
     ports: tuple[Targeting, Broadcasts, Deliveries] = (targeting, broadcasts, deliveries)
     gate = Gate(pool=pg_pool, jwt_key=JWT_KEY, token_issuer=ISSUER)

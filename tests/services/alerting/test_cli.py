@@ -15,7 +15,8 @@ from tests.services.alerting.conftest import PASSWORD, TERRITORY, ZONE_INSIDE, H
 async def cli(*args: str, **env: str) -> tuple[int, str]:
     """Run `python -m services.alerting.cli ARGS`; exit status and output."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
-    environ.update(env, COLUMNS="200")
+    # The harness serves plaintext; tests/security drives a TLS alerting.
+    environ.update(env, COLUMNS="200", TOCSIN_INSECURE_DEV="true")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

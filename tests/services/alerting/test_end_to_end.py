@@ -145,6 +145,9 @@ async def platform(
         watch_interval_s=0.1,
         health_interval_s=0.2,
         log_level="WARNING",
+        # Peers here are bare servicers on plaintext ports; tests/stack and tests/security run
+        # the whole stack with mutual TLS.
+        insecure_dev=True,
     )
     # The documented bootstrap path: the first admin straight into PostgreSQL.
     await admin.bootstrap_admin(pg_pool, username="admin", password=PASSWORD)

@@ -12,7 +12,7 @@ from tocsin.alerting.v1 import alerting_pb2 as pb
 
 from services.alerting import audit
 from services.alerting.alerts import Alerts
-from services.alerting.auth import Principal, load_principal
+from services.alerting.auth import Claims, Principal, load_principal
 from services.alerting.gate import Gate
 from services.kernel.errors import Unauthenticated
 from tests.services.alerting.conftest import (
@@ -163,9 +163,11 @@ async def test_preview_counts_are_shared_for_the_cache_time_and_per_entity(
     targeting, clock = FakeTargeting(), Clock()
     alerts = _alerts(harness, targeting, clock)
     gent_issuer: Principal = await load_principal(
-        harness.pool, user_id=await _user_id(harness, gent.id)
+        harness.pool, claims=Claims(await _user_id(harness, gent.id), 0, 0)
     )
-    other_issuer = await load_principal(harness.pool, user_id=await _user_id(harness, other.id))
+    other_issuer = await load_principal(
+        harness.pool, claims=Claims(await _user_id(harness, other.id), 0, 0)
+    )
 
     first = await alerts.preview(principal=gent_issuer, alert_id=created[0].id)
     # Another draft of the same entity asking the same: shared.
@@ -189,7 +191,9 @@ async def test_previews_that_miss_together_share_one_targeting_call(harness: Har
     release = asyncio.Event()
     targeting = FakeTargeting(preview_hold=release)
     alerts = _alerts(harness, targeting, Clock())
-    issuer = await load_principal(harness.pool, user_id=await _user_id(harness, gent.id))
+    issuer = await load_principal(
+        harness.pool, claims=Claims(await _user_id(harness, gent.id), 0, 0)
+    )
     previews = [
         asyncio.create_task(alerts.preview(principal=issuer, alert_id=created.id)) for _ in range(6)
     ]

@@ -9,6 +9,7 @@ import jwt
 import pytest
 from tocsin.alerting.v1 import alerting_pb2 as pb
 
+from services.alerting.auth import key_id
 from tests.services.alerting.conftest import (
     ISSUER,
     JWT_KEY,
@@ -135,15 +136,20 @@ async def test_calls_without_a_valid_token_are_refused_and_audited(harness: Harn
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.ListAlerts(request)
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    now = int(time.time())
+    kid = {"kid": key_id(JWT_KEY)}
     expired = jwt.encode(
-        {"sub": "2", "iss": ISSUER, "iat": int(time.time()) - 7200, "exp": int(time.time()) - 60},
+        {"sub": "2", "iss": ISSUER, "iat": now - 7200, "exp": now - 60, "gen": 0},
         JWT_KEY,
         algorithm="HS256",
+        headers=kid,
     )
+    # Signed with another key, though it names ours.
     forged = jwt.encode(
-        {"sub": "1", "iss": ISSUER, "iat": int(time.time()), "exp": int(time.time()) + 60},
+        {"sub": "1", "iss": ISSUER, "iat": now, "exp": now + 60, "gen": 0},
         "another-key-of-at-least-32-characters!",
         algorithm="HS256",
+        headers=kid,
     )
     for token, reason in ((expired, "expired"), (forged, "invalid token")):
         with pytest.raises(grpc.aio.AioRpcError) as info:

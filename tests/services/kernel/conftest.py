@@ -31,12 +31,18 @@ class ServiceProcess:
 
 
 def service_env(**extra: str) -> dict[str, str]:
-    """The environment for a service process: ours, less any TOCSIN_/store settings."""
+    """The environment for a service process: ours, less any TOCSIN_/store settings.
+
+    Plaintext (the development flag) unless the test gives TOCSIN_TLS_DIR: these tests are
+    about serving; test_tls.py runs the same processes with mutual TLS.
+    """
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("TOCSIN_") and k not in {"DATABASE_URL", "REDIS_URL"}
     }
+    if "TOCSIN_TLS_DIR" not in extra:
+        env["TOCSIN_INSECURE_DEV"] = "true"
     env.update(extra)
     return env
 

@@ -117,6 +117,8 @@ def sms_settings(*, pg_dsn: str, redis_url: str, smscs: Smscs, **extra: Any) -> 
         "shutdown_grace_s": 1.0,
         "health_interval_s": 0.2,
         "log_level": "WARNING",
+        # The SMS service's own tests bind a plaintext port; tests/security runs it with TLS.
+        "insecure_dev": True,
     }
     values.update(extra)
     return Settings(**values)
