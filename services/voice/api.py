@@ -87,11 +87,20 @@ class VoiceApi:
             raise InvalidArgument("ttl_seconds", f"must be between 0 and {MAX_TTL_S:.0f}")
 
     async def place(
-        self, *, key: str, numbers: Sequence[str], language: str, text: str, ttl_s: float
+        self,
+        *,
+        caller: str,
+        key: str,
+        numbers: Sequence[str],
+        language: str,
+        text: str,
+        ttl_s: float,
     ) -> Placed:
-        """Queue calls to `numbers`; a key seen before returns the first answer, calling nobody."""
+        """Queue calls to `numbers`; a key seen before returns the first answer, calling nobody.
+        Keys and batches are the caller's own: another team's key is another batch."""
         self._validate(key=key, numbers=numbers, language=language, text=text, ttl_s=ttl_s)
-        batch_id = f"{API_PREFIX}{key}"
+        batch_id = _batch_id(caller, key)
+        key = batch_id.removeprefix(API_PREFIX)
         unique = list(dict.fromkeys(numbers))
         answer = json.dumps({"batch_id": batch_id, "accepted": len(unique)}).encode()
         async with self._pool.acquire() as conn, conn.transaction():
@@ -137,13 +146,14 @@ class VoiceApi:
                 await pipe.execute()
         return Placed(batch_id, len(unique), duplicate=False)
 
-    async def call(self, *, call_id: str) -> CallStatus:
-        """State of one call, named `<batch_id>/<number>`."""
+    async def call(self, *, caller: str, call_id: str) -> CallStatus:
+        """State of one of the caller's calls, named `<batch_id>/<number>`."""
         batch_id, slash, number = call_id.rpartition("/")
         if not slash or not batch_id.startswith(API_PREFIX) or not is_e164(number):
             raise InvalidArgument("call_id", "must be `<batch_id>/<E.164 number>`")
+        mine = batch_id.startswith(_batch_id(caller, ""))
         row = await store.message(self._pool, TABLES, alert=batch_id, address=number)
-        if row is None:
+        if row is None or not mine:
             raise NotFound(f"no call to {number} in {batch_id}", field="call_id")
         return CallStatus(
             batch_id=batch_id,
@@ -153,3 +163,8 @@ class VoiceApi:
             attempts=row["attempts"],
             error=row["error"] or "",
         )
+
+
+def _batch_id(caller: str, key: str) -> str:
+    """The batch of a caller's idempotency key (no caller: the development stack's plaintext)."""
+    return f"{API_PREFIX}{caller}:{key}" if caller else f"{API_PREFIX}{key}"

@@ -8,6 +8,7 @@ import grpc
 from tocsin.voice.v1 import voice_pb2, voice_pb2_grpc
 
 from services.channel.model import State
+from services.kernel import context
 from services.voice.api import CallStatus, VoiceApi
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -32,6 +33,11 @@ def _state(status: CallStatus) -> voice_pb2.CallState:
     return _STATE[status.state]
 
 
+def context_caller() -> str:
+    """The identity the kernel admitted ('' on a plaintext development server)."""
+    return context.caller.get()
+
+
 class VoiceServicer(voice_pb2_grpc.VoiceServiceServicer):
     """Translates VoiceService calls to VoiceApi."""
 
@@ -42,6 +48,7 @@ class VoiceServicer(voice_pb2_grpc.VoiceServiceServicer):
         self, request: voice_pb2.PlaceCallsRequest, context: Ctx
     ) -> voice_pb2.PlaceCallsResponse:
         placed = await self._api.place(
+            caller=context_caller(),
             key=request.idempotency_key,
             numbers=list(request.numbers),
             language=request.language,
@@ -53,7 +60,7 @@ class VoiceServicer(voice_pb2_grpc.VoiceServiceServicer):
         )
 
     async def GetCall(self, request: voice_pb2.GetCallRequest, context: Ctx) -> voice_pb2.Call:
-        status = await self._api.call(call_id=request.call_id)
+        status = await self._api.call(caller=context_caller(), call_id=request.call_id)
         return voice_pb2.Call(
             call_id=request.call_id,
             state=_state(status),

@@ -81,6 +81,7 @@ async def voice_here(
             "ratelimit_rules": rules_file,
             "shutdown_grace_s": 1.0,
             "log_level": "WARNING",
+            "insecure_dev": True,
             **extra,
         }
         await serve_here("voice", Settings(**values), build)
@@ -103,6 +104,7 @@ def voice_process(
             TOCSIN_TRUNKS=f"trunkA=127.0.0.1:{sim.port}",
             TOCSIN_SIP_T1_S="0.05",
             TOCSIN_RATELIMIT_RULES=str(rules_file),
+            TOCSIN_INSECURE_DEV="true",
             **env,
         )
 

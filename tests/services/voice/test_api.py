@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import grpc
 import pytest
 from tocsin.voice.v1 import voice_pb2, voice_pb2_grpc
 
+from services.kernel.tls import channel_to, load_material
 from simulators.siptrunk import SipTrunkSimulator
 from tests.services.voice.conftest import numbers, wait_states
 
@@ -32,6 +34,7 @@ async def test_place_calls_twice_calls_once_and_get_call_tells_states(
         stub = voice_pb2_grpc.VoiceServiceStub(channel)
         first = await stub.PlaceCalls(request, timeout=10)
         again = await stub.PlaceCalls(request, timeout=10)
+        # Plaintext development server: no caller identity, the key alone names the batch.
         assert (first.batch_id, first.accepted, first.duplicate) == ("api:k-1", 2, False)
         assert (again.batch_id, again.accepted, again.duplicate) == ("api:k-1", 2, True)
         await wait_states(pg_pool, alert="api:k-1", total=2)
@@ -89,3 +92,28 @@ async def test_bad_requests_name_the_field(
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await stub.GetCall(voice_pb2.GetCallRequest(call_id="api:none/+3250000009"))
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_callers_are_authenticated_and_see_their_own_calls(
+    trunk: StartTrunk, voice_here: StartVoice, pg_pool: asyncpg.Pool, tls_dirs: dict[str, Path]
+) -> None:
+    number = numbers(1)[0]
+    port = await voice_here(await trunk(), insecure_dev=False, tls_dir=tls_dirs["voice"])
+    address = f"127.0.0.1:{port}"
+    request = voice_pb2.PlaceCallsRequest(
+        idempotency_key="k-tls", numbers=[number], language="en", text="A test."
+    )
+    team = load_material(tls_dirs["api-loadtest"])
+    async with channel_to(address, service="voice", material=team) as channel:
+        placed = await voice_pb2_grpc.VoiceServiceStub(channel).PlaceCalls(request, timeout=10)
+    assert placed.batch_id == "api:api-loadtest:k-tls"
+    await wait_states(pg_pool, alert=placed.batch_id, total=1)
+    for identity, code in (
+        ("sms", grpc.StatusCode.PERMISSION_DENIED),
+        ("registration", grpc.StatusCode.PERMISSION_DENIED),
+    ):
+        material = load_material(tls_dirs[identity])
+        async with channel_to(address, service="voice", material=material) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await voice_pb2_grpc.VoiceServiceStub(channel).PlaceCalls(request, timeout=10)
+            assert info.value.code() == code
