@@ -224,6 +224,8 @@ async def harness(
             "retry_max_s": 0.2,
             "shutdown_grace_s": 1.0,
             "log_level": "WARNING",
+            # Plaintext, as the SMS service's own tests: tests/security runs services with TLS.
+            "insecure_dev": True,
             **extra,
         }
         await serve_here("memory", memory.Settings(**values), memory.build)
