@@ -21,7 +21,15 @@ from services.kernel.tls import load_material
 from stack import pki
 from stack.embedded import ManagedProcess, start_postgres, start_redis
 from stack.migrate import apply_migrations
-from stack.services import ROUTES, SERVICES, SMSCS, ServiceSpec, module_exists
+from stack.services import (
+    ROUTES,
+    SERVICES,
+    SIPTRUNK_ARGS,
+    SIPTRUNK_PORT,
+    SMSCS,
+    ServiceSpec,
+    module_exists,
+)
 
 logger = logging.getLogger("stack")
 
@@ -146,6 +154,15 @@ def run(args: argparse.Namespace) -> int:
                     var / "log",
                 )
                 print(f"  smsc {smsc.operator:<7} 127.0.0.1:{smsc.port}  (SMPP 3.4 simulator)")
+        if module_exists("simulators.siptrunk.__main__"):
+            sip_port = SIPTRUNK_PORT + off
+            stack.spawn(
+                "siptrunk",
+                ["-m", "simulators.siptrunk", "--port", str(sip_port), *SIPTRUNK_ARGS],
+                env,
+                var / "log",
+            )
+            print(f"  siptrunk     127.0.0.1:{sip_port}  (SIP trunk simulator, UDP)")
         services = [
             replace(
                 s,

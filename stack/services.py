@@ -54,7 +54,13 @@ ROUTES = "proximus=3247,3246;orange=3249;base=3248,32456"
 SERVICES = (
     ServiceSpec("targeting", 50052, 9102),
     ServiceSpec("sms", 50053, 9103),
-    ServiceSpec("voice", 50054, 9104),
+    ServiceSpec(
+        "voice",
+        50054,
+        9104,
+        # The SIP trunk simulator started beside it (SIPTRUNK_PORT), shifted with the stack.
+        env={"TOCSIN_TRUNKS": "trunkA=127.0.0.1:5060"},
+    ),
     ServiceSpec("cellbroadcast", 50055, 9105),
     ServiceSpec(
         "alerting",
@@ -67,4 +73,18 @@ SERVICES = (
             "TOCSIN_JWT_KEY": secrets.token_urlsafe(48),
         },
     ),
+)
+
+#: The SIP trunk simulator of `make run` (simulators/siptrunk): most calls answered after a ring,
+#: some busy or unanswered, as citizens are.
+SIPTRUNK_PORT = 5060
+SIPTRUNK_ARGS = (
+    "--answer-share",
+    "0.8",
+    "--busy-share",
+    "0.1",
+    "--no-answer-share",
+    "0.1",
+    "--ring-delay",
+    "1.5",
 )
