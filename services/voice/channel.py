@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: The channel's name: stream `tocsin:stream:voice`, group `voice`, tables `voice_messages`, ...
 NAME = "voice"
+#: How a call attempt ends, as the dialer reports it (gateways/sip CallOutcome's values).
+OUTCOMES = ("answered", "busy", "no_answer", "rejected", "trunk_trouble", "abandoned")
 #: Dialer outcomes retried after a delay while attempts remain.
 RETRIED = frozenset({"busy", "no_answer"})
 
@@ -95,7 +97,12 @@ class VoiceChannel(Generic[P]):
         self._policy = policy
         self._watches: dict[tuple[str, int], _Watch] = {}
         for trunk, limit in self._trunks.items():
+            # Every series exists from the start: a dashboard shows 0, not "no data".
             metrics.TRUNK_CHANNEL_LIMIT.labels(trunk=trunk).set(limit)
+            metrics.TRUNK_CHANNELS.labels(trunk=trunk).set(0)
+            metrics.CHANNELS_IN_USE.labels(trunk=trunk).set(0)
+            for outcome in OUTCOMES:
+                metrics.CALLS.labels(trunk=trunk, outcome=outcome).inc(0)
 
     def lanes(self) -> dict[str, int]:
         """Trunks and their channels."""
