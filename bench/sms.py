@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,12 @@ import redis.asyncio as aioredis
 
 from services.channel import codec
 from services.kernel import keys
-from services.kernel.process import dies_with_parent
+from stack import pki
+from stack.embedded import free_port
+from stack.migrate import apply_migrations
+from stack.services import operators as stack_operators
+from stack.supervisor import ROOT, Supervisor
 
-ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "var" / "bench-sms"
 RESULTS = ROOT / "bench" / "results" / "sms.json"
 RULES = """
@@ -53,78 +55,9 @@ PASSED_THROUGH = frozenset(
 TEXT = "BE-Alert TEST: this is a test of the warning system. No action is needed."
 
 
-@dataclass
-class Procs:
-    """Every process whose CPU and memory count as ours."""
-
-    services: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    others: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    store_pids: list[int] = field(default_factory=list)
-
-    def tree(self) -> list[psutil.Process]:
-        """Our processes now, with their children (PostgreSQL backends)."""
-        roots = [p.pid for p in [*self.services, *self.others]] + self.store_pids
-        found: dict[int, psutil.Process] = {os.getpid(): psutil.Process()}
-        for pid in roots:
-            try:
-                proc = psutil.Process(pid)
-                found[pid] = proc
-                for child in proc.children(recursive=True):
-                    found[child.pid] = child
-            except psutil.NoSuchProcess:
-                continue
-        return list(found.values())
-
-    def role(self, pid: int) -> str:
-        """Which part of the run a process is."""
-        if pid in {p.pid for p in self.services}:
-            return "sms"
-        if pid in {p.pid for p in self.others}:
-            return "smsc"
-        if pid == os.getpid():
-            return "bench"
-        try:
-            name = psutil.Process(pid).name()
-        except psutil.NoSuchProcess:
-            return "gone"
-        return "redis" if "redis" in name else "postgres"
-
-    def cpu(self) -> dict[int, float]:
-        """CPU seconds (user + system) per process."""
-        out: dict[int, float] = {}
-        for proc in self.tree():
-            try:
-                t = proc.cpu_times()
-                out[proc.pid] = t.user + t.system
-            except psutil.NoSuchProcess:
-                continue
-        return out
-
-    def rss(self) -> tuple[float, float]:
-        """RSS in MB of the SMS service processes, and of all our processes."""
-        service_pids = {p.pid for p in self.services}
-        mine = total = 0.0
-        for proc in self.tree():
-            try:
-                rss = proc.memory_info().rss / 1e6
-            except psutil.NoSuchProcess:
-                continue
-            total += rss
-            if proc.pid in service_pids:
-                mine += rss
-        return mine, total
-
-
-def _free_port() -> int:
-    from stack.embedded import free_port
-
-    return free_port()
-
-
-def _start_smsc(name: str, procs: Procs) -> str:
-    port = _free_port()
-    proc = _popen([sys.executable, "-m", "simulators.smsc", "--port", str(port), "--name", name])
-    procs.others.append(proc)
+def _start_smsc(name: str, supervisor: Supervisor) -> str:
+    args = ["-m", "simulators.smsc", "--port", str(free_port()), "--name", name]
+    proc = supervisor.spawn(f"smsc-{name}", args, output="pipe", errors="null")
     assert proc.stdout is not None
     line = json.loads(proc.stdout.readline())
     return f"{name}=127.0.0.1:{line['port']}"
@@ -132,19 +65,7 @@ def _start_smsc(name: str, procs: Procs) -> str:
 
 def _tls_dir() -> Path:
     """The SMS service's certificate from `make run`'s development CA (var/pki), made if new."""
-    from stack import pki  # a development tool, like this benchmark
-
     return pki.ensure_identities(ROOT / "var" / "pki", ("sms",))["sms"]
-
-
-def _popen(cmd: list[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        dies_with_parent(cmd),
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE if env is None else None,
-        stderr=subprocess.DEVNULL if env is None else None,
-    )
 
 
 def _serving(port: int) -> bool:
@@ -155,10 +76,10 @@ def _serving(port: int) -> bool:
         return False
 
 
-def _stop_smsc(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+def _stop_smsc(proc: subprocess.Popen[str]) -> dict[str, Any]:
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
-    for line in out.decode().splitlines():
+    for line in out.splitlines():
         data = json.loads(line)
         if data.get("event") == "stopped":
             return dict(data)
@@ -207,41 +128,44 @@ def _delivered(metrics_ports: list[int]) -> float:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run one benchmark and return its figures."""
-    from stack.embedded import start_postgres, start_redis
-    from stack.migrate import apply_migrations
-
-    procs = Procs()
-    managed = []
-    database_url = os.environ.get("DATABASE_URL")
-    redis_url = os.environ.get("REDIS_URL")
     pg_dir = WORK / f"pg-{os.getpid()}"  # one per run: two runs never share a data folder
-    if not database_url:
-        pg = start_postgres(data_dir=pg_dir, fast_unsafe=True)
-        managed.append(pg)
-        procs.store_pids.append(pg.popen.pid)
-        database_url = pg.url
-    if not redis_url:
-        rd = start_redis(data_dir=None)
-        managed.append(rd)
-        procs.store_pids.append(rd.popen.pid)
-        redis_url = rd.url
     try:
-        await asyncio.to_thread(apply_migrations, database_url)
-        return await _bench(args, procs, database_url, redis_url)
+        with Supervisor() as supervisor:
+            database_url = supervisor.postgres(
+                data_dir=pg_dir, external=os.environ.get("DATABASE_URL"), fast_unsafe=True
+            )
+            redis_url = supervisor.redis(data_dir=None, external=os.environ.get("REDIS_URL"))
+            await asyncio.to_thread(apply_migrations, database_url)
+            return await _bench(args, supervisor, database_url, redis_url)
     finally:
-        for proc in procs.services:
-            if proc.poll() is None:
-                proc.kill()
-        for proc in procs.others:
-            if proc.poll() is None:
-                proc.kill()
-        for m in managed:
-            m.stop()
         shutil.rmtree(pg_dir, ignore_errors=True)
 
 
+def _role(part: str) -> str:
+    """The part of the run a supervisor's part belongs to: sms, smsc, postgres or redis."""
+    return part.split("-", 1)[0]
+
+
+def _cpu(supervisor: Supervisor) -> dict[str, float]:
+    """CPU seconds per role, this program's own included (`bench`)."""
+    by_role: dict[str, float] = {}
+    for part, seconds in supervisor.cpu_seconds().items():
+        by_role[_role(part)] = by_role.get(_role(part), 0.0) + seconds
+    own = psutil.Process().cpu_times()
+    by_role["bench"] = own.user + own.system
+    return by_role
+
+
+def _rss_mb(supervisor: Supervisor) -> tuple[float, float]:
+    """RSS in MB of the SMS service processes, and of all our processes (this one included)."""
+    by_part = supervisor.rss_bytes()
+    mine = sum(rss for part, rss in by_part.items() if _role(part) == "sms")
+    total = sum(by_part.values()) + psutil.Process().memory_info().rss
+    return mine / 1e6, total / 1e6
+
+
 async def _bench(
-    args: argparse.Namespace, procs: Procs, database_url: str, redis_url: str
+    args: argparse.Namespace, supervisor: Supervisor, database_url: str, redis_url: str
 ) -> dict[str, Any]:
     n: int = args.n
     redis = aioredis.Redis.from_url(redis_url)
@@ -249,10 +173,13 @@ async def _bench(
     await pool.execute("TRUNCATE sms_messages, sms_message_ids")
     await redis.delete(keys.SMS_STREAM)
     smsc = args.smsc or os.environ.get("SMSC")
+    names = [op.name for op in stack_operators()]
     if smsc:
-        spec, simulated = f"opA={smsc}", False
+        spec, simulated = f"{names[0]}={smsc}", False
     else:
-        spec = ",".join(_start_smsc(f"op{chr(65 + i)}", procs) for i in range(args.smscs))
+        if not 1 <= args.smscs <= len(names):
+            raise SystemExit(f"--smscs {args.smscs}: from 1 to {len(names)} ({', '.join(names)})")
+        spec = ",".join(_start_smsc(name, supervisor) for name in names[: args.smscs])
         simulated = True
     WORK.mkdir(parents=True, exist_ok=True)
     rules = WORK / "rules.toml"
@@ -260,7 +187,7 @@ async def _bench(
     operators = [part.split("=", 1)[0] for part in spec.split(",")]
     metrics_ports = []
     for w in range(args.workers):
-        grpc_port, metrics_port = _free_port(), _free_port()
+        grpc_port, metrics_port = free_port(), free_port()
         metrics_ports.append(metrics_port)
         env = {
             k: v
@@ -291,10 +218,10 @@ async def _bench(
             env["TOCSIN_ROUTES"] = ";".join(f"{op}={','.join(p)}" for op, p in routes.items())
         else:
             env["TOCSIN_ROUTES"] = f"{operators[0]}=32"
-        procs.services.append(_popen([sys.executable, "-m", "services.sms"], env=env))
+        supervisor.spawn(f"sms-{w}", ["-m", "services.sms"], env=env, output="inherit")
     await _wait_serving(metrics_ports)
 
-    cpu0 = procs.cpu()
+    cpu0 = _cpu(supervisor)
     t0 = time.perf_counter()
     await _produce(redis, n)
     produced = time.perf_counter() - t0
@@ -305,7 +232,7 @@ async def _bench(
     while True:
         if time.perf_counter() - sampled >= 1.0:  # walking the process tree costs CPU too
             sampled = time.perf_counter()
-            mine, total = procs.rss()
+            mine, total = _rss_mb(supervisor)
             peak_mine, peak_all = max(peak_mine, mine), max(peak_all, total)
         done = await asyncio.to_thread(_delivered, metrics_ports)
         if done >= n:
@@ -317,12 +244,9 @@ async def _bench(
             break
         await asyncio.sleep(0.2)  # the end is seen at most this late
     elapsed = time.perf_counter() - t0
-    cpu1 = procs.cpu()
-    cpu = sum(v - cpu0.get(pid, 0.0) for pid, v in cpu1.items())
-    by_role: dict[str, float] = {}
-    for pid, v in cpu1.items():
-        role = procs.role(pid)
-        by_role[role] = by_role.get(role, 0.0) + v - cpu0.get(pid, 0.0)
+    cpu1 = _cpu(supervisor)
+    by_role = {role: v - cpu0.get(role, 0.0) for role, v in cpu1.items()}
+    cpu = sum(by_role.values())
 
     row = await pool.fetchrow(
         """
@@ -338,15 +262,30 @@ async def _bench(
         """
     )
     assert row is not None
-    for proc in procs.services:
+    services = [c.popen for c in supervisor.children if _role(c.name) == "sms"]
+    for proc in services:
         proc.send_signal(signal.SIGTERM)
-    for proc in procs.services:
+    for proc in services:
         proc.wait(60)
+    # The physical limit beside our figure: each simulator driven by a bare client, after the run.
+    capacity = 0.0
+    capacity_sent = 0
+    if args.capacity_s > 0:
+        for part in spec.split(","):
+            rate, sent_bare = await _smsc_capacity(
+                part.split("=", 1)[1],
+                binds=args.binds * args.workers,
+                window=args.window,
+                seconds=args.capacity_s,
+            )
+            capacity += rate
+            capacity_sent += sent_bare
     duplicates: int | None = None
     if simulated:
-        stopped = [_stop_smsc(p) for p in procs.others]
+        smscs = [c.popen for c in supervisor.children if _role(c.name) == "smsc"]
+        stopped = [_stop_smsc(p) for p in smscs]
         received = sum(int(s.get("messages", 0)) for s in stopped)
-        duplicates = max(0, received - int(row["sent"]))
+        duplicates = max(0, received - capacity_sent - int(row["sent"]))
     await pool.close()
     await redis.aclose()
     recorded = int(row["recorded"])
@@ -360,6 +299,8 @@ async def _bench(
         "elapsed_s": round(elapsed, 3),
         "produce_s": round(produced, 3),
         "sms_per_s": round(recorded / elapsed, 1),
+        "smsc_capacity_sms_per_s": round(capacity, 1),
+        "share_of_smsc_capacity": round(recorded / elapsed / capacity, 3) if capacity else None,
         "cpu_s": round(cpu, 2),
         "cpu_us_per_sms": round(cpu / max(recorded, 1) * 1e6, 1),
         "cpu_us_per_sms_by_process": {
@@ -374,6 +315,85 @@ async def _bench(
         "lost": n - recorded,
         "duplicates": duplicates,
     }
+
+
+#: submit_sm_resp's command id.
+SUBMIT_SM_RESP = 0x80000004
+#: Distinct pre-encoded submit_sm cycled by the capacity client (distinct destinations).
+CAPACITY_PDUS = 20_000
+
+
+async def _smsc_capacity(
+    address: str, *, binds: int, window: int, seconds: float
+) -> tuple[float, int]:
+    """What one SMSC accepts per second from a bare client: `binds` connections each keeping
+    `window` pre-encoded submit_sm in flight (no database, no limiter, no receipts asked), for
+    `seconds`. (submit_sm accepted per second, how many in all.)"""
+    from gateways.smpp import pdu as P
+
+    host, _, port = address.rpartition(":")
+    pdus = [
+        P.encode_submit_sm(
+            P.SubmitSm(
+                sequence=i + 1,
+                source_addr="BE-Alert",
+                destination_addr=f"3249{i:07d}",
+                short_message=TEXT.encode("ascii"),
+                source_addr_ton=5,
+            )
+        )
+        for i in range(CAPACITY_PDUS)
+    ]
+
+    async def one_bind(offset: int, stop_at: float) -> int:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            P.encode_other("bind_transmitter", sequence=1, system_id="tocsin", password="secret")
+        )
+        head = await reader.readexactly(16)
+        await reader.readexactly(int.from_bytes(head[:4], "big") - 16)
+        if int.from_bytes(head[8:12], "big") != 0:
+            raise RuntimeError(f"capacity bind to {address} refused")
+        nxt = offset
+        accepted = outstanding = 0
+        buffer = b""
+
+        def send(k: int) -> None:
+            nonlocal nxt, outstanding
+            chunk = [pdus[(nxt + j) % CAPACITY_PDUS] for j in range(k)]
+            nxt += k
+            outstanding += k
+            writer.write(b"".join(chunk))
+
+        send(window)
+        while outstanding:
+            data = await reader.read(65536)
+            if not data:
+                break
+            buffer += data
+            done = pos = 0
+            while len(buffer) - pos >= 16:
+                length = int.from_bytes(buffer[pos : pos + 4], "big")
+                if len(buffer) - pos < length:
+                    break
+                if int.from_bytes(buffer[pos + 4 : pos + 8], "big") == SUBMIT_SM_RESP:
+                    done += 1
+                    if int.from_bytes(buffer[pos + 8 : pos + 12], "big") == 0:
+                        accepted += 1
+                pos += length
+            buffer = buffer[pos:]
+            outstanding -= done
+            if time.perf_counter() < stop_at and done:
+                send(done)
+        writer.close()
+        return accepted
+
+    t0 = time.perf_counter()
+    counts = await asyncio.gather(
+        *(one_bind(b * CAPACITY_PDUS // binds, t0 + seconds) for b in range(binds))
+    )
+    elapsed = time.perf_counter() - t0
+    return sum(counts) / elapsed, sum(counts)
 
 
 async def _wait_serving(metrics_ports: list[int], timeout: float = 60) -> None:
@@ -391,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=int(os.environ.get("N", "200000")))
     p.add_argument("--smsc", default=None, help="host:port of an SMSC (default: simulators)")
     p.add_argument("--smscs", type=int, default=2, help="simulated operators, one process each")
+    p.add_argument(
+        "--capacity-s",
+        type=float,
+        default=5.0,
+        help="seconds the SMSCs are driven by a bare client after the run (0: not measured)",
+    )
     p.add_argument("--workers", type=int, default=2, help="SMS service processes")
     p.add_argument("--binds", type=int, default=2, help="binds per operator per worker")
     p.add_argument("--window", type=int, default=200, help="window of each bind")
@@ -405,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['sms_per_s']} SMS/s end to end; {result['cpu_us_per_sms']} CPU us/SMS; "
         f"receipt latency p50 {result['p50_ms']} ms p99 {result['p99_ms']} ms; "
         f"peak RSS {result['peak_rss_mb']} MB (services), {result['peak_rss_all_mb']} MB (all); "
-        f"lost {result['lost']}, duplicates {result['duplicates']}"
+        f"lost {result['lost']}, duplicates {result['duplicates']}; SMSC capacity "
+        f"{result['smsc_capacity_sms_per_s']} SMS/s (share {result['share_of_smsc_capacity']})"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

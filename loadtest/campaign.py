@@ -38,8 +38,6 @@ import shutil
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,22 +46,22 @@ import asyncpg
 import grpc
 import psutil
 import shapely.geometry
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
 
+from bench.load import load_population, migrate
+from bench.population import OUTLINE
+from bench.windows import busiest_window, per_window
 from gateways.smpp import pdu as P
-from loadtest import seed
 from ratelimit.config import Rules
-from services.kernel.tls import channel_to, connect, load_material
-from services.targeting.load import load_population
-from services.targeting.population import OUTLINE
+from services.kernel.operators import Bind, Operator, dump_operators
+from services.kernel.tls import connect
 from simulators.smsc.config import SmscConfig
 from simulators.smsc.server import SmscSimulator
-from stack import pki
-from stack.__main__ import Stack
-from stack.embedded import free_port, start_postgres, start_redis
-from stack.migrate import apply_migrations
+from stack import pki, seed
+from stack.embedded import free_port
+from stack.services import operators
+from stack.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -80,8 +78,8 @@ BRUSSELS = seed.Place("Brussel", 4.3517, 50.8503, 5000.0)
 SERVICES = ("targeting", "sms", "alerting")
 #: Seconds the whole campaign may take before the program gives up.
 CAMPAIGN_TIMEOUT_S = 900.0
-#: Operators played by the simulators, and the synthetic number ranges routed to each.
-OPERATORS = ("opA", "opB")
+#: Operators played by the simulators: those of `make run` (stack/operators.toml).
+OPERATORS = tuple(op.name for op in operators())
 #: Seconds without any progress after which the campaign is declared stalled.
 STALL_S = 60.0
 
@@ -151,11 +149,12 @@ class CampaignStack:
 
     def __init__(self, var: Path) -> None:
         self.var = var
-        self.stack = Stack()
+        self.supervisor = Supervisor(log_dir=var / "log")
         self.ports: dict[str, tuple[int, int]] = {}
         # One simulator per operator: receipts are matched by (operator, message id).
         self.sims = {op: TimedSmsc(SmscConfig(name=op, window=10_000)) for op in OPERATORS}
         self.database_url = ""
+        self.redis_url = ""
         #: Loop time just before the simulators started: the origin of the one-second windows.
         self.origin = 0.0
 
@@ -164,26 +163,24 @@ class CampaignStack:
         return f"127.0.0.1:{self.ports[service][0]}"
 
     async def start_stores(self) -> None:
-        """PostgreSQL with every migration, and Redis."""
-        pg = await asyncio.to_thread(start_postgres, data_dir=self.var / "pg")
-        self.stack.servers.append(pg)
-        redis = await asyncio.to_thread(start_redis, data_dir=self.var / "redis")
-        self.stack.servers.append(redis)
-        self.database_url = pg.url
-        await asyncio.to_thread(apply_migrations, pg.url)
+        """PostgreSQL with every migration (the benchmarks' own too), and Redis."""
+        self.database_url = await asyncio.to_thread(
+            self.supervisor.postgres, data_dir=self.var / "pg"
+        )
+        self.redis_url = await asyncio.to_thread(self.supervisor.redis, data_dir=self.var / "redis")
+        await asyncio.to_thread(migrate, self.database_url)
 
     async def start_services(self, *, rules: Path) -> None:
         """The simulator, then the services, each SERVING."""
         self.origin = asyncio.get_running_loop().time()
-        smscs = ",".join([f"{op}=127.0.0.1:{await sim.start()}" for op, sim in self.sims.items()])
-        redis_url = self.stack.servers[1].url
+        ports = {op: await sim.start() for op, sim in self.sims.items()}
+        operators_file = self.var / "operators.toml"
+        operators_file.write_text(dump_operators(synthetic_operators(ports)), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env.update(
             DATABASE_URL=self.database_url,
-            REDIS_URL=redis_url,
-            TOCSIN_SMSC=smscs,
-            # The synthetic numbers are +324 and eight digits: half the ranges to each operator.
-            TOCSIN_ROUTES="opA=3240,3241,3242,3243,3244;opB=3245,3246,3247,3248,3249",
+            REDIS_URL=self.redis_url,
+            TOCSIN_OPERATORS_FILE=str(operators_file),
             TOCSIN_RATELIMIT_RULES=str(rules),
             TOCSIN_JWT_KEY=secrets.token_urlsafe(48),
         )
@@ -199,39 +196,14 @@ class CampaignStack:
                 TOCSIN_METRICS_PORT=str(metrics_port),
                 TOCSIN_TLS_DIR=str(self.tls_dirs[name]),
             )
-            self.stack.spawn(name, ["-m", f"services.{name}"], service_env, self.var / "log")
+            self.supervisor.spawn(name, ["-m", f"services.{name}"], env=service_env)
         for name in SERVICES:
-            await self._wait_serving(name)
-
-    async def _wait_serving(self, name: str, timeout: float = 60.0) -> None:
-        material = load_material(self.tls_dirs["stack"])
-        async with channel_to(self.grpc(name), service=name, material=material) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if (dead := self.stack.dead_child()) is not None:
-                    raise SystemExit(f"{dead} exited; see {self.var / 'log' / dead}.log")
-                try:
-                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise SystemExit(f"{name} did not report SERVING within {timeout:.0f} s")
-
-    def processes(self) -> Iterator[tuple[str, psutil.Process]]:
-        """Every process of the stack now: services, Redis, PostgreSQL and its backends."""
-        for name, popen in self.stack.children:
-            with suppress(psutil.NoSuchProcess):
-                yield name, psutil.Process(popen.pid)
-        for server in self.stack.servers:
-            with suppress(psutil.NoSuchProcess):
-                main = psutil.Process(server.popen.pid)
-                children = main.children(recursive=True)
-                yield server.name, main
-                for child in children:
-                    yield server.name, child
+            await asyncio.to_thread(
+                self.supervisor.wait_serving,
+                name,
+                self.grpc(name),
+                tls_dir=self.tls_dirs["stack"],
+            )
 
     def limiter_tokens(self) -> dict[str, float]:
         """Tokens the SMS service's limiter granted on the global bucket, and those it forfeited
@@ -250,18 +222,6 @@ class CampaignStack:
                     found["tokens_forfeited"] = sample.value
         return found
 
-    def cpu_seconds(self) -> dict[str, float]:
-        """CPU time used so far per part (a store's reaped children included)."""
-        used: dict[str, float] = {}
-        for name, proc in self.processes():
-            try:
-                t = proc.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            used[name] = used.get(name, 0.0) + t.user + t.system
-            used[name] += t.children_user + t.children_system
-        return used
-
     async def sample_memory(
         self, memory: Memory, *, interval: float = 0.25, relist: float = 5.0
     ) -> None:
@@ -276,16 +236,9 @@ class CampaignStack:
         while True:
             now = asyncio.get_running_loop().time()
             if now - listed_at >= relist:
-                listed, listed_at = list(self.processes()), now
-            total = 0
-            by_name: dict[str, int] = {}
-            for name, proc in listed:
-                try:
-                    rss = proc.memory_info().rss
-                except psutil.NoSuchProcess:
-                    continue
-                total += rss
-                by_name[name] = by_name.get(name, 0) + rss
+                listed, listed_at = list(self.supervisor.processes()), now
+            by_name = self.supervisor.rss_bytes(listed)
+            total = sum(by_name.values())
             memory.peak_total = max(memory.peak_total, total)
             for name, rss in by_name.items():
                 memory.peak_by_process[name] = max(memory.peak_by_process.get(name, 0), rss)
@@ -293,7 +246,7 @@ class CampaignStack:
 
     async def stop(self) -> None:
         """Services (SIGTERM, graceful), simulator, stores."""
-        await asyncio.to_thread(self.stack.stop)
+        await asyncio.to_thread(self.supervisor.stop)
         for sim in self.sims.values():
             await sim.stop()
 
@@ -301,14 +254,24 @@ class CampaignStack:
         """Loop time of every accepted submit_sm, over both simulators, in order."""
         return sorted(t for sim in self.sims.values() for t in sim.accepted_at)
 
-    def per_second(self) -> dict[int, int]:
+    def per_second(self) -> list[int]:
         """Accepted submit_sm per one-second window, both simulators on one grid from `origin`
         (the simulators' own per_second counters start a few microseconds apart)."""
-        total: dict[int, int] = {}
-        for t in self.accepted_at():
-            second = int(t - self.origin)
-            total[second] = total.get(second, 0) + 1
-        return total
+        return per_window(self.accepted_at(), origin=self.origin)
+
+
+def synthetic_operators(ports: dict[str, int]) -> tuple[Operator, ...]:
+    """The operators with their simulator's port and the synthetic numbers shared evenly: those
+    are +324 and eight digits, not the real ranges, so the digit after 324 picks the operator."""
+    names = list(ports)
+    return tuple(
+        Operator(
+            name=name,
+            prefixes=tuple(f"324{d}" for d in range(10) if d % len(names) == i),
+            binds=(Bind("127.0.0.1", ports[name]), Bind("127.0.0.1", ports[name])),
+        )
+        for i, name in enumerate(names)
+    )
 
 
 async def find_zone(
@@ -329,7 +292,7 @@ async def find_zone(
     return best
 
 
-def windows(per_second: dict[int, int]) -> dict[str, Any]:
+def windows(counts: list[int]) -> dict[str, Any]:
     """Per-second arrivals; the busiest of them all; and the steady seconds: the full ones, less
     the first and the last.
 
@@ -338,8 +301,6 @@ def windows(per_second: dict[int, int]) -> dict[str, Any]:
     the tail. Whether the rate was ever exceeded is judged on every window, the first full one
     included (`max_aligned_window_per_s`).
     """
-    seconds = sorted(per_second)
-    counts = [per_second.get(s, 0) for s in range(seconds[0], seconds[-1] + 1)] if seconds else []
     full = counts[1:-1]
     steady = full[1:-1] if len(full) > 2 else full
     # One message landing a millisecond either side of a window's edge moves one count from a
@@ -353,18 +314,6 @@ def windows(per_second: dict[int, int]) -> dict[str, Any]:
         "mean_window_per_s": round(sum(steady) / len(steady), 1) if steady else 0.0,
         "max_5s_window_per_s": round(max(five), 1) if five else None,
     }
-
-
-def max_sliding_window(times: list[float], width: float = 1.0) -> int:
-    """The most arrivals in any interval [t, t + width) of the sorted `times` (the busiest one
-    starts at an arrival, so only those starts are tried)."""
-    most = 0
-    end = 0
-    for start, t in enumerate(times):
-        while end < len(times) and times[end] < t + width:
-            end += 1
-        most = max(most, end - start)
-    return most
 
 
 async def campaign(args: argparse.Namespace) -> dict[str, Any]:
@@ -439,7 +388,7 @@ async def _send(
         stub = alerting_pb2_grpc.AlertingServiceStub(alerting)
         marks, memory = Marks(), Memory()
         sampler = asyncio.create_task(parts.sample_memory(memory))
-        cpu_before = parts.cpu_seconds()
+        cpu_before = parts.supervisor.cpu_seconds()
         # This loop stamps every submit_sm: keep the collector's full passes over the start-up
         # objects (the population, the stubs) out of the measured seconds.
         gc.freeze()
@@ -451,7 +400,7 @@ async def _send(
                 timeout=seed.CALL_TIMEOUT_S,
             )
             last = await _follow(alerting, issuer, alert_id=alert.id, marks=marks)
-            cpu_after = parts.cpu_seconds()
+            cpu_after = parts.supervisor.cpu_seconds()
             tokens = await asyncio.to_thread(parts.limiter_tokens)
         finally:
             sampler.cancel()
@@ -469,7 +418,7 @@ async def _send(
         memory=memory,
         cpu={k: cpu_after.get(k, 0.0) - cpu_before.get(k, 0.0) for k in cpu_after},
         per_second=parts.per_second(),
-        sliding=max_sliding_window(accepted_at),
+        sliding=busiest_window(accepted_at),
         tokens=tokens,
         radius_m=place.radius_m,
     )
@@ -511,7 +460,7 @@ def _figures(
     marks: Marks,
     memory: Memory,
     cpu: dict[str, float],
-    per_second: dict[int, int],
+    per_second: list[int],
     sliding: int,
     tokens: dict[str, float],
     radius_m: float,

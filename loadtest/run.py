@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest import seed
-from loadtest.stackproc import ROOT, RunningStack, running_stack
 from services.kernel.tls import connect
-from stack import pki
+from stack import pki, seed
+from stack.running import RunningStack, running_stack
+from stack.supervisor import ROOT
 
 RESULTS = ROOT / "bench" / "results"
 #: Issuers the Locust users share (each logs in once, during seeding: Login is scrypt-slow).

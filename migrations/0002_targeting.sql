@@ -103,12 +103,3 @@ CREATE TABLE cell_sites (
     PRIMARY KEY (operator, cell_id)
 );
 CREATE INDEX cell_sites_lat ON cell_sites (lat);
-
--- Which synthetic population is loaded (benchmarks and `make run`); lets a loader skip a reload.
-CREATE TABLE synthetic_populations (
-    seed        bigint      NOT NULL,
-    subscribers bigint      NOT NULL,
-    complete    boolean     NOT NULL DEFAULT false,
-    loaded_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (seed, subscribers)
-);

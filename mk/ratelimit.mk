@@ -3,4 +3,4 @@
 .PHONY: bench-ratelimit
 
 bench-ratelimit: setup
-	$(PY) -m ratelimit.bench $(BENCH_RATELIMIT_ARGS)
+	$(PY) -m bench.ratelimit $(BENCH_RATELIMIT_ARGS)

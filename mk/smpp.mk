@@ -13,6 +13,7 @@ $(SMPP_PEER)/node_modules/.stamp-npm-ci: $(SMPP_PEER)/package.json $(SMPP_PEER)/
 # The interoperability test needs the peer installed.
 pytest: smpp-peer
 
-# A simulated SMSC on 127.0.0.1:2775 until Ctrl-C (pass more flags with SMSC_ARGS).
+# A simulated SMSC for proximus (stack/operators.toml) on 127.0.0.1:2775 until Ctrl-C (more
+# flags with SMSC_ARGS).
 smsc-sim: setup
-	$(PY) -m simulators.smsc --port 2775 --name opA $(SMSC_ARGS)
+	$(PY) -m simulators.smsc --port 2775 --name proximus $(SMSC_ARGS)

@@ -4,4 +4,4 @@
 .PHONY: bench-targeting
 
 bench-targeting: setup
-	$(PY) -m services.targeting.bench $(BENCH_TARGETING_ARGS)
+	$(PY) -m bench.targeting $(BENCH_TARGETING_ARGS)

@@ -22,4 +22,4 @@ siptrunk-sim: setup
 	$(PY) -m simulators.siptrunk --port 5060 $(SIPTRUNK_ARGS)
 
 bench-voice: setup
-	$(PY) -m loadtest.voice $(BENCH_VOICE_ARGS)
+	$(PY) -m bench.voice $(BENCH_VOICE_ARGS)

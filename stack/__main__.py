@@ -7,162 +7,76 @@ import importlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from services.kernel.process import dies_with_parent
-from services.kernel.tls import load_material
+from services.kernel.operators import dump_operators
 from stack import pki
-from stack.embedded import ManagedProcess, start_postgres, start_redis
 from stack.migrate import apply_migrations
-from stack.services import (
-    ROUTES,
-    SERVICES,
-    SIPTRUNK_ARGS,
-    SIPTRUNK_PORT,
-    SMSCS,
-    ServiceSpec,
-    module_exists,
-)
-
-logger = logging.getLogger("stack")
+from stack.services import SERVICES, module_exists, operators, simulators
+from stack.supervisor import Supervisor, SupervisorError, own_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Stack:
-    """Everything `make run` started, stopped in reverse order."""
-
-    def __init__(self) -> None:
-        self.servers: list[ManagedProcess] = []
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        """Start a child process whose output goes to var/log/<name>.log."""
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with open(log_dir / f"{name}.log", "ab") as log:
-            popen = subprocess.Popen(
-                dies_with_parent([sys.executable, *args]),
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=ROOT,
-            )
-        self.children.append((name, popen))
-
-    def stop(self) -> None:
-        """SIGTERM every child, wait for them, then stop the stores."""
-        for _, popen in reversed(self.children):
-            if popen.poll() is None:
-                popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for name, popen in reversed(self.children):
-            try:
-                popen.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                logger.warning("%s did not stop in time; killing it", name)
-                popen.kill()
-                popen.wait()
-        for server in reversed(self.servers):
-            server.stop()
-
-    def dead_child(self) -> str | None:
-        """The name of a child that exited on its own, if any."""
-        for name, popen in self.children:
-            if popen.poll() is not None:
-                return name
-        return None
-
-
-def _wait_serving(spec: ServiceSpec, stack: Stack, tls_dir: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    target = f"127.0.0.1:{spec.grpc_port}"
-    material = load_material(tls_dir)
-    creds = grpc.ssl_channel_credentials(material.ca, material.key, material.cert)
-    options = [("grpc.ssl_target_name_override", spec.name)]
-    with grpc.secure_channel(target, creds, options=options) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if (dead := stack.dead_child()) is not None:
-                raise SystemExit(f"{dead} exited while starting; see var/log/{dead}.log")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-    raise SystemExit(f"{spec.name} did not report SERVING within {timeout:.0f} s")
-
-
-def _stores(var: Path, stack: Stack) -> tuple[str, str]:
-    database_url = os.environ.get("DATABASE_URL")
-    redis_url = os.environ.get("REDIS_URL")
-    if not database_url:
-        pg = start_postgres(data_dir=var / "pg")
-        stack.servers.append(pg)
-        database_url = pg.url
-        print(f"  postgres     {database_url}  (embedded, data in {var / 'pg'})")
-    else:
-        print("  postgres     external (DATABASE_URL)")
-    if not redis_url:
-        redis = start_redis(data_dir=var / "redis")
-        stack.servers.append(redis)
-        redis_url = redis.url
-        print(f"  redis        {redis_url}  (embedded, data in {var / 'redis'})")
-    else:
-        print("  redis        external (REDIS_URL)")
+def _stores(var: Path, supervisor: Supervisor) -> tuple[str, str]:
+    """DATABASE_URL and REDIS_URL if set, else embedded servers with their data in `var`."""
+    database_url = supervisor.postgres(data_dir=var / "pg", external=os.environ.get("DATABASE_URL"))
+    redis_url = supervisor.redis(data_dir=var / "redis", external=os.environ.get("REDIS_URL"))
+    for store, url, variable, folder in (
+        ("postgres", database_url, "DATABASE_URL", "pg"),
+        ("redis", redis_url, "REDIS_URL", "redis"),
+    ):
+        embedded = f"{url}  (embedded, data in {var / folder})"
+        print(f"  {store:<13} {f'external ({variable})' if os.environ.get(variable) else embedded}")
     return database_url, redis_url
+
+
+class Stopping(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: the stack stops because it was asked to (a KeyboardInterrupt, so that
+    asyncio and `except Exception` let it through as they let Ctrl-C through)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.reason = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 def run(args: argparse.Namespace) -> int:
     """Start the whole stack, report where it listens, run until Ctrl-C or SIGTERM."""
+    with own_terminal():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     var = Path(args.var).resolve()
     processes = _processes(args.processes)
-    stack = Stack()
-    stopping = False
+    supervisor = Supervisor(log_dir=var / "log")
 
     def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        raise KeyboardInterrupt
+        # Children have process groups of their own: this signal reached the supervisor only.
+        raise Stopping(signum)
 
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     print("tocsin: starting")
     try:
-        database_url, redis_url = _stores(var, stack)
+        database_url, redis_url = _stores(var, supervisor)
         apply_migrations(database_url)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
         env.update(DATABASE_URL=database_url, REDIS_URL=redis_url)
         tls_dirs = pki.stack_identities(var / "pki", tuple(s.name for s in SERVICES))
         off = args.port_offset
-        smscs = [replace(s, port=s.port + off) for s in SMSCS]
-        smsc_spec = ",".join(f"{s.operator}=127.0.0.1:{s.port}" for s in smscs)
-        if module_exists("simulators.smsc.__main__"):
-            for smsc in smscs:
-                stack.spawn(
-                    f"smsc-{smsc.operator}",
-                    ["-m", "simulators.smsc", "--port", str(smsc.port), "--name", smsc.operator],
-                    env,
-                    var / "log",
-                )
-                print(f"  smsc {smsc.operator:<7} 127.0.0.1:{smsc.port}  (SMPP 3.4 simulator)")
-        if module_exists("simulators.siptrunk.__main__"):
-            sip_port = SIPTRUNK_PORT + off
-            stack.spawn(
-                "siptrunk",
-                ["-m", "simulators.siptrunk", "--port", str(sip_port), *SIPTRUNK_ARGS],
-                env,
-                var / "log",
-            )
-            print(f"  siptrunk     127.0.0.1:{sip_port}  (SIP trunk simulator, UDP)")
+        ops = operators(offset=off)
+        operators_file = var / "operators.toml"
+        operators_file.parent.mkdir(parents=True, exist_ok=True)
+        operators_file.write_text(dump_operators(ops), encoding="utf-8")
+        for sim in simulators(ops, offset=off):
+            if sim.exists():
+                args_ = ["-m", sim.module, "--port", str(sim.port), *sim.args]
+                supervisor.spawn(sim.name, args_, env=env)
+                print(f"  {sim.name:<13} 127.0.0.1:{sim.port}  (simulator)")
         services = [
             replace(
                 s,
@@ -181,19 +95,19 @@ def run(args: argparse.Namespace) -> int:
                     TOCSIN_GRPC_PORT=str(spec.grpc_port),
                     # Processes after the first export their metrics 10, 20, ... ports further on.
                     TOCSIN_METRICS_PORT=str(spec.metrics_port + EXTRA_METRICS_STEP * k),
-                    TOCSIN_SMSC=smsc_spec,
-                    TOCSIN_ROUTES=ROUTES,
+                    TOCSIN_OPERATORS_FILE=str(operators_file),
                     TOCSIN_TLS_DIR=str(tls_dirs[spec.name]),
                     **spec.env,
                 )
                 if count > 1:
                     service_env["TOCSIN_REUSE_PORT"] = "true"
                 name = spec.name if k == 0 else f"{spec.name}-{k + 1}"
-                stack.spawn(name, ["-m", spec.module], service_env, var / "log")
+                supervisor.spawn(name, ["-m", spec.module], env=service_env)
         for spec in services:
-            _wait_serving(spec, stack, tls_dirs["stack"])
+            address = f"127.0.0.1:{spec.grpc_port}"
+            supervisor.wait_serving(spec.name, address, tls_dir=tls_dirs["stack"])
             print(
-                f"  {spec.name:<12} grpc 127.0.0.1:{spec.grpc_port}  "
+                f"  {spec.name:<13} grpc 127.0.0.1:{spec.grpc_port}  "
                 f"metrics http://127.0.0.1:{spec.metrics_port}/metrics  SERVING"
             )
         print(f"tocsin: ready; logs in {var / 'log'}; Ctrl-C stops everything")
@@ -204,17 +118,20 @@ def run(args: argparse.Namespace) -> int:
         if args.exit_when_ready:
             return 0
         while True:
-            if (dead := stack.dead_child()) is not None:
-                print(f"tocsin: {dead} exited; stopping (see var/log/{dead}.log)")
+            if (dead := supervisor.dead_child()) is not None:
+                print(f"tocsin: {dead} exited on its own; stopping (see var/log/{dead}.log)")
                 return 1
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        print("\ntocsin: stopping" + (" (SIGTERM)" if stopping else ""))
+    except Stopping as stop:
+        print(f"\ntocsin: stopping, as asked ({stop.reason})")
         return 0
+    except SupervisorError as exc:
+        print(f"tocsin: {exc}; stopping")
+        return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.stop()
+        supervisor.stop()
         print("tocsin: stopped")
 
 

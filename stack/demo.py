@@ -26,9 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
 
-from loadtest import seed
 from services.kernel.tls import connect
-from stack import pki
+from stack import pki, seed
 from stack.services import SERVICES
 
 logger = logging.getLogger(__name__)

@@ -184,6 +184,8 @@ def start_postgres(
         stdin=subprocess.DEVNULL,
         user=entry.pw_uid if entry else None,
         group=entry.pw_gid if entry else None,
+        # A group of its own: a terminal's Ctrl-C reaches the supervisor, which stops it last.
+        process_group=0,
     )
     log.close()
     managed = ManagedProcess("postgres", proc, f"postgresql://postgres@127.0.0.1:{port}/{database}")
@@ -267,7 +269,10 @@ def start_redis(*, data_dir: Path | None, port: int | None = None) -> ManagedPro
     else:
         args += ["--appendonly", "no", "--logfile", ""]
     proc = subprocess.Popen(
-        dies_with_parent(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        dies_with_parent(args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        process_group=0,  # as PostgreSQL's: stopped by its supervisor, not by a terminal's Ctrl-C
     )
     managed = ManagedProcess("redis", proc, f"redis://127.0.0.1:{port}/0")
     try:

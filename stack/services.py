@@ -1,10 +1,18 @@
-"""What `make run` starts: the services and simulators, their ports and their wiring."""
+"""What `make run` starts: the services and simulators, their ports and their wiring.
+
+Two tables to append to: SERVICES (a service process each, in start order) and the simulators
+(PER_OPERATOR: one per operator of the operators file; SIMULATORS: one each).
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from services.kernel.operators import Operator, load_operators
 
 
 @dataclass(frozen=True)
@@ -36,19 +44,69 @@ def module_exists(name: str) -> bool:
 
 
 @dataclass(frozen=True)
-class SmscSpec:
-    """One SMSC simulator standing in for a mobile operator."""
+class SimulatorSpec:
+    """One simulator process standing in for a peer outside the platform (an operator's SMSC)."""
 
-    operator: str
+    name: str
+    #: The module run with `python -m`; it is given `--port <port>` and then `args`.
+    module: str
     port: int
+    args: tuple[str, ...] = ()
+
+    def exists(self) -> bool:
+        """Whether this simulator has been built yet."""
+        return module_exists(f"{self.module}.__main__")
 
 
-#: Operators played by SMSC simulators in `make run`, named as in the rate limiter's default
-#: rules (ratelimit/config.py shares the national rate 45/30/25 between them).
-SMSCS = (SmscSpec("proximus", 2775), SmscSpec("orange", 2776), SmscSpec("base", 2777))
+#: The operators of `make run` (the one list; docs/operators.md).
+OPERATORS_FILE = Path(__file__).resolve().parent / "operators.toml"
 
-#: Belgian mobile ranges (after +32) of each simulated operator, for the SMS service's routing.
-ROUTES = "proximus=3247,3246;orange=3249;base=3248,32456"
+
+def operators(*, offset: int = 0) -> tuple[Operator, ...]:
+    """The operators of `make run`, from OPERATORS_FILE, every bind's port moved by `offset`."""
+    return tuple(
+        replace(op, binds=tuple(replace(b, port=b.port + offset) for b in op.binds))
+        for op in load_operators(OPERATORS_FILE)
+    )
+
+
+def simulators(ops: tuple[Operator, ...], *, offset: int = 0) -> list[SimulatorSpec]:
+    """The simulators in start order: each operator's (PER_OPERATOR), then the shared ones (their
+    ports moved by `offset`, as the operators' are)."""
+    per_operator = [make(op) for op in ops for make in PER_OPERATOR]
+    return [*per_operator, *(replace(s, port=s.port + offset) for s in SIMULATORS)]
+
+
+def _smsc(op: Operator) -> SimulatorSpec:
+    """The operator's SMSC, on its first bind's port."""
+    return SimulatorSpec(
+        f"smsc-{op.name}", "simulators.smsc", op.binds[0].port, ("--name", op.name)
+    )
+
+
+#: Simulators started once per operator of the operators file (append a channel's peer here).
+PER_OPERATOR: tuple[Callable[[Operator], SimulatorSpec], ...] = (_smsc,)
+
+#: Simulators started once, after the per-operator ones (append shared peers here).
+SIMULATORS: tuple[SimulatorSpec, ...] = (
+    # The SIP trunk the voice service calls through (TOCSIN_TRUNKS below): most calls answered
+    # after a ring, some busy or unanswered, as citizens are.
+    SimulatorSpec(
+        "siptrunk",
+        "simulators.siptrunk",
+        5060,
+        (
+            "--answer-share",
+            "0.8",
+            "--busy-share",
+            "0.1",
+            "--no-answer-share",
+            "0.1",
+            "--ring-delay",
+            "1.5",
+        ),
+    ),
+)
 
 #: Services in start order: targeting before alerting, which calls it.
 SERVICES = (
@@ -58,7 +116,7 @@ SERVICES = (
         "voice",
         50054,
         9104,
-        # The SIP trunk simulator started beside it (SIPTRUNK_PORT), shifted with the stack.
+        # The SIP trunk simulator (SIMULATORS), shifted with the stack.
         env={"TOCSIN_TRUNKS": "trunkA=127.0.0.1:5060"},
     ),
     ServiceSpec("cellbroadcast", 50055, 9105),
@@ -73,18 +131,4 @@ SERVICES = (
             "TOCSIN_JWT_KEY": secrets.token_urlsafe(48),
         },
     ),
-)
-
-#: The SIP trunk simulator of `make run` (simulators/siptrunk): most calls answered after a ring,
-#: some busy or unanswered, as citizens are.
-SIPTRUNK_PORT = 5060
-SIPTRUNK_ARGS = (
-    "--answer-share",
-    "0.8",
-    "--busy-share",
-    "0.1",
-    "--no-answer-share",
-    "0.1",
-    "--ring-delay",
-    "1.5",
 )

@@ -20,6 +20,14 @@ from grafana import RATE, UP_DOWN, Panel, Q, Row, dashboard, quantile, rate, sel
 UNIT_PRICE_EUR = 0.055
 #: The bucket holding the whole SMS budget in the built-in rate-limit rules.
 GLOBAL_SMS_BUCKET = "sms:global"
+#: The chart's default SLOs (values.yaml alerts.slo), for the burn panels.
+FIRST_MESSAGE_BUCKET = "60.0"
+FIRST_MESSAGE_OBJECTIVE = 0.99
+REACH_OBJECTIVE = 0.95
+# Voice, e-mail and cell broadcast: their panels come with their services (issue 18 leaves them
+# to the channel work). The channel panels below (backlog, time to drain, first message, reach,
+# messages per channel) already cover every channel through the `channel` label; add per-channel
+# delivery panels here once those services export their own metrics (docs/metrics.md first).
 
 
 def per_second(
@@ -52,10 +60,43 @@ SERVICE_VARIABLE = variable(
 
 # A counter has no series until its first increment: "or vector(0)" and "or other * 0" keep a
 # ratio defined when, say, nothing has failed yet or nothing was delivered at all.
-SMS_DELIVERED = f"(sum(rate(tocsin_sms_delivered_total{sel()}[{RATE}])) or vector(0))"
-SMS_FAILED = f"(sum(rate(tocsin_sms_failed_total{sel()}[{RATE}])) or vector(0))"
 CHANNEL_FINAL = rate("tocsin_alert_messages_total", "channel", state="~delivered|failed")
 CHANNEL_DELIVERED = rate("tocsin_alert_messages_total", "channel", state="delivered")
+
+
+def sms_in_range(state: str) -> str:
+    """SMS of the alerting service's counts reaching `state` in the dashboard's time range."""
+    selector = sel(channel="sms", state=state)
+    return f"(sum(increase(tocsin_alert_messages_total{selector}[$__range])) or vector(0))"
+
+
+#: Recipients waiting per channel: a global gauge every alerting replica sets alike (max).
+BACKLOG = f"max by (channel) (tocsin_channel_backlog_recipients{sel()})"
+#: Recipients leaving the backlog per second (handed to an operator, or failed).
+DRAIN = rate("tocsin_alert_messages_total", "channel", state="~submitted|failed")
+#: redis_exporter: each group behind its stream, with the time its last taken entry was written.
+BEHIND = (
+    f"max by (stream, group) (redis_stream_group_last_delivered_id{sel()})"
+    f" < on (stream) group_left max by (stream) (redis_stream_last_generated_id{sel()})"
+)
+
+
+def burn(bad: str, total: str, window: str, objective: float) -> str:
+    """Error-budget burn rate over `window`: the share of bad events over the budget's share."""
+    budget = round(1 - objective, 6)
+    return f"({bad.replace('WINDOW', window)}) / ({total.replace('WINDOW', window)}) / {budget}"
+
+
+FIRST_ALL = f"sum by (channel) (increase(tocsin_alert_first_message_seconds_count{sel()}[WINDOW]))"
+FIRST_BAD = (
+    f"{FIRST_ALL} - sum by (channel) (increase(tocsin_alert_first_message_seconds_bucket"
+    f"{sel(le=FIRST_MESSAGE_BUCKET)}[WINDOW]))"
+)
+REACH_ALL = f"sum by (channel) (increase(tocsin_alert_recipients_final_total{sel()}[WINDOW]))"
+REACH_BAD = (
+    "sum by (channel) (increase(tocsin_alert_recipients_final_total"
+    f"{sel(reached='~late|no')}[WINDOW]))"
+)
 
 DISPATCH = dashboard(
     uid="tocsin-dispatch",
@@ -67,25 +108,29 @@ DISPATCH = dashboard(
             (
                 Panel(
                     "Live alerts",
-                    "Alerts sent and not yet complete, expired or cancelled, by kind.",
-                    (Q(f"sum by (kind) (tocsin_alerts_live{sel()})", "{{kind}}"),),
+                    "Alerts sent and not yet complete, expired or cancelled, by kind. Every"
+                    " alerting replica counts them all alike: max, not sum.",
+                    (Q(f"max by (kind) (tocsin_alerts_live{sel()})", "{{kind}}"),),
                     kind="stat",
                     width=6,
                 ),
                 Panel(
-                    "SMS delivered",
-                    "Delivery receipts DELIVERED over final outcomes (delivered + failed).",
-                    (Q(f"{SMS_DELIVERED} / ({SMS_DELIVERED} + {SMS_FAILED})", "delivered"),),
+                    "SMS delivered of submitted",
+                    "SMS with a DELIVERED receipt over all SMS handed to operators in the time"
+                    " range: those still awaiting a receipt count as not (yet) delivered.",
+                    (Q(f"{sms_in_range('delivered')} / {sms_in_range('submitted')}", "delivered"),),
                     kind="gauge",
                     unit="percentunit",
                     width=6,
-                    thresholds=((0.0, "red"), (0.9, "orange"), (0.97, "green")),
+                    thresholds=((0.9, "orange"), (0.97, "green")),
+                    base="red",
                 ),
                 Panel(
-                    "SMS per second",
-                    "submit_sm answered with success, against the global rate limit.",
+                    "SMS segments per second against the limit",
+                    "Segments submitted (what operators and the rate limiter count: one token"
+                    " per submit_sm), against the global bucket's rate.",
                     (
-                        Q(f"sum(rate(tocsin_sms_submitted_total{sel()}[{RATE}]))", "submitted"),
+                        Q(f"sum(rate(tocsin_sms_segments_total{sel()}[{RATE}]))", "segments"),
                         Q(
                             f"max(tocsin_ratelimit_rate_per_second{sel(bucket=GLOBAL_SMS_BUCKET)})",
                             "limit",
@@ -93,6 +138,97 @@ DISPATCH = dashboard(
                     ),
                     unit="ops",
                     width=12,
+                ),
+            ),
+        ),
+        Row(
+            "Backlog",
+            (
+                Panel(
+                    "Recipients waiting",
+                    "Recipients of live alerts not yet handed to an operator, per channel (from"
+                    " the alerts' rows: it stays up when consumers are dead).",
+                    (Q(BACKLOG, "{{channel}}"),),
+                    width=8,
+                ),
+                Panel(
+                    "Time to drain",
+                    "Recipients waiting over the rate they leave at: when the last one goes out"
+                    " if nothing changes (TocsinBacklogDrainSlow above 1 h).",
+                    (Q(f"{BACKLOG} / {DRAIN}", "{{channel}}"),),
+                    unit="s",
+                    width=8,
+                ),
+                Panel(
+                    "Oldest waiting entry",
+                    "Age of the entry each consumer group last took, for groups with newer"
+                    " entries waiting (redis_exporter, independent of the consumers).",
+                    (Q(f"time() - ({BEHIND}) / 1000", "{{stream}} {{group}}"),),
+                    unit="s",
+                    width=8,
+                ),
+            ),
+        ),
+        Row(
+            "Alerts",
+            (
+                Panel(
+                    "Time to first message p50 / p99",
+                    "From SendAlert to the alert's first message handed to an operator, per"
+                    " channel. Per alert: `python -m services.alerting.cli watch <alert>`"
+                    " (metrics never carry an alert id).",
+                    (
+                        Q(
+                            quantile(0.5, "tocsin_alert_first_message_seconds", "channel"),
+                            "{{channel}} p50",
+                        ),
+                        Q(
+                            quantile(0.99, "tocsin_alert_first_message_seconds", "channel"),
+                            "{{channel}} p99",
+                        ),
+                    ),
+                    unit="s",
+                    width=8,
+                ),
+                Panel(
+                    "Live alerts' progress",
+                    "Messages per second per channel handed to operators and delivered: the"
+                    " live alerts' progress together.",
+                    (
+                        Q(
+                            rate("tocsin_alert_messages_total", "channel", state="submitted"),
+                            "{{channel}} submitted",
+                        ),
+                        Q(CHANNEL_DELIVERED, "{{channel}} delivered"),
+                    ),
+                    unit="ops",
+                    width=8,
+                ),
+                Panel(
+                    "SLO burn rate",
+                    f"Error-budget burn over 1 h and 6 h: first message within"
+                    f" {FIRST_MESSAGE_BUCKET} s ({FIRST_MESSAGE_OBJECTIVE:.0%} of alerts),"
+                    f" recipients reached in time ({REACH_OBJECTIVE:.0%}). 1 spends the budget"
+                    " exactly; the pages fire at 14.4 (1 h) and 6 (6 h).",
+                    (
+                        Q(
+                            burn(FIRST_BAD, FIRST_ALL, "1h", FIRST_MESSAGE_OBJECTIVE),
+                            "{{channel}} first message 1h",
+                        ),
+                        Q(
+                            burn(FIRST_BAD, FIRST_ALL, "6h", FIRST_MESSAGE_OBJECTIVE),
+                            "{{channel}} first message 6h",
+                        ),
+                        Q(
+                            burn(REACH_BAD, REACH_ALL, "1h", REACH_OBJECTIVE),
+                            "{{channel}} reach 1h",
+                        ),
+                        Q(
+                            burn(REACH_BAD, REACH_ALL, "6h", REACH_OBJECTIVE),
+                            "{{channel}} reach 6h",
+                        ),
+                    ),
+                    width=8,
                 ),
             ),
         ),
@@ -175,12 +311,13 @@ DISPATCH = dashboard(
                 ),
                 Panel(
                     "Zone resolution p99",
-                    "Time targeting takes to resolve a zone completely.",
+                    "Time targeting takes to resolve a zone completely. The histogram's top"
+                    " bucket is 60 s: a p99 at 60 means 60 s or more.",
                     (Q(quantile(0.99, "tocsin_targeting_resolve_seconds", "namespace"), "p99"),),
                     kind="stat",
                     unit="s",
                     width=6,
-                    thresholds=((60.0, "orange"), (300.0, "red")),
+                    thresholds=((10.0, "orange"), (30.0, "red")),
                 ),
             ),
         ),
@@ -201,7 +338,8 @@ OPERATORS = dashboard(
             (
                 Panel(
                     "Binds up",
-                    "Bound SMPP sessions per operator, over all sms pods.",
+                    "Bound SMPP sessions per operator, over all sms pods: red at none"
+                    " (TocsinOperatorBindsDown).",
                     (
                         Q(
                             f"sum by (operator) (tocsin_smpp_bind_up{sel(operator=OPERATOR)})",
@@ -210,7 +348,8 @@ OPERATORS = dashboard(
                     ),
                     kind="stat",
                     width=8,
-                    thresholds=(),
+                    thresholds=((1.0, "green"),),
+                    base="red",
                 ),
                 Panel(
                     "Bind state",
@@ -257,12 +396,24 @@ OPERATORS = dashboard(
                     ),
                     unit="percentunit",
                 ),
-                per_second(
-                    "Segments per second",
-                    "Segments submitted: communication units going out.",
-                    "tocsin_sms_segments_total",
-                    "operator",
-                    operator=OPERATOR,
+                Panel(
+                    "Segments per second against the operator's bucket",
+                    "Segments submitted per operator (what the operator counts), against the"
+                    " rate of its bucket sms:op:<operator>: the lines should touch during a"
+                    " large alert.",
+                    (
+                        Q(
+                            rate("tocsin_sms_segments_total", "operator", operator=OPERATOR),
+                            "{{operator}} segments",
+                        ),
+                        Q(
+                            "label_replace(max by (bucket) (tocsin_ratelimit_rate_per_second"
+                            f'{sel(bucket="~sms:op:.*")}), "operator", "$1", "bucket",'
+                            ' "sms:op:(.*)")',
+                            "{{operator}} bucket rate",
+                        ),
+                    ),
+                    unit="ops",
                 ),
                 per_second(
                     "Failures by reason",
@@ -345,6 +496,14 @@ OPERATORS = dashboard(
                     (Q(f"max by (bucket) (tocsin_ratelimit_fallback{sel()})", "{{bucket}}"),),
                     kind="state-timeline",
                     mappings=((0, "shared", "green"), (1, "fallback", "red")),
+                ),
+                per_second(
+                    "Forfeited tokens",
+                    "Send slots of a lease nobody took in time (CPU-starved sender, full"
+                    " window): the link under-sends rather than burst. Steady: give sms CPU.",
+                    "tocsin_ratelimit_tokens_forfeited_total",
+                    "bucket",
+                    stack=False,
                 ),
                 per_second(
                     "Script calls to Redis",
@@ -462,6 +621,42 @@ SERVICES = dashboard(
                     ),
                     unit="s",
                     width=8,
+                ),
+            ),
+        ),
+        Row(
+            "Capacity",
+            (
+                Panel(
+                    "Replicas",
+                    "Available against desired replicas per Deployment (kube-state-metrics).",
+                    (
+                        Q(
+                            "sum by (deployment) (kube_deployment_status_replicas_available"
+                            '{namespace="$namespace", deployment=~"$release-.*"})',
+                            "{{deployment}} available",
+                        ),
+                        Q(
+                            "sum by (deployment) (kube_deployment_spec_replicas"
+                            '{namespace="$namespace", deployment=~"$release-.*"})',
+                            "{{deployment}} desired",
+                        ),
+                    ),
+                ),
+                Panel(
+                    "CPU throttling",
+                    "Share of CFS periods each pod was throttled (cAdvisor): a throttled sms"
+                    " pod forfeits send slots, a throttled consumer lags.",
+                    (
+                        Q(
+                            "sum by (pod) (rate(container_cpu_cfs_throttled_periods_total"
+                            f'{{namespace="$namespace", pod=~"$release-.*"}}[{RATE}]))'
+                            " / sum by (pod) (rate(container_cpu_cfs_periods_total"
+                            f'{{namespace="$namespace", pod=~"$release-.*"}}[{RATE}]))',
+                            "{{pod}}",
+                        ),
+                    ),
+                    unit="percentunit",
                 ),
             ),
         ),

@@ -18,11 +18,13 @@ Json = dict[str, Any]
 
 
 def sel(**matchers: str) -> str:
-    """Return a selector scoped to the chosen namespace, plus `matchers`.
+    """Return a selector scoped to the chosen namespace and release, plus `matchers`.
 
-    A value starting with `~` is a regex match, with `!` a negative match.
+    A value starting with `~` is a regex match, with `!` a negative match. The release label is
+    on every series the chart's ServiceMonitor scrapes; kube-state-metrics' and cAdvisor's
+    series do not have it (select those by namespace and object name).
     """
-    parts = ['namespace="$namespace"']
+    parts = ['namespace="$namespace"', 'release="$release"']
     for label, value in matchers.items():
         op = {"~": "=~", "!": "!="}.get(value[:1])
         if op is None:
@@ -61,8 +63,10 @@ class Panel:
     unit: str = "short"
     width: int = 12
     height: int = 8
-    #: Threshold steps (value, colour) after the base green; for stat and gauge panels.
+    #: Threshold steps (value, colour) after the base colour; for stat and gauge panels.
     thresholds: tuple[tuple[float, str], ...] = ()
+    #: Colour below the first threshold step.
+    base: str = "green"
     #: Value -> text mappings, for up/down gauges.
     mappings: tuple[tuple[int, str, str], ...] = ()
     stack: bool = False
@@ -100,7 +104,7 @@ def variable(name: str, label: str, query: str, *, multi: bool) -> Json:
 
 def field_config(panel: Panel) -> Json:
     """Return the panel's fieldConfig: unit, thresholds, value mappings, stacking."""
-    steps: list[Json] = [{"color": "green", "value": None}]
+    steps: list[Json] = [{"color": panel.base, "value": None}]
     steps += [{"color": colour, "value": value} for value, colour in panel.thresholds]
     defaults: Json = {"unit": panel.unit, "thresholds": {"mode": "absolute", "steps": steps}}
     if panel.mappings:
@@ -209,6 +213,12 @@ def dashboard(
             "refresh": 1,
         },
         variable("namespace", "Namespace", "label_values(tocsin_serving, namespace)", multi=False),
+        variable(
+            "release",
+            "Release",
+            'label_values(tocsin_serving{namespace="$namespace"}, release)',
+            multi=False,
+        ),
     ]
     templating += variables
     return {

@@ -20,12 +20,67 @@ import kubernetes_validate.utils as kv
 import yaml
 
 SCHEMAS = Path(__file__).with_name("schemas")
+#: CustomResourceDefinitions as their projects ship them (a CRD's schema is data, copied as is).
+CRDS = Path(__file__).with_name("crds")
 
 #: (apiVersion, kind) -> schema file for the custom resources the chart renders.
 CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
+    ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): (
+        "alertmanagerconfig-monitoring-v1alpha1.json"
+    ),
 }
+#: (apiVersion, kind) -> the upstream CRD file whose openAPIV3Schema checks it.
+CRD_KINDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_scaledobjects.yaml",
+}
+
+
+def crd_schema(crd_file: str, version: str) -> dict[str, Any]:
+    """The openAPIV3Schema of one version of a CRD, with the metadata a CRD does not describe.
+
+    The API server prunes unknown fields unless x-kubernetes-preserve-unknown-fields says
+    otherwise; here an unknown field is an error, as in the strict check of built-in kinds.
+    """
+    crd = yaml.safe_load((CRDS / crd_file).read_text(encoding="utf-8"))
+    (found,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    schema: dict[str, Any] = _strict(found["schema"]["openAPIV3Schema"])
+    return schema
+
+
+def _strict(node: Any) -> Any:
+    """Objects with declared properties refuse undeclared ones, as a structural schema prunes."""
+    if isinstance(node, dict):
+        node = {k: _strict(v) for k, v in node.items()}
+        if (
+            node.get("type") == "object"
+            and "properties" in node
+            and "additionalProperties" not in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            node["additionalProperties"] = False
+        return node
+    if isinstance(node, list):
+        return [_strict(v) for v in node]
+    return node
+
+
+def check_crd(doc: dict[str, Any], crd_file: str) -> list[str]:
+    """Validate a custom resource against its upstream CRD; return the error messages."""
+    schema = crd_schema(crd_file, str(doc["apiVersion"]).split("/")[1])
+    # metadata is the API server's ObjectMeta, which the CRD leaves open: check its name here.
+    schema["properties"]["metadata"] = {
+        "type": "object",
+        "required": ["name"],
+        "properties": {"name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"}},
+    }
+    schema["required"] = sorted({*schema.get("required", []), "apiVersion", "kind", "spec"})
+    validator = jsonschema.Draft7Validator(schema)
+    return [
+        f"{'.'.join(str(p) for p in err.absolute_path) or '<root>'}: {err.message}"
+        for err in validator.iter_errors(doc)
+    ]
 
 
 def documents(path: Path) -> Iterator[dict[str, Any]]:
@@ -86,8 +141,11 @@ def main() -> int:
         for doc in documents(path):
             key = (str(doc.get("apiVersion")), str(doc.get("kind")))
             schema_file = CUSTOM_KINDS.get(key)
+            crd_file = CRD_KINDS.get(key)
             if schema_file is not None:
                 errors = check_custom(doc, schema_file)
+            elif crd_file is not None:
+                errors = check_crd(doc, crd_file)
             else:
                 errors = check_builtin(doc, versions)
             kinds[key[1]] = kinds.get(key[1], 0) + 1
@@ -98,7 +156,8 @@ def main() -> int:
         print(f"{path}: checked {counts}")
     print(
         f"built-in kinds against Kubernetes {', '.join(versions)} (strict); "
-        f"{', '.join(kind for _, kind in CUSTOM_KINDS)} against {SCHEMAS.name}/"
+        f"{', '.join(kind for _, kind in CUSTOM_KINDS)} against {SCHEMAS.name}/; "
+        f"{', '.join(kind for _, kind in CRD_KINDS)} against the upstream CRDs in {CRDS.name}/"
     )
     return 1 if failed else 0
 

@@ -8,16 +8,18 @@ from datetime import timedelta
 
 import asyncpg
 from tocsin.cellbroadcast.v1 import cellbroadcast_pb2_grpc
-from tocsin.sms.v1 import sms_pb2_grpc
 from tocsin.targeting.v1 import targeting_pb2_grpc
 
+from gateways.smpp import segment_count
 from services.alerting.alerts import Alerts
 from services.alerting.auth import LoginGuard, use_cost
+from services.alerting.counters import ChannelCounters
 from services.alerting.gate import Gate
 from services.alerting.progress import run_settler
-from services.alerting.remote import CellBroadcastClient, SmsProgressClient, TargetingClient
+from services.alerting.remote import CellBroadcastClient, TargetingClient
 from services.alerting.servicer import add_servicers
 from services.alerting.settings import Settings
+from services.channel.units import Units
 from services.kernel import Kernel, run_service
 
 logger = logging.getLogger(__name__)
@@ -63,14 +65,13 @@ async def build(kernel: Kernel[Settings]) -> None:
         _close_when_stopped(pool, grace_s=settings.shutdown_grace_s), name="alerting-pool"
     )
     targeting_channel = kernel.channel("targeting", settings.targeting_addr)
-    sms_channel = kernel.channel("sms", settings.sms_addr)
     cb_channel = kernel.channel("cellbroadcast", settings.cellbroadcast_addr)
     targeting = TargetingClient(
         targeting_pb2_grpc.TargetingStub(targeting_channel), timeout_s=settings.rpc_timeout_s
     )
-    deliveries = SmsProgressClient(
-        sms_pb2_grpc.SmsServiceStub(sms_channel), timeout_s=settings.rpc_timeout_s
-    )
+    # Progress from the channels' counters in PostgreSQL, woken by their notifications.
+    deliveries = ChannelCounters(pool)
+    kernel.add_background(deliveries.run(), name="progress-listener")
     gate = Gate(
         pool=pool,
         jwt_key=settings.jwt_key.get_secret_value(),
@@ -88,6 +89,8 @@ async def build(kernel: Kernel[Settings]) -> None:
         redis=kernel.redis,
         targeting=targeting,
         broadcasts=broadcasts,
+        enabled_channels=settings.channels,
+        units=Units(segment_count),
         preview_cache_s=settings.preview_cache_s,
     )
     names = add_servicers(

@@ -7,14 +7,15 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 import asyncpg
 import redis.asyncio as aioredis
 
-from services.alerting import entities, ledger, store
+from services.alerting import entities, ledger, lifecycle, store
 from services.alerting.auth import Principal, require_entity
+from services.alerting.deployment import check_enabled
 from services.alerting.dispatch import Dispatcher, now_utc, registered
 from services.alerting.metrics import ALERTS
 from services.alerting.model import (
@@ -27,10 +28,11 @@ from services.alerting.model import (
     State,
 )
 from services.alerting.permissions import EntityInfo, check_alert
-from services.alerting.ports import AudienceCount, Broadcasts, Targeting
+from services.alerting.ports import Broadcasts, Targeting
 from services.alerting.presence import BROADCAST_CHANNELS
-from services.alerting.texts import channel_texts, sms_segments
+from services.alerting.texts import channel_texts
 from services.alerting.validation import check_idempotency_key, check_infos, check_spec
+from services.channel.units import Units
 from services.kernel import keys
 from services.kernel.errors import FailedPrecondition, InvalidArgument, NotFound
 
@@ -84,10 +86,14 @@ class Alerts:
         redis: aioredis.Redis,
         targeting: Targeting,
         broadcasts: Broadcasts,
+        enabled_channels: Iterable[Channel],
+        units: Units,
         preview_cache_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
+        self._enabled = frozenset(enabled_channels)
+        self._units = units
         self._redis = redis
         self._targeting = targeting
         self._preview_cache_s = preview_cache_s
@@ -145,6 +151,7 @@ class Alerts:
         entity_id = require_entity(principal)
         check_idempotency_key(idempotency_key)
         check_spec(spec, now=now_utc())
+        check_enabled(spec, enabled=self._enabled)
         await self._check_rules(entity_id=entity_id, spec=spec)
         spec_doc, infos_doc = store.spec_json(spec), store.infos_json(spec.infos)
         fingerprint = store.request_hash(spec, spec_doc=spec_doc, infos_doc=infos_doc)
@@ -152,7 +159,7 @@ class Alerts:
         row = await self._pool.fetchrow(
             "WITH a AS (INSERT INTO alerts (id, entity_id, created_by, idempotency_key,"
             " request_hash, kind, spec, infos, state, expires_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, 'draft', $9)"
+            f" VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, '{State.DRAFT}', $9)"
             " ON CONFLICT (entity_id, idempotency_key) DO NOTHING RETURNING *)"
             f" SELECT {store.ALERT_COLUMNS} FROM a JOIN users u ON u.id = a.created_by",
             uuid.uuid4(),
@@ -225,9 +232,13 @@ class Alerts:
             channels=channels,
             texts=texts,
         )
-        fallback = texts.get("en") or next(iter(texts.values()))
         audiences = tuple(
-            Audience(a.channel, a.language, a.recipients, _units(a, texts, fallback))
+            Audience(
+                a.channel,
+                a.language,
+                a.recipients,
+                self._units.audience({(a.channel.value, a.language): a.recipients}, texts),
+            )
             for a in found.audiences
         )
         return audiences, found.units, cells
@@ -321,17 +332,12 @@ class Alerts:
         await ledger.ensure_account(self._pool, entity_id=alert.entity_id, now=now)
         sending = replace(alert, version=1, msg_type=MsgType.ALERT)
         async with self._pool.acquire() as conn, conn.transaction():
-            claimed = await conn.fetchval(
-                "UPDATE alerts SET state = 'sending', version = 1, msg_type = 'Alert',"
-                " sent_at = $2 WHERE id = $1::uuid AND state = 'draft' RETURNING id",
-                alert.id,
-                now,
-            )
-            if claimed is not None:
+            claimed = await lifecycle.claim_send(conn, alert_id=alert.id, now=now)
+            if claimed:
                 cap_xml = await self.dispatcher.record_cap(
                     conn, alert=sending, entity=entity, msg_type=MsgType.ALERT
                 )
-        if claimed is not None:
+        if claimed:
             # Shielded: a caller that hangs up must not stop an alert half-way through its audience.
             await self.dispatcher.shielded(
                 self.dispatcher.finish_send(sending, cap_xml, revert=True)
@@ -349,10 +355,8 @@ class Alerts:
                 f"the alert is at version {alert.version}, not {base_version}: get it and retry"
             )
         if alert.state is State.DRAFT:
-            await self._pool.execute(
-                "UPDATE alerts SET infos = $2::jsonb WHERE id = $1::uuid AND state = 'draft'",
-                alert.id,
-                store.infos_json(infos),
+            await lifecycle.edit_draft(
+                self._pool, alert_id=alert.id, infos_json=store.infos_json(infos)
             )
             return await self.visible(principal=principal, alert_id=alert.id)
         if alert.state in (State.CANCELLED, State.EXPIRED):
@@ -363,13 +367,11 @@ class Alerts:
             raise FailedPrecondition("the alert has expired: it cannot be updated")
         entity = await entities.load(self._pool, entity_id=alert.entity_id)
         async with self._pool.acquire() as conn, conn.transaction():
-            version = await conn.fetchval(
-                "UPDATE alerts SET version = version + 1, infos = $2::jsonb, msg_type = 'Update',"
-                " state = 'sent' WHERE id = $1::uuid AND state IN ('sent', 'complete')"
-                " AND version = $3 RETURNING version",
-                alert.id,
-                store.infos_json(infos),
-                alert.version,
+            version = await lifecycle.reopen_for_update(
+                conn,
+                alert_id=alert.id,
+                infos_json=store.infos_json(infos),
+                base_version=alert.version,
             )
             if version is None:
                 raise FailedPrecondition("the alert changed meanwhile: get it and retry")
@@ -395,7 +397,7 @@ class Alerts:
                     "SELECT state FROM alerts WHERE id = $1::uuid FOR UPDATE", alert.id
                 )
             )
-            if state in (State.CANCELLED, State.EXPIRED):
+            if state in lifecycle.FINAL:
                 return await self.visible(principal=principal, alert_id=alert.id)
             dispatched = state is not State.DRAFT
             if dispatched:
@@ -403,13 +405,7 @@ class Alerts:
                 await self._redis.set(
                     keys.alert_cancelled(alert.id), "1", ex=keys.ALERT_CONTROL_TTL_S
                 )
-            await conn.execute(
-                "UPDATE alerts SET state = 'cancelled', cancelled_at = $2,"
-                " msg_type = CASE WHEN $3 THEN 'Cancel' ELSE msg_type END WHERE id = $1::uuid",
-                alert.id,
-                now_utc(),
-                dispatched,
-            )
+            await lifecycle.cancel(conn, alert_id=alert.id, now=now_utc(), dispatched=dispatched)
             if dispatched:
                 await self.dispatcher.record_cap(
                     conn,
@@ -439,11 +435,3 @@ def audience_key(alert: Alert) -> str:
         ensure_ascii=False,
     )
     return hashlib.sha256(doc.encode()).hexdigest()
-
-
-def _units(audience: AudienceCount, texts: dict[str, str], fallback: str) -> int:
-    if audience.channel is Channel.SMS:
-        return audience.recipients * sms_segments(texts.get(audience.language, fallback))
-    if audience.channel is Channel.VOICE:
-        return audience.recipients
-    return 0

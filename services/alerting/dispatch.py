@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from services.alerting import cap, presence, store
+from services.alerting import cap, lifecycle, presence, store
 from services.alerting.metrics import ALERT_MESSAGES, ALERTS
 from services.alerting.model import REGISTERED_CHANNELS, Alert, AlertSpec, Channel, MsgType, State
 from services.alerting.permissions import EntityInfo
@@ -64,17 +64,12 @@ class Dispatcher:
         except Exception:
             if revert:
                 async with self._pool.acquire() as conn, conn.transaction():
-                    reverted = await conn.fetchval(
-                        "UPDATE alerts SET state = 'draft', version = 0, sent_at = NULL"
-                        " WHERE id = $1::uuid AND state = 'sending' RETURNING id",
-                        alert.id,
-                    )
-                    if reverted is not None:
+                    if await lifecycle.revert_send(conn, alert_id=alert.id):
                         await conn.execute(
                             "DELETE FROM cap_messages WHERE alert_id = $1::uuid", alert.id
                         )
             raise
-        await self._add_targeted(alert.id, targeted, to_state=State.SENT, only_from=State.SENDING)
+        await self._add_targeted(alert.id, targeted, resolved_send=True)
         await self._broadcast(alert, cap_xml)
         ALERTS.labels(alert.spec.kind.value, "send").inc()
 
@@ -92,16 +87,12 @@ class Dispatcher:
 
     async def resume_stale(self, *, older_than: timedelta) -> list[str]:
         """Finish sends whose process died while resolving; the channels drop duplicates."""
-        rows = await self._pool.fetch(
-            "UPDATE alerts SET sent_at = now() WHERE state = 'sending' AND sent_at < $1"
-            " RETURNING id::text AS id",
-            now_utc() - older_than,
-        )
+        stale = await lifecycle.stale_sends(self._pool, older_than=now_utc() - older_than)
         resumed = []
-        for row in rows:
-            alert = await store.fetch(self._pool, alert_id=row["id"])
+        for alert_id in stale:
+            alert = await store.fetch(self._pool, alert_id=alert_id)
             cap_xml = await self._pool.fetchval(
-                "SELECT xml FROM cap_messages WHERE alert_id = $1::uuid AND seq = 1", row["id"]
+                "SELECT xml FROM cap_messages WHERE alert_id = $1::uuid AND seq = 1", alert_id
             )
             if alert is None or cap_xml is None:
                 continue
@@ -117,7 +108,7 @@ class Dispatcher:
             keys.alert_version(alert.id), alert.version, ex=keys.ALERT_CONTROL_TTL_S
         )
         targeted = await self._resolve(alert)
-        await self._add_targeted(alert.id, targeted, to_state=None, only_from=None)
+        await self._add_targeted(alert.id, targeted, resolved_send=False)
         await self._broadcast(alert, cap_xml)
         ALERTS.labels(alert.spec.kind.value, "update").inc()
 
@@ -174,10 +165,10 @@ class Dispatcher:
         alert_id: str,
         targeted: dict[Channel, int],
         *,
-        to_state: State | None,
-        only_from: State | None,
+        resolved_send: bool,
     ) -> None:
-        """Add resolved recipients to the alert's counts (they add up over versions)."""
+        """Add resolved recipients to the alert's counts (they add up over versions); a send
+        whose audience is resolved becomes sent."""
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT state, targeted FROM alerts WHERE id = $1::uuid FOR UPDATE", alert_id
@@ -186,14 +177,14 @@ class Dispatcher:
             counts = json.loads(row["targeted"])
             for channel, n in targeted.items():
                 counts[channel.value] = counts.get(channel.value, 0) + n
-            state = row["state"]
-            if to_state is not None and (only_from is None or state == only_from.value):
-                state = to_state.value
+            state = State(row["state"])
+            if resolved_send:
+                state = lifecycle.after_resolve(state)
             await conn.execute(
                 "UPDATE alerts SET targeted = $2::jsonb, state = $3 WHERE id = $1::uuid",
                 alert_id,
                 json.dumps(counts),
-                state,
+                state.value,
             )
 
     async def record_cap(

@@ -16,6 +16,7 @@ import grpc
 from services.alerting import audit
 from services.alerting.auth import Principal, TokenKeys, bearer, load_principal, token_claims
 from services.kernel import context as kernel_context
+from services.kernel.cache import TtlCache
 from services.kernel.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -60,10 +61,11 @@ class Gate:
         #: The key signing new tokens and the keys still accepted (rotation), by key id.
         self.keys = TokenKeys.of(jwt_key, *previous_jwt_keys)
         self.token_issuer = token_issuer
-        self._auth_cache_s = auth_cache_s
-        self._clock = clock
-        #: token -> (until when, Unix seconds; the caller it named).
-        self._callers: dict[str, tuple[float, Principal]] = {}
+        #: token -> the caller it named, until `auth_cache_s` passed or the token expired (Unix
+        #: seconds: a token's expiry is one).
+        self._callers: TtlCache[str, Principal] = TtlCache(
+            ttl_s=auth_cache_s, max_entries=MAX_CACHED_TOKENS, clock=clock
+        )
         self._audit = audit.Writer(pool, max_batch=audit_batch)
 
     async def authenticate(self, metadata: Any) -> Principal:
@@ -74,27 +76,17 @@ class Gate:
         (at once in this process: DisableUser calls `forget_user`).
         """
         token = bearer(metadata)
-        now = self._clock()
         cached = self._callers.get(token)
-        if cached is not None and now < cached[0]:
-            return cached[1]
+        if cached is not None:
+            return cached
         claims = token_claims(token=token, keys=self.keys, issuer=self.token_issuer)
-        expires = claims.expires
         who = await load_principal(self._pool, claims=claims)
-        if self._auth_cache_s > 0:
-            if len(self._callers) >= MAX_CACHED_TOKENS:
-                self._prune(now)
-            self._callers[token] = (min(now + self._auth_cache_s, expires), who)
+        self._callers.put(token, who, until=claims.expires)
         return who
 
     def forget_user(self, user_id: int) -> None:
         """Check the user's tokens afresh at their next call (the account changed)."""
-        for token in [t for t, (_, who) in self._callers.items() if who.user_id == user_id]:
-            del self._callers[token]
-
-    def _prune(self, now: float) -> None:
-        live = {t: c for t, c in self._callers.items() if now < c[0]}
-        self._callers = live if len(live) < MAX_CACHED_TOKENS else {}
+        self._callers.forget_if(lambda who: who.user_id == user_id)
 
     def call(
         self,

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 import asyncpg
 
 from services.alerting import store
 from services.alerting.metrics import UNITS_CHARGED
+from services.channel import units as units_module
 from services.kernel.errors import FailedPrecondition, InvalidArgument, NotFound
 
-#: Price of one communication unit (one SMS segment, one voice message), EUR excl. VAT.
-UNIT_PRICE = Decimal("0.055")
 #: Prepaid packages on offer: units -> price in EUR.
 PACKAGES = {100_000: Decimal("5500.00"), 50_000: Decimal("2750.00")}
 #: One-off activation fee, EUR.
@@ -22,14 +21,9 @@ ACTIVATION_FEE = Decimal("200.00")
 YEARLY_FEE = Decimal("788.88")
 
 
-def to_cents(amount: Decimal) -> int:
-    """Round an amount in EUR to whole cents, half up."""
-    return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def units_cost(units: int) -> Decimal:
-    """What `units` communication units cost, EUR."""
-    return UNIT_PRICE * units
+#: Amounts in EUR to whole cents, and the price of units: the units module's (one price).
+to_cents = units_module.to_cents
+units_cost = units_module.price
 
 
 @dataclass(frozen=True)

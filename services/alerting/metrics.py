@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 ALERTS_LIVE = Gauge(
     "tocsin_alerts_live", "alerts sent and not yet complete, expired or cancelled", ["kind"]
@@ -17,3 +17,22 @@ AUDIT_BATCHES = Counter(
     "audit batches written, and rewritten after another writer appended first",
     ["outcome"],
 )
+
+# -- service-level signals (ops, issue 18): what citizens feel, measured from the alerts' rows --
+CHANNEL_BACKLOG = Gauge(
+    "tocsin_channel_backlog_recipients",
+    "recipients of live alerts not yet handed to an operator, failed or dropped",
+    ["channel"],
+)
+FIRST_MESSAGE = Histogram(
+    "tocsin_alert_first_message_seconds",
+    "SendAlert to the first message of the alert handed to an operator",
+    ["channel"],
+    buckets=(1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600, 1800),
+)
+RECIPIENTS_FINAL = Counter(
+    "tocsin_alert_recipients_final_total",
+    "recipients with a final outcome: reached in the alert's target time, reached late, or not",
+    ["channel", "reached"],
+)
+# -- end service-level signals ------------------------------------------------------------------

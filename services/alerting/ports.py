@@ -106,8 +106,16 @@ class Broadcasts(Protocol):
 
 
 class Deliveries(Protocol):
-    """Per-alert outcomes reported by the channel services."""
+    """Per-alert outcomes reported by the channel services, and when to look again."""
 
     async def sent(self, *, alert_id: str) -> dict[Channel, Sent]:
         """Counts per channel for the alert (channels without any message may be absent)."""
+        ...
+
+    async def progressed(self) -> set[str]:
+        """Wait until some alerts' outcomes moved; their ids."""
+        ...
+
+    async def changed(self, *, alert_id: str, timeout: float) -> None:
+        """Wait until the alert's row may have changed (settled), or `timeout` seconds."""
         ...

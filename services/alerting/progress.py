@@ -5,16 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 
-from services.alerting import ledger, store
+from services.alerting import counters, ledger, lifecycle, store
 from services.alerting.dispatch import Dispatcher, now_utc
-from services.alerting.metrics import ALERT_MESSAGES, ALERTS_LIVE
+from services.alerting.metrics import (
+    ALERT_MESSAGES,
+    ALERTS_LIVE,
+    CHANNEL_BACKLOG,
+    FIRST_MESSAGE,
+    RECIPIENTS_FINAL,
+)
 from services.alerting.model import (
-    LIVE_STATES,
     PAID_CHANNELS,
     REGISTERED_CHANNELS,
     Alert,
@@ -23,12 +29,66 @@ from services.alerting.model import (
     State,
 )
 from services.alerting.ports import Deliveries, Sent
-from services.kernel.errors import ServiceError, Unavailable
+from services.kernel.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
 #: Counters of tocsin_alert_messages_total fed from the channels' reports.
 REPORTED_STATES = ("submitted", "delivered", "failed")
+
+
+# -- service-level signals (ops, issue 18) -----------------------------------------------------
+#: An alert's target time: recipients reached later count as late (SLO in docs/operations.md).
+#: The national budget, 2,000,000 SMS in 45 minutes; an alert expiring sooner has its expiry.
+REACH_TARGET = timedelta(minutes=45)
+
+
+def observe_outcomes(
+    channel: str,
+    before: dict[str, int],
+    after: dict[str, int],
+    *,
+    sent_at: datetime | None,
+    expires_at: datetime,
+    now: datetime,
+) -> None:
+    """Count one channel's new outcomes of one alert into the service-level metrics, once.
+
+    Called under the alert's row lock with the stored and the new counts, so each recipient and
+    each first message is counted by exactly one alerting replica.
+    """
+    if sent_at is None:
+        return
+    if before.get("submitted", 0) == 0 and after["submitted"] > 0:
+        FIRST_MESSAGE.labels(channel).observe((now - sent_at).total_seconds())
+    delivered = after["delivered"] - before.get("delivered", 0)
+    if delivered > 0:
+        in_time = now - sent_at <= min(REACH_TARGET, expires_at - sent_at)
+        RECIPIENTS_FINAL.labels(channel, "in_time" if in_time else "late").inc(delivered)
+    failed = after["failed"] - before.get("failed", 0)
+    if failed > 0:
+        RECIPIENTS_FINAL.labels(channel, "no").inc(failed)
+
+
+def publish_backlog(rows: list[asyncpg.Record]) -> None:
+    """Set the per-channel backlog gauge from the live alerts' targeted counts and progress.
+
+    Channels whose services report per recipient only: presence channels (cell broadcast,
+    LB-SMS) have their outcome with the operators and no recipients to wait.
+    """
+    backlog = {channel.value: 0 for channel in REGISTERED_CHANNELS}
+    for row in rows:
+        progress = json.loads(row["progress"])
+        for channel, targeted in json.loads(row["targeted"]).items():
+            if channel in backlog:
+                seen = progress.get(channel, {})
+                done = sum(seen.get(k, 0) for k in ("submitted", "failed", "dropped"))
+                backlog[channel] += max(0, int(targeted) - done)
+    for channel, n in backlog.items():
+        CHANNEL_BACKLOG.labels(channel).set(n)
+
+
+# -- end service-level signals -----------------------------------------------------------------
 
 
 def _complete(alert: Alert, reports: dict[Channel, Sent], targeted: dict[str, int]) -> bool:
@@ -43,17 +103,22 @@ def _complete(alert: Alert, reports: dict[Channel, Sent], targeted: dict[str, in
     return True
 
 
-async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -> Alert:
-    """Fold the channels' reports into the alert: charge new units, complete or expire it."""
+async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -> Alert | None:
+    """Fold the channels' reports into the alert: charge new units, complete or expire it.
+
+    The one place that charges the ledger for units handed to operators: the settler calls it,
+    never a watcher. None for an id that is no alert (an SMS API batch).
+    """
     reports = await deliveries.sent(alert_id=alert_id)
     now = now_utc()
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT entity_id, state, kind, targeted, progress, units_prepaid, units_postpaid,"
-            " expires_at FROM alerts WHERE id = $1::uuid FOR UPDATE",
+            " expires_at, sent_at FROM alerts WHERE id = $1::uuid FOR UPDATE",
             alert_id,
         )
-        assert row is not None, alert_id
+        if row is None:
+            return None
         state = State(row["state"])
         if state is State.DRAFT:
             alert = await store.fetch(conn, alert_id=alert_id)
@@ -75,6 +140,14 @@ async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -
                 delta = counts[name] - before.get(channel, {}).get(name, 0)
                 if delta > 0:
                     ALERT_MESSAGES.labels(channel, name).inc(delta)
+            observe_outcomes(
+                channel,
+                before.get(channel, {}),
+                counts,
+                sent_at=row["sent_at"],
+                expires_at=row["expires_at"],
+                now=now,
+            )
         units = sum(s.units for c, s in reports.items() if c in PAID_CHANNELS)
         billing = await ledger.charge(
             conn,
@@ -85,20 +158,24 @@ async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -
         )
         alert = await store.fetch(conn, alert_id=alert_id)
         assert alert is not None
-        if state is State.SENT and _complete(alert, reports, json.loads(row["targeted"])):
-            state = State.COMPLETE
-        elif state in LIVE_STATES and row["expires_at"] <= now:
-            state = State.EXPIRED
-        await conn.execute(
-            "UPDATE alerts SET progress = $2::jsonb, state = $3,"
-            " units_prepaid = units_prepaid + $4, units_postpaid = units_postpaid + $5"
-            " WHERE id = $1::uuid",
-            alert_id,
-            json.dumps({**before, **after}),
-            state.value,
-            billing.prepaid,
-            billing.postpaid,
+        state = lifecycle.after_settle(
+            state,
+            complete=_complete(alert, reports, json.loads(row["targeted"])),
+            expired=row["expires_at"] <= now,
         )
+        progress = {**before, **after}
+        if progress != before or state.value != row["state"] or billing.prepaid or billing.postpaid:
+            await conn.execute(
+                "UPDATE alerts SET progress = $2::jsonb, state = $3,"
+                " units_prepaid = units_prepaid + $4, units_postpaid = units_postpaid + $5"
+                " WHERE id = $1::uuid",
+                alert_id,
+                json.dumps(progress),
+                state.value,
+                billing.prepaid,
+                billing.postpaid,
+            )
+            await counters.notify_changed(conn, alert_id=alert_id)
         alert = await store.fetch(conn, alert_id=alert_id)
         assert alert is not None
         return alert
@@ -107,10 +184,16 @@ async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -
 async def watch(
     pool: asyncpg.Pool, *, deliveries: Deliveries, alert: Alert, interval: float
 ) -> AsyncIterator[tuple[Alert, bool]]:
-    """The alert after every change, and whether it is the last one (see `_done`)."""
+    """The alert after every change, and whether it is the last one (see `_done`).
+
+    Reads only: the settler folds the channels' counters into the alert and notifies; a watch
+    wakes on that notification (or after `interval` at the latest) and reads the row.
+    """
     last: tuple[object, ...] | None = None
     while True:
-        alert = await _refresh(pool, deliveries=deliveries, alert=alert)
+        fresh = await store.fetch(pool, alert_id=alert.id)
+        assert fresh is not None
+        alert = fresh
         done = _done(alert)
         seen = (
             alert.state,
@@ -124,20 +207,7 @@ async def watch(
             yield alert, done
         if done:
             return
-        await asyncio.sleep(interval)
-
-
-async def _refresh(pool: asyncpg.Pool, *, deliveries: Deliveries, alert: Alert) -> Alert:
-    """The alert settled, or as stored while a channel service is unreachable."""
-    if alert.state is not State.DRAFT:
-        # A watch outlives a restart of the SMS service: it reports what is known meanwhile.
-        try:
-            return await settle(pool, deliveries=deliveries, alert_id=alert.id)
-        except Unavailable as exc:
-            logger.info("progress of alert %s not refreshed: %s", alert.id, exc.details)
-    fresh = await store.fetch(pool, alert_id=alert.id)
-    assert fresh is not None
-    return fresh
+        await deliveries.changed(alert_id=alert.id, timeout=interval)
 
 
 def _done(alert: Alert) -> bool:
@@ -150,29 +220,28 @@ def _done(alert: Alert) -> bool:
 
 
 def _settled(alert: Alert) -> bool:
-    """A cancelled alert is settled once every reporting channel has an outcome for each message.
+    """A cancelled alert is settled once every reporting channel has an outcome for each message,
+    and at least one channel with messages has reported (the counters lag the cancel a little).
 
     Until then messages handed over before the cancel may still be delivered, and the rest are
     being dropped: the watcher sees both counts come in.
     """
-    return all(c.finished for c in alert.progress if c.reported)
+    channels = [c for c in alert.progress if c.channel in REGISTERED_CHANNELS and c.targeted]
+    reported = [c for c in channels if c.reported]
+    return not channels or (bool(reported) and all(c.finished for c in reported))
 
 
 async def settle_live(pool: asyncpg.Pool, *, deliveries: Deliveries) -> None:
     """Settle every live alert once and publish how many there are per kind."""
     # Cancelled and expired alerts stay for an hour: messages handed over before the end are
     # still charged when the SMS service records them.
-    rows = await pool.fetch(
-        "SELECT id::text AS id FROM alerts WHERE state = 'sent'"
-        " OR (state = 'cancelled' AND cancelled_at > now() - interval '1 hour')"
-        " OR (state = 'expired' AND expires_at > now() - interval '1 hour')"
-    )
-    for row in rows:
-        await settle(pool, deliveries=deliveries, alert_id=row["id"])
-    live = await pool.fetch(
-        "SELECT kind, count(*) AS n FROM alerts WHERE state IN ('sending', 'sent') GROUP BY kind"
-    )
-    counts = {r["kind"]: r["n"] for r in live}
+    for alert_id in await lifecycle.to_settle(pool):
+        await settle(pool, deliveries=deliveries, alert_id=alert_id)
+    live = await lifecycle.live(pool)
+    publish_backlog(live)
+    counts: dict[str, int] = {}
+    for r in live:
+        counts[r["kind"]] = counts.get(r["kind"], 0) + 1
     for kind in Kind:
         ALERTS_LIVE.labels(kind.value).set(counts.get(kind.value, 0))
 
@@ -185,11 +254,38 @@ async def run_settler(
     interval: float,
     stale_after: timedelta,
 ) -> None:
-    """Forever: resume stalled dispatches, settle live alerts (charging units unwatched)."""
+    """Forever: settle the alerts whose counters moved as they move; every `interval`, resume
+    stalled dispatches and settle every live alert (expiry, and anything a notification missed).
+    """
+    async with asyncio.TaskGroup() as group:
+        group.create_task(_settle_progressed(pool, deliveries=deliveries), name="settle-moved")
+        while True:
+            try:
+                await dispatcher.resume_stale(older_than=stale_after)
+                await settle_live(pool, deliveries=deliveries)
+            except _TRANSIENT as exc:
+                logger.warning("settling live alerts failed, retrying: %r", exc)
+            await asyncio.sleep(interval)
+
+
+_TRANSIENT = (ServiceError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+async def _settle_progressed(pool: asyncpg.Pool, *, deliveries: Deliveries) -> None:
+    """Settle each alert whose counters moved, as the notifications come."""
     while True:
-        try:
-            await dispatcher.resume_stale(older_than=stale_after)
-            await settle_live(pool, deliveries=deliveries)
-        except (ServiceError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            logger.warning("settling live alerts failed, retrying: %r", exc)
-        await asyncio.sleep(interval)
+        for alert_id in sorted(await deliveries.progressed()):
+            if not _is_uuid(alert_id):
+                continue  # an SMS API batch: no alert to settle
+            try:
+                await settle(pool, deliveries=deliveries, alert_id=alert_id)
+            except _TRANSIENT as exc:
+                logger.warning("settling alert %s failed: %r", alert_id, exc)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

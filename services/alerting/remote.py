@@ -1,16 +1,16 @@
-"""Adapters from the ports to the targeting and SMS services' gRPC APIs (chosen in __main__)."""
+"""Adapters from the ports to the targeting and cell broadcast services' gRPC APIs (chosen in
+__main__)."""
 
 from __future__ import annotations
 
 import grpc
 from tocsin.cellbroadcast.v1 import cellbroadcast_pb2 as cbpb
 from tocsin.cellbroadcast.v1 import cellbroadcast_pb2_grpc
-from tocsin.sms.v1 import sms_pb2, sms_pb2_grpc
 from tocsin.targeting.v1 import targeting_pb2 as tpb
 from tocsin.targeting.v1 import targeting_pb2_grpc
 
 from services.alerting.model import Channel
-from services.alerting.ports import AudienceCount, AudiencePreview, OperatorAck, Sent
+from services.alerting.ports import AudienceCount, AudiencePreview, OperatorAck
 from services.kernel.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -27,10 +27,6 @@ TO_TARGETING = {
     Channel.EMAIL: tpb.CHANNEL_EMAIL,
 }
 FROM_TARGETING = {v: k for k, v in TO_TARGETING.items()}
-#: SMS states counted as handed to an operator, as final failures, as dropped before sending.
-SUBMITTED = (sms_pb2.STATE_SUBMITTED, sms_pb2.STATE_DELIVERED)
-FAILED = (sms_pb2.STATE_FAILED, sms_pb2.STATE_EXPIRED)
-DROPPED = (sms_pb2.STATE_CANCELLED, sms_pb2.STATE_SUPERSEDED)
 
 
 def remote_error(exc: grpc.aio.AioRpcError, *, service: str) -> ServiceError:
@@ -142,39 +138,6 @@ class TargetingClient:
         if not done:
             raise Unavailable("targeting ended Resolve before everything was enqueued: retry")
         return counts
-
-
-class SmsProgressClient:
-    """The Deliveries port for the SMS channel, over the SMS service's GetAlertProgress."""
-
-    def __init__(self, stub: sms_pb2_grpc.SmsServiceAsyncStub, *, timeout_s: float) -> None:
-        self._stub = stub
-        self._timeout = timeout_s
-
-    async def sent(self, *, alert_id: str) -> dict[Channel, Sent]:
-        """SMS counts over every version of the alert."""
-        try:
-            reply = await self._stub.GetAlertProgress(
-                sms_pb2.GetAlertProgressRequest(alert_id=alert_id, version=0),
-                timeout=self._timeout,
-                # Through a reconnect backoff too: the SMS service may just be (re)starting.
-                wait_for_ready=True,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise remote_error(exc, service="sms") from None
-        submitted = delivered = failed = dropped = units = 0
-        for version in reply.versions:
-            units += version.segments_submitted
-            for count in version.counts:
-                if count.state in SUBMITTED:
-                    submitted += count.count
-                if count.state == sms_pb2.STATE_DELIVERED:
-                    delivered += count.count
-                elif count.state in FAILED:
-                    failed += count.count
-                elif count.state in DROPPED:
-                    dropped += count.count
-        return {Channel.SMS: Sent(submitted, delivered, failed, dropped, units)}
 
 
 class CellBroadcastClient:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from services.alerting.deployment import DEFAULT_ENABLED, parse_channels
+from services.alerting.model import Channel
 from services.kernel import ServiceSettings
 
 
@@ -58,3 +60,17 @@ class Settings(ServiceSettings):
     # Seconds a preview's audience counts are shared by identical previews of the same entity
     # (same zone, groups, channels and texts); 0 asks targeting every time.
     preview_cache_s: float = Field(default=2.0, ge=0, le=60)
+    # Channels this deployment delivers (comma-separated: sms, voice, email, lb_sms,
+    # cell_broadcast, cap_feed); CreateAlert refuses an alert naming another (FAILED_PRECONDITION).
+    enabled_channels: str = DEFAULT_ENABLED
+
+    @field_validator("enabled_channels")
+    @classmethod
+    def _known_channels(cls, value: str) -> str:
+        parse_channels(value)
+        return value
+
+    @property
+    def channels(self) -> frozenset[Channel]:
+        """The enabled channels."""
+        return parse_channels(self.enabled_channels)

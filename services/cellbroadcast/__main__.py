@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from tocsin.cellbroadcast.v1 import cellbroadcast_pb2, cellbroadcast_pb2_grpc
 
 from services.cellbroadcast.servicer import CellBroadcastServicer
-from services.kernel import Kernel, ServiceSettings, run_service
-
-
-class Settings(ServiceSettings):
-    """Settings of the cell-broadcast service."""
-
-    default_grpc_port: ClassVar[int] = 50055
-    default_metrics_port: ClassVar[int] = 9105
+from services.cellbroadcast.settings import Settings
+from services.kernel import Kernel, run_service
 
 
 async def build(kernel: Kernel[Settings]) -> None:

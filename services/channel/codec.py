@@ -49,9 +49,14 @@ class Header:
 
     def text_for(self, language: str) -> str:
         """The text of `language`, else the fallback language's, else any."""
-        texts = self.texts
-        found = texts.get(language) or texts.get(FALLBACK_LANGUAGE)
-        return found if found is not None else next(iter(texts.values()))
+        return text_for(self.texts, language)
+
+
+def text_for(texts: Mapping[str, str], language: str) -> str:
+    """The text a recipient of `language` gets: theirs, else the fallback language's, else the
+    first (what every channel sends, and what previews count)."""
+    found = texts.get(language) or texts.get(FALLBACK_LANGUAGE)
+    return found if found is not None else next(iter(texts.values()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,7 +109,7 @@ class ChannelWorker(Generic[J]):
                 group.create_task(lane.run(), name=f"{name}-lane-{lane.route}")
             group.create_task(self.consumer.run(), name=f"{name}-consumer")
 
-    async def drain(self, *, timeout: float) -> None:
+    async def drain(self, *, timeout: float, write_timeout: float = DRAIN_WRITE_S) -> None:
         """Stop reading; let work in hand finish for up to `timeout` s; stop; write what is done;
         hand what is not back to the group at once.
 
@@ -127,7 +127,7 @@ class ChannelWorker(Generic[J]):
             task.cancel()  # no delivery after this point: what is handed back is ours no more
             await asyncio.wait([task])
         try:
-            async with asyncio.timeout(DRAIN_WRITE_S):
+            async with asyncio.timeout(write_timeout):
                 await self.recorder.drain()
                 await self.consumer.flush_acks()
                 handed = await self.consumer.hand_back()

@@ -71,11 +71,7 @@ class Kernel(Generic[S]):
 Build = Callable[[Kernel[S]], Awaitable[None]]
 
 
-#: Allocations between two young-generation collections (CPython's default is 700).
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def _settle_garbage_collector() -> None:
+def _settle_garbage_collector(young_threshold: int) -> None:
     """Move what start-up built out of the collector's way, and collect less often.
 
     Modules, protobuf descriptors and the servicers live as long as the process; frozen, a full
@@ -85,7 +81,7 @@ def _settle_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+    gc.set_threshold(young_threshold, middle, old)
 
 
 def _health_server(settings: ServiceSettings, reporter: HealthReporter) -> grpc.aio.Server | None:
@@ -160,7 +156,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    _settle_garbage_collector()
+    _settle_garbage_collector(settings.gc_young_threshold)
     await reporter.check_once()
     health_task = asyncio.create_task(
         reporter.run(interval=settings.health_interval_s), name="health"
@@ -178,10 +174,13 @@ async def serve(
         await stop.wait()
         logger.info("shutting down: health NOT_SERVING, finishing in-flight work")
     finally:
+        # One budget for the whole shutdown: the hooks take their share of it, the server's
+        # last calls get what is left (never the whole grace again, or SIGKILL lands first).
+        deadline = loop.time() + settings.shutdown_grace_s
         await reporter.stop_serving()
         for hook in kernel._shutdown:
             await hook()
-        await server.stop(settings.shutdown_grace_s)
+        await server.stop(max(0.0, deadline - loop.time()))
         if health_server is not None:
             await health_server.stop(None)
         for task in [*kernel._background, health_task]:

@@ -24,6 +24,10 @@ class ServiceSettings(BaseSettings):
     default_grpc_port: ClassVar[int] = 50050
     #: Default metrics port of the service; subclasses set their own.
     default_metrics_port: ClassVar[int] = 9100
+    #: Allocations between two young-generation collections once serving (CPython's default is
+    #: 700); the kernel sets it after `build`, the one place that does. A service that allocates
+    #: per message (a channel worker) sets a larger one.
+    gc_young_threshold: ClassVar[int] = 20_000
     #: Whether callers must present a client certificate (mutual TLS): true for services only
     #: other services call; alerting's public API sets it false (users bring a JWT instead).
     require_client_cert: ClassVar[bool] = True
@@ -100,7 +104,11 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         return cls(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = str(first["loc"][0]) if first["loc"] else "?"
+        if not first["loc"]:
+            # A check across fields: its message names the variables; the input (every setting,
+            # secrets included) is never echoed.
+            raise SettingsError(str(first["msg"]).removeprefix("Value error, ")) from None
+        name = str(first["loc"][0])
         variable = _variable(cls, name)
         if first["type"] == "missing":
             raise SettingsError(f"{variable} is not set") from None

@@ -5,12 +5,13 @@ The one place that picks the concrete SMPP gateway and rate limiter behind the s
 
 from __future__ import annotations
 
-import gc
+import asyncio
 import logging
 import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from tocsin.sms.v1 import sms_pb2, sms_pb2_grpc
 
@@ -24,7 +25,8 @@ from gateways.smpp import (
 )
 from ratelimit.limiter import Limiter
 from services.channel.recorder import Recorder
-from services.channel.worker import ChannelWorker, make_recorder, run_or_stop
+from services.channel.units import Units
+from services.channel.worker import DRAIN_WRITE_S, ChannelWorker, make_recorder, run_or_stop
 from services.kernel import Kernel, SettingsError, load_settings, run_service
 from services.kernel.process import dies_with_parent
 from services.sms import metrics
@@ -107,7 +109,38 @@ def bind_state(operator: str, bind: str) -> Callable[[bool], None]:
     return changed
 
 
-def smpp_bind(spec: BindSpec, *, operator: str, recorder: Recorder) -> SmppBind:
+# -- shutdown budget (ops, issue 18) -----------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ShutdownBudget:
+    """Shares of TOCSIN_SHUTDOWN_GRACE_S, spent one after the other; they add up to it."""
+
+    #: Work in hand finishing (the worker stops reading at once).
+    work_s: float
+    #: Writing the last states, acknowledging, handing the rest back to the group.
+    write_s: float
+    #: Every bind unbinding, all at once (outstanding submit_sm answered first).
+    unbind_s: float
+    #: What is left for the gRPC server's last calls (serve.py stops it with the remainder).
+    server_s: float
+
+
+def shutdown_budget(grace_s: float) -> ShutdownBudget:
+    """Split the grace: a tenth each to unbinding and the server, then the writes, then the work.
+
+    The writes come before the work in hand: handing unfinished entries back is what lets
+    another pod go on at once, while work cut short is only resent (its durability window).
+    """
+    unbind_s = server_s = min(5.0, grace_s * 0.1)
+    write_s = min(DRAIN_WRITE_S, grace_s - unbind_s - server_s)
+    return ShutdownBudget(grace_s - unbind_s - server_s - write_s, write_s, unbind_s, server_s)
+
+
+# -- end shutdown budget ----------------------------------------------------------------------
+
+
+def smpp_bind(
+    spec: BindSpec, *, operator: str, recorder: Recorder, unbind_s: float = 5.0
+) -> SmppBind:
     """An SMPP client for one configured bind."""
     config = BindConfig(
         name=spec.name,
@@ -116,6 +149,7 @@ def smpp_bind(spec: BindSpec, *, operator: str, recorder: Recorder) -> SmppBind:
         system_id=spec.system_id,
         password=spec.password,
         window=spec.window,
+        unbind_timeout_s=unbind_s,
     )
     metrics.BIND_UP.labels(operator, spec.name).set(0)
     return SmppBind(
@@ -130,14 +164,19 @@ def smpp_bind(spec: BindSpec, *, operator: str, recorder: Recorder) -> SmppBind:
 async def build(kernel: Kernel[Settings]) -> None:
     """Binds, limiter, channel worker and API of one SMS process."""
     settings = kernel.settings
+    budget = shutdown_budget(settings.shutdown_grace_s)
     recorder = make_recorder(channel=NAME, settings=settings, pool=kernel.pg)
     operators = settings.operators()
     binds = {
-        op.name: [smpp_bind(b, operator=op.name, recorder=recorder) for b in op.binds]
+        op.name: [
+            smpp_bind(b, operator=op.name, recorder=recorder, unbind_s=budget.unbind_s)
+            for b in op.binds
+        ]
         for op in operators
     }
     limiter = Limiter.from_rules(kernel.redis, settings.ratelimit_rules)
     await limiter.start()
+    units = Units(segment_count)
     router = Router(routes=[(op.name, op.prefixes) for op in operators], default=operators[0].name)
     channel = SmsChannel(
         router=router,
@@ -152,7 +191,7 @@ async def build(kernel: Kernel[Settings]) -> None:
             )
             for op in operators
         },
-        segment_count=segment_count,
+        units=units,
         default_sender=settings.default_sender,
     )
     recorder.on_receipts = channel.receipts_recorded
@@ -167,7 +206,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         pool=kernel.pg,
         redis=kernel.redis,
         router=router,
-        segment_count=segment_count,
+        segment_count=units.sms,
         default_sender=settings.default_sender,
         progress_cache_s=settings.progress_cache_s,
     )
@@ -175,10 +214,9 @@ async def build(kernel: Kernel[Settings]) -> None:
     kernel.add_service_name(sms_pb2.DESCRIPTOR.services_by_name["SmsService"].full_name)
 
     async def shutdown() -> None:
-        await worker.drain(timeout=settings.shutdown_grace_s)
-        for op_binds in binds.values():
-            for bind in op_binds:
-                await bind.client.close()
+        await worker.drain(timeout=budget.work_s, write_timeout=budget.write_s)
+        # All binds at once: one at a time, 24 binds at up to 5 s each outlive any grace period.
+        await asyncio.gather(*(b.client.close() for op_binds in binds.values() for b in op_binds))
         await limiter.close()
 
     kernel.on_shutdown(shutdown)
@@ -201,26 +239,8 @@ def start_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
     return workers
 
 
-#: Allocations between young-generation collections (CPython's default is 700).
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_gc() -> None:
-    """Collect cycles less often, and never walk what start-up imported again.
-
-    Every SMS allocates futures, coroutines and records: with the default threshold a young
-    collection runs every few dozen messages, and the full ones walk every module object and every
-    job in hand (up to max_in_flight), which py-spy showed as about a fifth of the service's
-    samples, charged to whichever line allocated. Reference counting still frees almost all of
-    it at once; only cycles wait longer.
-    """
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
-
-
 def main() -> None:
     """Run the SMS service (and its worker processes) until SIGTERM."""
-    tune_gc()
     try:
         workers = start_workers(load_settings(Settings))
     except SettingsError:

@@ -3,11 +3,12 @@ its operator, and the sorting of the SMSC's answer (docs/channel.md, docs/sms.md
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from services.channel.codec import Header
 from services.channel.model import Entry, State
 from services.channel.ports import Answer, Sorted
+from services.channel.units import Units
 from services.sms import metrics
 from services.sms.model import SmsJob
 from services.sms.ports import Bind, Outcome, Submission, SubmitAnswer
@@ -29,8 +30,6 @@ RECEIPT_STATES = {
 }
 #: Receipt stat -> (recipient state, error) as written; filled as stats are met (a handful).
 _ROWS: dict[str, tuple[str, str]] = {}
-#: Segment counts of the texts met (few texts per process: one per alert version and language).
-_MAX_CACHED_TEXTS = 1000
 
 
 def receipt_row(stat: str) -> tuple[str, str]:
@@ -58,7 +57,7 @@ class SmsChannel:
         router: Router,
         binds: Mapping[str, Sequence[Bind]],
         pacers: Mapping[str, OperatorPacer],
-        segment_count: Callable[[str], int],
+        units: Units,
         default_sender: str,
     ) -> None:
         for operator, op_binds in binds.items():
@@ -67,8 +66,7 @@ class SmsChannel:
         self.router = router
         self._binds = {op: list(b) for op, b in binds.items()}
         self._pacers = pacers
-        self._segments = segment_count
-        self._segments_cache: dict[str, int] = {}
+        self._units = units
         self._default_sender = default_sender
         # Label children looked up once: labels() per message costs more than the increment.
         self._submitted = {
@@ -83,22 +81,18 @@ class SmsChannel:
         """Operators and the sum of their binds' windows."""
         return {op: sum(b.window for b in binds) for op, binds in self._binds.items()}
 
-    def units(self, text: str) -> int:
-        """Segments of a text (cached)."""
-        segments = self._segments_cache.get(text)
-        if segments is None:
-            segments = self._segments(text)
-            if len(self._segments_cache) < _MAX_CACHED_TEXTS:
-                self._segments_cache[text] = segments
-        return segments
-
     def job(self, entry: Entry, header: Header, address: str, language: str) -> SmsJob:
         """The job of one number, routed to its operator; an invalid number fails unsent."""
         text = header.text_for(language)
         valid = is_e164(address)
         operator = self.router.route(address) if valid else self.router.default
         job = SmsJob(
-            entry, address, operator, text, header.sender or self._default_sender, self.units(text)
+            entry,
+            address,
+            operator,
+            text,
+            header.sender or self._default_sender,
+            self._units.sms(text),
         )
         if not valid:
             job.error = "invalid number"

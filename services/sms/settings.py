@@ -14,14 +14,14 @@ from pydantic import Field, PrivateAttr, model_validator
 from services.channel.settings import ChannelSettings
 
 #: Belgian mobile ranges by the operator that holds them (national number prefixes after +32).
-DEFAULT_ROUTES = "opA=3246,3247;opB=3249;opC=3248,32456"
+DEFAULT_ROUTES = "proximus=3247,3246;orange=3249;base=3248,32456"
 
 
 @dataclass(frozen=True, slots=True)
 class BindSpec:
     """One SMPP bind to an operator's SMSC."""
 
-    name: str  # bind name (metrics label), e.g. `opA-0`
+    name: str  # bind name (metrics label), e.g. `proximus-0`
     host: str  # SMSC host
     port: int  # SMSC port
     system_id: str  # SMPP account
@@ -49,13 +49,35 @@ def env_name(operator: str) -> str:
     return re.sub(r"[^A-Z0-9]", "_", operator.upper())
 
 
+# -- SMPP accounts (ops, issue 18): no silent default account for a real SMSC ------------------
+#: The account the SMSC simulators accept (simulators/smsc/config.py), for loopback binds only.
+SIMULATOR_ACCOUNT = ("tocsin", "secret")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _account_or_fail(operator: str, host: str, system_id: str, password: str) -> tuple[str, str]:
+    """The bind's account; the simulators' for loopback; else a ValueError saying what to set."""
+    if system_id and password:
+        return system_id, password
+    if host in LOOPBACK_HOSTS:
+        return system_id or SIMULATOR_ACCOUNT[0], password or SIMULATOR_ACCOUNT[1]
+    missing = "system_id" if not system_id else "password"
+    raise ValueError(
+        f"operator {operator!r} has no SMPP {missing}: set TOCSIN_SMPP_{env_name(operator)}_"
+        f"{missing.upper()} or TOCSIN_SMPP_{missing.upper()}"
+    )
+
+
+# -- end SMPP accounts ------------------------------------------------------------------------
+
+
 def _parse_routes(text: str) -> dict[str, tuple[str, ...]]:
     routes: dict[str, tuple[str, ...]] = {}
     for part in filter(None, (p.strip() for p in text.split(";"))):
         name, sep, prefixes = part.partition("=")
         items = tuple(p.strip().removeprefix("+") for p in prefixes.split(",") if p.strip())
         if not sep or not name.strip() or not all(p.isdigit() for p in items):
-            raise ValueError(f"route {part!r} is not `operator=digits,digits`")
+            raise ValueError(f"TOCSIN_ROUTES: route {part!r} is not `operator=digits,digits`")
         routes[name.strip()] = items
     return routes
 
@@ -66,13 +88,15 @@ class Settings(ChannelSettings):
     default_grpc_port: ClassVar[int] = 50053
     default_metrics_port: ClassVar[int] = 9103
 
-    # Operators' SMSCs: `opA=127.0.0.1:2775,opB=127.0.0.1:2776`; the first is the default route.
-    smsc: str = "opA=127.0.0.1:2775"
+    # Operators' SMSCs: `proximus=127.0.0.1:2775,orange=127.0.0.1:2776`; the first is the default
+    # route. Operators are named as in the operators file (docs/operators.md).
+    smsc: str = "proximus=127.0.0.1:2775"
     # TOML file describing operators in full ([operators.<name>] binds=[{host,port,...}],
     # prefixes=[...]); when set it replaces `smsc` and `routes`.
     operators_file: Path | None = None
-    # Number prefixes per operator, `opA=3247,3246;opB=3249`; unmatched numbers go to the default.
-    # The default splits Belgian mobile ranges over opA/opB/opC (ignoring those not configured).
+    # Number prefixes per operator, `proximus=3247,3246;orange=3249`; unmatched numbers go to the
+    # default. The default splits Belgian mobile ranges over proximus/orange/base, as
+    # stack/operators.toml does (ignoring those not configured).
     routes: str = DEFAULT_ROUTES
     # Operator for numbers no prefix matches (foreign numbers); empty: the first operator.
     default_operator: str = ""
@@ -80,8 +104,10 @@ class Settings(ChannelSettings):
     # account comes from TOCSIN_SMPP_<OPERATOR>_SYSTEM_ID / _PASSWORD (the name upper-cased, any
     # other character than A-Z and 0-9 as `_`: what the chart's credentials Secret holds), and a
     # bind of the operators file may name its own `system_id` / `password` above both.
-    smpp_system_id: str = "tocsin"
-    smpp_password: str = "secret"
+    # Without any of these a bind to a real SMSC refuses to start (`operators()` says which);
+    # only binds to loopback (the SMSC simulators of `make run`) use the simulators' account.
+    smpp_system_id: str = ""
+    smpp_password: str = ""
     # Binds opened per operator named in `smsc`, and the window of each.
     binds_per_operator: int = Field(default=2, ge=1, le=64)
     window: int = Field(default=100, ge=1, le=10_000)
@@ -130,7 +156,7 @@ class Settings(ChannelSettings):
         default = self.default_operator or ops[0].name
         names = [op.name for op in ops]
         if default not in names:
-            raise ValueError(f"default operator {default!r} is not one of {names}")
+            raise ValueError(f"TOCSIN_DEFAULT_OPERATOR {default!r} is not one of {names}")
         return sorted(ops, key=lambda op: op.name != default)
 
     def _from_env(self) -> list[OperatorSpec]:
@@ -141,7 +167,7 @@ class Settings(ChannelSettings):
             host, colon, port = address.rpartition(":")
             if not sep or not colon or not port.isdigit():
                 raise ValueError(f"smsc {part!r} is not `operator=host:port`")
-            system_id, password = self.account(name)
+            system_id, password = _account_or_fail(name, host, *self.account(name))
             binds = tuple(
                 BindSpec(f"{name}-{i}", host, int(port), system_id, password, self.window)
                 for i in range(self.binds_per_operator)
@@ -149,7 +175,7 @@ class Settings(ChannelSettings):
             ops.append(OperatorSpec(name, binds, routes.get(name, ())))
         unknown = set(routes) - {op.name for op in ops}
         if unknown and self.routes != DEFAULT_ROUTES:  # the default names three operators
-            raise ValueError(f"routes name operators without an SMSC: {sorted(unknown)}")
+            raise ValueError(f"TOCSIN_ROUTES name operators without an SMSC: {sorted(unknown)}")
         return ops
 
     def _from_file(self) -> list[OperatorSpec]:
@@ -163,8 +189,12 @@ class Settings(ChannelSettings):
                     str(b.get("name", f"{name}-{i}")),
                     str(b.get("host", "127.0.0.1")),
                     int(b["port"]),
-                    str(b.get("system_id", system_id)),
-                    str(b.get("password", password)),
+                    *_account_or_fail(
+                        name,
+                        str(b.get("host", "127.0.0.1")),
+                        str(b.get("system_id", system_id)),
+                        str(b.get("password", password)),
+                    ),
                     int(b.get("window", self.window)),
                 )
                 for i, b in enumerate(op.get("binds", []))

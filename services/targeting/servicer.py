@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from tocsin.targeting.v1 import targeting_pb2 as pb
 from tocsin.targeting.v1 import targeting_pb2_grpc
 
+from services.channel.units import Units
 from services.kernel.errors import InvalidArgument
 from services.targeting import cost, subscribers
 from services.targeting.cells import cells_for_zone
@@ -94,8 +95,11 @@ def _counts_pb(counts: Counts) -> list[pb.ChannelCount]:
 class TargetingServicer(targeting_pb2_grpc.TargetingServicer):
     """Answers counts, cell ids and batch progress; never a phone number or e-mail address."""
 
-    def __init__(self, *, pool: asyncpg.Pool, redis: aioredis.Redis, batch_size: int) -> None:
+    def __init__(
+        self, *, pool: asyncpg.Pool, redis: aioredis.Redis, batch_size: int, units: Units
+    ) -> None:
         self._pool = pool
+        self._units = units
         self._redis = redis
         self._batch_size = batch_size
 
@@ -132,11 +136,11 @@ class TargetingServicer(targeting_pb2_grpc.TargetingServicer):
         zone = await self._checked_zone(request.entity_id, request.zone, groups)
         channels = channels_from_pb(request.channels) or frozenset(ALL_CHANNELS)
         result = await preview(pool=self._pool, zone=zone, group_ids=groups, channels=channels)
-        units = cost.units(counts=result.counts, texts=dict(request.texts))
+        units = cost.audience_units(self._units, counts=result.counts, texts=dict(request.texts))
         return pb.PreviewResponse(
             channels=_counts_pb(result.counts),
             units=units,
-            cost_eur_cents=cost.cost_eur_cents(units),
+            cost_eur_cents=cost.cost_cents(units),
             exact=result.exact,
             zone_area_km2=zone.area_km2 if zone else 0.0,
         )

@@ -23,6 +23,27 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 LABEL_VALUES = re.compile(r"^label_values\((.*),\s*\w+\)$")
 
 
+EXTERNAL_ROW = re.compile(r"^\|\s*`([a-z_:][a-z0-9_:]*)`\s*\|\s*(\w+)\s*\|.*\|.*\|.*\|$")
+#: A vector selector: a metric name directly followed by its matchers (every query has some).
+SELECTOR = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
+
+
+def external() -> set[str]:
+    """Return the names of the section "From other exporters" of docs/metrics.md."""
+    text = CONTRACT.read_text(encoding="utf-8")
+    section = text[text.index("## From other exporters") :]
+    return {m.group(1) for line in section.splitlines() if (m := EXTERNAL_ROW.match(line))}
+
+
+def global_gauges() -> set[str]:
+    """Return the gauges docs/metrics.md marks **global** (every replica exports the same)."""
+    return {
+        match.group(1)
+        for line in CONTRACT.read_text(encoding="utf-8").splitlines()
+        if (match := CONTRACT_ROW.match(line)) and "**global**" in line
+    }
+
+
 def contract() -> dict[str, str]:
     """Return metric name -> type from the tables of docs/metrics.md."""
     found = {}
@@ -131,3 +152,52 @@ def test_dashboards_exist() -> None:
         "operator-links.json",
         "service-health.json",
     ]
+
+
+def test_every_series_outside_tocsin_is_listed_as_another_exporters(
+    expressions: list[tuple[str, str]],
+) -> None:
+    known = set(contract()) | external()
+    assert {"up", "redis_stream_group_last_delivered_id"} <= external()
+    unknown = set()
+    for where, expr in expressions:
+        for name in SELECTOR.findall(QUOTED.sub('""', expr)):
+            family = name
+            for suffix in HISTOGRAM_SUFFIXES:
+                if name.endswith(suffix) and name.removesuffix(suffix) in known:
+                    family = name.removesuffix(suffix)
+            if family not in known:
+                unknown.add(f"{where}: {name}")
+    assert not unknown, "in no table of docs/metrics.md:\n" + "\n".join(sorted(unknown))
+
+
+def summed_global_gauges(expr: str, gauges: set[str]) -> set[str]:
+    """Return the global gauges `expr` sums directly (sum, sum by/without, over the selector)."""
+    bare = QUOTED.sub('""', expr)
+    found = set()
+    for name in gauges:
+        pattern = rf"\bsum\s*(?:(?:by|without)\s*\([^)]*\)\s*)?\(\s*{name}\b"
+        if re.search(pattern, bare):
+            found.add(name)
+    return found
+
+
+def test_no_query_sums_a_gauge_every_replica_exports_alike(
+    expressions: list[tuple[str, str]],
+) -> None:
+    gauges = global_gauges()
+    assert {"tocsin_alerts_live", "tocsin_channel_backlog_recipients"} <= gauges
+    summed = {
+        f"{where}: {name}"
+        for where, expr in expressions
+        for name in summed_global_gauges(expr, gauges)
+    }
+    assert not summed, "sums a global gauge (use max):\n" + "\n".join(sorted(summed))
+
+
+def test_the_sum_check_sees_what_it_must() -> None:
+    gauges = {"tocsin_alerts_live"}
+    assert summed_global_gauges('sum by (kind) (tocsin_alerts_live{a="b"})', gauges) == gauges
+    assert summed_global_gauges("sum(tocsin_alerts_live)", gauges) == gauges
+    assert not summed_global_gauges('max by (kind) (tocsin_alerts_live{a="b"})', gauges)
+    assert not summed_global_gauges("sum(max by (pod) (tocsin_alerts_live))", gauges)

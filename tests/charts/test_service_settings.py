@@ -31,22 +31,22 @@ OVERRIDES = [
     "datastores.existingSecret=",
     "credentials.existingSecret=",
     f"credentials.jwtKey={JWT_KEY}",
+    "smpp.systemId=shared-account",
     "smpp.password=shared-password",
 ]
 
 
 def settings_class(service: str) -> Any:
-    """Return the service's Settings class, or skip while the service does not exist yet."""
-    for module in (f"services.{service}.settings", f"services.{service}.__main__"):
-        try:
-            found = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name not in (module, f"services.{service}"):
-                raise
-            continue
-        if hasattr(found, "Settings"):
-            return found.Settings
-    pytest.skip(f"services.{service} has no Settings yet")
+    """Return the service's Settings class (from its settings.py), or skip while it has none."""
+    module = f"services.{service}.settings"
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name not in (module, f"services.{service}"):
+            raise
+        pytest.skip(f"services.{service} has no settings.py yet")
+    settings: Any = found.Settings
+    return settings
 
 
 def container_env(manifests: list[Manifest], service: str, files: Path) -> dict[str, str]:

@@ -2,7 +2,9 @@
 
 The stack runs as `make run` runs it (its own ports and data), one alert goes through it to
 delivery, then every service's /metrics is scraped. A name the chart uses and no service exports
-would be a silent hole: an empty panel, or an alert that can never fire.
+would be a silent hole: an empty panel, or an alert that can never fire. Each dashboard query is
+then matched against the exposition itself: a label it filters on that no series has, or a fixed
+value no series carries, is a panel that stays empty on a healthy stack.
 """
 
 from __future__ import annotations
@@ -17,17 +19,22 @@ from pathlib import Path
 import pytest
 from tocsin.alerting.v1 import alerting_pb2
 
-from loadtest import seed
-from loadtest.stackproc import RunningStack, running_stack
 from services.kernel.tls import connect
-from stack import pki
+from stack import pki, seed
+from stack.running import RunningStack, running_stack
 from tests.charts.conftest import CHART
 from tests.charts.test_metric_names import contract, dashboard_expressions, metric_names
 
 RULES_TEMPLATE = CHART / "templates" / "prometheusrule.yaml"
 #: Suffixes of the series a family exports besides its own name.
 SERIES_SUFFIXES = ("_bucket", "_sum", "_count", "_created")
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)")
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+#: A selector of a tocsin_ series in a query, and its matchers.
+SELECTOR = re.compile(r"\b(tocsin_[a-zA-Z0-9_]+)\{([^}]*)\}")
+MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+#: Labels Prometheus adds when it scrapes (the exposition does not have them).
+TARGET_LABELS = {"namespace", "release", "pod", "job", "instance"}
 #: Names that have samples only once something goes wrong; a healthy delivery never makes them.
 ONLY_ON_TROUBLE = {
     "tocsin_sms_failed_total": "a final SMS failure",
@@ -46,6 +53,8 @@ class Scrape:
     declared: set[str] = field(default_factory=set)
     #: Family names with at least one sample.
     sampled: set[str] = field(default_factory=set)
+    #: Family name -> the label sets of its samples.
+    series: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     #: Per service, whether it answered.
     answered: dict[str, bool] = field(default_factory=dict)
 
@@ -60,7 +69,34 @@ class Scrape:
             elif line and not line.startswith("#"):
                 match = SAMPLE.match(line)
                 assert match, line
-                self.sampled.add(_family(match.group(1), types))
+                family = _family(match.group(1), types)
+                self.sampled.add(family)
+                labels = dict(LABEL.findall(match.group(2) or ""))
+                self.series.setdefault(family, []).append(labels)
+
+    def mismatches(self, where: str, expr: str, known: dict[str, str]) -> list[str]:
+        """What in a query's tocsin_ selectors no exported series has (label, or fixed value)."""
+        problems = []
+        for name, matchers in SELECTOR.findall(expr):
+            family = next(iter(metric_names(name, known)))
+            if family in ONLY_ON_TROUBLE:
+                continue
+            samples = self.series.get(family, [])
+            if not samples:
+                problems.append(f"{where}: {name} has no series")
+                continue
+            for label, op, value in MATCHER.findall(matchers):
+                if label in TARGET_LABELS:
+                    continue
+                if not any(label in s for s in samples):
+                    problems.append(f"{where}: no {name} series has a label {label}")
+                elif (
+                    op == "="
+                    and "$" not in value
+                    and not any(s.get(label) == value for s in samples)
+                ):
+                    problems.append(f'{where}: no {name} series has {label}="{value}"')
+        return problems
 
 
 def _family(sample: str, types: dict[str, str]) -> str:
@@ -145,3 +181,25 @@ def test_every_metric_of_the_dashboards_and_rules_is_exported(tmp_path: Path) ->
     assert not silent, "declared but without a sample after a delivered alert:\n" + json.dumps(
         silent, indent=2
     )
+    known = contract()
+    empty = [
+        p for where, expr in dashboard_expressions() for p in found.mismatches(where, expr, known)
+    ]
+    assert not empty, "dashboard queries no exported series answers:\n" + "\n".join(empty)
+
+
+def test_the_query_check_finds_labels_and_values_no_series_has() -> None:
+    found = Scrape()
+    found.add(
+        "# TYPE tocsin_sms_segments_total counter\n"
+        'tocsin_sms_segments_total{operator="proximus"} 3.0\n'
+    )
+    known = {"tocsin_sms_segments_total": "counter"}
+    ok = 'sum(rate(tocsin_sms_segments_total{namespace="$namespace", operator=~"$operator"}[5m]))'
+    assert found.mismatches("ok", ok, known) == []
+    assert found.mismatches("bad", 'tocsin_sms_segments_total{bind="x"}', known) == [
+        "bad: no tocsin_sms_segments_total series has a label bind"
+    ]
+    assert found.mismatches("bad", 'tocsin_sms_segments_total{operator="orange"}', known) == [
+        'bad: no tocsin_sms_segments_total series has operator="orange"'
+    ]

@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
+from bench.loadgen import warm
 from ratelimit import (
     LeaseExhaustedError,
     Limiter,
@@ -21,7 +22,6 @@ from ratelimit import (
     withdraw_rules,
 )
 from ratelimit.config import DEFAULT_HEADROOM
-from ratelimit.loadgen import warm
 
 RULES = """
 lease = 20

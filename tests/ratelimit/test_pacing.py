@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
+from bench.loadgen import warm
 from ratelimit import Lease, LeaseExhaustedError, Limiter, LimiterSettings, Rules
 from ratelimit.clock import RedisClock
-from ratelimit.loadgen import warm
 
 RATE = 200.0
 LEASE = 10

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
+from bench.loadgen import warm
 from ratelimit import keys
-from ratelimit.loadgen import warm
 from ratelimit.model import BucketSpec
 from ratelimit.redis import ScriptDriver
 

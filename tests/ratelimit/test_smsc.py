@@ -9,9 +9,9 @@ import contextlib
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
+from bench.loadgen import warm
 from gateways.smpp import BindConfig, SmppClient, SubmitRequest, SubmitResult
 from ratelimit import Limiter, Rules
-from ratelimit.loadgen import warm
 from simulators.smsc import SmscConfig, SmscSimulator
 
 RATE = 300

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.stackproc import ROOT, dead_logs, random_offset
 from stack.demo import OUTCOME
+from stack.running import dead_logs, port_taken, random_offset
+from stack.supervisor import ROOT
 
 OUTCOME_LINE = re.compile(
     rf"^{OUTCOME}: targeted (\d+), delivered (\d+), failed (\d+), units charged (\d+),", re.M
@@ -21,26 +22,21 @@ OUTCOME_LINE = re.compile(
 @pytest.mark.timeout(240)
 def test_the_demo_delivers_every_sms_and_the_stack_stops(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stack",
-            "run",
-            "--var",
-            str(tmp_path / "var"),
-            "--port-offset",
-            str(random_offset()),
-            "--exit-when-ready",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=220,
-        check=False,
-    )
-    output = done.stdout + done.stderr + dead_logs(tmp_path / "var")
+    for attempt in range(3):  # again on other ports if a socket of the machine took one
+        var = tmp_path / f"var{attempt}"
+        command = ["-m", "stack", "run", "--var", str(var), "--port-offset", str(random_offset())]
+        done = subprocess.run(
+            [sys.executable, *command, "--exit-when-ready"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=200,
+            check=False,
+        )
+        if done.returncode == 0 or not port_taken(var):
+            break
+    output = done.stdout + done.stderr + dead_logs(var)
     assert done.returncode == 0, output
     match = OUTCOME_LINE.search(done.stdout)
     assert match, output

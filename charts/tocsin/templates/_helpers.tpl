@@ -155,3 +155,26 @@ Context: dict "root" $ "svc" <merged service values>.
 - name: tmp
   mountPath: /tmp
 {{- end -}}
+
+
+{{/*
+SMPP sessions: every pod of a service with `smpp: true` opens every bind of every operator. With
+maxSurge 0 a rollout or a drain replaces one pod at a time, and the pod going away keeps its
+binds while it drains, so an operator sees up to (replicas + 1) x binds sessions. Refuse values
+that could exceed an operator's maxSessions, and an autoscaler that would change replicas.
+Context: dict "root" $ "name" <key> "svc" <merged service values>.
+*/}}
+{{- define "tocsin.smppSessions" -}}
+{{- if .svc.smpp -}}
+{{- if or .svc.autoscaling.enabled .svc.keda.enabled -}}
+{{- fail (printf "services.%s: SMPP binds are sized by the operators' session limits, not by an autoscaler: set services.%s.autoscaling.enabled=false (and keda.enabled=false) and size replicas" .name .name) -}}
+{{- end -}}
+{{- $pods := add (int .svc.replicas) 1 -}}
+{{- range $op, $cfg := .root.Values.smpp.operators -}}
+{{- $binds := int ($cfg.binds | default 1) -}}
+{{- if and $cfg.maxSessions (gt (mul $pods $binds) (int $cfg.maxSessions)) -}}
+{{- fail (printf "smpp.operators.%s: (replicas %d + 1 draining) x %d binds = %d sessions, above its maxSessions %d" $op (int $.svc.replicas) $binds (mul $pods $binds) (int $cfg.maxSessions)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

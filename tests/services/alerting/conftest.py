@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from tocsin.alerting.v1 import alerting_pb2 as pb
 from tocsin.alerting.v1 import alerting_pb2_grpc
 
-from services.alerting import admin, auth
+from gateways.smpp import segment_count
+from services.alerting import admin, auth, progress
 from services.alerting.alerts import Alerts
 from services.alerting.auth import LoginGuard
 from services.alerting.gate import Gate
@@ -32,7 +34,7 @@ from services.alerting.ports import (
     Targeting,
 )
 from services.alerting.servicer import add_servicers
-from services.alerting.texts import sms_segments
+from services.channel.units import Units
 from services.kernel.errors import ServiceError
 from services.kernel.interceptors import ErrorInterceptor
 
@@ -96,12 +98,8 @@ class FakeTargeting:
             for c in channels
             for lang, n in self.audience.get(c, {}).items()
         ]
-        fallback = texts.get("en") or next(iter(texts.values()))
-        units = sum(
-            a.recipients
-            * (sms_segments(texts.get(a.language, fallback)) if a.channel is Channel.SMS else 1)
-            for a in audiences
-            if a.channel in (Channel.SMS, Channel.VOICE)
+        units = UNITS.audience(
+            {(a.channel.value, a.language): a.recipients for a in audiences}, texts
         )
         if self.preview_hold is not None:
             await self.preview_hold.wait()
@@ -150,6 +148,12 @@ class FakeBroadcasts:
         return (OperatorAck("opA", True),)
 
 
+#: Units as every service counts them, over the SMPP gateway's segmentation.
+UNITS = Units(segment_count)
+#: Channels of the in-process harness: every one but voice (not deployed, for the refusal test).
+ENABLED_CHANNELS = frozenset(Channel) - {Channel.VOICE}
+
+
 @dataclass
 class FakeDeliveries:
     """Channel reports set by the test."""
@@ -164,6 +168,15 @@ class FakeDeliveries:
         if self.error is not None:
             raise self.error
         return self.reports.get(alert_id, self.default)
+
+    async def progressed(self) -> set[str]:
+        """Never: the test harness's settler settles every live alert every few ms instead."""
+        await asyncio.Event().wait()
+        return set()
+
+    async def changed(self, *, alert_id: str, timeout: float) -> None:
+        """After `timeout`: nothing notifies a fake."""
+        await asyncio.sleep(timeout)
 
 
 def bearer(token: str) -> tuple[tuple[str, str]]:
@@ -310,7 +323,14 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
     ports: tuple[Targeting, Broadcasts, Deliveries] = (targeting, broadcasts, deliveries)
     gate = Gate(pool=pg_pool, jwt_key=JWT_KEY, token_issuer=ISSUER)
     server = grpc.aio.server(interceptors=[ErrorInterceptor(service="alerting")])
-    alerts = Alerts(pool=pg_pool, redis=redis_client, targeting=ports[0], broadcasts=ports[1])
+    alerts = Alerts(
+        pool=pg_pool,
+        redis=redis_client,
+        targeting=ports[0],
+        broadcasts=ports[1],
+        enabled_channels=ENABLED_CHANNELS,
+        units=UNITS,
+    )
     add_servicers(
         server,
         pool=pg_pool,
@@ -323,6 +343,17 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
+    # The settler folds the fakes' reports into the alerts, as in the service (stale sends are
+    # resumed by the tests themselves).
+    settler = asyncio.create_task(
+        progress.run_settler(
+            pg_pool,
+            deliveries=deliveries,
+            dispatcher=alerts.dispatcher,
+            interval=0.02,
+            stale_after=timedelta(days=365),
+        )
+    )
     await admin.bootstrap_admin(pg_pool, username="admin", password=PASSWORD)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
@@ -339,6 +370,9 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
             f"127.0.0.1:{port}",
         )
     finally:
+        settler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await settler
         await channel.close()
         await server.stop(None)
         await alerts.dispatcher.drain()

@@ -31,6 +31,7 @@ from tests.services.alerting.conftest import (
     JWT_KEY,
     PASSWORD,
     TERRITORY,
+    UNITS,
     ZONE_INSIDE,
     Client,
     login,
@@ -49,7 +50,7 @@ async def targeting_addr(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) ->
     """The real targeting servicer on a loopback port."""
     server = grpc.aio.server()
     targeting_pb2_grpc.add_TargetingServicer_to_server(
-        TargetingServicer(pool=pg_pool, redis=redis_client, batch_size=5), server
+        TargetingServicer(pool=pg_pool, redis=redis_client, batch_size=5, units=UNITS), server
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -16,8 +16,10 @@ from services.alerting.auth import Claims, Principal, load_principal
 from services.alerting.gate import Gate
 from services.kernel.errors import Unauthenticated
 from tests.services.alerting.conftest import (
+    ENABLED_CHANNELS,
     ISSUER,
     JWT_KEY,
+    UNITS,
     FakeBroadcasts,
     FakeTargeting,
     Harness,
@@ -42,6 +44,8 @@ def _alerts(harness: Harness, targeting: FakeTargeting, clock: Clock) -> Alerts:
         redis=harness.redis,
         targeting=targeting,
         broadcasts=FakeBroadcasts(),
+        enabled_channels=ENABLED_CHANNELS,
+        units=UNITS,
         preview_cache_s=2.0,
         clock=clock,
     )

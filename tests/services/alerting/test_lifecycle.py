@@ -52,6 +52,17 @@ async def test_create_is_idempotent_per_key(harness: Harness) -> None:
     assert await harness.pool.fetchval("SELECT count(*) FROM alerts") == 2
 
 
+async def test_an_alert_on_a_channel_not_deployed_is_refused_naming_it(harness: Harness) -> None:
+    _, client = await mayor(harness)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await create(client, spec(channels=(pb.CHANNEL_SMS, pb.CHANNEL_VOICE)))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (info.value.details() or "").startswith(
+        "spec.channels[1]: channel voice is not deployed"
+    )
+    assert await harness.pool.fetchval("SELECT count(*) FROM alerts") == 0
+
+
 async def test_send_twice_dispatches_once(harness: Harness) -> None:
     _, client = await mayor(harness)
     alert = await create(client, spec())

@@ -16,21 +16,25 @@ STORES = {"DATABASE_URL": "postgresql://x@127.0.0.1/db", "REDIS_URL": "redis://1
 def test_operators_from_the_environment_route_belgian_ranges_and_foreign_numbers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("TOCSIN_SMSC", "opA=127.0.0.1:2775,opB=127.0.0.1:2776,opC=10.0.0.9:2777")
+    monkeypatch.setenv(
+        "TOCSIN_SMSC", "proximus=127.0.0.1:2775,orange=127.0.0.1:2776,base=10.0.0.9:2777"
+    )
     monkeypatch.setenv("TOCSIN_BINDS_PER_OPERATOR", "3")
+    monkeypatch.setenv("TOCSIN_SMPP_BASE_SYSTEM_ID", "base-account")
+    monkeypatch.setenv("TOCSIN_SMPP_BASE_PASSWORD", "base-password")
     settings = load_settings(Settings, **STORES)
 
     ops = settings.operators()
     router = Router(routes=[(op.name, op.prefixes) for op in ops], default=ops[0].name)
 
-    assert [(op.name, len(op.binds)) for op in ops] == [("opA", 3), ("opB", 3), ("opC", 3)]
-    assert ops[2].binds[1].name == "opC-1"
+    assert [(op.name, len(op.binds)) for op in ops] == [("proximus", 3), ("orange", 3), ("base", 3)]
+    assert ops[2].binds[1].name == "base-1"
     assert (ops[2].binds[0].host, ops[2].binds[0].port) == ("10.0.0.9", 2777)
-    assert router.route("+32475123456") == "opA"
-    assert router.route("+32491123456") == "opB"
-    assert router.route("+32456123456") == "opC"  # longer prefix wins over 3245x ranges
-    assert router.route("+32485123456") == "opC"
-    assert router.route("+31612345678") == "opA"  # foreign: the default operator
+    assert router.route("+32475123456") == "proximus"
+    assert router.route("+32491123456") == "orange"
+    assert router.route("+32456123456") == "base"  # longer prefix wins over 3245x ranges
+    assert router.route("+32485123456") == "base"
+    assert router.route("+31612345678") == "proximus"  # foreign: the default operator
     assert settings.grpc_bind_port == 50053
     assert settings.metrics_bind_port == 9103
 
@@ -128,3 +132,36 @@ def test_each_operator_may_have_its_own_smpp_account(
         ("px-account", "px-password"),
         ("px-bind-1", "b1"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ({}, "TOCSIN_SMPP_PROXIMUS_SYSTEM_ID or TOCSIN_SMPP_SYSTEM_ID"),
+        (
+            {"TOCSIN_SMPP_SYSTEM_ID": "shared"},
+            "TOCSIN_SMPP_PROXIMUS_PASSWORD or TOCSIN_SMPP_PASSWORD",
+        ),
+    ],
+)
+def test_a_real_smsc_without_an_account_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str], missing: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    path = tmp_path / "operators.toml"
+    path.write_text(
+        '[operators.proximus]\nbinds = [{host = "smsc.proximus.example", port = 2775}]\n',
+        encoding="utf-8",
+    )
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings(Settings, operators_file=path, **STORES)
+
+    assert missing in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_loopback_simulators_keep_their_account() -> None:
+    (op,) = load_settings(Settings, smsc="opA=127.0.0.1:2775", **STORES).operators()
+    assert {(b.system_id, b.password) for b in op.binds} == {("tocsin", "secret")}

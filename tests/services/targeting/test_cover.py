@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from h3.api import basic_int as h3
 
-from services.targeting import population
+from bench import population
 from services.targeting.cover import (
     FINE_RES,
     ancestor,

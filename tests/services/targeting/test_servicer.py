@@ -14,6 +14,8 @@ import redis.asyncio as aioredis
 from tocsin.targeting.v1 import targeting_pb2 as pb
 from tocsin.targeting.v1 import targeting_pb2_grpc
 
+from gateways.smpp import segment_count
+from services.channel.units import Units
 from services.kernel.interceptors import ErrorInterceptor
 from services.targeting.servicer import TargetingServicer
 from tests.services.targeting.conftest import make_entity, make_group, stream_recipients
@@ -29,7 +31,9 @@ CENTRE = pb.Circle(lon=4.3517, lat=50.8503, radius_m=2000)
 @pytest.fixture
 async def stub(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIterator[Stub]:
     server = grpc.aio.server(interceptors=[ErrorInterceptor(service="targeting")])
-    servicer = TargetingServicer(pool=pg_pool, redis=redis_client, batch_size=100)
+    servicer = TargetingServicer(
+        pool=pg_pool, redis=redis_client, batch_size=100, units=Units(segment_count)
+    )
     targeting_pb2_grpc.add_TargetingServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -17,11 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
+from stack.services import SERVICES
+from stack.supervisor import Supervisor
 
-from stack.services import SERVICES, SMSCS
-
-ROOT = Path(__file__).resolve().parent.parent
 #: Printed by the supervisor once every service is SERVING.
 READY_LINE = "tocsin: ready"
 
@@ -39,6 +37,8 @@ def random_offset() -> int:
 class RunningStack:
     """A `python -m stack run` child and where its parts listen."""
 
+    #: The supervisor whose one child is `python -m stack run`.
+    supervisor: Supervisor
     proc: subprocess.Popen[str]
     offset: int
     var: Path
@@ -59,21 +59,9 @@ class RunningStack:
         """Names of the services this stack runs (those built so far)."""
         return [s.name for s in SERVICES if s.exists()]
 
-    def smsc_ports(self) -> dict[str, int]:
-        """Operator -> port of each SMSC simulator."""
-        return {s.operator: s.port + self.offset for s in SMSCS}
-
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time used so far by each part of the stack (services, stores, simulators)."""
-        used: dict[str, float] = {}
-        for proc in psutil.Process(self.proc.pid).children(recursive=True):
-            try:
-                name = _part(proc.cmdline())
-                t = proc.cpu_times()
-            except psutil.Error:
-                continue
-            used[name] = used.get(name, 0.0) + t.user + t.system
-        return used
+        return self.supervisor.cpu_seconds()
 
     @property
     def output(self) -> str:
@@ -100,20 +88,6 @@ class RunningStack:
         raise StackError(f"the stack did not say where {store} listens")
 
 
-def _part(cmdline: list[str]) -> str:
-    """Which part of the stack a command line is: `sms`, `smsc-opA`, `postgres`, `redis`."""
-    if "-m" in cmdline:
-        module = cmdline[cmdline.index("-m") + 1]
-        if module == "simulators.smsc" and "--name" in cmdline:
-            return f"smsc-{cmdline[cmdline.index('--name') + 1]}"
-        return module.rsplit(".", 1)[-1] if module.startswith("services.") else module
-    program = Path(cmdline[0].split()[0]).name if cmdline and cmdline[0] else "?"
-    for store in ("postgres", "redis"):
-        if program.startswith(store):
-            return store
-    return program
-
-
 def _pump(proc: subprocess.Popen[str], lines: list[str], ready: threading.Event) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -136,23 +110,23 @@ def running_stack(
 ) -> Iterator[RunningStack]:
     """Start the stack, wait until it is ready, yield it, then stop it (SIGINT, then SIGKILL)."""
     offset = random_offset() if offset is None else offset
-    args = [sys.executable, "-m", "stack", "run", "--var", str(var), "--port-offset", str(offset)]
+    args = ["-m", "stack", "run", "--var", str(var), "--port-offset", str(offset)]
     if not demo:
         args.append("--no-demo")
     if exit_when_ready:
         args.append("--exit-when-ready")
     for service, count in (processes or {}).items():
         args += ["--processes", f"{service}={count}"]
-    proc = subprocess.Popen(
+    supervisor = Supervisor()
+    proc = supervisor.spawn(
+        "stack",
         args,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        output="pipe",
+        # What Ctrl-C sends it: the stack stops its own children, in order.
+        stop_signal=signal.SIGINT,
     )
-    running = RunningStack(proc=proc, offset=offset, var=var)
+    running = RunningStack(supervisor=supervisor, proc=proc, offset=offset, var=var)
     ready = threading.Event()
     reader = threading.Thread(target=_pump, args=(proc, running.lines, ready), daemon=True)
     reader.start()
@@ -165,12 +139,18 @@ def running_stack(
             sys.stdout.write(running.output)
         yield running
     finally:
-        stop(proc)
+        supervisor.stop(timeout=60.0)
         reader.join(timeout=5)
         if proc.stdout is not None:
             proc.stdout.close()
         if echo:
             sys.stdout.flush()
+
+
+def port_taken(var: Path) -> bool:
+    """Whether a service of a stack that did not start found its port taken by another socket:
+    shifted ports lie in the ephemeral range, where any client socket of this machine may sit."""
+    return any("Failed to bind" in log.read_text() for log in (var / "log").glob("*.log"))
 
 
 def dead_logs(var: Path, *, lines: int = 25) -> str:
@@ -182,14 +162,3 @@ def dead_logs(var: Path, *, lines: int = 25) -> str:
             tail = "\n".join(text.splitlines()[-lines:])
             tails.append(f"\n--- {log.name} (end) ---\n{tail}")
     return "".join(tails)
-
-
-def stop(proc: subprocess.Popen[str], *, timeout: float = 60.0) -> None:
-    """Ask the supervisor to stop everything (SIGINT, as Ctrl-C), kill it if it hangs."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    proc.wait()

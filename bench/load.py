@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from services.targeting import population as popmod
+from bench import population as popmod
+from bench.population import LANGUAGES, Population
 from services.targeting.counts import counts_complete, rebuild_counts
 from services.targeting.model import Conn
-from services.targeting.population import LANGUAGES, Population
+from stack.migrate import apply_migrations
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +24,16 @@ CHUNK = 500_000
 SITES_PER_OPERATOR = 6_000
 _KINDS = ("home", "work", "family")
 _TABLES = "group_members, groups, entities, cell_counts, addresses, subscribers, cell_sites"
+
+
+#: Tables that only benchmarks and tests use (which synthetic population is loaded).
+BENCH_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def migrate(dsn: str) -> None:
+    """Apply the production migrations, then the benchmarks' own (blocking: run it in a thread)."""
+    apply_migrations(dsn)
+    apply_migrations(dsn, directory=BENCH_MIGRATIONS)
 
 
 class PopulationConflict(Exception):

@@ -1,6 +1,6 @@
 """Rate-limiter benchmark: accuracy against one shared bucket, Redis calls and acquire overhead.
 
-    python -m ratelimit.bench [--redis URL] [--seconds 10] [--processes 4] [--tasks 16]
+    python -m bench.ratelimit [--redis URL] [--seconds 10] [--processes 4] [--tasks 16]
 
 Without --redis it starts a private redis-server on 127.0.0.1 (the stack's embedded one) and stops
 it at the end. Prints the figures and writes them to bench/results/ratelimit.json.
@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from bench.loadgen import Load, spawn, warm
+from bench.windows import busiest_window
 from ratelimit.config import Rule, Rules
 from ratelimit.limiter import Limiter
-from ratelimit.loadgen import Load, max_window, spawn, warm
+from stack.supervisor import Supervisor
 
-RESULTS = Path("bench/results/ratelimit.json")
+RESULTS = Path(__file__).resolve().parent / "results" / "ratelimit.json"
 
 
 async def accuracy(url: str, load: Load, *, processes: int) -> dict[str, float]:
@@ -37,7 +37,7 @@ async def accuracy(url: str, load: Load, *, processes: int) -> dict[str, float]:
     reports = await spawn(url, load, processes=processes)
     granted = sum(n for r in reports for _, n in r.grants)
     theoretical = load.capacity + load.rate * (1 - load.headroom) * load.duration
-    window = max_window([t for r in reports for t in r.sends])
+    window = busiest_window([t for r in reports for t in r.sends])
     reserved = sum(r.reserved for r in reports)
     return {
         "granted": granted,
@@ -71,21 +71,6 @@ async def overhead(url: str, *, leases: int, lease: int) -> dict[str, float]:
     }
 
 
-@contextlib.contextmanager
-def _redis(url: str | None) -> Iterator[str]:
-    if url:
-        yield url
-        return
-    # Imported here: only the stand-alone benchmark needs a Redis of its own.
-    from stack.embedded import start_redis
-
-    server = start_redis(data_dir=None)
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
 async def bench(args: argparse.Namespace, url: str) -> dict[str, object]:
     """Run both parts and return the figures with the parameters that produced them."""
     load = Load(
@@ -112,7 +97,7 @@ async def bench(args: argparse.Namespace, url: str) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the figures, write the results file."""
-    parser = argparse.ArgumentParser(prog="python -m ratelimit.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.ratelimit", description=__doc__)
     parser.add_argument("--redis", help="redis:// URL on 127.0.0.1 (default: a private server)")
     parser.add_argument("--seconds", type=float, default=10.0, help="accuracy run length")
     parser.add_argument("--processes", type=int, default=4)
@@ -126,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overhead-leases", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file")
     args = parser.parse_args(argv)
-    with _redis(args.redis) as url:
+    with Supervisor() as supervisor:
+        url = supervisor.redis(data_dir=None, external=args.redis)
         figures = asyncio.run(bench(args, url))
     print(f"accuracy (granted / theoretical)  {figures['accuracy']:.4f}")
     print(f"  granted {figures['granted']} of {figures['theoretical']:.0f}")

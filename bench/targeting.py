@@ -20,16 +20,15 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from bench.load import load_population, migrate
 from services.kernel import keys
-from services.targeting.load import load_population
 from services.targeting.model import ALL_CHANNELS, Counts
 from services.targeting.preview import preview
 from services.targeting.resolve import AlertMessage, resolve
 from services.targeting.zones import Zone, circle
-from stack.embedded import start_postgres, start_redis
-from stack.migrate import apply_migrations
+from stack.supervisor import Supervisor
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 #: The design ceiling: the whole population.
 CEILING = 12_000_000
 #: (name, target recipients at the ceiling, centre lon, centre lat, largest radius in metres).
@@ -173,7 +172,7 @@ async def run(
 
 
 def main() -> None:
-    """Command line: `python -m services.targeting.bench [--subscribers N] [--seed S]`."""
+    """Command line: `python -m bench.targeting [--subscribers N] [--seed S]`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--subscribers", type=int, default=CEILING)
     parser.add_argument("--seed", type=int, default=20_260_101)
@@ -182,22 +181,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/targeting.json")
     args = parser.parse_args()
     say(f"PostgreSQL in {args.data_dir} (kept between runs), Redis in memory")
-    pg = start_postgres(data_dir=args.data_dir, fast_unsafe=True)
-    rd = start_redis(data_dir=None)
-    try:
-        apply_migrations(pg.url)
+    with Supervisor() as supervisor:
+        database_url = supervisor.postgres(data_dir=args.data_dir, fast_unsafe=True)
+        redis_url = supervisor.redis(data_dir=None)
+        migrate(database_url)
         results = asyncio.run(
             run(
-                database_url=pg.url,
-                redis_url=rd.url,
+                database_url=database_url,
+                redis_url=redis_url,
                 subscribers=args.subscribers,
                 seed=args.seed,
                 runs=args.runs,
             )
         )
-    finally:
-        rd.stop()
-        pg.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     say(f"written {args.out}")

@@ -1,10 +1,10 @@
 """A load generator: one process, many sender tasks, leasing from one bucket and pacing sends.
 
-The accuracy test and `python -m ratelimit.bench` each run several of these processes against one
+The accuracy test and `python -m bench.ratelimit` each run several of these processes against one
 Redis (`spawn`). A process prints one JSON report on stdout: lease grants (wall time, tokens), the
 wall time of every send, how many acquire calls went to Redis and how many tokens they were granted.
 
-    python -m ratelimit.loadgen --redis redis://127.0.0.1:6379/0 \
+    python -m bench.loadgen --redis redis://127.0.0.1:6379/0 \
         --load '{"duration": 10, "tasks": 16, "rate": 741}'    # then "ready"; send a start time
 """
 
@@ -16,7 +16,6 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -134,7 +133,7 @@ async def run(url: str, load: Load) -> Report:
 async def spawn(url: str, load: Load, *, processes: int, lead: float = 0.5) -> list[Report]:
     """Run `processes` load-generator processes, start them together once all are ready (plus
     `lead` seconds), and collect their reports."""
-    command = [sys.executable, "-m", "ratelimit.loadgen", "--redis", url]
+    command = [sys.executable, "-m", "bench.loadgen", "--redis", url]
     command += ["--load", json.dumps(asdict(load))]
     pipe = asyncio.subprocess.PIPE
     procs = [
@@ -163,21 +162,9 @@ async def spawn(url: str, load: Load, *, processes: int, lead: float = 0.5) -> l
     return [Report.from_json(json.loads(out)) for out, _ in outputs]
 
 
-def max_window(times: Sequence[float], width: float = 1.0) -> int:
-    """The most events in any window of `width` seconds (sliding: each window ends at an event)."""
-    ordered = sorted(times)
-    most = 0
-    first = 0
-    for i, t in enumerate(ordered):
-        while ordered[first] <= t - width:
-            first += 1
-        most = max(most, i - first + 1)
-    return most
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run, print the report."""
-    parser = argparse.ArgumentParser(prog="python -m ratelimit.loadgen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__)
     parser.add_argument("--redis", required=True, help="redis:// URL on 127.0.0.1")
     parser.add_argument("--load", required=True, help="the Load, as a JSON object")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """`make bench-voice`: N calls through a 1,000-channel simulated SIP trunk, with real RTP.
 
-    python -m loadtest.voice [--n 10000] [--channels 1000] [--cps 150] [--language nl]
+    python -m bench.voice [--n 10000] [--channels 1000] [--cps 150] [--language nl]
 
 The trunk simulator runs as its own process (`python -m simulators.siptrunk`, every call
 answered, RTP checked per call); this process is the dialer: one SIP UAC and one media clock, as
@@ -43,7 +43,7 @@ TEXT = {
 
 
 def _args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m loadtest.voice", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bench.voice", description=__doc__)
     p.add_argument("--n", type=int, default=10_000, help="calls to place")
     p.add_argument("--channels", type=int, default=1000, help="the trunk's channels")
     p.add_argument("--cps", type=float, default=150.0, help="new calls per second at most")

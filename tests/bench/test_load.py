@@ -8,10 +8,10 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from bench.load import PopulationConflict, load_population
 from services.targeting.cells import cells_for_zone
 from services.targeting.counts import counts_complete, rebuild_counts
 from services.targeting.cover import COUNT_RESOLUTIONS
-from services.targeting.load import PopulationConflict, load_population
 from services.targeting.model import ALL_CHANNELS, Channel
 from services.targeting.preview import EXACT_BELOW_KM2, preview
 from services.targeting.resolve import AlertMessage, Progress, resolve

@@ -11,6 +11,7 @@ from h3.api import basic_int as h3
 from shapely.geometry import Polygon
 
 from services.targeting.cover import FINE_RES
+from stack.services import operators
 
 Array = np.ndarray[Any, Any]
 
@@ -78,7 +79,7 @@ PER_HOUSEHOLD = 2.4
 #: Channel bits as stored: SMS, voice, e-mail.
 SMS, VOICE, EMAIL = 1, 2, 4
 LANGUAGES = ("nl", "fr", "de", "en")
-OPERATORS = ("proximus", "orange", "base")
+OPERATORS = tuple(op.name for op in operators())
 
 
 @dataclass
