@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 
 from services.kernel import keys as shared
 from simulators.siptrunk import SipTrunkSimulator
+from tests.services.kernel.conftest import ServiceProcess
 from tests.services.voice.conftest import add_calls, message_frames, numbers, wait_states
 
 StartTrunk = Callable[..., Awaitable[SipTrunkSimulator]]
@@ -114,13 +114,13 @@ async def test_cancel_stops_ringing_calls_and_cuts_no_message(
 async def test_channels_are_never_exceeded(
     trunk: StartTrunk,
     voice_here: StartVoice,
+    voice_process: Callable[..., ServiceProcess],
     redis_client: aioredis.Redis,
     pg_pool: asyncpg.Pool,
 ) -> None:
     sim = await trunk(channels=4)
-    extra: dict[str, Any] = {"trunk_channels": 4}
-    await voice_here(sim, **extra)
-    await voice_here(sim, **extra)  # a second replica on the same trunk
+    await voice_here(sim, trunk_channels=4)
+    voice_process(sim, TOCSIN_TRUNK_CHANNELS="4")  # a second replica on the same trunk
     to = numbers(12)
     await add_calls(redis_client, alert="a-chan", to=to, per_entry=3)
     counts = await wait_states(pg_pool, alert="a-chan", total=12)
