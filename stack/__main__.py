@@ -67,6 +67,8 @@ def _run(args: argparse.Namespace) -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
         env.update(DATABASE_URL=database_url, REDIS_URL=redis_url)
         tls_dirs = pki.stack_identities(var / "pki", tuple(s.name for s in SERVICES))
+        # The audit chain's key lives beside the certificates, not in the database.
+        env["TOCSIN_AUDIT_KEY"] = pki.secret(var / "pki" / "audit.key")
         off = args.port_offset
         ops = operators(offset=off)
         operators_file = var / "operators.toml"

@@ -111,7 +111,17 @@ SIMULATORS: tuple[SimulatorSpec, ...] = (
 #: Services in start order: targeting before alerting, which calls it.
 SERVICES = (
     ServiceSpec("targeting", 50052, 9102),
-    ServiceSpec("sms", 50053, 9103),
+    ServiceSpec(
+        "sms",
+        50053,
+        9103,
+        # The load test's platform team on the SMS API (its certificate: stack/pki.py).
+        env={
+            "TOCSIN_API_CLIENTS": (
+                '{"api-loadtest": {"senders": ["TOCSIN"], "daily_quota": 100000000}}'
+            )
+        },
+    ),
     ServiceSpec(
         "voice",
         50054,

@@ -315,7 +315,7 @@ class AdminServicer(alerting_pb2_grpc.AdminServiceServicer):
     ) -> pb.VerifyAuditResponse:
         async with self._gate.call(context, "VerifyAudit") as call:
             auth.require_admin(call.principal)
-            verdict = await audit.verify(self._pool)
+            verdict = await audit.verify(self._pool, key=self._gate.audit_key)
             call.detail = f"ok={verdict.ok} entries={verdict.entries}"
             return pb.VerifyAuditResponse(
                 ok=verdict.ok,

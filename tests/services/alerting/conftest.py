@@ -39,6 +39,8 @@ from services.kernel.errors import ServiceError
 from services.kernel.interceptors import ErrorInterceptor
 
 JWT_KEY = "test-signing-key-of-at-least-32-characters"
+#: Key of the audit chain in these tests (the service has it from its secret store).
+AUDIT_KEY = b"audit-chain-key-of-the-tests-0123456789"
 ISSUER = "tocsin-alerting"
 PASSWORD = "correct horse battery"
 #: Failed logins before a user name is locked out, in these tests.
@@ -321,7 +323,13 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
     auth.use_cost(14)
     targeting, broadcasts, deliveries = FakeTargeting(), FakeBroadcasts(), FakeDeliveries()
     ports: tuple[Targeting, Broadcasts, Deliveries] = (targeting, broadcasts, deliveries)
-    gate = Gate(pool=pg_pool, jwt_key=JWT_KEY, token_issuer=ISSUER)
+    gate = Gate(
+        pool=pg_pool,
+        jwt_key=JWT_KEY,
+        token_issuer=ISSUER,
+        audit_key=AUDIT_KEY,
+        anonymous_audit_per_s=5,
+    )
     server = grpc.aio.server(interceptors=[ErrorInterceptor(service="alerting")])
     alerts = Alerts(
         pool=pg_pool,
