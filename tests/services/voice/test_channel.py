@@ -113,14 +113,13 @@ async def test_cancel_stops_ringing_calls_and_cuts_no_message(
 
 async def test_channels_are_never_exceeded(
     trunk: StartTrunk,
-    voice_here: StartVoice,
     voice_process: Callable[..., ServiceProcess],
     redis_client: aioredis.Redis,
     pg_pool: asyncpg.Pool,
 ) -> None:
     sim = await trunk(channels=4)
-    await voice_here(sim, trunk_channels=4)
-    voice_process(sim, TOCSIN_TRUNK_CHANNELS="4")  # a second replica on the same trunk
+    for consumer in ("one", "two"):  # two replicas on the same trunk
+        voice_process(sim, TOCSIN_TRUNK_CHANNELS="4", TOCSIN_CONSUMER=consumer)
     to = numbers(12)
     await add_calls(redis_client, alert="a-chan", to=to, per_entry=3)
     counts = await wait_states(pg_pool, alert="a-chan", total=12)
