@@ -128,6 +128,23 @@ SIMULATORS: tuple[SimulatorSpec, ...] = (
     SimulatorSpec(
         "contactcentre", "simulators.contactcentre", CONTACT_CENTRE_PORT, ("--open-after-s", "3")
     ),
+    # The SIP trunk the voice service calls through (TOCSIN_TRUNKS below): most calls answered
+    # after a ring, some busy or unanswered, as citizens are.
+    SimulatorSpec(
+        "siptrunk",
+        "simulators.siptrunk",
+        5060,
+        (
+            "--answer-share",
+            "0.8",
+            "--busy-share",
+            "0.1",
+            "--no-answer-share",
+            "0.1",
+            "--ring-delay",
+            "1.5",
+        ),
+    ),
 )
 
 #: The SMTP relay simulator standing in for the deployment's relay, the e-mail service's bounce
@@ -148,7 +165,13 @@ SERVICES = (
             )
         },
     ),
-    ServiceSpec("voice", 50054, 9104),
+    ServiceSpec(
+        "voice",
+        50054,
+        9104,
+        # The SIP trunk simulator (SIMULATORS), shifted with the stack.
+        env={"TOCSIN_TRUNKS": "trunkA=127.0.0.1:5060"},
+    ),
     ServiceSpec("cellbroadcast", 50055, 9105),
     # E-mail to the SMTP relay simulator (RELAY_PORT); bounces come back on BOUNCE_PORT.
     ServiceSpec("email", 50056, 9106),
@@ -165,9 +188,9 @@ SERVICES = (
             "TOCSIN_INFOLINE_SYNC_S": "1.0",
             # A fresh token-signing key per `make run`: tokens end with the stack that issued them.
             "TOCSIN_JWT_KEY": secrets.token_urlsafe(48),
-            # What this stack delivers: e-mail and the CAP feed run in it; cell broadcast and
+            # What this stack delivers: voice, e-mail and the CAP feed run in it; cell broadcast and
             # LB-SMS go to the CBC simulators of PER_OPERATOR.
-            "TOCSIN_ENABLED_CHANNELS": "sms,email,cap_feed,cell_broadcast,lb_sms",
+            "TOCSIN_ENABLED_CHANNELS": "sms,voice,email,cap_feed,cell_broadcast,lb_sms",
         },
     ),
 )

@@ -514,6 +514,30 @@ OPERATORS = dashboard(
                 ),
             ),
         ),
+        Row(
+            "Voice trunks",
+            (
+                Panel(
+                    "Channels held against limit",
+                    "Concurrent calls per SIP trunk over every voice pod, and the channels it"
+                    " sells: the held count never passes the limit (a Redis lease per call).",
+                    (
+                        Q(f"max by (trunk) (tocsin_voice_trunk_channels{sel()})", "{{trunk}}"),
+                        Q(
+                            f"max by (trunk) (tocsin_voice_trunk_channel_limit{sel()})",
+                            "{{trunk}} limit",
+                        ),
+                    ),
+                ),
+                per_second(
+                    "Calls by outcome",
+                    "Call attempts per second by outcome; new calls per second are held by the"
+                    " rate limiter's voice:trunk bucket (Rate limiter row).",
+                    "tocsin_voice_calls_total",
+                    "trunk, outcome",
+                ),
+            ),
+        ),
     ),
 )
 

@@ -45,6 +45,9 @@ RULES: Mapping[str, frozenset[str]] = {
     "/tocsin.sms.v1.SmsService/SendBatch": frozenset({API_CLIENTS}),
     "/tocsin.sms.v1.SmsService/GetBatch": frozenset({API_CLIENTS}),
     "/tocsin.sms.v1.SmsService/GetMessage": frozenset({API_CLIENTS}),
+    # Voice: alerting, and platform teams with their own credentials (their own calls only).
+    "/tocsin.voice.v1.VoiceService/PlaceCalls": frozenset({ALERTING, API_CLIENTS}),
+    "/tocsin.voice.v1.VoiceService/GetCall": frozenset({ALERTING, API_CLIENTS}),
     # Every other channel (voice, cell broadcast, e-mail, CAP feed, and channels to come) is
     # driven by alerting only, unless a rule above says otherwise.
     "/tocsin.*": frozenset({ALERTING}),

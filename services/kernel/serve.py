@@ -155,6 +155,12 @@ async def serve(
     await server.start()
     if health_server is not None:
         await health_server.start()
+    # Before health may say SERVING: a SIGTERM from then on must find its handler (the loop runs
+    # the background tasks while the first check awaits the stores).
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     _settle_garbage_collector(settings.gc_young_threshold)
     await reporter.check_once()
     health_task = asyncio.create_task(

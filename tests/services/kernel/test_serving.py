@@ -100,7 +100,7 @@ async def test_reflection_and_metrics(voice_service: ServiceProcess) -> None:
     assert 'tocsin_dependency_up{dependency="redis",service="voice"} 1.0' in body
 
 
-async def test_unimplemented_channel_answers_with_status_not_trace(
+async def test_bad_request_answers_with_status_not_trace(
     voice_service: ServiceProcess,
 ) -> None:
     from tocsin.voice.v1 import voice_pb2, voice_pb2_grpc
@@ -109,8 +109,8 @@ async def test_unimplemented_channel_answers_with_status_not_trace(
         stub = voice_pb2_grpc.VoiceServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.GetCall(voice_pb2.GetCallRequest(call_id="x"))
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "voice calling is not built yet" in (info.value.details() or "")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "call_id" in (info.value.details() or "")
 
 
 def _get_call_count(metrics_port: int) -> float:

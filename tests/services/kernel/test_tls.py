@@ -220,7 +220,7 @@ async def test_a_service_process_serves_mutual_tls_and_plaintext_health(
                 await voice_pb2_grpc.VoiceServiceStub(channel).GetCall(request, timeout=10)
             outcomes[identity] = info.value.code()
     assert outcomes == {
-        "alerting": grpc.StatusCode.UNIMPLEMENTED,  # admitted; the channel is not built yet
+        "alerting": grpc.StatusCode.INVALID_ARGUMENT,  # admitted; "x" is no call id
         "sms": grpc.StatusCode.PERMISSION_DENIED,
     }
     async with grpc.aio.insecure_channel(voice.target) as channel:

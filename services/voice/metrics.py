@@ -1,0 +1,23 @@
+"""Metrics of the voice service (docs/metrics.md); the channel worker's are labelled voice."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+CALLS = Counter(
+    "tocsin_voice_calls_total", "Call attempts by trunk and outcome.", ["trunk", "outcome"]
+)
+CHANNELS_IN_USE = Gauge(
+    "tocsin_voice_channels_in_use", "Channels of the trunk this process holds now.", ["trunk"]
+)
+TRUNK_CHANNELS = Gauge(
+    "tocsin_voice_trunk_channels",
+    "Channels of the trunk held by all replicas, as last counted in Redis.",
+    ["trunk"],
+)
+TRUNK_CHANNEL_LIMIT = Gauge(
+    "tocsin_voice_trunk_channel_limit", "Channels the trunk sells.", ["trunk"]
+)
+PROMPTS_RENDERED = Counter(
+    "tocsin_voice_prompts_rendered_total", "Messages synthesised, by language.", ["language"]
+)
