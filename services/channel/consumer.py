@@ -111,6 +111,31 @@ class StreamConsumer(Generic[J]):
             group.create_task(self._control_loop(), name=f"{name}-control")
             group.create_task(self._gauge_loop(), name=f"{name}-stream-gauges")
 
+    # -- a lost group (faults, issue 16) --------------------------------------------------------
+    async def _group_lost(self, exc: BaseException) -> bool:
+        """Whether `exc` says the group is gone (NOGROUP: Redis lost its data); recreate it.
+
+        Retrying NOGROUP forever would stop the channel silently. The group is created again
+        (with the stream, MKSTREAM) from the stream's start, so that whatever the stream still
+        holds is read; a recipient whose outcome PostgreSQL already has is not sent again.
+        """
+        if not isinstance(exc, ResponseError) or "NOGROUP" not in str(exc):
+            return False
+        logger.error(
+            "the %s consumer group %s is gone (Redis lost its data?): creating it again",
+            self._name,
+            self.cfg.group,
+        )
+        metrics.GROUP_LOST.labels(self._name).inc()
+        try:
+            await self.ensure_group()
+        except (RedisError, OSError) as again:
+            logger.warning("creating the %s group failed, retrying: %r", self._name, again)
+            await asyncio.sleep(0.5)
+        return True
+
+    # -- end a lost group ---------------------------------------------------------------------
+
     def stop_reading(self) -> None:
         """Stop taking new work (graceful shutdown); work in hand goes on."""
         self._reading = False
@@ -136,6 +161,8 @@ class StreamConsumer(Generic[J]):
                     block=self.cfg.read_block_ms,
                 )
             except (RedisError, OSError) as exc:
+                if await self._group_lost(exc):
+                    continue
                 logger.warning("reading the %s stream failed, retrying: %r", self._name, exc)
                 await asyncio.sleep(0.5)
                 continue
