@@ -221,7 +221,7 @@ async def _bench(
     await pool.execute("TRUNCATE sms_messages, sms_message_ids")
     for name in names:
         stack.start_smsc(name)
-    rules_file = WORK / "rules.toml"
+    rules_file = stack.redis_dir / "rules.toml"
     rules_file.write_text(rules(args.rate), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
     env.update(
