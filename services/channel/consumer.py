@@ -9,6 +9,7 @@ they are never claimed from under it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,11 @@ from services.kernel.metrics import STREAM_LAG, STREAM_LENGTH, STREAM_PENDING
 from services.kernel.streams import GroupLag, trim_processed
 
 logger = logging.getLogger(__name__)
+
+#: Recipients of routes that are down may hold up to this many times the in-flight limit.
+PARKED_FACTOR = 10
+#: Seconds between looks at the routes while the in-flight limit holds reading back.
+PARKED_RECHECK_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +142,19 @@ class StreamConsumer(Generic[J]):
 
     # -- end a lost group ---------------------------------------------------------------------
 
+    # -- one route down does not stop the reading (faults, issue 16) ---------------------------
+    def _full(self) -> bool:
+        """Whether the in-flight limit holds reading back, not counting the work of routes that
+        are down (a channel with `route_up`): that work waits, durably queued, and must not starve
+        the other routes. Their work still counts up to PARKED_FACTOR times the limit (memory)."""
+        route_up = getattr(self._channel, "route_up", None)
+        if route_up is None or self.in_flight >= PARKED_FACTOR * self.cfg.max_in_flight:
+            return True
+        parked = sum(lane.pending for route, lane in self._lanes.items() if not route_up(route))
+        return self.in_flight - parked >= self.cfg.max_in_flight
+
+    # -- end one route down ---------------------------------------------------------------------
+
     def stop_reading(self) -> None:
         """Stop taking new work (graceful shutdown); work in hand goes on."""
         self._reading = False
@@ -148,9 +167,11 @@ class StreamConsumer(Generic[J]):
         )
         await self._take(own)
         while self._reading:
-            if self.in_flight >= self.cfg.max_in_flight:
+            if self.in_flight >= self.cfg.max_in_flight and self._full():
                 self._room.clear()
-                await self._room.wait()
+                # Looked at again now and then: a route may go down (or up) meanwhile.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), PARKED_RECHECK_S)
                 continue
             try:
                 reply = await self._redis.xreadgroup(

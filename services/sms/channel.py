@@ -102,6 +102,10 @@ class SmsChannel:
             job.error = "invalid number"
         return job
 
+    def route_up(self, operator: str) -> bool:
+        """Whether any bind of the operator is up (the consumer reads on while one is down)."""
+        return any(b.is_bound for b in self._binds[operator])
+
     def _pick(self, operator: str) -> Bind:
         binds = self._binds[operator]
         best: Bind | None = None
