@@ -21,6 +21,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from bench.load import load_population, migrate
+from services.channel import codec
 from services.kernel import keys
 from services.targeting.model import ALL_CHANNELS, Counts
 from services.targeting.preview import preview
@@ -98,7 +99,7 @@ async def measure(
         channels=frozenset(ALL_CHANNELS),
         zone=zone,
         group_ids=[],
-        batch_size=500,
+        batch_size=codec.ENTRY_SIZE,
     ):
         if first_ms is None and progress.batches:
             first_ms = (time.perf_counter() - started) * 1000

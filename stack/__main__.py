@@ -13,9 +13,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from services.kernel.operators import dump_operators
-from stack import pki
+from stack import pki, seed
 from stack.migrate import apply_migrations
-from stack.services import SERVICES, module_exists, operators, simulators
+from stack.services import (
+    BOUNCE_PORT,
+    CAPFEED_PORT,
+    RELAY_PORT,
+    SERVICES,
+    module_exists,
+    operators,
+    simulators,
+)
 from stack.supervisor import Supervisor, SupervisorError, own_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,9 +72,12 @@ def _run(args: argparse.Namespace) -> int:
     try:
         database_url, redis_url = _stores(var, supervisor)
         apply_migrations(database_url)
+        seed.demo_cell_sites(database_url, operators=tuple(op.name for op in operators()))
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
         env.update(DATABASE_URL=database_url, REDIS_URL=redis_url)
         tls_dirs = pki.stack_identities(var / "pki", tuple(s.name for s in SERVICES))
+        # The audit chain's key lives beside the certificates, not in the database.
+        env["TOCSIN_AUDIT_KEY"] = pki.secret(var / "pki" / "audit.key")
         off = args.port_offset
         ops = operators(offset=off)
         operators_file = var / "operators.toml"
@@ -77,6 +88,12 @@ def _run(args: argparse.Namespace) -> int:
                 args_ = ["-m", sim.module, "--port", str(sim.port), *sim.args]
                 supervisor.spawn(sim.name, args_, env=env)
                 print(f"  {sim.name:<13} 127.0.0.1:{sim.port}  (simulator)")
+        if module_exists("simulators.smtp.__main__"):
+            # Addresses starting with `bounce` are accepted, then bounced to the e-mail service.
+            relay_args = ["--port", str(RELAY_PORT + off), "--bounce-pattern", "^bounce"]
+            relay_args += ["--bounce-to", f"127.0.0.1:{BOUNCE_PORT + off}"]
+            supervisor.spawn("smtp-relay", ["-m", "simulators.smtp", *relay_args], env=env)
+            print(f"  {'smtp-relay':<13} 127.0.0.1:{RELAY_PORT + off}  (simulator)")
         services = [
             replace(
                 s,
@@ -97,6 +114,9 @@ def _run(args: argparse.Namespace) -> int:
                     TOCSIN_METRICS_PORT=str(spec.metrics_port + EXTRA_METRICS_STEP * k),
                     TOCSIN_OPERATORS_FILE=str(operators_file),
                     TOCSIN_TLS_DIR=str(tls_dirs[spec.name]),
+                    TOCSIN_SMTP_PORT=str(RELAY_PORT + off),
+                    TOCSIN_SMTP_TLS="none",
+                    TOCSIN_BOUNCE_PORT=str(BOUNCE_PORT + off),
                     **spec.env,
                 )
                 if count > 1:
@@ -110,6 +130,12 @@ def _run(args: argparse.Namespace) -> int:
                 f"  {spec.name:<13} grpc 127.0.0.1:{spec.grpc_port}  "
                 f"metrics http://127.0.0.1:{spec.metrics_port}/metrics  SERVING"
             )
+        if module_exists("services.capfeed.__main__"):
+            feed = f"127.0.0.1:{CAPFEED_PORT + off}"
+            feed_env = dict(env, TOCSIN_CAPFEED_PORT=str(CAPFEED_PORT + off))
+            feed_env["TOCSIN_CAPFEED_BASE_URL"] = f"http://{feed}"
+            supervisor.spawn("capfeed", ["-m", "services.capfeed"], env=feed_env)
+            print(f"  {'capfeed':<13} http://{feed}/cap/feed.atom  (public CAP feed)")
         print(f"tocsin: ready; logs in {var / 'log'}; Ctrl-C stops everything")
         sys.stdout.flush()
         if args.demo and module_exists("stack.demo"):

@@ -8,6 +8,7 @@ its one DNS subject alternative name (what gRPC reports as the peer's identity).
 from __future__ import annotations
 
 import datetime
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,3 +193,12 @@ def stack_identities(root: Path, services: tuple[str, ...]) -> dict[str, Path]:
 def client_settings(var: Path, identity: str = "registration") -> ClientSettings:
     """TLS settings of a development client of `make run`'s stack (demo, load test)."""
     return ClientSettings(tls_dir=var / "pki" / identity)
+
+
+def secret(path: Path) -> str:
+    """A random secret kept in `path` (owner-only), made on first use: e.g. the audit key."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()

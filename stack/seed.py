@@ -359,3 +359,27 @@ async def deliver(
     async for progress in watch(channel, issuer, alert_id=alert_id, timeout=timeout):
         last = sms_progress(progress)
     return last
+
+
+def demo_cell_sites(database_url: str, *, operators: tuple[str, ...], place: Place = GENT) -> int:
+    """A few cell sites of every operator over the place (cell broadcast needs cells); the count.
+
+    Only where the deployment has no cell sites yet: a real one loads the operators' own.
+    """
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM cell_sites)").fetchone() == (True,):
+            return 0
+        rows = [
+            (op, f"{op}-{place.name.lower()}-{i}", *place._offset(dx, dy), 900.0)
+            for op in operators
+            for i, (dx, dy) in enumerate([(-600, -600), (-600, 600), (600, -600), (600, 600)])
+        ]
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO cell_sites (operator, cell_id, lon, lat, radius_m)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                rows,
+            )
+        return len(rows)

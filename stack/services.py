@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from services.kernel.operators import Operator, load_operators
 
@@ -65,15 +67,31 @@ OPERATORS_FILE = Path(__file__).resolve().parent / "operators.toml"
 def operators(*, offset: int = 0) -> tuple[Operator, ...]:
     """The operators of `make run`, from OPERATORS_FILE, every bind's port moved by `offset`."""
     return tuple(
-        replace(op, binds=tuple(replace(b, port=b.port + offset) for b in op.binds))
+        replace(
+            op,
+            binds=tuple(replace(b, port=b.port + offset) for b in op.binds),
+            sections={k: _moved(v, offset) for k, v in op.sections.items()},
+        )
         for op in load_operators(OPERATORS_FILE)
     )
+
+
+def _moved(section: Mapping[str, Any], offset: int) -> Mapping[str, Any]:
+    """A channel section whose `url` (http://host:port) has its port moved by `offset`."""
+    url = section.get("url")
+    if not isinstance(url, str) or not offset:
+        return section
+    parts = urlsplit(url)
+    if parts.port is None:
+        return section
+    moved = parts._replace(netloc=f"{parts.hostname}:{parts.port + offset}")
+    return {**section, "url": urlunsplit(moved)}
 
 
 def simulators(ops: tuple[Operator, ...]) -> list[SimulatorSpec]:
     """The simulators in start order: each operator's (PER_OPERATOR), then the shared ones."""
     per_operator = [make(op) for op in ops for make in PER_OPERATOR]
-    return [*per_operator, *SIMULATORS]
+    return [*(s for s in per_operator if s is not None), *SIMULATORS]
 
 
 def _smsc(op: Operator) -> SimulatorSpec:
@@ -83,18 +101,43 @@ def _smsc(op: Operator) -> SimulatorSpec:
     )
 
 
+def _cbc(op: Operator) -> SimulatorSpec | None:
+    """The operator's CBC and LB-SMS platform, on the port of its `cbc` url."""
+    url = op.sections.get("cbc", {}).get("url")
+    port = urlsplit(url).port if isinstance(url, str) else None
+    if port is None:
+        return None
+    return SimulatorSpec(f"cbc-{op.name}", "simulators.cbc", port, ("--name", op.name))
+
+
 #: Simulators started once per operator of the operators file (append a channel's peer here).
-PER_OPERATOR: tuple[Callable[[Operator], SimulatorSpec], ...] = (_smsc,)
+PER_OPERATOR: tuple[Callable[[Operator], SimulatorSpec | None], ...] = (_smsc, _cbc)
 
 #: Simulators started once, after the per-operator ones (append shared peers here).
 SIMULATORS: tuple[SimulatorSpec, ...] = ()
 
+#: The SMTP relay simulator standing in for the deployment's relay, the e-mail service's bounce
+#: receiver, and the public CAP feed (HTTP), before `make run`'s port offset.
+RELAY_PORT, BOUNCE_PORT, CAPFEED_PORT = 2525, 2526, 8090
+
 #: Services in start order: targeting before alerting, which calls it.
 SERVICES = (
     ServiceSpec("targeting", 50052, 9102),
-    ServiceSpec("sms", 50053, 9103),
+    ServiceSpec(
+        "sms",
+        50053,
+        9103,
+        # The load test's platform team on the SMS API (its certificate: stack/pki.py).
+        env={
+            "TOCSIN_API_CLIENTS": (
+                '{"api-loadtest": {"senders": ["TOCSIN"], "daily_quota": 100000000}}'
+            )
+        },
+    ),
     ServiceSpec("voice", 50054, 9104),
     ServiceSpec("cellbroadcast", 50055, 9105),
+    # E-mail to the SMTP relay simulator (RELAY_PORT); bounces come back on BOUNCE_PORT.
+    ServiceSpec("email", 50056, 9106),
     ServiceSpec(
         "alerting",
         50051,
@@ -102,8 +145,12 @@ SERVICES = (
         env={
             "TOCSIN_TARGETING_ADDR": "127.0.0.1:50052",
             "TOCSIN_SMS_ADDR": "127.0.0.1:50053",
+            "TOCSIN_CELLBROADCAST_ADDR": "127.0.0.1:50055",
             # A fresh token-signing key per `make run`: tokens end with the stack that issued them.
             "TOCSIN_JWT_KEY": secrets.token_urlsafe(48),
+            # What this stack delivers: e-mail and the CAP feed run in it; cell broadcast and
+            # LB-SMS go to the CBC simulators of PER_OPERATOR.
+            "TOCSIN_ENABLED_CHANNELS": "sms,email,cap_feed,cell_broadcast,lb_sms",
         },
     ),
 )

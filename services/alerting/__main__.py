@@ -50,6 +50,8 @@ async def build(kernel: Kernel[Settings]) -> None:
     """Wire the ports to the peer services and register the three servicers."""
     settings = kernel.settings
     use_cost(settings.scrypt_log2_n)
+    if not settings.audit_key.get_secret_value():
+        logger.warning("TOCSIN_AUDIT_KEY is not set: the audit chain is not keyed")
     # A pool of the service's own (the kernel's serves health), without the per-release reset.
     # No inactivity timer either: asyncpg re-arms it on every release (a timer per query), and
     # a pool of at most pg_pool_size connections may as well keep them.
@@ -75,6 +77,8 @@ async def build(kernel: Kernel[Settings]) -> None:
     gate = Gate(
         pool=pool,
         jwt_key=settings.jwt_key.get_secret_value(),
+        audit_key=settings.audit_key.get_secret_value().encode(),
+        anonymous_audit_per_s=settings.anonymous_audit_per_s,
         previous_jwt_keys=tuple(k for k in [settings.jwt_previous_key.get_secret_value()] if k),
         token_issuer=settings.token_issuer,
         auth_cache_s=settings.auth_cache_s,
@@ -109,6 +113,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         ),
         token_ttl_s=settings.token_ttl_s,
         watch_interval_s=settings.watch_interval_s,
+        broadcasts=broadcasts,
     )
     for name in names:
         kernel.add_service_name(name)

@@ -1,9 +1,16 @@
-"""The append-only audit log: each entry chained to the previous one by SHA-256."""
+"""The append-only audit log: each entry chained to the previous one by HMAC-SHA-256.
+
+The chain's key (TOCSIN_AUDIT_KEY) is kept in the secret store, never in the database: whoever
+can write PostgreSQL cannot rewrite the chain consistently. Without a key (development) the
+chain is plain SHA-256. Every field is bounded and free of NUL before it is written, so no
+caller can fill the disk or make the insert fail.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,9 +68,24 @@ def canonical(entry: Entry) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def chain_hash(prev_hash: str, entry: Entry) -> str:
-    """SHA-256 over the previous hash and the entry's canonical JSON, as hex."""
-    return hashlib.sha256(prev_hash.encode("ascii") + canonical(entry)).hexdigest()
+def chain_hash(prev_hash: str, entry: Entry, key: bytes = b"") -> str:
+    """HMAC-SHA-256 under `key` (SHA-256 without one) over the previous hash and the entry's
+    canonical JSON, as hex."""
+    data = prev_hash.encode("ascii") + canonical(entry)
+    if key:
+        return hmac.new(key, data, hashlib.sha256).hexdigest()
+    return hashlib.sha256(data).hexdigest()
+
+
+#: Longest stored value of each text field (longer ones are cut, marked with an ellipsis).
+LIMITS = {"username": 64, "action": 64, "target": 200, "peer": 100, "result": 32, "detail": 2000}
+
+
+def bounded(value: str, field: str) -> str:
+    """A field's value as stored: NUL replaced, cut to its limit."""
+    limit = LIMITS[field]
+    value = value.replace("\x00", "\ufffd")
+    return value if len(value) <= limit else value[: limit - 1] + "\u2026"
 
 
 @dataclass(frozen=True)
@@ -106,7 +128,9 @@ async def read_tail(pool: asyncpg.Pool) -> Tail:
     return (0, GENESIS) if last is None else (last["seq"], last["hash"])
 
 
-def _chained(drafts: Sequence[Draft], tail: Tail) -> tuple[list[Entry], list[list[Any]]]:
+def _chained(
+    drafts: Sequence[Draft], tail: Tail, key: bytes = b""
+) -> tuple[list[Entry], list[list[Any]]]:
     """The drafts as entries after `tail`, and the insert's twelve columns."""
     seq, prev = tail
     # Microseconds: what timestamptz keeps, so the stored entry hashes the same when re-read.
@@ -119,15 +143,15 @@ def _chained(drafts: Sequence[Draft], tail: Tail) -> tuple[list[Entry], list[lis
             seq,
             at,
             d.user_id,
-            d.username,
+            bounded(d.username, "username"),
             d.entity_id,
-            d.action,
-            d.target,
-            d.peer,
-            d.result,
-            d.detail[:2000],
+            bounded(d.action, "action"),
+            bounded(d.target, "target"),
+            bounded(d.peer, "peer"),
+            bounded(d.result, "result"),
+            bounded(d.detail, "detail"),
         )
-        digest = chain_hash(prev, entry)
+        digest = chain_hash(prev, entry, key)
         row = (
             seq,
             at,
@@ -150,7 +174,7 @@ def _chained(drafts: Sequence[Draft], tail: Tail) -> tuple[list[Entry], list[lis
 
 
 async def append_after(
-    pool: asyncpg.Pool, drafts: Sequence[Draft], tail: Tail | None
+    pool: asyncpg.Pool, drafts: Sequence[Draft], tail: Tail | None, *, key: bytes = b""
 ) -> tuple[list[Entry], Tail]:
     """Append entries in order at the end of the chain; return them and the new end.
 
@@ -164,7 +188,7 @@ async def append_after(
     for _ in range(MAX_ATTEMPTS):
         if tail is None:
             tail = await read_tail(pool)
-        entries, columns = _chained(drafts, tail)
+        entries, columns = _chained(drafts, tail, key)
         try:
             row = await pool.fetchrow(_INSERT, *columns, tail[0])
         except asyncpg.UniqueViolationError:
@@ -181,9 +205,11 @@ async def append_after(
     raise RuntimeError(f"audit log: {MAX_ATTEMPTS} appends in a row lost the race to other writers")
 
 
-async def append_many(pool: asyncpg.Pool, drafts: Sequence[Draft]) -> list[Entry]:
+async def append_many(
+    pool: asyncpg.Pool, drafts: Sequence[Draft], *, key: bytes = b""
+) -> list[Entry]:
     """Append entries in order at the end of the chain."""
-    entries, _ = await append_after(pool, drafts, None)
+    entries, _ = await append_after(pool, drafts, None, key=key)
     return entries
 
 
@@ -198,10 +224,11 @@ async def append(
     peer: str,
     result: str,
     detail: str = "",
+    key: bytes = b"",
 ) -> Entry:
     """Append one entry at the end of the chain."""
     draft = Draft(user_id, username, entity_id, action, target, peer, result, detail)
-    (entry,) = await append_many(pool, [draft])
+    (entry,) = await append_many(pool, [draft], key=key)
     return entry
 
 
@@ -214,8 +241,9 @@ class Writer:
     (`append_after`).
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 500) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 500, key: bytes = b"") -> None:
         self._pool = pool
+        self._key = key
         self._max_batch = max_batch
         self._pending: list[tuple[Draft, asyncio.Future[Entry]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -245,7 +273,9 @@ class Writer:
 
     async def _write(self, batch: list[tuple[Draft, asyncio.Future[Entry]]]) -> None:
         try:
-            entries, self._tail = await append_after(self._pool, [d for d, _ in batch], self._tail)
+            entries, self._tail = await append_after(
+                self._pool, [d for d, _ in batch], self._tail, key=self._key
+            )
         # Not swallowed: every failure goes to the callers waiting on the batch, who raise it.
         except Exception as exc:  # noqa: BLE001
             if len(batch) == 1:
@@ -268,7 +298,7 @@ def _settle(done: asyncio.Future[Entry], outcome: Entry | Exception) -> None:
         done.set_result(outcome)
 
 
-async def verify(pool: asyncpg.Pool, *, batch: int = 5000) -> Verdict:
+async def verify(pool: asyncpg.Pool, *, batch: int = 5000, key: bytes = b"") -> Verdict:
     """Walk the chain from the first entry; name the first entry that does not fit."""
     prev, expected_seq, count = GENESIS, 1, 0
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
@@ -292,7 +322,7 @@ async def verify(pool: asyncpg.Pool, *, batch: int = 5000) -> Verdict:
                 return Verdict(
                     False, count, entry.seq, "prev_hash does not match the previous entry's hash"
                 )
-            if chain_hash(prev, entry) != row["hash"]:
+            if not hmac.compare_digest(chain_hash(prev, entry, key), row["hash"]):
                 return Verdict(
                     False, count, entry.seq, "entry was altered: its hash does not match"
                 )

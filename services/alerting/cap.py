@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,14 @@ STATUS = {
 SENDER = "be-alert@tocsin"
 
 Point = tuple[float, float]
+
+#: Characters XML 1.0 cannot carry (C0 controls but tab, LF, CR; lone surrogates; U+FFFE/F).
+XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+#: Elements the CAP 1.2 schema requires: written even when empty, so a document always validates.
+REQUIRED = frozenset(
+    {"identifier", "sender", "sent", "status", "msgType", "scope"}
+    | {"category", "event", "urgency", "severity", "certainty", "areaDesc"}
+)
 
 
 @dataclass(frozen=True)
@@ -91,9 +100,14 @@ def zone_polygons(zone_geojson: str) -> tuple[tuple[Point, ...], ...]:
     return tuple(tuple((float(p[1]), float(p[0])) for p in poly[0]) for poly in polygons)
 
 
+def xml_safe(text: str) -> str:
+    """The text less what XML 1.0 cannot carry: rendering never fails on pasted control codes."""
+    return XML_ILLEGAL.sub("", text)
+
+
 def _sub(parent: ET.Element, tag: str, text: str) -> None:
-    if text:
-        ET.SubElement(parent, f"{{{NS}}}{tag}").text = text
+    if text or tag in REQUIRED:
+        ET.SubElement(parent, f"{{{NS}}}{tag}").text = xml_safe(text)
 
 
 def render(msg: CapMessage) -> str:

@@ -340,6 +340,8 @@ def _database_url(args: argparse.Namespace) -> str:
 async def offline(args: argparse.Namespace) -> int:
     """The commands that talk to PostgreSQL directly: bootstrap-admin, audit-verify --offline."""
     pool = await asyncpg.create_pool(_database_url(args), min_size=1, max_size=2)
+    # The audit chain's key, as the service has it (docs/security.md); empty: unkeyed chain.
+    key = os.environ.get("TOCSIN_AUDIT_KEY", "").encode()
     try:
         if args.command == "bootstrap-admin":
             user = await admin.bootstrap_admin(
@@ -354,10 +356,11 @@ async def offline(args: argparse.Namespace) -> int:
                 target=f"user:{user.id}",
                 peer="cli",
                 result="OK",
+                key=key,
             )
             console.print(f"admin {user.username} created (user {user.id})")
             return 0
-        verdict = await audit.verify(pool)
+        verdict = await audit.verify(pool, key=key)
         return _verdict(verdict.ok, verdict.entries, verdict.first_broken_seq, verdict.reason)
     finally:
         await pool.close()

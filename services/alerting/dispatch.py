@@ -8,7 +8,6 @@ settler resumes it (`resume_stale`), and the channels drop what they already rec
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ import redis.asyncio as aioredis
 
 from services.alerting import cap, lifecycle, presence, store
 from services.alerting.metrics import ALERT_MESSAGES, ALERTS
-from services.alerting.model import REGISTERED_CHANNELS, Alert, AlertSpec, Channel, MsgType, State
+from services.alerting.model import REGISTERED_CHANNELS, Alert, AlertSpec, Channel, MsgType
 from services.alerting.permissions import EntityInfo
 from services.alerting.ports import Broadcasts, Targeting
 from services.alerting.texts import channel_texts
@@ -141,24 +140,15 @@ class Dispatcher:
         )
         if not requested:
             return
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT targeted, progress FROM alerts WHERE id = $1::uuid FOR UPDATE", alert.id
-            )
-            assert row is not None, alert.id
-            targeted, progress = json.loads(row["targeted"]), json.loads(row["progress"])
-            for channel, req in requested.items():
-                name = channel.value
-                targeted[name] = targeted.get(name, 0) + req.cells
-                seen = progress.setdefault(name, {})
-                seen["submitted"] = seen.get("submitted", 0) + req.accepted
-                seen["failed"] = seen.get("failed", 0) + req.refused
-            await conn.execute(
-                "UPDATE alerts SET targeted = $2::jsonb, progress = $3::jsonb WHERE id = $1::uuid",
-                alert.id,
-                json.dumps(targeted),
-                json.dumps(progress),
-            )
+        await store.add_counts(
+            self._pool,
+            alert_id=alert.id,
+            targeted={c.value: req.cells for c, req in requested.items()},
+            progress={
+                c.value: {"submitted": req.accepted, "failed": req.refused}
+                for c, req in requested.items()
+            },
+        )
 
     async def _add_targeted(
         self,
@@ -170,22 +160,11 @@ class Dispatcher:
         """Add resolved recipients to the alert's counts (they add up over versions); a send
         whose audience is resolved becomes sent."""
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT state, targeted FROM alerts WHERE id = $1::uuid FOR UPDATE", alert_id
+            await store.add_counts(
+                conn, alert_id=alert_id, targeted={c.value: n for c, n in targeted.items()}
             )
-            assert row is not None, alert_id
-            counts = json.loads(row["targeted"])
-            for channel, n in targeted.items():
-                counts[channel.value] = counts.get(channel.value, 0) + n
-            state = State(row["state"])
             if resolved_send:
-                state = lifecycle.after_resolve(state)
-            await conn.execute(
-                "UPDATE alerts SET targeted = $2::jsonb, state = $3 WHERE id = $1::uuid",
-                alert_id,
-                json.dumps(counts),
-                state.value,
-            )
+                await lifecycle.resolved(conn, alert_id=alert_id)
 
     async def record_cap(
         self,

@@ -12,11 +12,13 @@ from services.kernel.errors import NotFound
 async def load(conn: store.Conn | asyncpg.Pool, *, entity_id: int) -> EntityInfo:
     """The entity with its type and territory."""
     row = await conn.fetchrow(
-        "SELECT id, name, type, territory FROM entities WHERE id = $1", entity_id
+        "SELECT id, name, type, territory, coalesce(territory_kind, '') AS territory_kind"
+        " FROM entities WHERE id = $1",
+        entity_id,
     )
     if row is None:
         raise NotFound(f"entity {entity_id} does not exist")
-    return EntityInfo(row["id"], row["name"], row["type"], row["territory"])
+    return EntityInfo(row["id"], row["name"], row["type"], row["territory"], row["territory_kind"])
 
 
 async def own_groups(

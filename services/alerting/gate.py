@@ -53,6 +53,8 @@ class Gate:
         jwt_key: str,
         token_issuer: str,
         previous_jwt_keys: tuple[str, ...] = (),
+        audit_key: bytes = b"",
+        anonymous_audit_per_s: float = 20.0,
         auth_cache_s: float = 1.0,
         audit_batch: int = 500,
         clock: Callable[[], float] = time.time,
@@ -66,7 +68,13 @@ class Gate:
         self._callers: TtlCache[str, Principal] = TtlCache(
             ttl_s=auth_cache_s, max_entries=MAX_CACHED_TOKENS, clock=clock
         )
-        self._audit = audit.Writer(pool, max_batch=audit_batch)
+        #: Key of the audit chain (kept out of the database).
+        self.audit_key = audit_key
+        self._audit = audit.Writer(pool, max_batch=audit_batch, key=audit_key)
+        #: Refusals of callers nobody knows are audited at this rate; the rest are counted and
+        #: written as one summary entry, so that an anonymous caller cannot fill the disk.
+        self._anonymous = _Budget(rate=anonymous_audit_per_s, clock=clock)
+        self._suppressed: dict[tuple[str, str], int] = {}
 
     async def authenticate(self, metadata: Any) -> Principal:
         """The caller named by a valid token in `metadata`.
@@ -105,6 +113,13 @@ class Gate:
     async def record(self, call: Call, *, result: str, detail: str) -> None:
         """Append the call's audit entry (its caller, if known, and its result)."""
         who = call.caller
+        if who is None and result != "OK":
+            if not self._anonymous.take():
+                key = (call.action, result)
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return
+            if self._suppressed:
+                await self._summarise()
         await self._audit.append(
             audit.Draft(
                 user_id=who.user_id if who else None,
@@ -117,6 +132,60 @@ class Gate:
                 detail=detail,
             )
         )
+
+    async def _summarise(self) -> None:
+        suppressed, self._suppressed = self._suppressed, {}
+        for (action, result), count in sorted(suppressed.items()):
+            await self._audit.append(
+                audit.Draft(
+                    user_id=None,
+                    username="",
+                    entity_id=None,
+                    action=action,
+                    target="",
+                    peer="(many)",
+                    result=result,
+                    detail=f"{count} more anonymous refusals, not written one by one",
+                )
+            )
+
+
+#: Calls whose intent is audited BEFORE they act (their outcome is audited after, as every
+#: call's): a crash in the middle still leaves a trace of what was attempted, by whom.
+AUDITED_BEFORE = frozenset(
+    {
+        "SendAlert",
+        "UpdateAlert",
+        "CancelAlert",
+        "ChangePassword",
+        "CreateEntity",
+        "SetBilling",
+        "CreateUser",
+        "DisableUser",
+        "AddGroupMember",
+        "AddPrepaidPackage",
+    }
+)
+
+
+@dataclass
+class _Budget:
+    """A token bucket: `rate` per second, bursts of as many."""
+
+    rate: float
+    clock: Callable[[], float]
+    tokens: float = 0.0
+    at: float = 0.0
+
+    def take(self) -> bool:
+        """Whether one more may go now."""
+        now = self.clock()
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
 
 
 class _GateCall:
@@ -144,6 +213,8 @@ class _GateCall:
         if self._authenticate:
             try:
                 call.caller = await self._gate.authenticate(self._context.invocation_metadata())
+                if call.action in AUDITED_BEFORE:
+                    await self._gate.record(call, result="STARTED", detail="")
             except BaseException as exc:
                 await self.__aexit__(type(exc), exc, None)
                 raise

@@ -128,12 +128,10 @@ async def cancel(conn: Conn, *, alert_id: str, now: datetime, dispatched: bool) 
     return moved is not None
 
 
-def after_resolve(state: State) -> State:
-    """The state once a send's audience is resolved: sent if it was still sending."""
-    if state is State.SENDING:
-        check(state, State.SENT)
-        return State.SENT
-    return state
+async def resolved(conn: Conn, *, alert_id: str) -> bool:
+    """sending -> sent once the send's audience is resolved: True if it was still sending."""
+    moved = await move(conn, alert_id=alert_id, to=State.SENT, only_from=(State.SENDING,))
+    return moved is not None
 
 
 def after_settle(state: State, *, complete: bool, expired: bool) -> State:

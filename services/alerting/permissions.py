@@ -15,9 +15,14 @@ from services.alerting.model import PRESENCE_CHANNELS, AlertSpec, Kind
 from services.alerting.validation import parse_zone
 from services.kernel.errors import PermissionDenied
 
-#: Kinds allowed on presence channels (LB-SMS, cell broadcast, CAP feed): threatening danger,
-#: and its marked drills, the way the nationwide tests used LB-SMS (docs/alerting.md).
-PRESENCE_KINDS = frozenset({Kind.EMERGENCY, Kind.EXERCISE, Kind.TEST})
+#: Kinds allowed on presence channels (LB-SMS, cell broadcast, CAP feed): threatening danger.
+#: The agreement keeps these channels for it; a test or an exercise may use them only when the
+#: national crisis centre runs it (as the nationwide test of 2019 did), never a municipality's.
+PRESENCE_KINDS = frozenset({Kind.EMERGENCY})
+#: Drills the national crisis centre (the entity whose territory is the country) may run on them.
+NATIONAL_DRILL_KINDS = frozenset({Kind.EXERCISE, Kind.TEST})
+#: Territory kind of the national crisis centre.
+NATIONAL = "country"
 #: Tolerance around a territory, in metres: a zone drawn along the border may overshoot a little
 #: (the same margin targeting allows, so that both services agree).
 BORDER_TOLERANCE_M = 200.0
@@ -34,6 +39,13 @@ class EntityInfo:
     name: str
     type: int
     territory_geojson: str | None
+    #: municipality, province or country (the national crisis centre); "" for none.
+    territory_kind: str = ""
+
+    @property
+    def is_national(self) -> bool:
+        """Whether the entity is the national crisis centre."""
+        return self.type == 1 and self.territory_kind == NATIONAL
 
 
 def zone_inside(*, zone: Polygon | MultiPolygon, territory: Polygon | MultiPolygon) -> bool:
@@ -83,10 +95,12 @@ def check_alert(*, entity: EntityInfo, spec: AlertSpec, own_groups: frozenset[in
             f"groups {', '.join(map(str, foreign))} are not groups of {entity.name}",
             field="spec.group_ids",
         )
-    if spec.kind not in PRESENCE_KINDS:
+    drill = spec.kind in NATIONAL_DRILL_KINDS and entity.is_national
+    if spec.kind not in PRESENCE_KINDS and not drill:
         for channel in spec.channels:
             if channel in PRESENCE_CHANNELS:
                 raise PermissionDenied(
-                    f"channel {channel.value} is only for emergencies (threatening danger)",
+                    f"channel {channel.value} is only for emergencies (threatening danger);"
+                    " tests and exercises on it are run by the national crisis centre only",
                     field="spec.channels",
                 )

@@ -84,6 +84,40 @@ class OperatorAck:
     operator: str
     accepted: bool
     error: str = ""
+    #: requested, retrying, accepted, refused, withdrawn, superseded.
+    state: str = ""
+    cells: int = 0
+    #: LB-SMS: phones reached.
+    phones: int = 0
+
+
+@dataclass(frozen=True)
+class BroadcastContent:
+    """What the operators broadcast of an alert version (identifiers follow kind and severity)."""
+
+    version: int
+    kind: str
+    severity: str
+    urgency: str
+    certainty: str
+    #: (language, final text), the primary language first.
+    texts: tuple[tuple[str, str], ...]
+    expires_unix_s: float
+    sender: str
+
+
+@dataclass(frozen=True)
+class OperatorStatus:
+    """Where one operator is with one presence channel of an alert."""
+
+    operator: str
+    channel: Channel
+    action: str
+    version: int
+    state: str
+    reason: str
+    cells: int
+    phones: int
 
 
 class Broadcasts(Protocol):
@@ -96,12 +130,17 @@ class Broadcasts(Protocol):
         cap_xml: str,
         cells: dict[str, tuple[str, ...]],
         location_based_sms: bool,
+        content: BroadcastContent,
     ) -> tuple[OperatorAck, ...]:
         """Ask every operator to broadcast the CAP document in its cells."""
         ...
 
     async def withdraw(self, *, alert_id: str) -> tuple[OperatorAck, ...]:
         """Withdraw the alert's broadcasts everywhere."""
+        ...
+
+    async def status(self, *, alert_id: str) -> tuple[OperatorStatus, ...]:
+        """Every operator's requests for the alert (WatchAlert)."""
         ...
 
 

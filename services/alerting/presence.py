@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from services.alerting.model import Alert, Channel
-from services.alerting.ports import Broadcasts, Targeting
-from services.kernel.errors import ServiceError
+from services.alerting.model import Alert, AlertSpec, Channel
+from services.alerting.ports import BroadcastContent, Broadcasts, OperatorStatus, Targeting
+from services.alerting.texts import channel_text
+from services.cellbroadcast import identifiers
+from services.kernel.errors import InvalidArgument, ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -21,11 +23,57 @@ class Requested:
 
     cells: int
     accepted: int
+    #: Cells whose operator has not answered yet (retried by the cell broadcast service).
+    pending: int = 0
 
     @property
     def refused(self) -> int:
         """Cells whose operator refused or could not be asked."""
-        return self.cells - self.accepted
+        return self.cells - self.accepted - self.pending
+
+
+def content(alert: Alert) -> BroadcastContent:
+    """What the operators broadcast of the alert's current version: the channels' own texts."""
+    spec = alert.spec
+    return BroadcastContent(
+        version=alert.version,
+        kind=spec.kind.value,
+        severity=spec.severity,
+        urgency=spec.urgency,
+        certainty=spec.certainty,
+        texts=tuple((i.language, channel_text(kind=spec.kind, info=i)) for i in spec.infos),
+        expires_unix_s=spec.expires.timestamp(),
+        sender=spec.sender,
+    )
+
+
+def check_pages(spec: AlertSpec) -> None:
+    """Refuse at CreateAlert a text that cell broadcast cannot carry (over 15 pages)."""
+    if Channel.CELL_BROADCAST not in spec.channels:
+        return
+    texts = [(i.language, channel_text(kind=spec.kind, info=i)) for i in spec.infos]
+    try:
+        identifiers.check_pages(texts)
+    except identifiers.TextTooLong as exc:
+        where = [n for n, i in enumerate(spec.infos) if i.language == exc.language]
+        field = f"spec.infos[{where[0]}].description" if where else "spec.infos"
+        raise InvalidArgument(field, f"too long for cell broadcast: {exc}") from None
+
+
+async def operators(*, broadcasts: Broadcasts, alert: Alert) -> tuple[OperatorStatus, ...]:
+    """Each operator's latest request per presence channel (WatchAlert); none if unknown now."""
+    if not any(c in BROADCAST_CHANNELS for c in alert.spec.channels):
+        return ()
+    try:
+        rows = await broadcasts.status(alert_id=alert.id)
+    except ServiceError as exc:
+        logger.info("operators' state of alert %s unknown: %s", alert.id, exc.details)
+        return ()
+    latest: dict[tuple[str, Channel], OperatorStatus] = {}
+    for row in rows:  # oldest first: a newer version overrides, a pending withdrawal shows
+        if row.action == "broadcast" or row.state != "accepted":
+            latest[(row.operator, row.channel)] = row
+    return tuple(latest[k] for k in sorted(latest))
 
 
 async def broadcast(
@@ -55,6 +103,7 @@ async def broadcast(
                 cap_xml=cap_xml,
                 cells=cells,
                 location_based_sms=channel is Channel.LB_SMS,
+                content=content(alert),
             )
         except ServiceError as exc:
             logger.warning(
@@ -63,7 +112,7 @@ async def broadcast(
             out[channel] = Requested(total, 0)
             continue
         for ack in acks:
-            if not ack.accepted:
+            if not ack.accepted and ack.state not in ("requested", "retrying"):
                 logger.warning(
                     "%s refused by %s for alert %s: %s",
                     channel.value,
@@ -72,7 +121,10 @@ async def broadcast(
                     ack.error,
                 )
         accepted = sum(len(cells.get(a.operator, ())) for a in acks if a.accepted)
-        out[channel] = Requested(total, accepted)
+        pending = sum(
+            len(cells.get(a.operator, ())) for a in acks if a.state in ("requested", "retrying")
+        )
+        out[channel] = Requested(total, accepted, pending)
     return out
 
 

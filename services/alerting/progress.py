@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -182,12 +182,19 @@ async def settle(pool: asyncpg.Pool, *, deliveries: Deliveries, alert_id: str) -
 
 
 async def watch(
-    pool: asyncpg.Pool, *, deliveries: Deliveries, alert: Alert, interval: float
+    pool: asyncpg.Pool,
+    *,
+    deliveries: Deliveries,
+    alert: Alert,
+    interval: float,
+    extra: Callable[[Alert], Awaitable[object]] | None = None,
 ) -> AsyncIterator[tuple[Alert, bool]]:
     """The alert after every change, and whether it is the last one (see `_done`).
 
     Reads only: the settler folds the channels' counters into the alert and notifies; a watch
     wakes on that notification (or after `interval` at the latest) and reads the row.
+
+    `extra` reads more of the alert's state whose change is a change too (the operators').
     """
     last: tuple[object, ...] | None = None
     while True:
@@ -201,6 +208,7 @@ async def watch(
             alert.progress,
             alert.units_prepaid,
             alert.units_postpaid,
+            None if extra is None else await extra(alert),
         )
         if seen != last or done:
             last = seen

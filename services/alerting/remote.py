@@ -10,7 +10,13 @@ from tocsin.targeting.v1 import targeting_pb2 as tpb
 from tocsin.targeting.v1 import targeting_pb2_grpc
 
 from services.alerting.model import Channel
-from services.alerting.ports import AudienceCount, AudiencePreview, OperatorAck
+from services.alerting.ports import (
+    AudienceCount,
+    AudiencePreview,
+    BroadcastContent,
+    OperatorAck,
+    OperatorStatus,
+)
 from services.kernel.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -156,6 +162,7 @@ class CellBroadcastClient:
         cap_xml: str,
         cells: dict[str, tuple[str, ...]],
         location_based_sms: bool,
+        content: BroadcastContent,
     ) -> tuple[OperatorAck, ...]:
         """Ask every operator to broadcast the CAP document in its cells."""
         request = cbpb.BroadcastRequest(
@@ -165,12 +172,20 @@ class CellBroadcastClient:
                 cbpb.OperatorCells(operator=op, cell_ids=list(ids)) for op, ids in cells.items()
             ],
             location_based_sms=location_based_sms,
+            version=content.version,
+            kind=content.kind,
+            severity=content.severity,
+            urgency=content.urgency,
+            certainty=content.certainty,
+            texts=[cbpb.LanguageText(language=lang, text=t) for lang, t in content.texts],
+            expires_unix_s=content.expires_unix_s,
+            sender=content.sender,
         )
         try:
             reply = await self._stub.Broadcast(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise remote_error(exc, service="cellbroadcast") from None
-        return tuple(OperatorAck(a.operator, a.accepted, a.error) for a in reply.acks)
+        return tuple(_ack(a) for a in reply.acks)
 
     async def withdraw(self, *, alert_id: str) -> tuple[OperatorAck, ...]:
         """Withdraw the alert's broadcasts."""
@@ -180,4 +195,30 @@ class CellBroadcastClient:
             )
         except grpc.aio.AioRpcError as exc:
             raise remote_error(exc, service="cellbroadcast") from None
-        return tuple(OperatorAck(a.operator, a.accepted, a.error) for a in reply.acks)
+        return tuple(_ack(a) for a in reply.acks)
+
+    async def status(self, *, alert_id: str) -> tuple[OperatorStatus, ...]:
+        """Every operator's requests for the alert."""
+        try:
+            reply = await self._stub.GetAlertStatus(
+                cbpb.GetAlertStatusRequest(alert_id=alert_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise remote_error(exc, service="cellbroadcast") from None
+        return tuple(
+            OperatorStatus(
+                o.operator,
+                Channel(o.channel),
+                o.action,
+                o.version,
+                o.state,
+                o.reason,
+                o.cells,
+                o.phones,
+            )
+            for o in reply.operators
+        )
+
+
+def _ack(a: cbpb.OperatorAck) -> OperatorAck:
+    return OperatorAck(a.operator, a.accepted, a.error, a.state, a.cells, a.phones)

@@ -10,11 +10,12 @@ import grpc
 from tocsin.alerting.v1 import alerting_pb2 as pb
 from tocsin.alerting.v1 import alerting_pb2_grpc
 
-from services.alerting import admin, audit, auth, convert, ledger, progress, validation
+from services.alerting import admin, audit, auth, convert, ledger, presence, progress, validation
 from services.alerting.alerts import Alerts
 from services.alerting.dispatch import now_utc
 from services.alerting.gate import Gate
-from services.alerting.ports import Deliveries
+from services.alerting.model import Alert
+from services.alerting.ports import Broadcasts, Deliveries, OperatorStatus
 from services.kernel.errors import InvalidArgument, PermissionDenied
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -70,6 +71,20 @@ class AuthServicer(alerting_pb2_grpc.AuthServiceServicer):
             return pb.ChangePasswordResponse()
 
 
+def operator_progress_pb(status: OperatorStatus) -> pb.OperatorProgress:
+    """One operator's state on a presence channel, for WatchAlert."""
+    return pb.OperatorProgress(
+        operator=status.operator,
+        channel=convert.CHANNELS_PB[status.channel],
+        state=status.state,
+        accepted=status.state == "accepted",
+        cells=status.cells,
+        phones=status.phones,
+        reason=status.reason,
+        version=status.version,
+    )
+
+
 class AlertingServicer(alerting_pb2_grpc.AlertingServiceServicer):
     """The alert lifecycle."""
 
@@ -81,12 +96,14 @@ class AlertingServicer(alerting_pb2_grpc.AlertingServiceServicer):
         alerts: Alerts,
         deliveries: Deliveries,
         watch_interval_s: float,
+        broadcasts: Broadcasts | None = None,
     ) -> None:
         self._pool = pool
         self._gate = gate
         self._alerts = alerts
         self._deliveries = deliveries
         self._watch_interval = watch_interval_s
+        self._broadcasts = broadcasts
 
     async def CreateAlert(self, request: pb.CreateAlertRequest, context: Ctx) -> pb.Alert:
         async with self._gate.call(
@@ -166,10 +183,25 @@ class AlertingServicer(alerting_pb2_grpc.AlertingServiceServicer):
         # Audited when the watch starts: the stream itself may last as long as the alert.
         async with self._gate.call(context, "WatchAlert", target=request.alert_id) as call:
             alert = await self._alerts.visible(principal=call.principal, alert_id=request.alert_id)
+        ops: tuple[OperatorStatus, ...] = ()
+        broadcasts = self._broadcasts
+
+        async def operators(current: Alert) -> object:
+            nonlocal ops
+            if broadcasts is not None:
+                ops = await presence.operators(broadcasts=broadcasts, alert=current)
+            return ops
+
         async for current, final in progress.watch(
-            self._pool, deliveries=self._deliveries, alert=alert, interval=self._watch_interval
+            self._pool,
+            deliveries=self._deliveries,
+            alert=alert,
+            interval=self._watch_interval,
+            extra=operators,
         ):
-            yield convert.alert_progress_pb(current, final=final)
+            message = convert.alert_progress_pb(current, final=final)
+            message.operators.extend(operator_progress_pb(o) for o in ops)
+            yield message
 
 
 class AdminServicer(alerting_pb2_grpc.AdminServiceServicer):
@@ -315,7 +347,7 @@ class AdminServicer(alerting_pb2_grpc.AdminServiceServicer):
     ) -> pb.VerifyAuditResponse:
         async with self._gate.call(context, "VerifyAudit") as call:
             auth.require_admin(call.principal)
-            verdict = await audit.verify(self._pool)
+            verdict = await audit.verify(self._pool, key=self._gate.audit_key)
             call.detail = f"ok={verdict.ok} entries={verdict.entries}"
             return pb.VerifyAuditResponse(
                 ok=verdict.ok,
@@ -340,6 +372,7 @@ def add_servicers(
     guard: auth.LoginGuard,
     token_ttl_s: int,
     watch_interval_s: float,
+    broadcasts: Broadcasts | None = None,
 ) -> list[str]:
     """Register the three servicers on `server`; return their full service names."""
     alerting_pb2_grpc.add_AuthServiceServicer_to_server(
@@ -352,6 +385,7 @@ def add_servicers(
             alerts=alerts,
             deliveries=deliveries,
             watch_interval_s=watch_interval_s,
+            broadcasts=broadcasts,
         ),
         server,
     )

@@ -25,6 +25,11 @@ class Settings(ServiceSettings):
     # The key signing before the last rotation: its tokens stay valid until they expire
     # (docs/security.md, "Rotating the token key"). Empty: none.
     jwt_previous_key: SecretStr = SecretStr("")
+    # HMAC key of the audit chain, kept in the secret store and never in the database; empty
+    # chains with plain SHA-256 (development only: whoever writes the database could rewrite it).
+    audit_key: SecretStr = SecretStr("")
+    # Refused calls of unknown callers audited per second; more are summed into one entry.
+    anonymous_audit_per_s: float = Field(default=20.0, gt=0)
     # log2 of scrypt's N for new password hashes (OWASP: 17); older hashes upgrade at login.
     scrypt_log2_n: int = Field(default=17, ge=14, le=20)
     # Password hashes computed at once by this process (128 MiB of memory each at N=2^17).

@@ -137,3 +137,36 @@ async def fetch(conn: Conn | asyncpg.Pool, *, alert_id: str) -> Alert | None:
     """One alert by id, or None."""
     row = await conn.fetchrow(f"{SELECT_ALERT} WHERE a.id = $1::uuid", alert_id)
     return None if row is None else to_alert(row)
+
+
+# Adds per-channel numbers to the `targeted` and per-channel, per-name numbers to the `progress`
+# jsonb counters in the UPDATE itself: the row lock of the statement is the only lock, and no
+# value is read into Python and written back.
+_ADD_COUNTS = """
+UPDATE alerts a SET
+    targeted = a.targeted || coalesce((
+        SELECT jsonb_object_agg(
+            d.key, coalesce((a.targeted ->> d.key)::bigint, 0) + d.value::bigint)
+        FROM jsonb_each_text($2::jsonb) AS d), '{}'),
+    progress = a.progress || coalesce((
+        SELECT jsonb_object_agg(c.key, coalesce(a.progress -> c.key, '{}') || (
+            SELECT jsonb_object_agg(
+                f.key, coalesce((a.progress -> c.key ->> f.key)::bigint, 0) + f.value::bigint)
+            FROM jsonb_each_text(c.value) AS f))
+        FROM jsonb_each($3::jsonb) AS c), '{}')
+WHERE a.id = $1::uuid
+"""
+
+
+async def add_counts(
+    conn: Conn | asyncpg.Pool,
+    *,
+    alert_id: str,
+    targeted: dict[str, int] | None = None,
+    progress: dict[str, dict[str, int]] | None = None,
+) -> None:
+    """Add to the alert's counters: recipients targeted per channel, and progress counts per
+    channel and name (submitted, failed...), atomically."""
+    await conn.execute(
+        _ADD_COUNTS, alert_id, json.dumps(targeted or {}), json.dumps(progress or {})
+    )

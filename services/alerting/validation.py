@@ -12,6 +12,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
+from services.alerting import presence
 from services.alerting.model import LANGUAGES, PRESENCE_CHANNELS, AlertSpec, Info
 from services.kernel.errors import InvalidArgument
 from services.kernel.keys import ALERT_CONTROL_TTL_S
@@ -161,6 +162,7 @@ def check_spec(spec: AlertSpec, *, now: datetime) -> None:
     for channel in spec.channels:
         if channel in PRESENCE_CHANNELS and not spec.zone_geojson:
             raise InvalidArgument("spec.zone_geojson", f"channel {channel.value} needs a zone")
+    presence.check_pages(spec)
     if len(set(spec.group_ids)) != len(spec.group_ids) or any(g <= 0 for g in spec.group_ids):
         raise InvalidArgument("spec.group_ids", "positive group ids, each once")
     if spec.expires <= now:

@@ -147,6 +147,11 @@ async def serve(
     )
     health_server = _health_server(settings, reporter)
     metrics_server, _ = start_http_server(settings.metrics_bind_port, addr=settings.host)
+    # Handlers first: a SIGTERM that arrives as soon as health says SERVING must stop gracefully.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     await server.start()
     if health_server is not None:
         await health_server.start()
@@ -162,10 +167,6 @@ async def serve(
         settings.host,
         metrics_server.server_port,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     if ready is not None:
         ready.set()
     try:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from tocsin.sms.v1 import sms_pb2, sms_pb2_grpc
 
@@ -33,8 +34,10 @@ from services.kernel.process import dies_with_parent
 from services.sms import metrics
 from services.sms.api import SmsApi
 from services.sms.channel import NAME, SmsChannel, receipt_row
+from services.sms.clients import ApiClients
 from services.sms.model import SmsJob
 from services.sms.ports import Outcome, Submission, SubmitAnswer
+from services.sms.retention import run_retention
 from services.sms.routing import Router
 from services.sms.servicer import SmsServicer
 from services.sms.settings import BindSpec, Settings
@@ -214,8 +217,17 @@ async def build(kernel: Kernel[Settings]) -> None:
         segment_count=units.sms,
         default_sender=settings.default_sender,
         progress_cache_s=settings.progress_cache_s,
+        clients=ApiClients(redis=kernel.redis, clients=settings.clients()),
     )
     sms_pb2_grpc.add_SmsServiceServicer_to_server(SmsServicer(api), kernel.server)
+    kernel.add_background(
+        run_retention(
+            kernel.pg,
+            keep=timedelta(days=settings.retention_days),
+            interval_s=settings.retention_interval_s,
+        ),
+        name="sms-retention",
+    )
     kernel.add_service_name(sms_pb2.DESCRIPTOR.services_by_name["SmsService"].full_name)
 
     async def shutdown() -> None:

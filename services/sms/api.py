@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import time
@@ -15,12 +16,16 @@ import redis.asyncio as aioredis
 from services.channel import codec, keys, store
 from services.channel.control import API_PREFIX
 from services.channel.model import State
-from services.kernel.errors import InvalidArgument, NotFound
+from services.kernel import context
+from services.kernel.errors import AlreadyExists, InvalidArgument, NotFound
 from services.sms.channel import NAME
+from services.sms.clients import ApiClients
 from services.sms.routing import Router, is_e164
 
-#: Scope of the SMS API's rows in `idempotency_keys`.
+#: Scope of the SMS API's rows in `idempotency_keys` (followed by the caller: keys are per team).
 IDEMPOTENCY_SCOPE = "sms.send"
+#: Seconds an idempotency key is remembered; after that it may be used again.
+IDEMPOTENCY_TTL_S = 24 * 3600
 #: Most numbers in one SendBatch.
 MAX_RECIPIENTS = 10_000
 #: Most segments a text may take (communication units per recipient).
@@ -70,6 +75,14 @@ class Progress:
         return sum(self.counts.values())
 
 
+def _check_own(batch_id: str) -> None:
+    """Refuse a batch that is not the caller's own API batch (an alert's, another team's)."""
+    caller = context.caller.get()
+    own = f"{API_PREFIX}{caller}:" if caller else API_PREFIX
+    if not batch_id.startswith(own):
+        raise InvalidArgument("batch_id", f"your API batch ids start with {own!r}")
+
+
 def _retrieve(task: asyncio.Future[list[Progress]]) -> None:
     """Mark a count's failure as seen, should every caller have gone away."""
     if not task.cancelled():
@@ -88,7 +101,9 @@ class SmsApi:
         segment_count: Callable[[str], int],
         default_sender: str,
         progress_cache_s: float = 1.0,
+        clients: ApiClients | None = None,
     ) -> None:
+        self._clients = clients or ApiClients(redis=redis, clients={})
         self._pool = pool
         self._redis = redis
         self._router = router
@@ -110,7 +125,7 @@ class SmsApi:
         for i, number in enumerate(to):
             if not is_e164(number):
                 where = field if field == "to" and len(to) == 1 else f"{field}[{i}]"
-                raise InvalidArgument(where, f"{number!r} is not an E.164 number (+32470123456)")
+                raise InvalidArgument(where, "not an E.164 number (+32470123456)")
         if not text.strip():
             raise InvalidArgument("text", "must not be empty")
         try:
@@ -128,33 +143,54 @@ class SmsApi:
     async def send(
         self, *, key: str, to: Sequence[str], text: str, sender: str, ttl_s: float, field: str
     ) -> Sent:
-        """Queue one text to `to`; a key seen before returns the first answer, sending nothing."""
+        """Queue one text to `to`; a key seen before returns the first answer, sending nothing.
+
+        Keys belong to the caller (`context.caller`), are bound to the request's body (the same
+        key with another body is refused) and expire after IDEMPOTENCY_TTL_S.
+        """
         segments = self._validate(
             key=key, to=to, text=text, sender=sender, ttl_s=ttl_s, field=field
         )
-        batch_id = f"{API_PREFIX}{key}"
+        caller = context.caller.get()
+        sender = self._clients.sender(caller=caller, asked=sender, default=self._default_sender)
+        batch_id = f"{API_PREFIX}{caller}:{key}" if caller else f"{API_PREFIX}{key}"
         numbers = list(dict.fromkeys(to))
         expires = time.time() + (ttl_s or DEFAULT_TTL_S)
-        answer = json.dumps({"batch_id": batch_id, "accepted": len(numbers)}).encode()
+        body = hashlib.sha256(
+            json.dumps([list(to), text, sender, ttl_s], ensure_ascii=False).encode()
+        ).hexdigest()
+        answer = json.dumps({"batch_id": batch_id, "accepted": len(numbers), "body": body}).encode()
+        scope = f"{IDEMPOTENCY_SCOPE}:{caller}" if caller else IDEMPOTENCY_SCOPE
         async with self._pool.acquire() as conn, conn.transaction():
-            # The key row is locked until commit: a concurrent repeat waits, then sees it.
+            # The key row is locked until commit: a concurrent repeat waits, then sees it. An
+            # expired key is taken over as if new.
             stored = await conn.fetchval(
                 """
                 INSERT INTO idempotency_keys (scope, key, response) VALUES ($1, $2, $3)
-                ON CONFLICT (scope, key) DO NOTHING RETURNING response
+                ON CONFLICT (scope, key) DO UPDATE
+                    SET response = EXCLUDED.response, created_at = now()
+                    WHERE idempotency_keys.created_at < now() - make_interval(secs => $4)
+                RETURNING response
                 """,
-                IDEMPOTENCY_SCOPE,
+                scope,
                 key,
                 answer,
+                float(IDEMPOTENCY_TTL_S),
             )
             if stored is None:
                 first = await conn.fetchval(
                     "SELECT response FROM idempotency_keys WHERE scope = $1 AND key = $2",
-                    IDEMPOTENCY_SCOPE,
+                    scope,
                     key,
                 )
                 data = json.loads(bytes(first))
+                if data.get("body", body) != body:
+                    raise AlreadyExists(
+                        "this key was used for another request (recipients, text or sender)",
+                        field="idempotency_key",
+                    )
                 return Sent(str(data["batch_id"]), int(data["accepted"]), duplicate=True)
+            await self._clients.take(caller=caller, recipients=len(numbers))
             await store.queue(
                 conn,
                 TABLES,
@@ -170,19 +206,21 @@ class SmsApi:
                 version=1,
                 kind="general",
                 expires=expires,
-                sender=sender or self._default_sender,
+                sender=sender,
                 texts={"en": text},
             )
             async with self._redis.pipeline(transaction=False) as pipe:
                 for fields in codec.entries(header, [(n, "en") for n in numbers]):
                     pipe.xadd(keys.stream(NAME), fields)  # type: ignore[arg-type]
                 await pipe.execute()
+        self._clients.audit(
+            caller=caller, batch_id=batch_id, recipients=len(numbers), sender=sender
+        )
         return Sent(batch_id, len(numbers), duplicate=False)
 
     async def batch(self, *, batch_id: str) -> Progress:
         """Counts per state of an API batch."""
-        if not batch_id.startswith(API_PREFIX):
-            raise InvalidArgument("batch_id", f"API batch ids start with {API_PREFIX!r}")
+        _check_own(batch_id)
         found = await store.counts(self._pool, TABLES, alert=batch_id, version=1)
         if 1 not in found:
             raise NotFound(f"no batch {batch_id}", field="batch_id")
@@ -193,11 +231,12 @@ class SmsApi:
         """State of one recipient."""
         if not batch_id:
             raise InvalidArgument("batch_id", "must not be empty")
+        _check_own(batch_id)
         if not is_e164(address):
-            raise InvalidArgument("to", f"{address!r} is not an E.164 number")
+            raise InvalidArgument("to", "not an E.164 number (+32470123456)")
         row = await store.message(self._pool, TABLES, alert=batch_id, address=address)
         if row is None:
-            raise NotFound(f"no message to {address} in {batch_id}", field="to")
+            raise NotFound(f"no such message in {batch_id}", field="to")
         return MessageStatus(
             batch_id=batch_id,
             address=address,

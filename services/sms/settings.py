@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from services.channel.settings import ChannelSettings
+from services.sms.clients import Client, parse_clients
 
 #: Belgian mobile ranges by the operator that holds them (national number prefixes after +32).
 DEFAULT_ROUTES = "proximus=3247,3246;orange=3249;base=3248,32456"
@@ -140,6 +141,13 @@ class Settings(ChannelSettings):
     # Seconds a GetAlertProgress count is shared by callers polling the same alert (it scans the
     # alert's rows: with many pollers of a million-recipient alert that matters).
     progress_cache_s: float = Field(default=1.0, ge=0)
+    # Platform teams allowed on the SMS API, by certificate name: JSON
+    # {"api-police": {"senders": ["POLICE"], "daily_quota": 10000}} (services/sms/clients.py).
+    api_clients: str = "{}"
+    # Days a delivery record keeps its phone number (statistics and billing keep the rest).
+    retention_days: float = Field(default=30.0, gt=0)
+    # Seconds between two passes of the retention task.
+    retention_interval_s: float = Field(default=3600.0, gt=0)
 
     #: Operator environment name -> {"system_id"|"password": value}, read with the settings.
     _accounts: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
@@ -158,6 +166,16 @@ class Settings(ChannelSettings):
         """The SMPP system_id and password of `operator`'s binds (its own, else the shared ones)."""
         own = self._accounts.get(env_name(operator), {})
         return own.get("system_id", self.smpp_system_id), own.get("password", self.smpp_password)
+
+    @field_validator("api_clients")
+    @classmethod
+    def _check_clients(cls, value: str) -> str:
+        parse_clients(value)
+        return value
+
+    def clients(self) -> dict[str, Client]:
+        """The SMS API's platform teams (`api_clients`)."""
+        return parse_clients(self.api_clients)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -78,18 +78,35 @@ def _subscriber_from_pb(message: pb.Subscriber) -> subscribers.SubscriberData:
     return data
 
 
-def _counts_pb(counts: Counts) -> list[pb.ChannelCount]:
+#: Zone counts from 1 to this less one are answered as 0 ("fewer than PRIVACY_MIN_COUNT", the
+#: response then not exact): a zone of a few metres must not tell who is registered at an address.
+PRIVACY_MIN_COUNT = 5
+
+
+def _shown(n: int, *, hide_small: bool) -> int:
+    return 0 if hide_small and 0 < n < PRIVACY_MIN_COUNT else n
+
+
+def _counts_pb(counts: Counts, *, hide_small: bool = False) -> list[pb.ChannelCount]:
     return [
         pb.ChannelCount(
             channel=_CHANNELS_PB[channel],
-            recipients=counts.total(channel),
+            recipients=_shown(counts.total(channel), hide_small=hide_small),
             languages=[
-                pb.LanguageCount(language=lang, recipients=n)
+                pb.LanguageCount(language=lang, recipients=_shown(n, hide_small=hide_small))
                 for lang, n in counts.by_channel[channel].items()
             ],
         )
         for channel in ALL_CHANNELS
     ]
+
+
+def _has_small(counts: Counts) -> bool:
+    return any(
+        0 < n < PRIVACY_MIN_COUNT
+        for channel in ALL_CHANNELS
+        for n in (counts.total(channel), *counts.by_channel[channel].values())
+    )
 
 
 class TargetingServicer(targeting_pb2_grpc.TargetingServicer):
@@ -137,11 +154,15 @@ class TargetingServicer(targeting_pb2_grpc.TargetingServicer):
         channels = channels_from_pb(request.channels) or frozenset(ALL_CHANNELS)
         result = await preview(pool=self._pool, zone=zone, group_ids=groups, channels=channels)
         units = cost.audience_units(self._units, counts=result.counts, texts=dict(request.texts))
+        # Groups are the entity's own contacts; a zone's population is hidden when small.
+        hide_small = zone is not None and _has_small(result.counts)
+        if hide_small:
+            units = 0  # units would tell the small counts again
         return pb.PreviewResponse(
-            channels=_counts_pb(result.counts),
+            channels=_counts_pb(result.counts, hide_small=hide_small),
             units=units,
             cost_eur_cents=cost.cost_cents(units),
-            exact=result.exact,
+            exact=result.exact and not hide_small,
             zone_area_km2=zone.area_km2 if zone else 0.0,
         )
 

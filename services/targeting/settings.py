@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from services.channel import codec
 from services.kernel import ServiceSettings
 
 
@@ -15,5 +16,5 @@ class Settings(ServiceSettings):
     default_grpc_port: ClassVar[int] = 50052
     default_metrics_port: ClassVar[int] = 9102
 
-    # Recipients per work-stream entry (docs/streams.md: a few hundred).
-    batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Recipients per work-stream entry; the default is the codec's (docs/streams.md).
+    batch_size: int = Field(default=codec.ENTRY_SIZE, ge=1, le=10_000)

@@ -27,9 +27,11 @@ from services.alerting.model import Channel
 from services.alerting.ports import (
     AudienceCount,
     AudiencePreview,
+    BroadcastContent,
     Broadcasts,
     Deliveries,
     OperatorAck,
+    OperatorStatus,
     Sent,
     Targeting,
 )
@@ -39,6 +41,8 @@ from services.kernel.errors import ServiceError
 from services.kernel.interceptors import ErrorInterceptor
 
 JWT_KEY = "test-signing-key-of-at-least-32-characters"
+#: Key of the audit chain in these tests (the service has it from its secret store).
+AUDIT_KEY = b"audit-chain-key-of-the-tests-0123456789"
 ISSUER = "tocsin-alerting"
 PASSWORD = "correct horse battery"
 #: Failed logins before a user name is locked out, in these tests.
@@ -125,6 +129,8 @@ class FakeBroadcasts:
     refusing: frozenset[str] = frozenset()
     #: Raised by every call when set (e.g. the service is not built yet).
     error: ServiceError | None = None
+    #: What `status` reports (WatchAlert's operators).
+    statuses: tuple[OperatorStatus, ...] = ()
 
     async def broadcast(
         self,
@@ -133,11 +139,18 @@ class FakeBroadcasts:
         cap_xml: str,
         cells: dict[str, tuple[str, ...]],
         location_based_sms: bool,
+        content: BroadcastContent,
     ) -> tuple[OperatorAck, ...]:
         if self.error is not None:
             raise self.error
         self.broadcasts.append(
-            {"alert_id": alert_id, "cap_xml": cap_xml, "cells": cells, "lb_sms": location_based_sms}
+            {
+                "alert_id": alert_id,
+                "cap_xml": cap_xml,
+                "cells": cells,
+                "lb_sms": location_based_sms,
+                "content": content,
+            }
         )
         return tuple(OperatorAck(op, op not in self.refusing, "refused") for op in cells)
 
@@ -146,6 +159,11 @@ class FakeBroadcasts:
             raise self.error
         self.withdrawn.append(alert_id)
         return (OperatorAck("opA", True),)
+
+    async def status(self, *, alert_id: str) -> tuple[OperatorStatus, ...]:
+        if self.error is not None:
+            raise self.error
+        return self.statuses
 
 
 #: Units as every service counts them, over the SMPP gateway's segmentation.
@@ -321,7 +339,13 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
     auth.use_cost(14)
     targeting, broadcasts, deliveries = FakeTargeting(), FakeBroadcasts(), FakeDeliveries()
     ports: tuple[Targeting, Broadcasts, Deliveries] = (targeting, broadcasts, deliveries)
-    gate = Gate(pool=pg_pool, jwt_key=JWT_KEY, token_issuer=ISSUER)
+    gate = Gate(
+        pool=pg_pool,
+        jwt_key=JWT_KEY,
+        token_issuer=ISSUER,
+        audit_key=AUDIT_KEY,
+        anonymous_audit_per_s=5,
+    )
     server = grpc.aio.server(interceptors=[ErrorInterceptor(service="alerting")])
     alerts = Alerts(
         pool=pg_pool,
@@ -340,6 +364,7 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
         guard=LoginGuard(redis=redis_client, max_failures=LOGIN_MAX_FAILURES, window_s=60),
         token_ttl_s=600,
         watch_interval_s=0.05,
+        broadcasts=ports[1],
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -9,14 +9,16 @@ from pathlib import Path
 
 from services.alerting.model import Channel
 from services.alerting.ports import Sent
-from tests.services.alerting.conftest import PASSWORD, TERRITORY, ZONE_INSIDE, Harness
+from tests.services.alerting.conftest import AUDIT_KEY, PASSWORD, TERRITORY, ZONE_INSIDE, Harness
 
 
 async def cli(*args: str, **env: str) -> tuple[int, str]:
     """Run `python -m services.alerting.cli ARGS`; exit status and output."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
     # The harness serves plaintext; tests/security drives a TLS alerting.
-    environ.update(env, COLUMNS="200", TOCSIN_INSECURE_DEV="true")
+    environ.update(
+        env, COLUMNS="200", TOCSIN_INSECURE_DEV="true", TOCSIN_AUDIT_KEY=AUDIT_KEY.decode()
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -37,9 +37,16 @@ from tests.services.alerting.conftest import (
     login,
     spec,
 )
-from tests.services.sms.conftest import Smscs, StartSms, StartSmscs, smscs, start_sms
+from tests.services.sms.conftest import (
+    Smscs,
+    StartSms,
+    StartSmscs,
+    serve_here,
+    smscs,
+    start_sms,
+)
 
-__all__ = ["smscs", "start_sms"]
+__all__ = ["serve_here", "smscs", "start_sms"]
 
 #: Registered citizens in the zone: their phones in opA's range (+32470...).
 CITIZENS = 12

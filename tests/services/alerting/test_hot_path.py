@@ -16,6 +16,7 @@ from services.alerting.auth import Claims, Principal, load_principal
 from services.alerting.gate import Gate
 from services.kernel.errors import Unauthenticated
 from tests.services.alerting.conftest import (
+    AUDIT_KEY,
     ENABLED_CHANNELS,
     ISSUER,
     JWT_KEY,
@@ -128,7 +129,7 @@ async def test_concurrent_calls_are_audited_in_batches_on_an_exact_chain(harness
 async def test_batches_and_single_appends_of_another_process_interleave_exactly(
     harness: Harness,
 ) -> None:
-    writer = audit.Writer(harness.pool, max_batch=7)
+    writer = audit.Writer(harness.pool, max_batch=7, key=AUDIT_KEY)
     drafts = [audit.Draft(None, "", None, "Test", f"t{i}", "test", "OK") for i in range(40)]
     others = [
         audit.append(
@@ -140,13 +141,14 @@ async def test_batches_and_single_appends_of_another_process_interleave_exactly(
             target=f"o{i}",
             peer="cli",
             result="OK",
+            key=AUDIT_KEY,
         )
         for i in range(10)
     ]
     written = await asyncio.gather(*(writer.append(d) for d in drafts), *others)
     assert len({e.seq for e in written}) == 50
     assert [e.target for e in written[:40]] == [d.target for d in drafts]
-    verdict = await audit.verify(harness.pool)
+    verdict = await audit.verify(harness.pool, key=AUDIT_KEY)
     assert verdict.ok, verdict.reason
 
 
@@ -219,7 +221,8 @@ async def test_two_writers_taking_turns_chain_after_each_other(harness: Harness)
         return value or 0.0
 
     # Two processes' writers: each remembers the end it wrote, which the other then moves.
-    first, second = audit.Writer(harness.pool), audit.Writer(harness.pool)
+    first = audit.Writer(harness.pool, key=AUDIT_KEY)
+    second = audit.Writer(harness.pool, key=AUDIT_KEY)
     before = raced()
     written = []
     for i in range(5):
@@ -230,5 +233,5 @@ async def test_two_writers_taking_turns_chain_after_each_other(harness: Harness)
     assert seqs == list(range(seqs[0], seqs[0] + 10))
     # Every turn after each writer's first found the end moved, and chained again after it.
     assert raced() - before == 8
-    verdict = await audit.verify(harness.pool)
+    verdict = await audit.verify(harness.pool, key=AUDIT_KEY)
     assert verdict.ok, verdict.reason

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import grpc
+import pytest
 from tocsin.alerting.v1 import alerting_pb2 as pb
 
 from services.alerting import cap
 from services.kernel.errors import Unimplemented
-from tests.services.alerting.conftest import Client, Harness, spec
+from tests.services.alerting.conftest import TERRITORY, Client, Harness, spec
 
 PRESENCE = (pb.CHANNEL_SMS, pb.CHANNEL_CELL_BROADCAST, pb.CHANNEL_LB_SMS)
 
@@ -77,3 +79,35 @@ async def test_a_failing_cell_broadcast_service_does_not_hold_back_the_sms(
         pb.CancelAlertRequest(alert_id=sent.id), metadata=client.metadata
     )
     assert cancelled.state == pb.ALERT_STATE_CANCELLED
+
+
+async def test_presence_channels_for_drills_only_when_the_national_centre_runs_them(
+    harness: Harness,
+) -> None:
+    gent = await harness.entity("Stad Gent", postpaid=True)
+    mayor = await harness.issuer(gent.id, "mayor.gent")
+    national = await harness.admin.admin.CreateEntity(
+        pb.CreateEntityRequest(
+            name="National Crisis Centre",
+            type=1,
+            territory_kind="country",
+            territory_geojson=TERRITORY,
+            postpaid=True,
+        ),
+        metadata=harness.admin.metadata,
+    )
+    centre = await harness.issuer(national.id, "ncc.duty")
+    for kind in (pb.ALERT_KIND_TEST, pb.ALERT_KIND_EXERCISE):
+        drill = spec(kind=kind, channels=PRESENCE)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await mayor.alerts.CreateAlert(
+                pb.CreateAlertRequest(idempotency_key=f"drill-gent-{kind}", spec=drill),
+                metadata=mayor.metadata,
+            )
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert (info.value.details() or "").startswith("spec.channels: ")
+        created = await centre.alerts.CreateAlert(
+            pb.CreateAlertRequest(idempotency_key=f"drill-ncc-{kind}", spec=drill),
+            metadata=centre.metadata,
+        )
+        assert created.id

@@ -43,8 +43,6 @@ def test_settling_completes_a_sent_alert_and_expires_a_live_one() -> None:
     assert lifecycle.after_settle(State.SENT, complete=False, expired=True) is State.EXPIRED
     assert lifecycle.after_settle(State.COMPLETE, complete=True, expired=True) is State.COMPLETE
     assert lifecycle.after_settle(State.CANCELLED, complete=True, expired=True) is State.CANCELLED
-    assert lifecycle.after_resolve(State.SENDING) is State.SENT
-    assert lifecycle.after_resolve(State.CANCELLED) is State.CANCELLED
 
 
 async def test_an_illegal_move_is_refused_before_touching_the_row(pg_pool: asyncpg.Pool) -> None:

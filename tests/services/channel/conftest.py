@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import subprocess
 import sys
@@ -13,26 +12,26 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import prometheus_client
 import pytest
 import redis.asyncio as aioredis
 
 from services.channel import keys
-from services.kernel import Kernel, serve
 from stack.embedded import free_port
 from tests.services.channel import memory, work
 from tests.services.kernel.conftest import ServiceProcess, service_env
 from tests.services.sms.conftest import (
     ROUTES,
     WIDE_OPEN_RULES,
+    ServeHere,
     StartSms,
     StartSmscs,
     numbers,
+    serve_here,
     smscs,
     start_sms,
 )
 
-__all__ = ["smscs", "start_sms"]
+__all__ = ["serve_here", "smscs", "start_sms"]
 
 #: The kernel's serve module (the package exports its `serve` function under the same name).
 kernel_serve = importlib.import_module("services.kernel.serve")
@@ -137,43 +136,6 @@ def processes() -> Iterator[Callable[..., ServiceProcess]]:
         popen.wait(10)
 
 
-@pytest.fixture
-async def serve_here(
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Callable[..., Awaitable[None]]]:
-    """Serve a service in this process until the test ends."""
-    tasks: list[asyncio.Task[None]] = []
-    metrics_servers: list[Any] = []
-
-    def start_http_server(*args: Any, **kwargs: Any) -> Any:
-        server, thread = prometheus_client.start_http_server(*args, **kwargs)
-        metrics_servers.append(server)
-        return server, thread
-
-    monkeypatch.setattr(kernel_serve, "start_http_server", start_http_server)
-
-    async def start(
-        name: str, settings: Any, build: Callable[[Kernel[Any]], Awaitable[None]]
-    ) -> None:
-        ready = asyncio.Event()
-        task = asyncio.create_task(serve(name=name, settings=settings, build=build, ready=ready))
-        tasks.append(task)
-        async with asyncio.timeout(20):
-            done, _ = await asyncio.wait(
-                [task, asyncio.ensure_future(ready.wait())], return_when=asyncio.FIRST_COMPLETED
-            )
-        if task in done:
-            task.result()
-
-    yield start
-    for task in tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    for server in metrics_servers:
-        server.server_close()
-
-
 @pytest.fixture(params=["sms", "memory"])
 async def harness(
     request: pytest.FixtureRequest,
@@ -182,7 +144,7 @@ async def harness(
     pg_pool: asyncpg.Pool,
     smscs: StartSmscs,
     start_sms: StartSms,
-    serve_here: Callable[..., Awaitable[None]],
+    serve_here: ServeHere,
     processes: Callable[..., ServiceProcess],
 ) -> AsyncIterator[Harness]:
     """SMS against an SMSC simulator, or the memory channel against its peer."""

@@ -124,12 +124,13 @@ def sms_settings(*, pg_dsn: str, redis_url: str, smscs: Smscs, **extra: Any) -> 
     return Settings(**values)
 
 
+ServeHere = Callable[[str, Any, Callable[[Any], Awaitable[None]]], Awaitable["asyncio.Task[None]"]]
+
+
 @pytest.fixture
-async def start_sms(
-    pg_dsn: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[StartSms]:
-    """Serve the SMS service in this process against the given simulators."""
-    running: list[RunningSms] = []
+async def serve_here(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ServeHere]:
+    """Serve a service in this process until the test ends: (name, settings, build) -> task."""
+    tasks: list[asyncio.Task[None]] = []
     metrics_servers: list[Any] = []
 
     def start_http_server(*args: Any, **kwargs: Any) -> Any:
@@ -140,22 +141,43 @@ async def start_sms(
 
     monkeypatch.setattr(kernel_serve, "start_http_server", start_http_server)
 
-    async def start(smscs: Smscs, **extra: Any) -> RunningSms:
-        settings = sms_settings(pg_dsn=pg_dsn, redis_url=redis_url, smscs=smscs, **extra)
+    async def start(
+        name: str, settings: Any, build: Callable[[Any], Awaitable[None]]
+    ) -> asyncio.Task[None]:
         ready = asyncio.Event()
-        port: list[int] = []
-
-        async def capture(kernel: Any) -> None:
-            await build(kernel)
-            port.append(kernel.server.add_insecure_port("127.0.0.1:0"))
-
-        task = asyncio.create_task(serve(name="sms", settings=settings, build=capture, ready=ready))
+        task = asyncio.create_task(serve(name=name, settings=settings, build=build, ready=ready))
+        tasks.append(task)
         async with asyncio.timeout(20):
             done, _ = await asyncio.wait(
                 [task, asyncio.ensure_future(ready.wait())], return_when=asyncio.FIRST_COMPLETED
             )
         if task in done:
             task.result()
+        return task
+
+    yield start
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for server in metrics_servers:
+        server.server_close()
+
+
+@pytest.fixture
+async def start_sms(pg_dsn: str, redis_url: str, serve_here: ServeHere) -> AsyncIterator[StartSms]:
+    """Serve the SMS service in this process against the given simulators."""
+    running: list[RunningSms] = []
+
+    async def start(smscs: Smscs, **extra: Any) -> RunningSms:
+        settings = sms_settings(pg_dsn=pg_dsn, redis_url=redis_url, smscs=smscs, **extra)
+        port: list[int] = []
+
+        async def capture(kernel: Any) -> None:
+            await build(kernel)
+            port.append(kernel.server.add_insecure_port("127.0.0.1:0"))
+
+        task = await serve_here("sms", settings, capture)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port[0]}")
         service = RunningSms(settings, task, channel)
         running.append(service)
@@ -164,11 +186,6 @@ async def start_sms(
     yield start
     for service in running:
         await service.channel.close()
-        service.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await service.task
-    for server in metrics_servers:
-        server.server_close()
 
 
 async def add_work(

@@ -100,8 +100,9 @@ async def test_no_answer_to_an_issuer_carries_a_phone_number_or_e_mail(
     assert progress[-1].done
     sms = next(c for c in progress[-1].channels if c.channel == pb.CHANNEL_SMS)
     assert sms.recipients == 2
-    assert preview.units == 2
-    assert preview.cost_eur_cents == 11
+    # Two people in the zone: "fewer than PRIVACY_MIN_COUNT", so neither counts nor units tell.
+    assert (preview.units, preview.exact) == (0, False)
+    assert preview.cost_eur_cents == 0
     assert [(o.operator, list(o.cell_ids)) for o in cells.operators] == [("proximus", ["PRO-1"])]
 
 
@@ -156,3 +157,16 @@ async def test_a_type_2_entity_may_not_preview_a_zone(stub: Stub, pg_pool: async
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Preview(pb.PreviewRequest(entity_id=police, zone=pb.Zone(circle=CENTRE)))
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_small_zone_counts_are_reported_as_fewer_than_the_threshold() -> None:
+    from services.targeting.model import Channel, Counts
+    from services.targeting.servicer import PRIVACY_MIN_COUNT, _counts_pb, _has_small
+
+    counts = Counts()
+    counts.add(Channel.SMS, "nl", 2)
+    counts.add(Channel.SMS, "fr", PRIVACY_MIN_COUNT)
+    assert _has_small(counts)
+    sms = next(c for c in _counts_pb(counts, hide_small=True) if c.recipients)
+    assert sms.recipients == PRIVACY_MIN_COUNT + 2  # the total is not small
+    assert [lang.recipients for lang in sms.languages if lang.recipients] == [PRIVACY_MIN_COUNT]

@@ -1,0 +1,93 @@
+"""What the cell broadcast service needs of an operator's CBC and LB-SMS platform.
+
+One adapter per operator protocol (the ECBE REST one of osmo-cbc, an operator's LB-SMS request)
+is wired in `__main__`; the service sees only these.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Outcome(enum.StrEnum):
+    """An operator's answer, sorted by what the service does next."""
+
+    #: Taken.
+    ACCEPTED = "accepted"
+    #: Refused for good (the text says why): never retried.
+    REFUSED = "refused"
+    #: The message or request is unknown to the operator (nothing to withdraw).
+    UNKNOWN = "unknown"
+    #: Already there (409): ours if our records say so, else the identifier is busy.
+    CONFLICT = "conflict"
+    #: No answer or an error of the operator's: retried with backoff until the alert expires.
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An operator's answer: outcome, HTTP status (0: none), its text, phones reached (LB-SMS)."""
+
+    outcome: Outcome
+    status: int
+    text: str = ""
+    phones: int | None = None
+
+
+@dataclass(frozen=True)
+class CbsPayload:
+    """One CBS message as encoded for the CBC."""
+
+    message_id: int
+    dcs: int
+    pages: tuple[bytes, ...]
+
+
+class Cbc(Protocol):
+    """An operator's cell broadcast centre."""
+
+    async def create(
+        self,
+        *,
+        message: CbsPayload,
+        msg_code: int,
+        update_nr: int,
+        cells: tuple[str, ...],
+        warning_period_s: int,
+    ) -> Reply:
+        """Ask the CBC to broadcast one CBS message in the cells."""
+        ...
+
+    async def delete(self, *, message_id: int) -> Reply:
+        """Ask the CBC to stop broadcasting the message with this identifier."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connections."""
+        ...
+
+
+class LbSms(Protocol):
+    """An operator's location-based SMS platform."""
+
+    async def submit(
+        self,
+        *,
+        request_id: str,
+        texts: dict[str, str],
+        cells: tuple[str, ...],
+        validity_s: int,
+        sender: str,
+    ) -> Reply:
+        """Ask for an SMS to every phone in the cells; the reply counts the phones reached."""
+        ...
+
+    async def cancel(self, *, request_id: str) -> Reply:
+        """Stop what is not sent yet."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connections."""
+        ...

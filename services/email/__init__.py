@@ -1,0 +1,1 @@
+"""E-mail channel: the e-mail stream to the deployment's SMTP relay, on the channel worker."""

@@ -1,0 +1,1 @@
+"""A simulated operator's location-based SMS platform."""

@@ -1,0 +1,62 @@
+"""Delivery records keep a number for the retention period only; a removal erases it at once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import asyncpg
+
+from services.sms.retention import erase_address, erase_older_than
+
+OLD, NEW, GONE = "+32470000001", "+32470000002", "+32470000003"
+
+
+async def _rows(pool: asyncpg.Pool) -> None:
+    await pool.execute(
+        """
+        INSERT INTO sms_messages (alert, version, address, operator, segments, state, created_at)
+        VALUES ('a1', 1, $1, 'proximus', 2, 'delivered', now() - interval '40 days'),
+               ('a1', 1, $3, 'orange', 1, 'failed', now() - interval '40 days'),
+               ('a2', 1, $2, 'proximus', 1, 'delivered', now()),
+               ('a2', 1, $3, 'orange', 1, 'submitted', now())
+        """,
+        OLD,
+        NEW,
+        GONE,
+    )
+    await pool.execute(
+        "INSERT INTO sms_message_ids VALUES ('proximus', 'm1', 'a1', 1, $1),"
+        " ('orange', 'm2', 'a2', 1, $2)",
+        OLD,
+        GONE,
+    )
+
+
+async def test_old_numbers_are_erased_keeping_what_billing_needs(pg_pool: asyncpg.Pool) -> None:
+    await _rows(pg_pool)
+    assert await erase_older_than(pg_pool, keep=timedelta(days=30)) == 2
+    rows = await pg_pool.fetch(
+        "SELECT alert, address, operator, segments, state, erased_at IS NOT NULL AS erased"
+        " FROM sms_messages ORDER BY alert, operator"
+    )
+    kept = {(r["alert"], r["operator"], r["segments"], r["state"]) for r in rows}
+    assert kept == {
+        ("a1", "proximus", 2, "delivered"),
+        ("a1", "orange", 1, "failed"),
+        ("a2", "proximus", 1, "delivered"),
+        ("a2", "orange", 1, "submitted"),
+    }
+    addresses = [r["address"] for r in rows if r["alert"] == "a1"]
+    assert all(a.startswith("erased:") for a in addresses)
+    assert OLD not in str(await pg_pool.fetch("SELECT * FROM sms_message_ids"))
+    assert await erase_older_than(pg_pool, keep=timedelta(days=30)) == 0
+
+
+async def test_a_removed_citizens_number_is_erased_at_once(pg_pool: asyncpg.Pool) -> None:
+    await _rows(pg_pool)
+    assert await erase_address(pg_pool, address=GONE) == 2
+    dump = str(await pg_pool.fetch("SELECT * FROM sms_messages")) + str(
+        await pg_pool.fetch("SELECT * FROM sms_message_ids")
+    )
+    assert GONE not in dump
+    assert NEW in dump
