@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: SubmitResult.statuses value of a segment left out of a resubmission (accepted earlier).
 NOT_SENT = -2
+#: SubmitResult.statuses value of a segment the caller's `pace` withdrew before it was written.
+WITHDRAWN = -3
 
 
 class BindMode(StrEnum):
@@ -82,7 +84,9 @@ class SubmitRequest:
     segments: frozenset[int] | None = None  # 0-based segment indexes to send; None sends all
     #: Awaited before each submit_sm is written, once the bind is up and the window has room: the
     #: caller's rate limit, which operators count in PDUs (a text of N segments is N of them).
-    pace: Callable[[], Awaitable[None]] | None = None
+    #: Returning False withdraws the segment unsent (outcome WITHDRAWN): the caller's last word on
+    #: a text that waited for a bind to come back while its alert was cancelled or expired.
+    pace: Callable[[], Awaitable[bool | None]] | None = None
     #: Unix time after which the SMSC must not deliver the text any more (the alert's expiry),
     #: sent as the submit_sm's absolute validity_period; None leaves the SMSC's default.
     expires_at: float | None = None
@@ -370,7 +374,7 @@ class SmppClient:
         return list(await asyncio.gather(*(self.submit(r) for r in reqs)))
 
     async def _submit_segment(
-        self, pdu: P.SubmitSm, pace: Callable[[], Awaitable[None]] | None
+        self, pdu: P.SubmitSm, pace: Callable[[], Awaitable[bool | None]] | None
     ) -> tuple[int, str]:
         window = self._window
         if window is None:
@@ -386,7 +390,8 @@ class SmppClient:
                         break
                     # The token is taken for this PDU only once it can be written at once; the
                     # bind may have dropped while waiting for the slot, so look again.
-                    await pace()
+                    if await pace() is False:
+                        return WITHDRAWN, ""  # withdrawn by the caller: nothing written
                     paced = True
                     continue
                 await self._wait_tx_or_close()
@@ -453,7 +458,12 @@ def _outcome(status: int) -> SubmitOutcome:
     """The outcome of one segment's status (-1: bind lost), remembered per status."""
     outcome = _OUTCOMES.get(status)
     if outcome is None:
-        outcome = SubmitOutcome.BIND_LOST if status == LOST[1] else classify_status(status)
+        if status == LOST[1]:
+            outcome = SubmitOutcome.BIND_LOST
+        elif status == WITHDRAWN:
+            outcome = SubmitOutcome.WITHDRAWN
+        else:
+            outcome = classify_status(status)
         if len(_OUTCOMES) < 1024:
             _OUTCOMES[status] = outcome
     return outcome

@@ -48,6 +48,9 @@ class SubmitOutcome(StrEnum):
     TEMPORARY = "temporary"  #: a transient SMSC error: resubmit later
     PERMANENT = "permanent"  #: the SMSC will never take it: record it failed, do not retry
     BIND_LOST = "bind_lost"  #: the bind dropped before an answer: resubmit (maybe elsewhere)
+    #: The caller's `pace` withdrew it before it was written (its alert was cancelled, superseded
+    #: or expired while it waited for the bind): nothing more of it is sent.
+    WITHDRAWN = "withdrawn"
 
 
 THROTTLING_STATUSES = frozenset({CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL})
@@ -81,6 +84,7 @@ PERMANENT_STATUSES = frozenset(
 
 #: Outcomes from worst (what a caller must act on first) to best, for multi-segment results.
 OUTCOME_SEVERITY = (
+    SubmitOutcome.WITHDRAWN,
     SubmitOutcome.BIND_LOST,
     SubmitOutcome.THROTTLED,
     SubmitOutcome.TEMPORARY,

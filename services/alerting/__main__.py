@@ -98,6 +98,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         enabled_channels=settings.channels,
         units=Units(segment_count),
         preview_cache_s=settings.preview_cache_s,
+        max_sms_segments=settings.max_sms_segments,
     )
     names = add_servicers(
         kernel.server,

@@ -30,6 +30,7 @@ from services.alerting.model import (
 from services.alerting.permissions import EntityInfo, check_alert
 from services.alerting.ports import Broadcasts, Targeting
 from services.alerting.presence import BROADCAST_CHANNELS
+from services.alerting.segments import MAX_SMS_SEGMENTS, check_sms_segments
 from services.alerting.texts import channel_texts
 from services.alerting.validation import check_idempotency_key, check_infos, check_spec
 from services.channel.units import Units
@@ -90,7 +91,9 @@ class Alerts:
         units: Units,
         preview_cache_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        max_sms_segments: int = MAX_SMS_SEGMENTS,
     ) -> None:
+        self._max_sms_segments = max_sms_segments
         self._pool = pool
         self._enabled = frozenset(enabled_channels)
         self._units = units
@@ -146,11 +149,24 @@ class Alerts:
         check_alert(entity=entity, spec=spec, own_groups=owned)
         return entity
 
+    def _check_segments(
+        self, kind: Kind, infos: tuple[Info, ...], channels: Iterable[Channel], *, field: str
+    ) -> None:
+        check_sms_segments(
+            kind=kind,
+            infos=infos,
+            channels=channels,
+            units=self._units,
+            max_segments=self._max_sms_segments,
+            field=field,
+        )
+
     async def create(self, *, principal: Principal, idempotency_key: str, spec: AlertSpec) -> Alert:
         """Store a draft; a repeated idempotency key returns the first draft."""
         entity_id = require_entity(principal)
         check_idempotency_key(idempotency_key)
         check_spec(spec, now=now_utc())
+        self._check_segments(spec.kind, spec.infos, spec.channels, field="spec.infos")
         check_enabled(spec, enabled=self._enabled)
         await self._check_rules(entity_id=entity_id, spec=spec)
         spec_doc, infos_doc = store.spec_json(spec), store.infos_json(spec.infos)
@@ -350,6 +366,7 @@ class Alerts:
         """New texts for the same audience: version + 1, CAP msgType Update, re-resolved."""
         alert = await self._own(principal=principal, alert_id=alert_id)
         check_infos(infos, field="infos")
+        self._check_segments(alert.spec.kind, infos, alert.spec.channels, field="infos")
         if base_version and base_version != alert.version:
             raise FailedPrecondition(
                 f"the alert is at version {alert.version}, not {base_version}: get it and retry"

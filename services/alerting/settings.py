@@ -79,6 +79,9 @@ class Settings(ServiceSettings):
     # Channels this deployment delivers (comma-separated: sms, voice, email, lb_sms,
     # cell_broadcast, cap_feed); CreateAlert refuses an alert naming another (FAILED_PRECONDITION).
     enabled_channels: str = DEFAULT_ENABLED
+    # Most SMS segments one language text of an alert may take (CreateAlert and UpdateAlert
+    # refuse a longer one, naming its info): each is one submit_sm and one unit per citizen.
+    max_sms_segments: int = Field(default=6, ge=1, le=255)
 
     @field_validator("enabled_channels")
     @classmethod

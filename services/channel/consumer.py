@@ -9,6 +9,7 @@ they are never claimed from under it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,11 @@ from services.kernel.metrics import STREAM_LAG, STREAM_LENGTH, STREAM_PENDING
 from services.kernel.streams import GroupLag, trim_processed
 
 logger = logging.getLogger(__name__)
+
+#: Recipients of routes that are down may hold up to this many times the in-flight limit.
+PARKED_FACTOR = 10
+#: Seconds between looks at the routes while the in-flight limit holds reading back.
+PARKED_RECHECK_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +117,44 @@ class StreamConsumer(Generic[J]):
             group.create_task(self._control_loop(), name=f"{name}-control")
             group.create_task(self._gauge_loop(), name=f"{name}-stream-gauges")
 
+    # -- a lost group (faults, issue 16) --------------------------------------------------------
+    async def _group_lost(self, exc: BaseException) -> bool:
+        """Whether `exc` says the group is gone (NOGROUP: Redis lost its data); recreate it.
+
+        Retrying NOGROUP forever would stop the channel silently. The group is created again
+        (with the stream, MKSTREAM) from the stream's start, so that whatever the stream still
+        holds is read; a recipient whose outcome PostgreSQL already has is not sent again.
+        """
+        if not isinstance(exc, ResponseError) or "NOGROUP" not in str(exc):
+            return False
+        logger.error(
+            "the %s consumer group %s is gone (Redis lost its data?): creating it again",
+            self._name,
+            self.cfg.group,
+        )
+        metrics.GROUP_LOST.labels(self._name).inc()
+        try:
+            await self.ensure_group()
+        except (RedisError, OSError) as again:
+            logger.warning("creating the %s group failed, retrying: %r", self._name, again)
+            await asyncio.sleep(0.5)
+        return True
+
+    # -- end a lost group ---------------------------------------------------------------------
+
+    # -- one route down does not stop the reading (faults, issue 16) ---------------------------
+    def _full(self) -> bool:
+        """Whether the in-flight limit holds reading back, not counting the work of routes that
+        are down (a channel with `route_up`): that work waits, durably queued, and must not starve
+        the other routes. Their work still counts up to PARKED_FACTOR times the limit (memory)."""
+        route_up = getattr(self._channel, "route_up", None)
+        if route_up is None or self.in_flight >= PARKED_FACTOR * self.cfg.max_in_flight:
+            return True
+        parked = sum(lane.pending for route, lane in self._lanes.items() if not route_up(route))
+        return self.in_flight - parked >= self.cfg.max_in_flight
+
+    # -- end one route down ---------------------------------------------------------------------
+
     def stop_reading(self) -> None:
         """Stop taking new work (graceful shutdown); work in hand goes on."""
         self._reading = False
@@ -123,9 +167,11 @@ class StreamConsumer(Generic[J]):
         )
         await self._take(own)
         while self._reading:
-            if self.in_flight >= self.cfg.max_in_flight:
+            if self.in_flight >= self.cfg.max_in_flight and self._full():
                 self._room.clear()
-                await self._room.wait()
+                # Looked at again now and then: a route may go down (or up) meanwhile.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), PARKED_RECHECK_S)
                 continue
             try:
                 reply = await self._redis.xreadgroup(
@@ -136,6 +182,8 @@ class StreamConsumer(Generic[J]):
                     block=self.cfg.read_block_ms,
                 )
             except (RedisError, OSError) as exc:
+                if await self._group_lost(exc):
+                    continue
                 logger.warning("reading the %s stream failed, retrying: %r", self._name, exc)
                 await asyncio.sleep(0.5)
                 continue

@@ -50,6 +50,11 @@ class Lane(Generic[J]):
         #: Jobs waiting for a retry timer.
         self.waiting = 0
 
+    @property
+    def pending(self) -> int:
+        """Jobs of this route in this process at most: queued, waiting to retry, with senders."""
+        return len(self._queue) + self.waiting + self.senders
+
     def put(self, jobs: Sequence[J]) -> None:
         """Queue jobs for delivery."""
         self._queue.extend(jobs)

@@ -23,3 +23,14 @@ DEAD_LETTERS = Counter(
 IN_FLIGHT = Gauge(
     "tocsin_channel_in_flight", "recipients read and without a durable outcome", ["channel"]
 )
+# -- faults (issue 16) -------------------------------------------------------------------------
+RECEIPTS_UNMATCHED = Counter(
+    "tocsin_channel_receipts_unmatched_total",
+    "operator receipts that matched no message within the hold time (dropped)",
+    ["channel", "route"],
+)
+GROUP_LOST = Counter(
+    "tocsin_channel_group_lost_total",
+    "times the channel's consumer group was found gone (NOGROUP) and created again",
+    ["channel"],
+)

@@ -252,7 +252,14 @@ class Recorder:
         keep: list[_Receipt] = []
         for r in self._unmatched:
             if now - r.seen > self._hold:
-                logger.warning("receipt %s/%s found no message: dropped", r.route, r.ref)
+                # A receipt whose id the operator writes differently: its route is the operator.
+                logger.warning(
+                    "%s receipt of operator %s, id %r, found no message: dropped",
+                    self.channel,
+                    r.route,
+                    r.ref,
+                )
+                metrics.RECEIPTS_UNMATCHED.labels(self.channel, r.route).inc()
                 if not r.done.done():
                     r.done.set_exception(ReceiptDropped(r.ref))
             else:

@@ -64,6 +64,8 @@ class ChannelWorker(Generic[J]):
         # A slot per delivery that can be at an operator without a durable trace.
         self.durability = Slots(sum(lanes.values()))
         control = ControlCache(redis)
+        #: The control keys' verdicts, for a channel's last check before it hands work over.
+        self.control = control
         self.lanes = {
             route: Lane(
                 channel=channel,

@@ -13,6 +13,11 @@ from services.kernel.metrics import DEPENDENCY_UP, SERVING
 
 logger = logging.getLogger(__name__)
 
+#: Health service name that says only that the process is alive: SERVING from the first probe on,
+#: answered by the event loop itself (a stuck loop answers nothing), whatever the stores say and
+#: during a graceful shutdown too. The chart's liveness probe asks it; readiness asks "".
+LIVENESS = "liveness"
+
 
 async def probe_postgres(pool: asyncpg.Pool, *, timeout: float) -> bool:
     """Whether PostgreSQL answers a trivial query within `timeout` seconds."""
@@ -56,9 +61,13 @@ class HealthReporter:
         self._timeout = timeout
         self._serving: bool | None = None
         self._stopping = False
+        self._alive = False
 
     async def check_once(self) -> bool:
         """Probe both stores, publish the result, and return whether the service is serving."""
+        if not self._alive:
+            self._alive = True
+            await self.servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         pg_ok, redis_ok = await asyncio.gather(
             probe_postgres(self._pool, timeout=self._timeout),
             probe_redis(self._redis, timeout=self._timeout),

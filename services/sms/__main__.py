@@ -19,6 +19,7 @@ from tocsin.sms.v1 import sms_pb2, sms_pb2_grpc
 from gateways.smpp import (
     BindConfig,
     DeliveryReceipt,
+    IdFormat,
     SmppClient,
     SubmitOutcome,
     SubmitRequest,
@@ -79,6 +80,7 @@ class SmppBind:
                     reference=submission.reference,
                     segments=submission.segments,
                     pace=submission.pace,
+                    expires_at=submission.expires_at,
                 )
             )
         except ValueError:
@@ -153,6 +155,8 @@ def smpp_bind(
         password=spec.password,
         window=spec.window,
         unbind_timeout_s=unbind_s,
+        submit_id_format=IdFormat(spec.submit_id_format),
+        receipt_id_format=IdFormat(spec.receipt_id_format),
     )
     metrics.BIND_UP.labels(operator, spec.name).set(0)
     return SmppBind(
@@ -201,6 +205,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     worker: ChannelWorker[SmsJob] = ChannelWorker(
         channel=channel, settings=settings, pool=kernel.pg, redis=kernel.redis, recorder=recorder
     )
+    channel.verdict = worker.control.verdict
     for op_binds in binds.values():
         for bind in op_binds:
             await bind.client.start()

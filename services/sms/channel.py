@@ -3,7 +3,8 @@ its operator, and the sorting of the SMSC's answer (docs/channel.md, docs/sms.md
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from services.channel.codec import Header
 from services.channel.model import Entry, State
@@ -76,6 +77,9 @@ class SmsChannel:
             b.name: metrics.THROTTLED.labels(op, b.name) for op, bs in binds.items() for b in bs
         }
         self._segments_metric = {op: metrics.SEGMENTS.labels(op) for op in binds}
+        #: The worker's view of the alerts' control keys (`ControlCache.verdict`), set once the
+        #: worker exists: the last check before each submit_sm, reconnect included.
+        self.verdict: Callable[[str, int], State | None] = _no_verdict
 
     def lanes(self) -> dict[str, int]:
         """Operators and the sum of their binds' windows."""
@@ -97,6 +101,10 @@ class SmsChannel:
         if not valid:
             job.error = "invalid number"
         return job
+
+    def route_up(self, operator: str) -> bool:
+        """Whether any bind of the operator is up (the consumer reads on while one is down)."""
+        return any(b.is_bound for b in self._binds[operator])
 
     def _pick(self, operator: str) -> Bind:
         binds = self._binds[operator]
@@ -122,11 +130,33 @@ class SmsChannel:
                 text=job.text,
                 reference=job.reference,
                 segments=job.missing,
-                # One token per submit_sm: the bind takes it before writing each segment.
-                pace=self._pacers[operator].take,
+                # One token per submit_sm: the bind takes it before writing each segment, once
+                # it is up, and first asks whether the alert still wants it sent.
+                pace=self._pace(job),
+                expires_at=job.entry.expires,
             )
         )
         return self._sort(job, bind, answer)
+
+    def _pace(self, job: SmsJob) -> Callable[[], Awaitable[bool]]:
+        """The bind's step before each submit_sm: the job's verdict, then the operator's token.
+
+        A job may wait inside a bind for a long time (the SMSC down); its alert may have been
+        cancelled, superseded or have expired meanwhile: then nothing of it is handed over.
+        """
+        take = self._pacers[job.route].take
+        entry = job.entry
+
+        async def pace() -> bool:
+            if self._stale(entry):
+                return False
+            await take()
+            return not self._stale(entry)  # the wait for a token may be long too
+
+        return pace
+
+    def _stale(self, entry: Entry) -> bool:
+        return time.time() >= entry.expires or self.verdict(entry.alert, entry.version) is not None
 
     def _sort(self, job: SmsJob, bind: Bind, answer: SubmitAnswer) -> Answer:
         """What the SMSC's answer means: submitted, resubmit first, later, or failed."""
@@ -147,6 +177,11 @@ class SmsChannel:
             self._pacers[job.route].throttled()
             return AGAIN
         if outcome is Outcome.BIND_LOST:
+            return AGAIN
+        if outcome is Outcome.WITHDRAWN:
+            # Back to the lane, which settles it unsent as cancelled, superseded or expired (the
+            # same verdict and clock it checks before every delivery).
+            metrics.WITHDRAWN.labels(job.route).inc()
             return AGAIN
         if outcome is Outcome.PERMANENT:
             metrics.FAILED.labels(job.route, "permanent").inc()
@@ -179,6 +214,10 @@ class SmsChannel:
             metrics.FAILED.labels(operator, "permanent").inc(len(latencies))
         elif state is State.EXPIRED:
             metrics.FAILED.labels(operator, "expired").inc(len(latencies))
+
+
+def _no_verdict(alert: str, version: int) -> State | None:
+    return None
 
 
 #: Answers without anything of their own, made once.

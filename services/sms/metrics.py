@@ -22,3 +22,9 @@ BIND_UP = Gauge("tocsin_smpp_bind_up", "1 while the bind is bound", ["operator",
 SEGMENTS = Counter(
     "tocsin_sms_segments_total", "segments submitted (communication units)", ["operator"]
 )
+WITHDRAWN = Counter(
+    "tocsin_sms_withdrawn_total",
+    "texts withdrawn unsent inside a bind: their alert was cancelled, superseded or expired"
+    " while they waited for it (SMSC down)",
+    ["operator"],
+)

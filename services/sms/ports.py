@@ -19,6 +19,7 @@ class Outcome(StrEnum):
     TEMPORARY = "temporary"  #: resubmit later, with backoff, until the alert expires
     PERMANENT = "permanent"  #: record failed, never retry
     BIND_LOST = "bind_lost"  #: the bind dropped before an answer: resubmit
+    WITHDRAWN = "withdrawn"  #: `pace` said its alert ended while it waited: nothing was sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,8 @@ class Submission:
     """One text to one number; `segments` limits a resubmission to what is missing.
 
     `pace` is awaited before each submit_sm the bind writes: one rate-limit token per segment,
-    since an operator's link limit counts submit_sm PDUs, not messages.
+    since an operator's link limit counts submit_sm PDUs, not messages. When it returns False
+    the bind writes nothing more of it and answers WITHDRAWN (the alert ended meanwhile).
     """
 
     destination: str
@@ -34,7 +36,10 @@ class Submission:
     text: str
     reference: int | None = None
     segments: frozenset[int] | None = None
-    pace: Callable[[], Awaitable[None]] | None = None
+    pace: Callable[[], Awaitable[bool | None]] | None = None
+    #: Unix time after which the operator must not deliver it (the alert's expiry): every
+    #: submit_sm carries it as its validity period.
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

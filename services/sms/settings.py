@@ -28,6 +28,9 @@ class BindSpec:
     system_id: str  # SMPP account
     password: str  # SMPP password
     window: int  # submit_sm outstanding at most
+    #: How the SMSC writes message ids in submit_sm_resp and in receipts (one of ID_FORMATS).
+    submit_id_format: str = "text"
+    receipt_id_format: str = "text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,19 @@ class OperatorSpec:
 _ACCOUNT_VARIABLE = re.compile(
     r"TOCSIN_SMPP_(?P<operator>[A-Z0-9_]+)_(?P<field>SYSTEM_ID|PASSWORD)"
 )
+
+
+#: How an SMSC may write message ids (gateways.smpp.IdFormat's values): a bind of the operators
+#: file says so with `submit_id_format` / `receipt_id_format` (docs/sms.md, "Receipt ids").
+ID_FORMATS = ("text", "decimal", "hex")
+
+
+def _id_format(bind: dict[str, Any], key: str, where: str) -> str:
+    """A bind's id format as written, or a ValueError naming the field."""
+    value = str(bind.get(key, "text"))
+    if value not in ID_FORMATS:
+        raise ValueError(f"{where}.{key}: {value!r} is not one of {', '.join(ID_FORMATS)}")
+    return value
 
 
 def env_name(operator: str) -> str:
@@ -214,6 +230,8 @@ class Settings(ChannelSettings):
                         str(b.get("password", password)),
                     ),
                     int(b.get("window", self.window)),
+                    _id_format(b, "submit_id_format", f"operators.{name}.binds[{i}]"),
+                    _id_format(b, "receipt_id_format", f"operators.{name}.binds[{i}]"),
                 )
                 for i, b in enumerate(op.get("binds", []))
             )

@@ -60,6 +60,7 @@ async def _serve(config: SmscConfig) -> None:
         "segments": sum(sim.segments.values()),
         "receipts_sent": sum(sim.receipts_sent.values()),
         "binds": sim.binds,
+        "stale_submits": sim.stale_submits,
     }
     print(json.dumps(summary), flush=True)
 
