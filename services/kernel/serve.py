@@ -196,7 +196,14 @@ async def serve(
         metrics_server.shutdown()
         metrics_server.server_close()  # shutdown() stops serving; this closes the socket
         await redis.aclose()
-        await pool.close()
+        # close() waits for every connection to be released: one held by a call that never
+        # returns (a probe cut off mid-query) must not hold the process past its grace.
+        try:
+            async with asyncio.timeout(max(1.0, deadline - loop.time())):
+                await pool.close()
+        except TimeoutError:
+            logger.warning("PostgreSQL pool not released in time; connections terminated")
+            pool.terminate()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         logger.info("stopped")

@@ -30,13 +30,24 @@ async def test_text_over_fifteen_pages_is_refused_at_create_naming_the_field(
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "spec.infos[1].description" in (caught.value.details() or "")
-    # Without cell broadcast the same text is fine (SMS concatenates).
-    request = spec(channels=(pb.CHANNEL_SMS,), languages=("nl", "fr"))
+    # Without cell broadcast the same text is fine by e-mail, which has no pages.
+    request = spec(channels=(pb.CHANNEL_EMAIL,), languages=("nl", "fr"))
     request.infos[1].description = "Évacuez la zone immédiatement, ç'est sérieux. " * 14
     await client.alerts.CreateAlert(
         pb.CreateAlertRequest(idempotency_key="too-long-2", spec=request),
         metadata=client.metadata,
     )
+    # By SMS it is eleven UCS-2 segments: the segment cap refuses it, on the same field.
+    request = spec(channels=(pb.CHANNEL_SMS,), languages=("nl", "fr"))
+    request.infos[1].description = "Évacuez la zone immédiatement, ç'est sérieux. " * 14
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.alerts.CreateAlert(
+            pb.CreateAlertRequest(idempotency_key="too-long-3", spec=request),
+            metadata=client.metadata,
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "spec.infos[1].description" in (caught.value.details() or "")
+    assert "segments" in (caught.value.details() or "")
 
 
 @pytest.mark.parametrize(

@@ -13,17 +13,33 @@ from tests.services.kernel.conftest import ServiceProcess
 from tests.services.voice.conftest import add_calls, message_frames, numbers, wait_states
 
 StartTrunk = Callable[..., Awaitable[SipTrunkSimulator]]
-StartVoice = Callable[..., Awaitable[int]]
+StartProcess = Callable[..., ServiceProcess]
+
+#: The settings `voice_here` gives an in-process service, for a `python -m services.voice`
+#: process: these tests run the service as a process, which the test kills when it ends.
+FAST = {
+    "TOCSIN_TRUNK_CHANNELS": "20",
+    "TOCSIN_RING_TIMEOUT_S": "5",
+    "TOCSIN_RETRY_MIN_S": "0.1",
+    "TOCSIN_RETRY_MAX_S": "0.2",
+    "TOCSIN_CONTROL_REFRESH_S": "0.1",
+    "TOCSIN_SHUTDOWN_GRACE_S": "1.0",
+}
+
+
+def start_voice(voice_process: StartProcess, sim: SipTrunkSimulator, **env: str) -> None:
+    """A voice process on the trunk, with FAST settings and `env` over them."""
+    voice_process(sim, **{**FAST, **env})
 
 
 async def test_every_number_is_called_once_and_hears_the_message_twice(
     trunk: StartTrunk,
-    voice_here: StartVoice,
+    voice_process: StartProcess,
     redis_client: aioredis.Redis,
     pg_pool: asyncpg.Pool,
 ) -> None:
     sim = await trunk()
-    await voice_here(sim)
+    start_voice(voice_process, sim)
     to = numbers(12)
     await add_calls(redis_client, alert="a-once", to=to, per_entry=5)
     counts = await wait_states(pg_pool, alert="a-once", total=len(to))
@@ -46,7 +62,7 @@ async def test_every_number_is_called_once_and_hears_the_message_twice(
 
 async def test_busy_and_unanswered_are_retried_rejections_are_not(
     trunk: StartTrunk,
-    voice_here: StartVoice,
+    voice_process: StartProcess,
     redis_client: aioredis.Redis,
     pg_pool: asyncpg.Pool,
 ) -> None:
@@ -59,7 +75,7 @@ async def test_busy_and_unanswered_are_retried_rejections_are_not(
             unanswered: ("no_answer", "answer"),
         }
     )
-    await voice_here(sim, max_attempts=3, ring_timeout_s=0.5)
+    start_voice(voice_process, sim, TOCSIN_MAX_ATTEMPTS="3", TOCSIN_RING_TIMEOUT_S="0.5")
     await add_calls(redis_client, alert="a-retry", to=[later, always_busy, rejected, unanswered])
     counts = await wait_states(pg_pool, alert="a-retry", total=4)
     assert counts == {"delivered": 2, "failed": 2}
@@ -80,14 +96,14 @@ async def test_busy_and_unanswered_are_retried_rejections_are_not(
 
 async def test_cancel_stops_ringing_calls_and_cuts_no_message(
     trunk: StartTrunk,
-    voice_here: StartVoice,
+    voice_process: StartProcess,
     redis_client: aioredis.Redis,
     pg_pool: asyncpg.Pool,
 ) -> None:
     ringing = numbers(5)
     playing = numbers(1, first=100)[0]
     sim = await trunk(scripts={n: ("no_answer",) for n in ringing}, keep_audio=False)
-    await voice_here(sim, ring_timeout_s=60)
+    start_voice(voice_process, sim, TOCSIN_RING_TIMEOUT_S="60")
     await add_calls(redis_client, alert="a-cancel", to=[*ringing, playing])
 
     def all_up() -> bool:
