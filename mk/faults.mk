@@ -1,11 +1,11 @@
 # Fault-injection benchmark (docs/faults.md): an SMS campaign through the stack while faults are
 # injected one after another; figures in bench/results/faults.json.
 #   make bench-faults                     # 200,000 SMS, 60 s faults
-#   make bench-faults N=20000 FAULT_S=5   # a short run
-N ?=
+#   make bench-faults FAULTS_N=20000 FAULT_S=5   # a short run
+FAULTS_N ?=
 FAULT_S ?=
 
 .PHONY: bench-faults
 
 bench-faults: setup
-	$(PY) -m bench.faults $(if $(N),--n $(N)) $(if $(FAULT_S),--fault-s $(FAULT_S))
+	$(PY) -m bench.faults $(if $(FAULTS_N),--n $(FAULTS_N)) $(if $(FAULT_S),--fault-s $(FAULT_S))
