@@ -17,7 +17,7 @@ class TrunkConfig:
     reject_share: float = 0.0  #: share answered 404 Not Found
     ring_delay: float = 0.05  #: seconds between 180 Ringing and the final answer
     channels: int = 1000  #: concurrent calls; above it INVITEs get 503
-    retry_after: int = 1  #: Retry-After seconds on a 503
+    retry_after: int = 1  #: Retry-After seconds on a 503; 0: no Retry-After header
     username: str = ""  #: when set, INVITEs must carry digest credentials (401 otherwise)
     password: str = ""  #: the account's secret
     realm: str = "siptrunk.test"  #: digest realm

@@ -262,7 +262,9 @@ class SipTrunkSimulator(asyncio.DatagramProtocol):
                 503,
                 "Service Unavailable",
                 to_tag=dialog.to_tag,
-                extra=[("retry-after", str(self.config.retry_after))],
+                extra=[("retry-after", str(c.retry_after))]
+                if (c := self.config).retry_after
+                else [],
             )
             return
         self.active += 1

@@ -99,13 +99,15 @@ def voice_process(
     def start(sim: SipTrunkSimulator, **env: str) -> ServiceProcess:
         return processes(
             "services.voice",
-            DATABASE_URL=pg_dsn,
-            REDIS_URL=redis_url,
-            TOCSIN_TRUNKS=f"trunkA=127.0.0.1:{sim.port}",
-            TOCSIN_SIP_T1_S="0.05",
-            TOCSIN_RATELIMIT_RULES=str(rules_file),
-            TOCSIN_INSECURE_DEV="true",
-            **env,
+            **{
+                "DATABASE_URL": pg_dsn,
+                "REDIS_URL": redis_url,
+                "TOCSIN_TRUNKS": f"trunkA=127.0.0.1:{sim.port}",
+                "TOCSIN_SIP_T1_S": "0.05",
+                "TOCSIN_RATELIMIT_RULES": str(rules_file),
+                "TOCSIN_INSECURE_DEV": "true",
+                **env,
+            },
         )
 
     return start
