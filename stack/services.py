@@ -170,7 +170,13 @@ SERVICES = (
         50054,
         9104,
         # The SIP trunk simulator (SIMULATORS), shifted with the stack.
-        env={"TOCSIN_TRUNKS": "trunkA=127.0.0.1:5060"},
+        env={
+            "TOCSIN_TRUNKS": "trunkA=127.0.0.1:5060",
+            # The demo's calls end within its two minutes: a short ring, a quick retry.
+            "TOCSIN_RING_TIMEOUT_S": "8",
+            "TOCSIN_RETRY_MIN_S": "2",
+            "TOCSIN_RETRY_MAX_S": "4",
+        },
     ),
     ServiceSpec("cellbroadcast", 50055, 9105),
     # E-mail to the SMTP relay simulator (RELAY_PORT); bounces come back on BOUNCE_PORT.
