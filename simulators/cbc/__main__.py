@@ -48,6 +48,8 @@ async def _serve(config: CbcConfig) -> None:
         "event": "stopped",
         "name": config.name,
         "created": len(sim.state.created()),
+        "message_ids": sorted({m["message_id"] for m in sim.state.created()}),
+        "deleted": sum(1 for e in sim.state.events if e.method == "DELETE" and e.status == 200),
         "active": sorted(sim.state.active),
         "lbsms_requests": len(sim.lbsms.requests),
     }
