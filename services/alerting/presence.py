@@ -44,6 +44,7 @@ def content(alert: Alert) -> BroadcastContent:
         texts=tuple((i.language, channel_text(kind=spec.kind, info=i)) for i in spec.infos),
         expires_unix_s=spec.expires.timestamp(),
         sender=spec.sender,
+        zone_geojson=spec.zone_geojson,
     )
 
 

@@ -53,7 +53,8 @@ def test_the_demo_delivers_every_sms_and_the_stack_stops(tmp_path: Path) -> None
     assert "demo: information line open, number 1771" in done.stdout, output
     assert "tocsin: stopped" in done.stdout
     # The national crisis centre's test: every operator took it on cell broadcast and LB-SMS.
-    names = [op.name for op in operators()]
+    ops = operators()
+    names = [op.name for op in ops]
     for name in names:
         for channel in ("cell broadcast", "LB-SMS"):
             assert f"{LINE} {channel} at {name} accepted" in done.stdout, output
@@ -68,3 +69,9 @@ def test_the_demo_delivers_every_sms_and_the_stack_stops(tmp_path: Path) -> None
         assert summary["message_ids"] == [4380, 4393], (name, summary)
         assert (summary["active"], summary["deleted"]) == ([], 2), (name, summary)
         assert summary["lbsms_requests"] == 1, (name, summary)
+    # LB-SMS took the zone as each operator's setting says (orange: the alert's polygon).
+    zones = {op.name: op.sections.get("lbsms", {}).get("zone", "cells") for op in ops}
+    assert "polygon" in zones.values()
+    for name in names:
+        log = (var / "log" / f"cbc-{name}.log").read_text(encoding="utf-8")
+        assert f'"lbsms_zones": ["{zones[name]}"]' in log, (name, log)

@@ -10,7 +10,7 @@ from tocsin.alerting.v1 import alerting_pb2 as pb
 
 from services.alerting.model import Channel
 from services.alerting.ports import OperatorStatus
-from tests.services.alerting.conftest import Harness, spec
+from tests.services.alerting.conftest import ZONE_INSIDE, Harness, spec
 
 CB = (pb.CHANNEL_CELL_BROADCAST, pb.CHANNEL_LB_SMS)
 
@@ -129,6 +129,7 @@ async def test_content_follows_the_alert_and_its_versions(harness: Harness) -> N
     assert (content.kind, content.version, content.severity) == ("emergency", 1, "Severe")
     assert [lang for lang, _ in content.texts] == ["fr", "nl"]
     assert content.texts[0][1].startswith("Chemische wolk boven Gent (fr)")
+    assert content.zone_geojson == ZONE_INSIDE  # for LB-SMS platforms that take a polygon
     await client.alerts.UpdateAlert(
         pb.UpdateAlertRequest(
             alert_id=draft.id, infos=[pb.Info(language="nl", event="Release", headline="Voorbij")]
