@@ -132,7 +132,8 @@ class Broadcasts:
         self._wait = answer_wait_s
 
     async def broadcast(self, alert: AlertVersion, *, channel: Channel) -> list[Request]:
-        """Queue the version for every operator with cells in the zone; their first answers."""
+        """Queue the version for every operator with cells in the zone (LB-SMS: or whose
+        platform takes the zone as a polygon); their first answers."""
         check(alert)
         polygon = zone(alert)
         if channel is Channel.CELL_BROADCAST:
