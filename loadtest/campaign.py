@@ -19,6 +19,12 @@ to it, and measures:
 - CPU per SMS over every stack process (services, PostgreSQL with its backends, Redis; not the
   simulator nor this program), and peak memory (the largest sum of their RSS).
 
+`--cpu-hog N` runs N busy loops (`bench/cpuhog.py`, at normal priority on the same cores) from
+SendAlert until the campaign completes, and reports `rate_share_under_cpu_load`: the submit_sm
+rate kept as a share of the configured rate, next to the busiest sliding second (a starved sender
+catches up through the limiter's send window, docs/ratelimit.md). The simulators run in this
+program, so they are starved too: their stamps carry the reading jitter of a loaded SMSC.
+
 With `--limit default` the global bucket is the built-in one (2,000,000 SMS in 45 minutes, about
 741/s; `--rate` scales it, shrink the zone with it); operator buckets get the whole global rate,
 so that the global bucket alone sets the pace. `--limit open` opens every bucket wide.
@@ -49,9 +55,10 @@ import shapely.geometry
 from prometheus_client.parser import text_string_to_metric_families
 from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
 
+from bench.cpuhog import CpuHog
 from bench.load import load_population, migrate
 from bench.population import OUTLINE
-from bench.windows import busiest_window, per_window
+from bench.windows import busiest_window, per_window, rate_share
 from gateways.smpp import pdu as P
 from ratelimit.config import Rules
 from services.kernel.operators import Bind, Operator, dump_operators
@@ -392,6 +399,8 @@ async def _send(
         # This loop stamps every submit_sm: keep the collector's full passes over the start-up
         # objects (the population, the stubs) out of the measured seconds.
         gc.freeze()
+        hog = CpuHog(args.cpu_hog)
+        hog.start()
         marks.sent = asyncio.get_running_loop().time()
         try:
             await stub.SendAlert(
@@ -400,9 +409,11 @@ async def _send(
                 timeout=seed.CALL_TIMEOUT_S,
             )
             last = await _follow(alerting, issuer, alert_id=alert.id, marks=marks)
+            hog.stop()
             cpu_after = parts.supervisor.cpu_seconds()
             tokens = await asyncio.to_thread(parts.limiter_tokens)
         finally:
+            hog.stop()
             sampler.cancel()
             await asyncio.gather(sampler, return_exceptions=True)
             gc.unfreeze()
@@ -419,6 +430,7 @@ async def _send(
         cpu={k: cpu_after.get(k, 0.0) - cpu_before.get(k, 0.0) for k in cpu_after},
         per_second=parts.per_second(),
         sliding=busiest_window(accepted_at),
+        share=rate_share(accepted_at, rate),
         tokens=tokens,
         radius_m=place.radius_m,
     )
@@ -462,6 +474,7 @@ def _figures(
     cpu: dict[str, float],
     per_second: list[int],
     sliding: int,
+    share: float,
     tokens: dict[str, float],
     radius_m: float,
 ) -> dict[str, Any]:
@@ -485,6 +498,9 @@ def _figures(
         "segments_per_message": round(marks.accepted / max(1, last.targeted), 2),
         **{k: v for k, v in arrivals.items() if k != "per_second"},
         "max_sliding_window_per_s": sliding,
+        # submit_sm per second kept, first to last, as a share of the configured rate.
+        "rate_share": round(share, 4),
+        "cpu_hog_processes": args.cpu_hog,
         **{k: round(v) for k, v in tokens.items()},
         "cpu_s_by_process": {k: round(v, 2) for k, v in sorted(cpu.items())},
         "peak_rss_mb_by_process": {
@@ -505,6 +521,8 @@ def _figures(
         figures["never_above"] = busiest <= most
         figures["never_above_sliding"] = sliding <= most
         figures["max_window_excess_pct"] = round(max(0.0, busiest / rate - 1) * 100, 2)
+        if args.cpu_hog:
+            figures["rate_share_under_cpu_load"] = round(share, 4)
     else:
         figures["times_national_rate"] = round(figures["sms_per_s"] / 740.74, 2)
     return figures
@@ -517,6 +535,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", choices=("default", "open"), default="default")
     parser.add_argument("--rate", type=float, default=None, help="global SMS/s (default limiter)")
     parser.add_argument("--seed", type=int, default=2022, help="synthetic population seed")
+    parser.add_argument(
+        "--cpu-hog",
+        type=int,
+        default=0,
+        metavar="N",
+        help="busy-loop processes on the same cores while the campaign runs (0: none)",
+    )
     args = parser.parse_args(argv)
     figures = asyncio.run(asyncio.wait_for(campaign(args), CAMPAIGN_TIMEOUT_S))
     RESULTS.mkdir(parents=True, exist_ok=True)
