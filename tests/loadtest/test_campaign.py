@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import time
 
 import pytest
 from tocsin.alerting.v1 import alerting_pb2
@@ -12,7 +14,10 @@ from loadtest.campaign import (
     OPEN_RATE,
     Marks,
     Memory,
+    Stalls,
     _figures,
+    _prioritise,
+    _simulator_priority,
     rules_text,
     synthetic_operators,
     windows,
@@ -94,3 +99,26 @@ def test_a_campaign_under_a_cpu_hog_reports_the_share_of_the_rate_it_kept() -> N
     quiet = _figures_of(0)
     assert "rate_share_under_cpu_load" not in quiet
     assert quiet["rate_share"] == loaded["rate_share"]
+
+
+async def test_a_stall_of_the_simulators_loop_is_measured() -> None:
+    stalls = Stalls()
+    watcher = asyncio.create_task(stalls.watch())
+    await asyncio.sleep(0.01)
+    time.sleep(0.06)  # noqa: ASYNC251 - the point: the loop that would stamp arrivals is blocked
+    await asyncio.sleep(0.01)
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    assert stalls.longest >= 0.05
+    assert stalls.over_10ms >= 1
+
+
+def test_the_simulators_run_above_the_hog_unless_told_otherwise() -> None:
+    def args(hog: int, priority: str | None) -> argparse.Namespace:
+        return argparse.Namespace(cpu_hog=hog, simulator_priority=priority)
+
+    assert _simulator_priority(args(2, None)) == "fifo"
+    assert _simulator_priority(args(0, None)) == "normal"
+    assert _simulator_priority(args(2, "nice")) == "nice"
+    # Back to normal is always allowed.
+    assert _prioritise("normal") == "normal"
