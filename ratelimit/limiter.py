@@ -409,9 +409,10 @@ class Limiter:
 
     def _catches_up(self) -> bool:
         """Whether late slots are sent as the send windows allow rather than forfeited: only
-        while this is the one live limiter on its Redis, since the windows count this process'
-        sends alone and another replica's would be on top of a catch-up (docs/ratelimit.md)."""
-        return self._settings.catch_up and self.replicas <= 1 and not self.in_fallback
+        while this is the one live limiter on its Redis (on the fallback too: then its share is
+        the whole rate), since the windows count this process' sends alone and another
+        replica's would be on top of a catch-up (docs/ratelimit.md)."""
+        return self._settings.catch_up and self.replicas <= 1
 
     def _spec(self, name: str) -> BucketSpec:
         spec = self._specs.get(name)

@@ -17,6 +17,7 @@ from bench.loadgen import warm
 from bench.windows import busiest_window
 from ratelimit import Lease, Limiter, LimiterSettings, Rules
 from ratelimit.window import DEFAULT_MARGIN, SendLog, window_limit
+from tests.ratelimit.conftest import RestartableRedis
 
 #: The national rate of the built-in rules, and the pace the headroom leaves (733.33/s).
 RATE = 2_000_000 / 45 / 60
@@ -228,3 +229,27 @@ async def test_with_a_second_replica_late_slots_are_forfeited_again(
         redis_client, rules, settings=LimiterSettings(catch_up=False)
     ) as alone:
         assert (await alone.lease(["g"])).slack == LimiterSettings().slot_tolerance
+
+
+async def test_on_the_fallback_a_lone_replica_still_catches_up_and_an_unknown_one_does_not(
+    restartable_redis: RestartableRedis,
+) -> None:
+    client = aioredis.Redis.from_url(restartable_redis.url, socket_connect_timeout=0.2)
+    settings = LimiterSettings(redis_timeout=0.2, probe_interval=60.0)
+    rules = _catch_up_rules()
+    try:
+        async with Limiter.from_rules(client, rules, settings=settings) as limiter:
+            assert limiter.replicas == 1
+            restartable_redis.stop()
+            lease = await limiter.lease(["g"])
+            # Alone before Redis went away: its fallback share is the whole rate, its window
+            # sees every send of the bucket.
+            assert limiter.in_fallback
+            assert lease.slack == math.inf
+        # A limiter that never reached Redis assumes the rules' four replicas: no catch-up.
+        async with Limiter.from_rules(client, rules, settings=settings) as stranger:
+            lease = await stranger.lease(["g"])
+            assert stranger.in_fallback
+            assert lease.slack == settings.slot_tolerance
+    finally:
+        await client.aclose()
