@@ -117,6 +117,7 @@ class Lease:
         self.caught_up = 0
         self._counters = tuple(forfeit_counters)
         self._windows = tuple(windows)
+        self._gate = asyncio.Lock()
         self._clock = clock or _clock
         self._sleep = sleep or asyncio.sleep
 
@@ -163,12 +164,16 @@ class Lease:
                 while due - now > EARLY_WAKE_SECONDS:  # woke early (uvloop): sleep the rest
                     await sleep(due - now)
                     now = clock()
-            now = await self._window_open(now)
-            if now - due <= self.slack:
-                if now - due > SLOT_LATE_SECONDS:
-                    self.caught_up += 1
-                for log, _ in self._windows:
-                    log.record(now)
+            if self._windows:
+                # One caller at a time waits for the windows, in the order they came: the others
+                # queue without waking up at every send that a full window lets through.
+                async with self._gate:
+                    now = await self._window_open(now)
+                    if now - due <= self.slack:
+                        self._send(now, due)
+                        return slot
+            elif now - due <= self.slack:
+                self._send(now, due)
                 return slot
             self._forfeit(1)  # woke too late (the event loop was busy): this slot is lost too
         return None
@@ -180,13 +185,18 @@ class Lease:
         never overfill a window; a wake-up even slightly early looks again.
         """
         windows = self._windows
-        while windows:
+        while True:
             at = max(log.free_at(now, limit) for log, limit in windows)
             if at <= now:
-                break
+                return now
             await self._sleep(at - now)
             now = self._clock()
-        return now
+
+    def _send(self, now: float, due: float) -> None:
+        if now - due > SLOT_LATE_SECONDS:
+            self.caught_up += 1
+        for log, _ in self._windows:
+            log.record(now)
 
     def _forfeit(self, tokens: int) -> None:
         self.forfeited += tokens

@@ -253,3 +253,40 @@ async def test_on_the_fallback_a_lone_replica_still_catches_up_and_an_unknown_on
             assert lease.slack == settings.slot_tolerance
     finally:
         await client.aclose()
+
+
+async def test_callers_held_back_by_a_full_window_queue_instead_of_waking_at_each_send() -> None:
+    # A short window (50 ms, five sends) already full, and twenty callers of a lease whose slots
+    # all passed: each send the window lets through wakes one caller, not all those waiting.
+    log = SendLog(0.05)
+    now = time.monotonic()
+    earlier = [now - 0.04 + i * 0.01 for i in range(5)]  # leaving the window one by one
+    for t in earlier:
+        log.record(t)
+    sleeps = 0
+
+    async def counted(seconds: float) -> None:
+        nonlocal sleeps
+        sleeps += 1
+        await asyncio.sleep(seconds)
+
+    lease = Lease(
+        buckets=("b",),
+        granted=20,
+        interval=0.0001,
+        start=now - 1.0,
+        windows=[(log, 5)],
+        sleep=counted,
+    )
+    sent: list[float] = []
+
+    async def sender() -> None:
+        assert await lease.take()
+        sent.append(time.monotonic())
+
+    await asyncio.wait_for(asyncio.gather(*(sender() for _ in range(20))), timeout=30)
+    assert len(sent) == 20
+    assert lease.caught_up == 20
+    # One sleep per send (or early wake-up), not one per waiting caller per send (about 200).
+    assert sleeps <= 3 * 20
+    assert busiest_window(earlier + sent, 0.05) <= 5
