@@ -362,8 +362,8 @@ class Limiter:
         """Each bucket's send log and the most sends one window of it may hold: floor(rate) at
         the configured rate (a share of it on the fallback), plus the burst the rules allow.
 
-        None for a bucket whose burst holds the whole lease (wide-open rules): catching up could
-        not send more at once than the rules allow, and a log of a huge rate would be large.
+        No window for a bucket whose burst holds the whole lease (wide-open rules): catching up
+        could not send more at once than the rules allow, and a log of a huge rate would be large.
         """
         width = 1.0 + self._settings.window_margin
         found = []
