@@ -58,6 +58,9 @@ class LimiterSettings:
     heartbeat_interval: float = 1.0
     #: This replica's id in the heartbeat set.
     replica_id: str = field(default_factory=_new_replica_id)
+    #: The group whose live replicas share this limiter's buckets (the service's name): the
+    #: fallback's share and the catch-up rule count only these (keys.replicas_key).
+    replica_group: str = ""
     #: Whether a sender late for its slots sends the overdue tokens as soon as every bucket's
     #: send window allows (True), or forfeits slots more than `slot_tolerance` past (False).
     catch_up: bool = True
@@ -283,7 +286,9 @@ class Limiter:
                 await self._heartbeat
             self._heartbeat = None
             with contextlib.suppress(RedisUnavailableError):
-                await self._driver.leave(self._settings.replica_id)
+                await self._driver.leave(
+                    self._settings.replica_id, group=self._settings.replica_group
+                )
 
     async def __aenter__(self) -> Limiter:
         await self.start()
@@ -527,7 +532,9 @@ class Limiter:
         """Heartbeat now: count the live replicas and pick up rules published since."""
         try:
             count, version = await self._driver.heartbeat(
-                self._settings.replica_id, ttl=keys.REPLICA_TTL_SECONDS
+                self._settings.replica_id,
+                ttl=keys.REPLICA_TTL_SECONDS,
+                group=self._settings.replica_group,
             )
         except RedisUnavailableError as exc:
             logger.debug("rate limiter: heartbeat failed: %s", exc)

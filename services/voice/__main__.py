@@ -14,7 +14,7 @@ from tocsin.voice.v1 import voice_pb2, voice_pb2_grpc
 from gateways.sip import Credentials, MediaClock, Prompt, SipUac, Timers, Trunk
 from gateways.sip.uac import CallResult
 from gateways.tts import Espeak, TtsError, render_prompt
-from ratelimit.limiter import Limiter
+from ratelimit.limiter import Limiter, LimiterSettings
 from services.channel.control import ControlCache
 from services.channel.worker import ChannelWorker, make_recorder, run_or_stop
 from services.kernel import Kernel, run_service
@@ -92,7 +92,9 @@ async def build(kernel: Kernel[Settings]) -> None:
         port=settings.sip_port,
         timers=Timers(t1=settings.sip_t1_s),
     )
-    limiter = Limiter.from_rules(kernel.redis, settings.ratelimit_rules)
+    limiter = Limiter.from_rules(
+        kernel.redis, settings.ratelimit_rules, settings=LimiterSettings(replica_group="voice")
+    )
     await limiter.start()
     prompts = PromptCache(EspeakSpeech(), size=settings.prompt_cache)
     channel = VoiceChannel(

@@ -231,6 +231,32 @@ async def test_with_a_second_replica_late_slots_are_forfeited_again(
         assert (await alone.lease(["g"])).slack == LimiterSettings().slot_tolerance
 
 
+async def test_limiters_of_another_service_on_the_same_redis_are_not_counted_as_replicas(
+    redis_client: aioredis.Redis,
+) -> None:
+    await warm(redis_client)
+    rules = _catch_up_rules()
+    async with (
+        Limiter.from_rules(
+            redis_client, rules, settings=LimiterSettings(replica_group="sms")
+        ) as sms,
+        Limiter.from_rules(
+            redis_client, rules, settings=LimiterSettings(replica_group="voice")
+        ) as voice,
+    ):
+        await sms.refresh()
+        await voice.refresh()
+        # Voice's calls-per-second buckets are not SMS's: each is alone in its group.
+        assert sms.replicas == voice.replicas == 1
+        assert (await sms.lease(["g"])).slack == math.inf
+        async with Limiter.from_rules(
+            redis_client, rules, settings=LimiterSettings(replica_group="sms")
+        ) as second_sms:
+            await sms.refresh()
+            assert sms.replicas == second_sms.replicas == 2
+            assert voice.replicas == 1
+
+
 async def test_on_the_fallback_a_lone_replica_still_catches_up_and_an_unknown_one_does_not(
     restartable_redis: RestartableRedis,
 ) -> None:
