@@ -9,11 +9,11 @@ after another, with a normal interval between them (docs/faults.md lists them).
 
 Per fault it records `recovery_s` (end of the fault to the hit operators' normal rate again),
 `other_operators_rate_share` (the rate the operators not hit kept during it, as a share of their
-normal rate), `duplicates` (repeat arrivals at the simulators between the fault's start and the
-next fault's, from their arrival times) and `duplicates_bound` (the in-flight window of what the
-fault killed or cut, from that process's settings), `stale_sent` (submit_sm the simulators saw
-after their validity: each fault also queues a small alert that expires half-way through it) and
-`lost` (the campaign's: recipients never delivered cannot be dated). Flat totals: `lost`,
+normal rate), `duplicates` (repeat arrivals at the simulators of destinations whose first copy
+left between the fault's start and the next fault's, from their arrival times) and
+`duplicates_bound` (the in-flight window of what the fault killed or cut, from that process's
+settings), `stale_sent` (submit_sm the simulators saw after their validity: each fault also
+queues a small alert that expires half-way through it) and `lost` (the campaign's: recipients never delivered cannot be dated). Flat totals: `lost`,
 `duplicates_over_bound`, `stale_sent`, `max_recovery_s`, `min_other_operators_rate_share`, and
 whatever totals a fault declares, in bench/results/faults.json.
 """
@@ -420,33 +420,38 @@ async def _inject(run: Run, kind: Fault, normal: dict[str, float]) -> dict[str, 
     }
 
 
-def _repeat_arrivals(files: list[Path]) -> list[float]:
-    """Wall-clock times of every arrival of a destination after its first, over every
-    simulator instance of the run (a duplicate each)."""
+def _repeats(files: list[Path]) -> list[tuple[float, int]]:
+    """For every destination that arrived more than once, over every simulator instance of the
+    run: the wall-clock time of its first arrival, and how many arrivals followed it."""
     times: dict[str, list[float]] = {}
     for path in files:
         if path.exists():
             for dest, at in json.loads(path.read_text(encoding="utf-8")).items():
                 times.setdefault(dest, []).extend(at)
-    return sorted(t for at in times.values() for t in sorted(at)[1:])
+    return [(min(at), len(at) - 1) for at in times.values() if len(at) > 1]
 
 
-def _attribute(faults: list[dict[str, Any]], repeats: list[float]) -> int:
-    """Set each fault's `duplicates` (repeat arrivals from its start to the next fault's);
-    return the duplicates before the first fault (no fault to blame: over any bound)."""
-    starts = [f["started_at"] for f in faults]
-    before = 0
+#: A duplicate's first copy may leave up to this long before its fault starts: a process killed
+#: had handed it over without recording it yet.
+FIRST_COPY_LEAD_S = 2.0
+
+
+def _attribute(faults: list[dict[str, Any]], repeats: list[tuple[float, int]]) -> int:
+    """Set each fault's `duplicates`: the repeats whose first copy left between its start (less
+    FIRST_COPY_LEAD_S) and the next fault's (the second copy may leave much later, queued behind
+    the backlog); return the repeats before the first fault (no fault to blame)."""
     for f in faults:
         f["duplicates"] = 0
-    for t in repeats:
+    before = 0
+    for first, n in repeats:
         owner = None
-        for i, s in enumerate(starts):
-            if t >= s:
+        for i, f in enumerate(faults):
+            if first >= f["started_at"] - FIRST_COPY_LEAD_S:
                 owner = i
         if owner is None:
-            before += 1
+            before += n
         else:
-            faults[owner]["duplicates"] += 1
+            faults[owner]["duplicates"] += n
     return before
 
 
@@ -551,7 +556,7 @@ def _figures(
 ) -> dict[str, Any]:
     stale = sum(int(s.get("stale_submits", 0)) for s in stack.stopped)
     lost = args.n - delivered
-    unblamed = _attribute(faults, _repeat_arrivals(stack.arrival_files))
+    unblamed = _attribute(faults, _repeats(stack.arrival_files))
     over = unblamed + sum(max(0, f["duplicates"] - f["duplicates_bound"]) for f in faults)
     for f in faults:
         # Stale submits and undelivered recipients cannot be dated: the campaign's figures.
