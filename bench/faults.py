@@ -13,9 +13,10 @@ normal rate), `duplicates` (repeat arrivals at the simulators of destinations wh
 left between the fault's start and the next fault's, from their arrival times) and
 `duplicates_bound` (the in-flight window of what the fault killed or cut, from that process's
 settings), `stale_sent` (submit_sm the simulators saw after their validity: each fault also
-queues a small alert that expires half-way through it) and `lost` (the campaign's: recipients never delivered cannot be dated). Flat totals: `lost`,
-`duplicates_over_bound`, `stale_sent`, `max_recovery_s`, `min_other_operators_rate_share`, and
-whatever totals a fault declares, in bench/results/faults.json.
+queues a small alert that expires half-way through it) and `lost` (the campaign's: recipients
+never delivered cannot be dated). Flat totals: `lost`, `duplicates_over_bound`, `stale_sent`,
+`max_recovery_s`, `min_other_operators_rate_share`, and whatever totals a fault declares, in
+bench/results/faults.json.
 """
 
 from __future__ import annotations
