@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from bench.faults import DEFAULT_FAULTS, FAULTS, main
+from bench.faults import DEFAULT_FAULTS, FAULTS, _attribute, main
 
 
 def test_a_small_campaign_survives_every_injected_fault(tmp_path: Path) -> None:
@@ -39,3 +40,16 @@ def test_a_small_campaign_survives_every_injected_fault(tmp_path: Path) -> None:
 def test_every_default_fault_is_registered() -> None:
     assert set(DEFAULT_FAULTS) <= set(FAULTS)
     assert "redis_lost" in FAULTS
+
+
+def test_a_duplicate_is_blamed_on_the_fault_before_its_first_copy() -> None:
+    faults: list[dict[str, Any]] = [{"started_at": 100.0}, {"started_at": 200.0}]
+    repeats = [
+        (50.0, 1),  # before any fault
+        (99.0, 2),  # handed over just before the first fault killed its sender
+        (150.0, 1),  # during the first fault (its second copy may leave after 200)
+        (250.0, 3),  # during the second
+    ]
+    before = _attribute(faults, repeats)
+    assert before == 1
+    assert [f["duplicates"] for f in faults] == [3, 3]
