@@ -99,6 +99,8 @@ class StreamConsumer(Generic[J]):
         self.idle.set()
         #: When each route was last given work (monotonic), for its share of the limit.
         self._fed: dict[str, float] = {}
+        #: Recipients read and without a durable outcome, per route.
+        self._held: dict[str, int] = {}
         self._lag = GroupLag(redis, config.stream)
         recorder.on_durable = self._durable
 
@@ -154,7 +156,7 @@ class StreamConsumer(Generic[J]):
         """Whether the in-flight limit holds reading back.
 
         Not counted (for a channel with `route_up`): the work of routes that are down, which
-        waits durably queued; and, of a route that has had work lately, its backlog beyond its
+        waits durably queued; and, of a route that has had work lately, what it holds beyond its
         share of the limit (its senders' share among such routes): a slow route (an SMSC
         throttling) would otherwise fill the limit with its backlog while the others drain theirs
         and starve. Everything still counts up to PARKED_FACTOR times the limit (memory).
@@ -164,12 +166,16 @@ class StreamConsumer(Generic[J]):
         if route_up is None or self.in_flight >= PARKED_FACTOR * limit:
             return True
         now = time.monotonic()
-        up = {route: lane for route, lane in self._lanes.items() if route_up(route)}
-        excess = sum(lane.pending for route, lane in self._lanes.items() if route not in up)
-        wanting = [lane for route, lane in up.items() if now - self._fed.get(route, 0.0) < FED_S]
-        senders = sum(lane.senders for lane in wanting)
-        for lane in wanting:
-            excess += max(0, lane.pending - limit * lane.senders // senders)
+        held, excess, wanting = self._held, 0, []
+        for route in self._lanes:
+            if not route_up(route):
+                excess += held.get(route, 0)
+            elif now - self._fed.get(route, 0.0) < FED_S:
+                wanting.append(route)
+        senders = sum(self._lanes[route].senders for route in wanting)
+        for route in wanting:
+            share = limit * self._lanes[route].senders // senders
+            excess += max(0, held.get(route, 0) - share)
         return self.in_flight - excess >= limit
 
     # -- end one route down ---------------------------------------------------------------------
@@ -268,6 +274,9 @@ class StreamConsumer(Generic[J]):
             self.entries[entry.entry_id] = entry
             entry.remaining = len(jobs)
             self.in_flight += len(jobs)
+            held = self._held
+            for job in jobs:
+                held[job.route] = held.get(job.route, 0) + 1
             self.idle.clear()
             verdict = self._control.verdict(entry.alert, entry.version)
             for job in jobs:
@@ -359,7 +368,9 @@ class StreamConsumer(Generic[J]):
     # -- outcomes -----------------------------------------------------------------------------
     def _durable(self, jobs: list[Job]) -> None:
         """Jobs whose outcome is written: free their slots, acknowledge finished entries."""
+        held = self._held
         for job in jobs:
+            held[job.route] = held.get(job.route, 0) - 1
             if job.holds_slot:
                 job.holds_slot = False
                 self._slots.release()
