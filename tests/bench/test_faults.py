@@ -7,14 +7,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench.faults import DEFAULT_FAULTS, FAULTS, _attribute, main
 
 
+# Seven faults one after another, each with its recovery: about 70 s alone, more on a busy machine.
+@pytest.mark.timeout(240)
 def test_a_small_campaign_survives_every_injected_fault(tmp_path: Path) -> None:
     out = tmp_path / "faults.json"
-    # 12,000 SMS at 300/s last about 40 s: long enough for every fault of 2 s and its recovery.
+    # 10,000 SMS at 300/s outlast seven faults of 1.5 s and their recoveries.
     small = (
-        "--n 12000 --rate 100 --fault-s 2 --normal-s 1.5 --recovery-max-s 15 --stall-s 60"
+        "--n 10000 --rate 100 --fault-s 1.5 --normal-s 1 --recovery-max-s 10 --stall-s 45"
         " --max-in-flight 1000"
     )
     code = main([*small.split(), "--out", str(out)])
