@@ -96,7 +96,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     await limiter.start()
     prompts = PromptCache(EspeakSpeech(), size=settings.prompt_cache)
     channel = VoiceChannel(
-        trunks={specs[0].name: specs[0].channels},
+        trunks={s.name: s.channels for s in specs},
         dialer=SipDialer(
             uac, trunks=trunks, ring_timeout_s=settings.ring_timeout_s, repeat=settings.repeat
         ),
@@ -105,7 +105,9 @@ async def build(kernel: Kernel[Settings]) -> None:
         pacer=CallPacer(limiter),
         control=ControlCache(kernel.redis),
         policy=CallPolicy(
-            max_attempts=settings.max_attempts, channel_lease_s=settings.channel_lease_s
+            max_attempts=settings.max_attempts,
+            channel_lease_s=settings.channel_lease_s,
+            failover_hold_s=settings.failover_hold_s,
         ),
     )
     recorder = make_recorder(channel=channel.name, settings=settings, pool=kernel.pg)
