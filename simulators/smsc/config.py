@@ -36,3 +36,7 @@ class SmscConfig:
     #: ten digits with leading zeros).
     receipt_id_format: str = "same"
     seed: int | None = None  # seed of the failure/state draws, for repeatable runs
+    #: When set, the wall-clock times at which each destination's full messages arrived are
+    #: written there as JSON ({destination: [unix times]}) when the simulator stops (benchmarks:
+    #: a repeat arrival is a duplicate, and its time tells which fault caused it).
+    arrivals_file: str = ""

@@ -100,6 +100,8 @@ class _SmscSession(PduProtocol):
     def on_pdu(self, raw: bytes) -> None:
         _len, cid, status, seq = P.header(raw)
         sim = self.sim
+        if sim.frozen:
+            return
         if cid in P.BIND_COMMANDS:
             self.on_bind(raw, cid, seq)
             return
@@ -234,6 +236,9 @@ class SmscSimulator:
         self.sessions: set[_SmscSession] = set()
         self.port = 0
         self.hung = self.config.hang  #: when True nothing but binds is answered
+        #: When True nothing at all is answered, binds included, and connections stay open (an
+        #: SMSC that hangs without closing: `freeze`, `thaw`).
+        self.frozen = False
         self.drop_after = self.config.drop_after_submits
         self.garbage_after = self.config.garbage_after_submits
         self._ids = 0
@@ -267,6 +272,8 @@ class SmscSimulator:
         self.binds = 0  #: successful binds
         self.unbinds = 0  #: unbinds received
         self.enquire_links = 0  #: enquire_link received
+        #: Wall-clock arrival times of full messages per destination (config.arrivals_file only).
+        self.arrivals: dict[str, list[float]] | None = {} if self.config.arrivals_file else None
 
     async def start(self) -> int:
         """Listen and return the port."""
@@ -305,6 +312,19 @@ class SmscSimulator:
         for s in list(self.sessions):
             if s.bound is not None:
                 s.send(P.encode_other("unbind", sequence=s.seq()))
+
+    def freeze(self) -> None:
+        """Hang without closing: accept connections, keep them open, answer nothing (binds and
+        enquire_link included) and send no receipts, until `thaw`."""
+        self.frozen = True
+        self.hung = True
+
+    def thaw(self) -> None:
+        """Answer again (what arrived while frozen stays unanswered) and send held receipts."""
+        self.frozen = False
+        self.hung = self.config.hang
+        if not self.hung:
+            self._flush_receipts()
 
     def send_garbage_now(self) -> None:
         """Write bytes that are not SMPP to every session."""
@@ -361,6 +381,8 @@ class SmscSimulator:
         if not pdu.esm_class & ESM_UDHI:
             messages = self.messages
             messages[dest] = messages.get(dest, 0) + 1
+            if self.arrivals is not None:
+                self.arrivals.setdefault(dest, []).append(time.time())
             if self.config.keep_texts:
                 text = decode_payload(pdu.data_coding, pdu.short_message)
                 self.texts.setdefault(dest, []).append(text)
@@ -372,6 +394,8 @@ class SmscSimulator:
             concat = None
         if concat is None:
             self.messages[dest] += 1
+            if self.arrivals is not None:
+                self.arrivals.setdefault(dest, []).append(time.time())
             return
         key = (pdu.source_addr, dest, concat.reference, concat.total)
         parts = self._parts.setdefault(key, _Parts())
@@ -381,6 +405,8 @@ class SmscSimulator:
         if len(parts.numbers) >= concat.total:
             del self._parts[key]
             self.messages[dest] += 1
+            if self.arrivals is not None:
+                self.arrivals.setdefault(dest, []).append(time.time())
             if self.config.keep_texts:
                 text = "".join(parts.texts[i] for i in sorted(parts.texts))
                 self.texts.setdefault(dest, []).append(text)
