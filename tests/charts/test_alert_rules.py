@@ -27,10 +27,12 @@ PAGING = {
     "TocsinNotServing",
     "TocsinGrpcErrorRatioHigh",
     "TocsinInfoLineNotOpen",
+    "TocsinEmailRelayDown",
 }
 TICKETS = {
     "TocsinSmppBindDown",
     "TocsinSmsThrottled",
+    "TocsinEmailBounceRatioHigh",
     "TocsinFirstMessageSlowBudgetBurn",
     "TocsinReachSlowBudgetBurn",
     "TocsinAuditChainUnverified",
