@@ -847,8 +847,8 @@ CHANNELS = dashboard(
                 Panel(
                     "Oldest e-mail entry waiting",
                     "Age of the entry the e-mail group last took while newer ones wait"
-                    " (redis_exporter; empty while the group is caught up). TocsinStreamOldestEntryOld"
-                    " pages above 50 minutes (alerts.streamOldestEntrySeconds).",
+                    " (redis_exporter; empty while the group is caught up)."
+                    " TocsinStreamOldestEntryOld pages above 50 minutes.",
                     (Q(f"time() - ({EMAIL_BEHIND}) / 1000", "{{group}}"),),
                     unit="s",
                     width=8,
