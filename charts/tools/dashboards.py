@@ -927,21 +927,17 @@ CHANNELS = dashboard(
                     width=8,
                 ),
                 Panel(
-                    "Time to first cell broadcast and LB-SMS p99",
-                    "From SendAlert to the first operator's acceptance, per channel (the"
-                    " alerting service's first-message histogram).",
+                    "Accepted per second per operator",
+                    "Broadcast and withdraw requests each operator's platform accepted per"
+                    " second. (The time from SendAlert to each operator's acceptance is not"
+                    " exported yet; `make bench-cellbroadcast` measures it.)",
                     (
                         Q(
-                            quantile(
-                                0.99,
-                                "tocsin_alert_first_message_seconds",
-                                "channel",
-                                channel="~cell_broadcast|lb_sms",
-                            ),
-                            "{{channel}} p99",
+                            rate(CBC_OUTCOMES, "operator, channel", state="accepted"),
+                            "{{operator}} {{channel}}",
                         ),
                     ),
-                    unit="s",
+                    unit="ops",
                     width=12,
                 ),
                 Panel(

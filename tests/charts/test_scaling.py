@@ -88,6 +88,21 @@ def test_production_sessions_stay_within_every_operator_limit_through_a_rollout(
     assert peak_pods * len(operators(production_manifests)["proximus"]["binds"]) == 24  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("values", [(), (PRODUCTION_VALUES,)])
+def test_a_rollout_takes_the_next_old_pod_only_once_the_last_one_has_drained(
+    render: Render, values: tuple[Any, ...]
+) -> None:
+    """The Deployment controller takes the next old pod once the new one is available, and does
+    not wait for the old one, which keeps its binds while it drains (up to its grace period). A
+    new pod available only after a whole grace period keeps that to one draining pod."""
+    manifests = render(values=list(values))
+    sms = component(manifests, "Deployment", "sms")["spec"]
+    grace = sms["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert sms["minReadySeconds"] >= grace
+    # Other services hold no sessions: their rollouts are not slowed down.
+    assert "minReadySeconds" not in component(manifests, "Deployment", "voice")["spec"]
+
+
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
