@@ -842,7 +842,7 @@ CHANNELS = dashboard(
                         Q(f"max(tocsin_channel_backlog_recipients{EMAIL})", "waiting"),
                         Q(f"sum(tocsin_channel_in_flight{EMAIL})", "in flight"),
                     ),
-                    width=8,
+                    width=6,
                 ),
                 Panel(
                     "Oldest e-mail entry waiting",
@@ -851,7 +851,7 @@ CHANNELS = dashboard(
                     " TocsinStreamOldestEntryOld pages above 50 minutes.",
                     (Q(f"time() - ({EMAIL_BEHIND}) / 1000", "{{group}}"),),
                     unit="s",
-                    width=8,
+                    width=6,
                 ),
                 Panel(
                     "Time to first e-mail p50 / p99",
@@ -877,7 +877,20 @@ CHANNELS = dashboard(
                         ),
                     ),
                     unit="s",
-                    width=8,
+                    width=6,
+                ),
+                Panel(
+                    "Relay connections busy",
+                    "Connections of the e-mail pods to the relay running a transaction, against"
+                    " the pools' size (TOCSIN_SMTP_CONNECTIONS per pod): at the limit, the relay's"
+                    " answers set the pace; more pods add connections, if the relay takes them.",
+                    (
+                        Q(
+                            f"sum by (relay, state) (tocsin_email_relay_connections{sel()})",
+                            "{{relay}} {{state}}",
+                        ),
+                    ),
+                    width=6,
                 ),
             ),
         ),
