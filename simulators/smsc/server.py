@@ -82,6 +82,7 @@ class _SmscSession(PduProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.sim.sessions.discard(self)
+        self.sim._held_unbinds = [h for h in self.sim._held_unbinds if h[0] is not self]
         for handle, receipt in self.unanswered.values():
             handle.cancel()
             if receipt is not None and receipt.handle is not None:
@@ -126,14 +127,24 @@ class _SmscSession(PduProtocol):
             self.send(P.encode_other("enquire_link_resp", sequence=seq))
             sim._notify()
         elif cid == P.UNBIND:
-            self.send(P.encode_other("unbind_resp", sequence=seq))
-            sim.unbinds += 1
-            self.bound = None
-            self.close()
+            sim.unbinds_received += 1
+            sim._held_unbinds.append((self, seq))
+            if len(sim._held_unbinds) >= sim.config.unbind_barrier:
+                held, sim._held_unbinds = sim._held_unbinds, []
+                for session, sequence in held:
+                    session.answer_unbind(sequence)
+            sim._notify()
         elif cid & P.RESP:
             return
         else:
             self.send(P.encode_other("generic_nack", sequence=seq, status=RINVCMDID))
+
+    def answer_unbind(self, seq: int) -> None:
+        """Answer an unbind and close the session."""
+        self.send(P.encode_other("unbind_resp", sequence=seq))
+        self.sim.unbinds += 1
+        self.bound = None
+        self.close()
 
     def on_bind(self, raw: bytes, cid: int, seq: int) -> None:
         req = P.decode_other(raw)
@@ -270,7 +281,10 @@ class SmscSimulator:
         self.submit_pdus = 0  #: every submit_sm received, answered or not
         self.stale_submits = 0  #: submit_sm that arrived after their validity period ended
         self.binds = 0  #: successful binds
-        self.unbinds = 0  #: unbinds received
+        self.unbinds = 0  #: unbinds answered
+        self.unbinds_received = 0  #: unbinds received, answered or held (unbind_barrier)
+        #: Unbinds waiting for unbind_barrier: (session, sequence).
+        self._held_unbinds: list[tuple[_SmscSession, int]] = []
         self.enquire_links = 0  #: enquire_link received
         #: Wall-clock arrival times of full messages per destination (config.arrivals_file only).
         self.arrivals: dict[str, list[float]] | None = {} if self.config.arrivals_file else None
