@@ -25,6 +25,9 @@ SERVICES = {
     "cellbroadcast": (50055, 9105),
 }
 RELEASE = "tocsin"
+#: The keys every render is given unless told otherwise (render(keys=False)).
+JWT_KEY = "tests-charts-jwt-key-0123456789abcdef"
+AUDIT_KEY = "tests-charts-audit-key-0123456789abcdef"
 NAMESPACE = "tocsin"
 
 Manifest = dict[str, Any]
@@ -59,9 +62,20 @@ def render(helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Render:
     }
 
     def _render(
-        *, values: Sequence[Path] = (), set_values: Sequence[str] = (), release: str = RELEASE
+        *,
+        values: Sequence[Path] = (),
+        set_values: Sequence[str] = (),
+        release: str = RELEASE,
+        keys: bool = True,
     ) -> list[Manifest]:
         args = [str(helm), "template", release, str(CHART), "--namespace", NAMESPACE]
+        if keys:  # the chart never generates them, and helm template cannot look them up
+            args += [
+                "--set",
+                f"credentials.jwtKey={JWT_KEY}",
+                "--set",
+                f"credentials.auditKey={AUDIT_KEY}",
+            ]
         for path in values:
             args += ["-f", str(path)]
         for item in set_values:
