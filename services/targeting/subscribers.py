@@ -6,8 +6,10 @@ import re
 from dataclasses import dataclass
 
 import asyncpg
+import redis.asyncio as aioredis
 from h3.api import basic_int as h3
 
+from services.channel.erase import erase_contact
 from services.kernel.errors import InvalidArgument, NotFound
 from services.sms.retention import erase_address
 from services.targeting.counts import add_subscriber_counts
@@ -126,8 +128,17 @@ async def update(*, pool: asyncpg.Pool, subscriber_id: int, data: SubscriberData
         await _count(conn, cells, data.language, channel_bits(data.channels), 1)
 
 
-async def remove(*, pool: asyncpg.Pool, subscriber_id: int) -> None:
-    """Delete the subscriber and their addresses (the rows, not a flag)."""
+async def remove(*, pool: asyncpg.Pool, redis: aioredis.Redis, subscriber_id: int) -> None:
+    """Delete the subscriber and their addresses (the rows, not a flag), and erase their number
+    and e-mail address everywhere: queued stream work first, then past deliveries."""
+    contact = await pool.fetchrow(
+        "SELECT phone, email FROM subscribers WHERE id = $1", subscriber_id
+    )
+    if contact is None:
+        raise NotFound(f"subscriber {subscriber_id} does not exist", field="subscriber_id")
+    # Streams first: from the tombstone on, no worker records the number again, so the
+    # erasure of the delivery records below is the last word (docs/security.md).
+    await erase_contact(redis, phone=contact["phone"], email=contact["email"])
     async with pool.acquire() as conn, conn.transaction():
         old = await conn.fetch(
             "DELETE FROM addresses WHERE subscriber_id = $1 RETURNING h3", subscriber_id
