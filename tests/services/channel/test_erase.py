@@ -73,8 +73,10 @@ async def test_waiting_work_is_rewritten_done_work_deleted_and_pending_work_tomb
     assert tombstones.erased(gone)
     assert not tombstones.erased(recipients[0])
     # The tombstone outlives the pending entry's expiry; the stream keeps no number in clear.
-    (until,) = await redis_client.zrange(keys.erased(CHANNEL), 0, -1, withscores=True)
-    fields: Any = (await redis_client.xrange(STREAM, ids[2], ids[2]))[0][1]
+    tombstone: Any = await redis_client.zrange(keys.erased(CHANNEL), 0, -1, withscores=True)
+    (until,) = tombstone
+    pending: Any = await redis_client.xrange(STREAM, ids[2], ids[2])
+    fields = pending[0][1]
     assert until[1] >= float(fields[b"expires"]) + erase.TOMBSTONE_MARGIN_S
     assert until[0].decode() == erase.digest(gone) != gone
 
