@@ -128,6 +128,36 @@ async def update(*, pool: asyncpg.Pool, subscriber_id: int, data: SubscriberData
         await _count(conn, cells, data.language, channel_bits(data.channels), 1)
 
 
+#: Whether a phone number ($1) or e-mail address is still someone's other than the subscriber
+#: ($2) or group member ($3, $4) being removed.
+_LISTED_ELSEWHERE = """
+SELECT EXISTS (SELECT 1 FROM subscribers WHERE {column} = $1 AND id IS DISTINCT FROM $2)
+    OR EXISTS (SELECT 1 FROM group_members WHERE {column} = $1
+               AND (group_id, id) IS DISTINCT FROM ($3::bigint, $4::bigint))
+"""
+
+
+async def erase_queued_work(
+    conn: Conn | asyncpg.Pool,
+    redis: aioredis.Redis,
+    *,
+    phone: str | None,
+    email: str | None,
+    subscriber_id: int | None = None,
+    member: tuple[int, int] | None = None,
+) -> None:
+    """Erase a removed person's number and e-mail address from the work streams, unless they
+    are still another subscriber's or group member's (that one's messages must still go)."""
+    group_id, member_id = member or (None, None)
+    gone: dict[str, str | None] = {"phone": phone, "email": email}
+    for column, address in list(gone.items()):
+        if address and await conn.fetchval(
+            _LISTED_ELSEWHERE.format(column=column), address, subscriber_id, group_id, member_id
+        ):
+            gone[column] = None
+    await erase_contact(redis, phone=gone["phone"], email=gone["email"])
+
+
 async def remove(*, pool: asyncpg.Pool, redis: aioredis.Redis, subscriber_id: int) -> None:
     """Delete the subscriber and their addresses (the rows, not a flag), and erase their number
     and e-mail address everywhere: queued stream work first, then past deliveries."""
@@ -138,7 +168,9 @@ async def remove(*, pool: asyncpg.Pool, redis: aioredis.Redis, subscriber_id: in
         raise NotFound(f"subscriber {subscriber_id} does not exist", field="subscriber_id")
     # Streams first: from the tombstone on, no worker records the number again, so the
     # erasure of the delivery records below is the last word (docs/security.md).
-    await erase_contact(redis, phone=contact["phone"], email=contact["email"])
+    await erase_queued_work(
+        pool, redis, phone=contact["phone"], email=contact["email"], subscriber_id=subscriber_id
+    )
     async with pool.acquire() as conn, conn.transaction():
         old = await conn.fetch(
             "DELETE FROM addresses WHERE subscriber_id = $1 RETURNING h3", subscriber_id
