@@ -11,4 +11,4 @@ RATE ?=
 
 bench-campaign: setup
 	$(PY) -m loadtest.campaign --limit $(LIMIT) $(if $(RECIPIENTS),--recipients $(RECIPIENTS)) \
-		$(if $(RATE),--rate $(RATE))
+		$(if $(RATE),--rate $(RATE)) --tls $(TLS)
