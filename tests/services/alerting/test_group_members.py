@@ -11,7 +11,8 @@ import redis.asyncio as aioredis
 from tocsin.alerting.v1 import alerting_pb2 as pb
 
 from services.channel import keys
-from tests.services.alerting.conftest import Harness
+from tests.services.alerting.conftest import PASSWORD, Harness
+from tests.services.alerting.test_cli import cli
 from tests.services.channel import work
 
 ALERT = "9a0f0000-0000-4000-8000-000000000001"
@@ -118,3 +119,17 @@ async def test_only_admins_remove_members(harness: Harness) -> None:
         )
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert await harness.pool.fetchval("SELECT count(*) FROM group_members WHERE id = $1", member)
+
+
+async def test_the_operators_cli_removes_a_member(harness: Harness) -> None:
+    entity = await harness.entity("Gent")
+    group = await harness.group(entity.id, "Crisis cell")
+    member = await _member(harness, group, PHONE)
+    login = {"TOCSIN_USER": "admin", "TOCSIN_PASSWORD": PASSWORD}
+    command = ("--target", harness.target, "group", "remove-member", "--group", str(group))
+    code, out = await cli(*command, "--member", str(member), **login)
+    assert code == 0, out
+    assert f"member {member} removed" in out
+    assert not await harness.pool.fetchval(
+        "SELECT count(*) FROM group_members WHERE id = $1", member
+    )
