@@ -92,9 +92,12 @@ async def test_under_concurrent_consumption_nobody_else_is_lost_or_duplicated(
         redis_client, channel=CHANNEL, alert=ALERT, to=recipients, texts=TEXTS, per_entry=3
     )
     delivered: list[tuple[str, list[str]]] = []
+    stop = asyncio.Event()
 
     async def consume() -> None:
-        while True:
+        # Stopped between reads, never inside one: a read cut short would hide what Redis
+        # delivered to it.
+        while not stop.is_set():
             reply: Any = await redis_client.xreadgroup(GROUP, "c1", {STREAM: ">"}, count=1)
             for _, items in reply or ():
                 delivered.extend((i.decode(), _to(f)) for i, f in items)
@@ -103,7 +106,8 @@ async def test_under_concurrent_consumption_nobody_else_is_lost_or_duplicated(
     async with asyncio.timeout(60):
         consumer = asyncio.create_task(consume())
         done = await erase.erase(redis_client, channel=CHANNEL, addresses=[gone])
-        consumer.cancel()
+        stop.set()
+        await consumer
         leftover: Any = await redis_client.xreadgroup(GROUP, "c2", {STREAM: ">"})
     delivered += [(i.decode(), _to(f)) for _, items in leftover or () for i, f in items]
     # Every other recipient is delivered exactly once, whatever the interleaving.
