@@ -207,7 +207,11 @@ async def _bench(
             TOCSIN_CONSUMER=f"bench-{w}",
             TOCSIN_LOG_LEVEL="WARNING",
         )
-        if "TOCSIN_TLS_DIR" not in env and "TOCSIN_INSECURE_DEV" not in env:
+        if args.tls == "off":
+            env.pop("TOCSIN_TLS_DIR", None)
+            env["TOCSIN_INSECURE_DEV"] = "true"
+        elif "TOCSIN_TLS_DIR" not in env:
+            env.pop("TOCSIN_INSECURE_DEV", None)
             env["TOCSIN_TLS_DIR"] = str(_tls_dir())
         if len(operators) > 1:
             # Spread the bench numbers (+32470.., +32490.., +32480.., +32475..) over operators.
@@ -421,8 +425,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--binds", type=int, default=2, help="binds per operator per worker")
     p.add_argument("--window", type=int, default=200, help="window of each bind")
     p.add_argument("--stall-s", type=float, default=30.0, help="give up after no progress")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--out", type=Path, default=None, help=f"default {RESULTS.name}")
+    p.add_argument(
+        "--tls", choices=("on", "off"), default="on", help="off: plaintext, to measure TLS's cost"
+    )
     args = p.parse_args(argv)
+    if args.out is None:  # a plaintext run writes beside the figures, never over them
+        args.out = RESULTS if args.tls == "on" else RESULTS.with_name("sms_plaintext.json")
     # SIGTERM unwinds like Ctrl-C, so that the finally blocks stop every process we started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = asyncio.run(run(args))
@@ -434,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         f"lost {result['lost']}, duplicates {result['duplicates']}; SMSC capacity "
         f"{result['smsc_capacity_sms_per_s']} SMS/s (share {result['share_of_smsc_capacity']})"
     )
+    result["tls"] = args.tls == "on"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0 if result["lost"] == 0 else 1

@@ -69,7 +69,7 @@ from bench.windows import busiest_window, per_window, rate_share
 from gateways.smpp import pdu as P
 from ratelimit.config import Rules
 from services.kernel.operators import Bind, Operator, dump_operators
-from services.kernel.tls import connect
+from services.kernel.tls import ClientSettings, connect
 from simulators.smsc.config import SmscConfig
 from simulators.smsc.server import SmscSimulator
 from stack import pki, seed
@@ -181,8 +181,10 @@ class TimedSmsc(SmscSimulator):
 class CampaignStack:
     """The stores, services and simulator of one campaign, and their processes."""
 
-    def __init__(self, var: Path) -> None:
+    def __init__(self, var: Path, *, plaintext: bool = False) -> None:
         self.var = var
+        #: Services without TLS (TOCSIN_INSECURE_DEV): only to measure what TLS costs.
+        self.plaintext = plaintext
         self.supervisor = Supervisor(log_dir=var / "log")
         self.ports: dict[str, tuple[int, int]] = {}
         # One simulator per operator: receipts are matched by (operator, message id).
@@ -228,7 +230,11 @@ class CampaignStack:
             service_env.update(
                 TOCSIN_GRPC_PORT=str(grpc_port),
                 TOCSIN_METRICS_PORT=str(metrics_port),
-                TOCSIN_TLS_DIR=str(self.tls_dirs[name]),
+                **(
+                    {"TOCSIN_INSECURE_DEV": "true"}
+                    if self.plaintext
+                    else {"TOCSIN_TLS_DIR": str(self.tls_dirs[name])}
+                ),
             )
             self.supervisor.spawn(name, ["-m", f"services.{name}"], env=service_env)
         for name in SERVICES:
@@ -236,8 +242,14 @@ class CampaignStack:
                 self.supervisor.wait_serving,
                 name,
                 self.grpc(name),
-                tls_dir=self.tls_dirs["stack"],
+                tls_dir=None if self.plaintext else self.tls_dirs["stack"],
             )
+
+    def client(self, identity: str) -> ClientSettings:
+        """Settings of a client of the stack with the development CA's `identity`."""
+        if self.plaintext:
+            return ClientSettings(insecure_dev=True)
+        return pki.client_settings(self.var, identity)
 
     def limiter_tokens(self) -> dict[str, float]:
         """Tokens the SMS service's limiter granted on the global bucket, and those it forfeited
@@ -360,7 +372,7 @@ async def campaign(args: argparse.Namespace) -> dict[str, Any]:
     rules = VAR / "ratelimit.toml"
     text, rate = rules_text(limit=args.limit, rate=args.rate)
     rules.write_text(text, encoding="utf-8")
-    parts = CampaignStack(VAR)
+    parts = CampaignStack(VAR, plaintext=args.tls == "off")
     try:
         started = time.monotonic()
         await parts.start_stores()
@@ -390,12 +402,10 @@ async def _send(
         database_url=parts.database_url, username="bench-admin", password=password
     )
     async with (
-        connect(parts.grpc("alerting"), settings=pki.client_settings(parts.var)) as alerting,
+        connect(parts.grpc("alerting"), settings=parts.client("registration")) as alerting,
         # Finding the zone counts audiences, which only alerting may ask targeting for.
         connect(
-            parts.grpc("targeting"),
-            service="targeting",
-            settings=pki.client_settings(parts.var, "alerting"),
+            parts.grpc("targeting"), service="targeting", settings=parts.client("alerting")
         ) as targeting,
     ):
         admin = seed.bearer(await seed.login(alerting, username="bench-admin", password=password))
@@ -615,13 +625,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="how the simulators run meanwhile (default: fifo with a hog, else normal)",
     )
+    parser.add_argument(
+        "--tls", choices=("on", "off"), default="on", help="off: plaintext, to measure TLS's cost"
+    )
     args = parser.parse_args(argv)
     figures = asyncio.run(asyncio.wait_for(campaign(args), CAMPAIGN_TIMEOUT_S))
     RESULTS.mkdir(parents=True, exist_ok=True)
+    figures["tls"] = args.tls == "on"
     text = json.dumps(figures, indent=2) + "\n"
     # campaign.json holds the latest run, whichever mode; each mode also keeps its own file.
-    (RESULTS / f"campaign_{args.limit}.json").write_text(text, encoding="utf-8")
-    out = RESULTS / "campaign.json"
+    # A plaintext run (TLS's cost) writes beside them, never over them.
+    plain = "" if args.tls == "on" else "_plaintext"
+    (RESULTS / f"campaign_{args.limit}{plain}.json").write_text(text, encoding="utf-8")
+    out = RESULTS / f"campaign{plain}.json"
     out.write_text(text, encoding="utf-8")
     print(
         f"campaign: {figures['recipients']:,} recipients, {figures['sms_per_s']:,.1f} SMS/s"

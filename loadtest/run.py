@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.kernel.tls import connect
+from services.kernel.tls import ClientSettings, connect
 from stack import pki, seed
 from stack.running import RunningStack, running_stack
 from stack.supervisor import ROOT
@@ -49,18 +49,17 @@ SUBSCRIBERS = 300
 NUMBERS = 2000
 
 
-async def seed_stack(stack: RunningStack) -> dict[str, Any]:
-    """Seed the stack and return what the Locust users need."""
+async def seed_stack(stack: RunningStack, *, plaintext: bool = False) -> dict[str, Any]:
+    """Seed the stack and return what the Locust users need (no `pki`: plaintext)."""
+    client = ClientSettings(insecure_dev=True) if plaintext else pki.client_settings(stack.var)
     admin_name, admin_password = "loadtest-admin", seed.new_password()
     await seed.bootstrap_admin(
         database_url=stack.database_url(), username=admin_name, password=admin_password
     )
     place = seed.GENT
     async with (
-        connect(stack.grpc("alerting"), settings=pki.client_settings(stack.var)) as alerting,
-        connect(
-            stack.grpc("targeting"), service="targeting", settings=pki.client_settings(stack.var)
-        ) as targeting,
+        connect(stack.grpc("alerting"), settings=client) as alerting,
+        connect(stack.grpc("targeting"), service="targeting", settings=client) as targeting,
     ):
         admin = seed.bearer(
             await seed.login(alerting, username=admin_name, password=admin_password)
@@ -86,7 +85,7 @@ async def seed_stack(stack: RunningStack) -> dict[str, Any]:
             f"loadtest: seeded entity {entity_id}, {ISSUERS} issuers, {SUBSCRIBERS} subscribers,"
             f" {DRAFTS} drafts; one alert sent: {outcome.delivered}/{outcome.targeted} delivered"
         )
-    return {
+    found: dict[str, Any] = {
         "alerting": stack.grpc("alerting"),
         "sms": stack.grpc("sms"),
         # TLS folders of the development CA: `registration` (alerting: CA only is used) and
@@ -98,6 +97,9 @@ async def seed_stack(stack: RunningStack) -> dict[str, Any]:
         "spec_hex": spec.SerializeToString().hex(),
         "numbers": [seed.phone(i, block=9) for i in range(NUMBERS)],
     }
+    if plaintext:  # the Locust users then dial without TLS
+        del found["pki"]
+    return found
 
 
 @dataclass(frozen=True)
@@ -285,16 +287,24 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("LOADTEST_ALERTING_PROCESSES", "1")),
         help="processes of the alerting service, sharing its port",
     )
+    parser.add_argument(
+        "--tls",
+        choices=("on", "off"),
+        default=os.environ.get("LOADTEST_TLS", "on"),
+        help="off: the stack and the users without TLS, to measure TLS's cost",
+    )
     args = parser.parse_args(argv)
     phases = _phases(args)
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="tocsin-loadtest-") as tmp:
         var = Path(tmp) / "var"
         started = time.monotonic()
-        with running_stack(var=var, processes={"alerting": args.alerting_processes}) as stack:
+        with running_stack(
+            var=var, processes={"alerting": args.alerting_processes}, plaintext=args.tls == "off"
+        ) as stack:
             ready_s = time.monotonic() - started
             print(f"loadtest: stack ready in {ready_s:.0f} s (port offset {stack.offset})")
-            seeded = asyncio.run(seed_stack(stack))
+            seeded = asyncio.run(seed_stack(stack, plaintext=args.tls == "off"))
             seed_file = Path(tmp) / "seed.json"
             seed_file.write_text(json.dumps(seeded), encoding="utf-8")
             for phase in phases:
@@ -303,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
                 results[phase.name] = figures
     report = _report(results, args)
-    out = RESULTS / "loadtest.json"
+    report["tls"] = args.tls == "on"
+    # A plaintext run (TLS's cost) writes beside the figures, never over them.
+    out = RESULTS / ("loadtest.json" if args.tls == "on" else "loadtest_plaintext.json")
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     mix, target = report["mix"], report["target"]
     print(

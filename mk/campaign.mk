@@ -13,4 +13,4 @@ CPU_HOG ?=
 
 bench-campaign: setup
 	$(PY) -m loadtest.campaign --limit $(LIMIT) $(if $(RECIPIENTS),--recipients $(RECIPIENTS)) \
-		$(if $(RATE),--rate $(RATE)) $(if $(CPU_HOG),--cpu-hog $(CPU_HOG))
+		$(if $(RATE),--rate $(RATE)) $(if $(CPU_HOG),--cpu-hog $(CPU_HOG)) --tls $(TLS)

@@ -5,6 +5,10 @@ CHART := charts/tocsin
 CHART_OUT := var/charts
 # Oldest supported (Chart.yaml kubeVersion) and newest schemas that kubernetes-validate ships.
 CHART_KUBE_VERSIONS := 1.30.0 1.37.0
+# The default values carry no keys and the chart never generates them (docs/security.md):
+# renders without a cluster are given throwaway ones.
+CHART_KEYS := --set credentials.jwtKey=charts-check-jwt-key-0123456789abcdef \
+	--set credentials.auditKey=charts-check-audit-key-0123456789abcdef
 # Keep helm's cache, config and plugins out of $HOME (exported: tests/charts run helm too).
 export HELM_CACHE_HOME := $(CURDIR)/var/helm/cache
 export HELM_CONFIG_HOME := $(CURDIR)/var/helm/config
@@ -25,14 +29,16 @@ charts-dashboards: setup
 charts-check: setup $(HELM)
 	$(BIN)/mypy charts/tools
 	$(PY) charts/tools/dashboards.py --check $(CHART)/dashboards
-	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) $(CHART_KEYS)
 	$(HELM) lint --strict $(CHART) -f $(CHART)/values-production.yaml
 	mkdir -p $(CHART_OUT)
-	$(HELM) template tocsin $(CHART) --namespace tocsin > $(CHART_OUT)/default.yaml
+	$(HELM) template tocsin $(CHART) --namespace tocsin $(CHART_KEYS) > $(CHART_OUT)/default.yaml
 	$(HELM) template tocsin $(CHART) --namespace tocsin -f $(CHART)/values-production.yaml \
 		> $(CHART_OUT)/production.yaml
+	$(HELM) template tocsin $(CHART) --namespace tocsin $(CHART_KEYS) --set tls.enabled=false \
+		> $(CHART_OUT)/plaintext.yaml
 	$(PY) charts/tools/validate_manifests.py $(addprefix -k ,$(CHART_KUBE_VERSIONS)) \
-		$(CHART_OUT)/default.yaml $(CHART_OUT)/production.yaml
+		$(CHART_OUT)/default.yaml $(CHART_OUT)/production.yaml $(CHART_OUT)/plaintext.yaml
 
 # Run before pytest: tests/charts call the helm binary, and pytest's summary stays the last line.
 pytest: charts-check

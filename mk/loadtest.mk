@@ -20,4 +20,5 @@ loadtest: setup
 	$(PY) -m loadtest.run --time $(LOADTEST_TIME) --phases $(LOADTEST_PHASES) \
 		--mix-users $(LOADTEST_MIX_USERS) --users $(LOADTEST_USERS) \
 		--spawn-rate $(LOADTEST_SPAWN_RATE) --user-rate $(LOADTEST_USER_RATE) \
-		--processes $(LOADTEST_PROCESSES) --alerting-processes $(LOADTEST_ALERTING_PROCESSES)
+		--processes $(LOADTEST_PROCESSES) --alerting-processes $(LOADTEST_ALERTING_PROCESSES) \
+		--tls $(TLS)

@@ -6,6 +6,9 @@
 #                                       TOCSIN_SMPP_SYSTEM_ID / TOCSIN_SMPP_PASSWORD)
 #   make bench-sms BENCH_SMS_ARGS='--workers 2 --binds 2 --window 200'
 N ?= 200000
+# TLS=off runs the benchmarks (bench-sms, bench-campaign, loadtest) in plaintext, to quote what
+# TLS costs; their figures then go to *_plaintext.json beside the TLS ones.
+TLS ?= on
 .PHONY: bench-sms
 bench-sms: setup
-	$(PY) -m bench.sms --n $(N) $(if $(SMSC),--smsc $(SMSC)) $(BENCH_SMS_ARGS)
+	$(PY) -m bench.sms --n $(N) $(if $(SMSC),--smsc $(SMSC)) --tls $(TLS) $(BENCH_SMS_ARGS)

@@ -113,19 +113,24 @@ def _run(args: argparse.Namespace) -> int:
                     # Processes after the first export their metrics 10, 20, ... ports further on.
                     TOCSIN_METRICS_PORT=str(spec.metrics_port + EXTRA_METRICS_STEP * k),
                     TOCSIN_OPERATORS_FILE=str(operators_file),
-                    TOCSIN_TLS_DIR=str(tls_dirs[spec.name]),
                     TOCSIN_SMTP_PORT=str(RELAY_PORT + off),
                     TOCSIN_SMTP_TLS="none",
                     TOCSIN_BOUNCE_PORT=str(BOUNCE_PORT + off),
                     **spec.env,
                 )
+                if args.plaintext:
+                    service_env["TOCSIN_INSECURE_DEV"] = "true"
+                else:
+                    service_env["TOCSIN_TLS_DIR"] = str(tls_dirs[spec.name])
                 if count > 1:
                     service_env["TOCSIN_REUSE_PORT"] = "true"
                 name = spec.name if k == 0 else f"{spec.name}-{k + 1}"
                 supervisor.spawn(name, ["-m", spec.module], env=service_env)
         for spec in services:
             address = f"127.0.0.1:{spec.grpc_port}"
-            supervisor.wait_serving(spec.name, address, tls_dir=tls_dirs["stack"])
+            supervisor.wait_serving(
+                spec.name, address, tls_dir=None if args.plaintext else tls_dirs["stack"]
+            )
             print(
                 f"  {spec.name:<13} grpc 127.0.0.1:{spec.grpc_port}  "
                 f"metrics http://127.0.0.1:{spec.metrics_port}/metrics  SERVING"
@@ -214,6 +219,11 @@ def main() -> int:
         default=[],
         metavar="SERVICE=N",
         help="run N processes of a service on one port (SO_REUSEPORT), e.g. alerting=2",
+    )
+    run_p.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="services without TLS (TOCSIN_INSECURE_DEV): only to measure what TLS costs",
     )
     run_p.set_defaults(func=run)
     sub.add_parser("migrate", help="apply migrations to DATABASE_URL").set_defaults(func=migrate)

@@ -107,6 +107,7 @@ def running_stack(
     timeout: float = 120.0,
     echo: bool = False,
     processes: dict[str, int] | None = None,
+    plaintext: bool = False,
 ) -> Iterator[RunningStack]:
     """Start the stack, wait until it is ready, yield it, then stop it (SIGINT, then SIGKILL)."""
     offset = random_offset() if offset is None else offset
@@ -117,6 +118,8 @@ def running_stack(
         args.append("--exit-when-ready")
     for service, count in (processes or {}).items():
         args += ["--processes", f"{service}={count}"]
+    if plaintext:
+        args.append("--plaintext")
     supervisor = Supervisor()
     proc = supervisor.spawn(
         "stack",

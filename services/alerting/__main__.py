@@ -116,6 +116,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         token_ttl_s=settings.token_ttl_s,
         watch_interval_s=settings.watch_interval_s,
         broadcasts=broadcasts,
+        redis=kernel.redis,
     )
     for name in names:
         kernel.add_service_name(name)

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
+import redis.asyncio as aioredis
 
 from services.alerting import auth, ledger
 from services.alerting.model import LANGUAGES, Channel, Role
 from services.alerting.validation import parse_zone
 from services.kernel.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.sms.retention import erase_address
+from services.targeting.subscribers import erase_queued_work
 
 TERRITORY_KINDS = ("municipality", "province", "country")
 GROUP_KINDS = ("contact_list", "neighbourhood_network")
@@ -281,6 +284,34 @@ async def add_member(
         bits,
     )
     return member_id
+
+
+async def remove_member(
+    pool: asyncpg.Pool, *, redis: aioredis.Redis, group_id: int, member_id: int
+) -> None:
+    """Delete a group's contact and erase their number and address everywhere: queued stream
+    work first (unless another registration still holds them), then past deliveries."""
+    contact = await pool.fetchrow(
+        "SELECT phone, email FROM group_members WHERE group_id = $1 AND id = $2",
+        group_id,
+        member_id,
+    )
+    if contact is None:
+        raise NotFound(f"group {group_id} has no member {member_id}", field="member_id")
+    await erase_queued_work(
+        pool, redis, phone=contact["phone"], email=contact["email"], member=(group_id, member_id)
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        deleted = await conn.fetchrow(
+            "DELETE FROM group_members WHERE group_id = $1 AND id = $2 RETURNING phone",
+            group_id,
+            member_id,
+        )
+        if deleted is None:
+            raise NotFound(f"group {group_id} has no member {member_id}", field="member_id")
+        if deleted["phone"]:
+            # Past deliveries too, in the same transaction (as a citizen's removal).
+            await erase_address(conn, address=deleted["phone"])
 
 
 def _now() -> datetime:

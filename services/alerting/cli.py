@@ -171,7 +171,7 @@ async def cmd_user(api: Api, args: argparse.Namespace) -> int:
 
 
 async def cmd_group(api: Api, args: argparse.Namespace) -> int:
-    """Create groups, add members, list an entity's groups."""
+    """Create groups, add and remove members, list an entity's groups."""
     if args.action == "create":
         group = await api.admin.CreateGroup(
             pb.CreateGroupRequest(entity_id=args.entity, name=args.name, kind=args.kind),
@@ -191,6 +191,12 @@ async def cmd_group(api: Api, args: argparse.Namespace) -> int:
             metadata=api.md,
         )
         console.print(f"member {reply.member_id} added to group {args.group}")
+    elif args.action == "remove-member":
+        await api.admin.RemoveGroupMember(
+            pb.RemoveGroupMemberRequest(group_id=args.group, member_id=args.member),
+            metadata=api.md,
+        )
+        console.print(f"member {args.member} removed from group {args.group}, and erased")
     else:
         listed = await api.admin.ListGroups(
             pb.ListGroupsRequest(entity_id=args.entity), metadata=api.md
@@ -415,10 +421,11 @@ def parser() -> argparse.ArgumentParser:
     usr.add_argument("--role", choices=list(ROLES), default="issuer")
     usr.add_argument("--id", type=int)
 
-    grp = sub.add_parser("group", help="groups: create, add-member, list")
-    grp.add_argument("action", choices=["create", "add-member", "list"])
+    grp = sub.add_parser("group", help="groups: create, add-member, remove-member, list")
+    grp.add_argument("action", choices=["create", "add-member", "remove-member", "list"])
     grp.add_argument("--entity", type=int)
     grp.add_argument("--group", type=int)
+    grp.add_argument("--member", type=int, help="member id (remove-member)")
     grp.add_argument("--name")
     grp.add_argument("--kind", default="contact_list")
     grp.add_argument("--phone")

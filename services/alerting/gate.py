@@ -163,6 +163,7 @@ AUDITED_BEFORE = frozenset(
         "CreateUser",
         "DisableUser",
         "AddGroupMember",
+        "RemoveGroupMember",
         "AddPrepaidPackage",
     }
 )

@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 import grpc
+import redis.asyncio as aioredis
 from tocsin.alerting.v1 import alerting_pb2 as pb
 from tocsin.alerting.v1 import alerting_pb2_grpc
 
@@ -207,9 +208,11 @@ class AlertingServicer(alerting_pb2_grpc.AlertingServiceServicer):
 class AdminServicer(alerting_pb2_grpc.AdminServiceServicer):
     """Administration calls for the crisis centre."""
 
-    def __init__(self, *, pool: asyncpg.Pool, gate: Gate) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, gate: Gate, redis: aioredis.Redis) -> None:
         self._pool = pool
         self._gate = gate
+        #: Where the work streams are: a removed member's queued work is erased there.
+        self._redis = redis
 
     async def CreateEntity(self, request: pb.CreateEntityRequest, context: Ctx) -> pb.Entity:
         async with self._gate.call(context, "CreateEntity", target=request.name) as call:
@@ -315,6 +318,22 @@ class AdminServicer(alerting_pb2_grpc.AdminServiceServicer):
             call.detail = f"member={member_id}"
             return pb.AddGroupMemberResponse(member_id=member_id)
 
+    async def RemoveGroupMember(
+        self, request: pb.RemoveGroupMemberRequest, context: Ctx
+    ) -> pb.RemoveGroupMemberResponse:
+        async with self._gate.call(
+            context, "RemoveGroupMember", target=f"group:{request.group_id}"
+        ) as call:
+            auth.require_admin(call.principal)
+            call.detail = f"member={request.member_id}"
+            await admin.remove_member(
+                self._pool,
+                redis=self._redis,
+                group_id=request.group_id,
+                member_id=request.member_id,
+            )
+            return pb.RemoveGroupMemberResponse()
+
     async def AddPrepaidPackage(
         self, request: pb.AddPrepaidPackageRequest, context: Ctx
     ) -> pb.Entity:
@@ -373,6 +392,7 @@ def add_servicers(
     token_ttl_s: int,
     watch_interval_s: float,
     broadcasts: Broadcasts | None = None,
+    redis: aioredis.Redis,
 ) -> list[str]:
     """Register the three servicers on `server`; return their full service names."""
     alerting_pb2_grpc.add_AuthServiceServicer_to_server(
@@ -390,7 +410,7 @@ def add_servicers(
         server,
     )
     alerting_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(pool=pool, gate=gate), server
+        AdminServicer(pool=pool, gate=gate, redis=redis), server
     )
     services = pb.DESCRIPTOR.services_by_name
     return [services[n].full_name for n in ("AuthService", "AlertingService", "AdminService")]

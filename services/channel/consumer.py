@@ -22,6 +22,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from services.channel import codec, keys, metrics, store
 from services.channel.control import ControlCache
+from services.channel.erase import Tombstones, opaque_address
 from services.channel.lanes import Lane
 from services.channel.model import Entry, Job, State
 from services.channel.ports import Channel, J
@@ -102,6 +103,8 @@ class StreamConsumer(Generic[J]):
         #: Recipients read and without a durable outcome, per route.
         self._held: dict[str, int] = {}
         self._lag = GroupLag(redis, config.stream)
+        #: Addresses erased (a citizen removed) while entries holding them were pending.
+        self._tombstones = Tombstones(redis, channel.name)
         recorder.on_durable = self._durable
 
     async def ensure_group(self) -> None:
@@ -268,6 +271,11 @@ class StreamConsumer(Generic[J]):
         except (RedisError, OSError) as exc:
             # Work goes on with what was last read; senders check again before each delivery.
             logger.warning("reading alert control keys failed: %r", exc)
+        try:
+            await self._tombstones.refresh()
+        except (RedisError, OSError) as exc:
+            # The entries are pending until acknowledged: the next take looks again.
+            logger.warning("reading erased addresses failed: %r", exc)
         to_queue: list[J] = []
         channel, now = self._channel, time.time()
         for entry, jobs in batch:
@@ -280,7 +288,13 @@ class StreamConsumer(Generic[J]):
             self.idle.clear()
             verdict = self._control.verdict(entry.alert, entry.version)
             for job in jobs:
-                if verdict is not None:
+                if self._tombstones.erased(job.address):
+                    # Removed while this entry was pending: never sent, never recorded under
+                    # its address; counted as cancelled so the alert's counts still close.
+                    job.address = opaque_address()
+                    job.error = "recipient removed"
+                    self._recorder.final(job, State.CANCELLED)
+                elif verdict is not None:
                     self._recorder.final(job, verdict)
                 elif job.error:
                     channel.gave_up(job, "invalid")

@@ -21,3 +21,9 @@ def group(channel: str) -> str:
 def dead_letters(channel: str) -> str:
     """Where malformed entries of `channel`'s stream go: `tocsin:stream:<channel>:dead`."""
     return f"{STREAM_PREFIX}{channel}:dead"
+
+
+def erased(channel: str) -> str:
+    """Tombstones of addresses erased while work for them was pending (services/channel/erase.py):
+    a sorted set of SHA-256 digests scored by the time they may go."""
+    return f"{STREAM_PREFIX}{channel}:erased"

@@ -137,7 +137,9 @@ class TargetingServicer(targeting_pb2_grpc.TargetingServicer):
     async def RemoveSubscriber(
         self, request: pb.RemoveSubscriberRequest, context: Ctx
     ) -> pb.RemoveSubscriberResponse:
-        await subscribers.remove(pool=self._pool, subscriber_id=request.subscriber_id)
+        await subscribers.remove(
+            pool=self._pool, redis=self._redis, subscriber_id=request.subscriber_id
+        )
         return pb.RemoveSubscriberResponse()
 
     async def _checked_zone(self, entity_id: int, zone: pb.Zone, groups: list[int]) -> Zone | None:

@@ -6,8 +6,10 @@ import re
 from dataclasses import dataclass
 
 import asyncpg
+import redis.asyncio as aioredis
 from h3.api import basic_int as h3
 
+from services.channel.erase import erase_contact
 from services.kernel.errors import InvalidArgument, NotFound
 from services.sms.retention import erase_address
 from services.targeting.counts import add_subscriber_counts
@@ -126,8 +128,49 @@ async def update(*, pool: asyncpg.Pool, subscriber_id: int, data: SubscriberData
         await _count(conn, cells, data.language, channel_bits(data.channels), 1)
 
 
-async def remove(*, pool: asyncpg.Pool, subscriber_id: int) -> None:
-    """Delete the subscriber and their addresses (the rows, not a flag)."""
+#: Whether a phone number ($1) or e-mail address is still someone's other than the subscriber
+#: ($2) or group member ($3, $4) being removed.
+_LISTED_ELSEWHERE = """
+SELECT EXISTS (SELECT 1 FROM subscribers WHERE {column} = $1 AND id IS DISTINCT FROM $2)
+    OR EXISTS (SELECT 1 FROM group_members WHERE {column} = $1
+               AND (group_id, id) IS DISTINCT FROM ($3::bigint, $4::bigint))
+"""
+
+
+async def erase_queued_work(
+    conn: Conn | asyncpg.Pool,
+    redis: aioredis.Redis,
+    *,
+    phone: str | None,
+    email: str | None,
+    subscriber_id: int | None = None,
+    member: tuple[int, int] | None = None,
+) -> None:
+    """Erase a removed person's number and e-mail address from the work streams, unless they
+    are still another subscriber's or group member's (that one's messages must still go)."""
+    group_id, member_id = member or (None, None)
+    gone: dict[str, str | None] = {"phone": phone, "email": email}
+    for column, address in list(gone.items()):
+        if address and await conn.fetchval(
+            _LISTED_ELSEWHERE.format(column=column), address, subscriber_id, group_id, member_id
+        ):
+            gone[column] = None
+    await erase_contact(redis, phone=gone["phone"], email=gone["email"])
+
+
+async def remove(*, pool: asyncpg.Pool, redis: aioredis.Redis, subscriber_id: int) -> None:
+    """Delete the subscriber and their addresses (the rows, not a flag), and erase their number
+    and e-mail address everywhere: queued stream work first, then past deliveries."""
+    contact = await pool.fetchrow(
+        "SELECT phone, email FROM subscribers WHERE id = $1", subscriber_id
+    )
+    if contact is None:
+        raise NotFound(f"subscriber {subscriber_id} does not exist", field="subscriber_id")
+    # Streams first: from the tombstone on, no worker records the number again, so the
+    # erasure of the delivery records below is the last word (docs/security.md).
+    await erase_queued_work(
+        pool, redis, phone=contact["phone"], email=contact["email"], subscriber_id=subscriber_id
+    )
     async with pool.acquire() as conn, conn.transaction():
         old = await conn.fetch(
             "DELETE FROM addresses WHERE subscriber_id = $1 RETURNING h3", subscriber_id

@@ -28,6 +28,9 @@ SERVICES = {
 #: The HTTP services (no gRPC), with their (HTTP, Service metrics) ports.
 HTTP_SERVICES = {"capfeed": (8090, 9107)}
 RELEASE = "tocsin"
+#: The keys every render is given unless told otherwise (render(keys=False)).
+JWT_KEY = "tests-charts-jwt-key-0123456789abcdef"
+AUDIT_KEY = "tests-charts-audit-key-0123456789abcdef"
 NAMESPACE = "tocsin"
 
 Manifest = dict[str, Any]
@@ -62,9 +65,20 @@ def render(helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Render:
     }
 
     def _render(
-        *, values: Sequence[Path] = (), set_values: Sequence[str] = (), release: str = RELEASE
+        *,
+        values: Sequence[Path] = (),
+        set_values: Sequence[str] = (),
+        release: str = RELEASE,
+        keys: bool = True,
     ) -> list[Manifest]:
         args = [str(helm), "template", release, str(CHART), "--namespace", NAMESPACE]
+        if keys:  # the chart never generates them, and helm template cannot look them up
+            args += [
+                "--set",
+                f"credentials.jwtKey={JWT_KEY}",
+                "--set",
+                f"credentials.auditKey={AUDIT_KEY}",
+            ]
         for path in values:
             args += ["-f", str(path)]
         for item in set_values:

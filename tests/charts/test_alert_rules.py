@@ -179,8 +179,11 @@ def test_the_audit_chain_is_verified_on_a_schedule(default_manifests: list[Manif
     job = cron["spec"]["jobTemplate"]["spec"]
     (main,) = job["template"]["spec"]["containers"]
     assert main["command"][-3:] == ["services.alerting.cli", "audit-verify", "--offline"]
-    (env,) = main["env"]
-    assert env["valueFrom"]["secretKeyRef"] == {"name": "tocsin-datastores", "key": "DATABASE_URL"}
+    env = {entry["name"]: entry for entry in main["env"]}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "tocsin-datastores",
+        "key": "DATABASE_URL",
+    }
     rule = alerts(default_manifests)["TocsinAuditChainUnverified"]
     assert 'cronjob="tocsin-audit-verify"' in rule["expr"]
 

@@ -59,6 +59,9 @@ def container_env(manifests: list[Manifest], service: str, files: Path) -> dict[
     for source in main["envFrom"]:
         env.update(configmaps[source["configMapRef"]["name"]]["data"])
     for entry in main["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+            continue
         ref = entry["valueFrom"]["secretKeyRef"]
         value = secrets[ref["name"]].get(ref["key"])
         if value is None:

@@ -405,6 +405,15 @@ async def _attacks(suite: Suite, seeded: dict[str, Any]) -> None:
             ),
             Code.PERMISSION_DENIED,
         )
+        await a(
+            "an issuer deleting another entity's group member",
+            lambda: admin_call.RemoveGroupMember(
+                pb.RemoveGroupMemberRequest(group_id=1, member_id=1),
+                metadata=antwerp,
+                timeout=5,
+            ),
+            Code.PERMISSION_DENIED,
+        )
 
         # --- bad input of each kind ---------------------------------------------------------
         def create(bad: pb.AlertSpec, key: str) -> Callable[[], Awaitable[Any]]:

@@ -365,6 +365,7 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
         token_ttl_s=600,
         watch_interval_s=0.05,
         broadcasts=ports[1],
+        redis=redis_client,
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

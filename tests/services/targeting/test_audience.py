@@ -182,9 +182,9 @@ async def test_removal_removes_the_personal_data_and_the_recipient(
     gone = await add_subscriber(
         pg_pool, phone="+32470000031", email="gone@example.org", points=[CENTRE, NEAR]
     )
-    await subscribers.remove(pool=pg_pool, subscriber_id=gone)
+    await subscribers.remove(pool=pg_pool, redis=redis_client, subscriber_id=gone)
     with pytest.raises(NotFound):
-        await subscribers.remove(pool=pg_pool, subscriber_id=gone)
+        await subscribers.remove(pool=pg_pool, redis=redis_client, subscriber_id=gone)
     rows = await pg_pool.fetch(
         "SELECT s::text FROM subscribers s UNION ALL SELECT a::text FROM addresses a"
     )
@@ -280,7 +280,7 @@ async def test_destinations_are_json_escaped_in_stream_entries(
 
 
 async def test_concurrent_registrations_and_removals_keep_counts_exact(
-    pg_pool: asyncpg.Pool,
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
     ids = await asyncio.gather(
         *(
@@ -288,7 +288,9 @@ async def test_concurrent_registrations_and_removals_keep_counts_exact(
             for i in range(20)
         )
     )
-    await asyncio.gather(*(subscribers.remove(pool=pg_pool, subscriber_id=s) for s in ids[:7]))
+    await asyncio.gather(
+        *(subscribers.remove(pool=pg_pool, redis=redis_client, subscriber_id=s) for s in ids[:7])
+    )
     kept = sorted(map(tuple, await pg_pool.fetch("SELECT * FROM cell_counts")))
     async with pg_pool.acquire() as conn:
         await rebuild_counts(conn=conn)
