@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
 
 from services.kernel.tls import connect
-from stack import demo_infoline, pki, seed
+from stack import demo_infoline, demo_national, pki, seed
 from stack.services import SERVICES
 
 logger = logging.getLogger(__name__)
@@ -252,6 +252,15 @@ async def _demo(alerting: str, var: Path, console: Console) -> Outcome:
             mayor_username=ISSUER,
             entity_id=entity_id,
             alert_id=alert.id,
+            console=console,
+        )
+        # A test on cell broadcast (identifier 4380) and LB-SMS: the national crisis centre's.
+        await demo_national.show(
+            channel,
+            admin=seed.bearer(
+                await seed.login(channel, username=ADMIN, password=_credentials(var)[ADMIN])
+            ),
+            var=var,
             console=console,
         )
         return Outcome(

@@ -113,7 +113,10 @@ def _cbc(op: Operator) -> SimulatorSpec | None:
     port = urlsplit(url).port if isinstance(url, str) else None
     if port is None:
         return None
-    return SimulatorSpec(f"cbc-{op.name}", "simulators.cbc", port, ("--name", op.name))
+    zone = op.sections.get("lbsms", {}).get("zone")
+    # Its LB-SMS platform takes the zone as the operator's setting says, and nothing else.
+    taken = ("--lbsms-zone", zone) if isinstance(zone, str) else ()
+    return SimulatorSpec(f"cbc-{op.name}", "simulators.cbc", port, ("--name", op.name, *taken))
 
 
 #: Simulators started once per operator of the operators file (append a channel's peer here).

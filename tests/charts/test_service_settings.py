@@ -112,3 +112,16 @@ def test_settings_load_from_the_chart_environment(
         }
         assert operators[0].binds[0].password == "shared-password"
         assert settings.ratelimit_rules == tmp_path / "ratelimit.toml"
+    if service == "alerting":
+        # SMS and the operators' presence channels (values-production.yaml).
+        assert {c.value for c in settings.channels} == {"sms", "cell_broadcast", "lb_sms"}
+    if service == "cellbroadcast":
+        # Each operator's CBC and LB-SMS platform, from the operators file the chart writes.
+        platforms = {p.operator: p for p in settings.platforms()}
+        assert set(platforms) == {"proximus", "orange", "base"}
+        cbc, lbsms = platforms["proximus"].cbc, platforms["orange"].lbsms
+        assert cbc is not None
+        assert (cbc.url, cbc.scope) == ("https://cbc.proximus.example.internal", "cells")
+        assert lbsms is not None
+        assert (lbsms.url, lbsms.zone) == ("https://lbsms.orange.example.internal", "polygon")
+        assert all(p.cbc and p.lbsms for p in platforms.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from stack.demo import OUTCOME
+from stack.demo_national import LINE
 from stack.running import dead_logs, port_taken, random_offset
+from stack.services import operators
 from stack.supervisor import ROOT
 
 OUTCOME_LINE = re.compile(
@@ -49,3 +52,26 @@ def test_the_demo_delivers_every_sms_and_the_stack_stops(tmp_path: Path) -> None
     assert "demo: information line acknowledged, number 1771" in done.stdout, output
     assert "demo: information line open, number 1771" in done.stdout, output
     assert "tocsin: stopped" in done.stdout
+    # The national crisis centre's test: every operator took it on cell broadcast and LB-SMS.
+    ops = operators()
+    names = [op.name for op in ops]
+    for name in names:
+        for channel in ("cell broadcast", "LB-SMS"):
+            assert f"{LINE} {channel} at {name} accepted" in done.stdout, output
+            assert f"{LINE} {channel} at {name} withdrawn" in done.stdout, output
+    # Each operator's CBC got it on the test identifier, nl on 4380 and the other languages on
+    # 4393, and deleted both on the cancel (the simulator's summary when the stack stopped).
+    for name in names:
+        log = (var / "log" / f"cbc-{name}.log").read_text(encoding="utf-8")
+        summary = json.loads(
+            next(line for line in log.splitlines() if line.startswith('{"event": "stopped"'))
+        )
+        assert summary["message_ids"] == [4380, 4393], (name, summary)
+        assert (summary["active"], summary["deleted"]) == ([], 2), (name, summary)
+        assert summary["lbsms_requests"] == 1, (name, summary)
+    # LB-SMS took the zone as each operator's setting says (orange: the alert's polygon).
+    zones = {op.name: op.sections.get("lbsms", {}).get("zone", "cells") for op in ops}
+    assert "polygon" in zones.values()
+    for name in names:
+        log = (var / "log" / f"cbc-{name}.log").read_text(encoding="utf-8")
+        assert f'"lbsms_zones": ["{zones[name]}"]' in log, (name, log)
