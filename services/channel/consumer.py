@@ -28,7 +28,7 @@ from redis.exceptions import RedisError, ResponseError
 from services.channel import codec, keys, metrics, store
 from services.channel.codec import PRIORITIES, Priority
 from services.channel.control import ControlCache
-from services.channel.lanes import Lane
+from services.channel.lanes import Lane, raise_if_cancelling
 from services.channel.model import Entry, Job, State
 from services.channel.ports import Channel, J
 from services.channel.recorder import Recorder
@@ -62,15 +62,6 @@ class ConsumerConfig:
 
 def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _cancelling() -> None:
-    """Raise CancelledError if this task is being cancelled: redis-py may swallow the
-    cancellation of a command (or turn it into a ConnectionError), and a loop that goes on would
-    keep a worker being stopped waiting for ever (seen with the lanes' several loops)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class _LaneStream:
@@ -205,7 +196,7 @@ class StreamConsumer(Generic[J]):
         )
         await self._take(own, lane)
         while self._reading:
-            _cancelling()
+            raise_if_cancelling()
             if self._full(lane):
                 lane.room.clear()
                 # Looked at again now and then: a route may go down (or up) meanwhile.
@@ -221,7 +212,7 @@ class StreamConsumer(Generic[J]):
                     block=self.cfg.read_block_ms,
                 )
             except (RedisError, OSError) as exc:
-                _cancelling()
+                raise_if_cancelling()
                 if await self._group_lost(exc):
                     continue
                 logger.warning("reading the %s stream failed, retrying: %r", lane.stream, exc)
@@ -235,7 +226,7 @@ class StreamConsumer(Generic[J]):
         # Often enough that handed-back entries (idle at once) wait little; cheap either way.
         interval = max(0.05, min(self.cfg.claim_idle_s / 3, 5.0))
         while True:
-            _cancelling()
+            raise_if_cancelling()
             await asyncio.sleep(interval)
             try:
                 if self.entries:
@@ -244,7 +235,7 @@ class StreamConsumer(Generic[J]):
                 for lane in self.lanes:
                     await self._claim(lane, idle_ms)
             except (RedisError, OSError) as exc:
-                _cancelling()
+                raise_if_cancelling()
                 logger.warning("claiming %s entries failed, retrying: %r", self._name, exc)
 
     async def _claim(self, lane: _LaneStream, idle_ms: int) -> None:
@@ -419,7 +410,7 @@ class StreamConsumer(Generic[J]):
 
     async def _ack_loop(self) -> None:
         while True:
-            _cancelling()
+            raise_if_cancelling()
             await self._ack_wake.wait()
             self._ack_wake.clear()
             for lane in self.lanes:
@@ -429,7 +420,7 @@ class StreamConsumer(Generic[J]):
                 try:
                     await self._redis.xack(lane.stream, self.cfg.group, *ids)
                 except (RedisError, OSError) as exc:
-                    _cancelling()
+                    raise_if_cancelling()
                     logger.warning("acknowledging in %s failed, retrying: %r", lane.stream, exc)
                     lane.acks.extend(ids)
                     await asyncio.sleep(0.5)
@@ -470,19 +461,19 @@ class StreamConsumer(Generic[J]):
 
     async def _control_loop(self) -> None:
         while True:
-            _cancelling()
+            raise_if_cancelling()
             await asyncio.sleep(self.cfg.control_refresh_s)
             if not self.entries:
                 continue
             try:
                 await self._control.refresh(self._alerts_in_flight())
             except (RedisError, OSError) as exc:
-                _cancelling()
+                raise_if_cancelling()
                 logger.warning("reading alert control keys failed: %r", exc)
 
     async def _gauge_loop(self) -> None:
         while True:
-            _cancelling()
+            raise_if_cancelling()
             for lane in self.lanes:
                 await self._gauge(lane)
             await asyncio.sleep(2.0)
