@@ -331,8 +331,12 @@ class Alerts:
         )
 
     async def send(self, *, principal: Principal, alert_id: str) -> Alert:
-        """Dispatch a draft; a repeat returns the alert and dispatches nothing more."""
+        """Dispatch a draft; resume a send that stopped part-way; a repeat returns the alert and
+        dispatches nothing more."""
         alert = await self._own(principal=principal, alert_id=alert_id)
+        if alert.state is State.SENDING:
+            await self._resume(alert)
+            return await self.visible(principal=principal, alert_id=alert.id)
         if alert.state is not State.DRAFT:
             if alert.state is State.CANCELLED and alert.sent_at is None:
                 raise FailedPrecondition("the alert was cancelled before it was sent")
@@ -355,10 +359,21 @@ class Alerts:
                 )
         if claimed:
             # Shielded: a caller that hangs up must not stop an alert half-way through its audience.
-            await self.dispatcher.shielded(
-                self.dispatcher.finish_send(sending, cap_xml, revert=True)
-            )
+            await self.dispatcher.shielded(self.dispatcher.finish_send(sending, cap_xml))
         return await self.visible(principal=principal, alert_id=alert.id)
+
+    async def _resume(self, alert: Alert) -> None:
+        """Resolve again the audience of a send that stopped part-way (the channels drop the
+        recipients they already have); nothing if its dispatch is running."""
+        if alert.spec.expires <= now_utc():
+            raise FailedPrecondition("the alert expired before it was sent")
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await lifecycle.resume_send(conn, alert_id=alert.id, now=now_utc()):
+                return  # being dispatched (or it just moved on)
+            cap_xml = await conn.fetchval(
+                "SELECT xml FROM cap_messages WHERE alert_id = $1::uuid AND seq = 1", alert.id
+            )
+        await self.dispatcher.shielded(self.dispatcher.finish_send(alert, cap_xml))
 
     async def update(
         self, *, principal: Principal, alert_id: str, infos: tuple[Info, ...], base_version: int
@@ -415,14 +430,16 @@ class Alerts:
                     "SELECT state FROM alerts WHERE id = $1::uuid FOR UPDATE", alert.id
                 )
             )
-            if state in lifecycle.FINAL:
+            if state is State.EXPIRED:
+                return await self.visible(principal=principal, alert_id=alert.id)
+            # Set whatever the state: consumers check this key before handing each message to an
+            # operator, and targeting before each batch it queues, so it stops what a send that
+            # failed part-way, or one still resolving, queued. Set again for a cancelled alert
+            # (a Redis that lost its data must not let its work resume).
+            await self._redis.set(keys.alert_cancelled(alert.id), "1", ex=keys.ALERT_CONTROL_TTL_S)
+            if state is State.CANCELLED:
                 return await self.visible(principal=principal, alert_id=alert.id)
             dispatched = state is not State.DRAFT
-            if dispatched:
-                # Consumers check this key before handing each message to an operator.
-                await self._redis.set(
-                    keys.alert_cancelled(alert.id), "1", ex=keys.ALERT_CONTROL_TTL_S
-                )
             await lifecycle.cancel(conn, alert_id=alert.id, now=now_utc(), dispatched=dispatched)
             if dispatched:
                 await self.dispatcher.record_cap(

@@ -2,7 +2,9 @@
 
 Runs shielded from the calling RPC: once an alert is claimed for sending, a caller that hangs up
 must not leave it half-dispatched. A process that dies mid-way leaves the alert `sending`; the
-settler resumes it (`resume_stale`), and the channels drop what they already recorded.
+settler resumes it (`resume_stale`), and the channels drop what they already recorded. A send
+whose resolution fails part-way stays `sending`, stopped (lifecycle.send_failed): SendAlert
+resumes it, CancelAlert stops everything it queued.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ import redis.asyncio as aioredis
 from services.alerting import cap, lifecycle, presence, store
 from services.alerting.infoline.hooks import cap_contact, cap_web, open_number, with_number
 from services.alerting.metrics import ALERT_MESSAGES, ALERTS
-from services.alerting.model import REGISTERED_CHANNELS, Alert, AlertSpec, Channel, MsgType
+from services.alerting.model import (
+    REGISTERED_CHANNELS,
+    Alert,
+    AlertSpec,
+    Channel,
+    MsgType,
+    State,
+)
 from services.alerting.permissions import EntityInfo
 from services.alerting.ports import Broadcasts, Targeting
 from services.alerting.texts import channel_texts
@@ -56,21 +65,23 @@ class Dispatcher:
         #: Dispatches running on after their caller hung up (kept referenced until done).
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def finish_send(self, alert: Alert, cap_xml: str, *, revert: bool) -> None:
-        """Resolve a claimed alert's audience and mark it sent (or return it to draft)."""
+    async def finish_send(self, alert: Alert, cap_xml: str) -> None:
+        """Resolve a claimed alert's audience and mark it sent; if that fails, part of the
+        audience may be queued already: the alert stays `sending`, stopped, to be resumed or
+        cancelled (never back to draft)."""
         await self._redis.set(keys.alert_version(alert.id), 1, ex=keys.ALERT_CONTROL_TTL_S)
         try:
             targeted = await self._resolve(alert)
         except Exception:
-            if revert:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    if await lifecycle.revert_send(conn, alert_id=alert.id):
-                        await conn.execute(
-                            "DELETE FROM cap_messages WHERE alert_id = $1::uuid", alert.id
-                        )
+            logger.warning("the send of alert %s stopped part-way", alert.id, exc_info=True)
+            async with self._pool.acquire() as conn:
+                await lifecycle.send_failed(conn, alert_id=alert.id)
             raise
-        await self._add_targeted(alert.id, targeted, resolved_send=True)
+        if not await self._add_targeted(alert.id, targeted, resolved_send=True):
+            return  # cancelled (or expired) while resolving: nothing to broadcast
         await self._broadcast(alert, cap_xml)
+        if await lifecycle.state_of(self._pool, alert_id=alert.id) is State.CANCELLED:
+            await self.withdraw(alert)  # cancelled while broadcasting: take it back
         ALERTS.labels(alert.spec.kind.value, "send").inc()
 
     async def shielded(self, work: Coroutine[Any, Any, None]) -> None:
@@ -97,7 +108,7 @@ class Dispatcher:
             if alert is None or cap_xml is None:
                 continue
             logger.warning("resuming the dispatch of alert %s", alert.id)
-            await self.shielded(self.finish_send(alert, cap_xml, revert=False))
+            await self.shielded(self.finish_send(alert, cap_xml))
             resumed.append(alert.id)
         return resumed
 
@@ -160,15 +171,16 @@ class Dispatcher:
         targeted: dict[Channel, int],
         *,
         resolved_send: bool,
-    ) -> None:
+    ) -> bool:
         """Add resolved recipients to the alert's counts (they add up over versions); a send
-        whose audience is resolved becomes sent."""
+        whose audience is resolved becomes sent. False: the send was no longer `sending`."""
         async with self._pool.acquire() as conn, conn.transaction():
             await store.add_counts(
                 conn, alert_id=alert_id, targeted={c.value: n for c, n in targeted.items()}
             )
             if resolved_send:
-                await lifecycle.resolved(conn, alert_id=alert_id)
+                return await lifecycle.resolved(conn, alert_id=alert_id)
+        return True
 
     async def record_cap(
         self,

@@ -1,10 +1,15 @@
 """The alert's state machine: the one module that moves an alert from state to state.
 
     draft ──send──▶ sending ──resolved──▶ sent ──every outcome in──▶ complete
-      ▲               │                    ▲ │                          │
-      └──resolve failed┘                    │ └──────update─────────────┘ (sent again)
+                    │   ▲                  ▲ │                          │
+      resolve failed└───┘resumed           │ └──────update─────────────┘ (sent again)
     any of draft, sending, sent, complete ──cancel──▶ cancelled
     sending, sent ──past expiry──▶ expired
+
+A send whose audience could not be resolved stays `sending`, marked as stopped (`sent_at` NULL):
+part of its audience may already be queued on the channels, so it never goes back to draft (its
+texts could then be edited under messages already out). SendAlert resumes it (`resume_send`: the
+channels drop the recipients they already have); CancelAlert stops it and what it queued.
 
 Every transition goes through `move`, which refuses one the table does not allow
 (`IllegalTransition`) before any SQL runs, and applies it only from the states it names (a
@@ -24,7 +29,7 @@ from services.alerting.store import Conn
 #: From each state, the states an alert may move to.
 TRANSITIONS: Mapping[State, frozenset[State]] = {
     State.DRAFT: frozenset({State.SENDING, State.CANCELLED}),
-    State.SENDING: frozenset({State.DRAFT, State.SENT, State.CANCELLED, State.EXPIRED}),
+    State.SENDING: frozenset({State.SENDING, State.SENT, State.CANCELLED, State.EXPIRED}),
     State.SENT: frozenset({State.SENT, State.COMPLETE, State.CANCELLED, State.EXPIRED}),
     State.COMPLETE: frozenset({State.SENT, State.CANCELLED}),
     State.CANCELLED: frozenset(),
@@ -85,16 +90,31 @@ async def claim_send(conn: Conn, *, alert_id: str, now: datetime) -> bool:
     return claimed is not None
 
 
-async def revert_send(conn: Conn, *, alert_id: str) -> bool:
-    """sending -> draft, when resolving the audience failed: True if it was still sending."""
-    reverted = await move(
+async def send_failed(conn: Conn, *, alert_id: str) -> bool:
+    """sending -> sending, stopped (sent_at NULL), when resolving the audience failed part-way:
+    True if it was still sending. SendAlert resumes it; CancelAlert stops it."""
+    stopped = await move(
+        conn, alert_id=alert_id, to=State.SENDING, only_from=(State.SENDING,), sets=_STOPPED
+    )
+    return stopped is not None
+
+
+async def resume_send(conn: Conn, *, alert_id: str, now: datetime) -> bool:
+    """A stopped send -> sending again (sent_at now): True if this call claimed the resume."""
+    resumed = await move(
         conn,
         alert_id=alert_id,
-        to=State.DRAFT,
+        to=State.SENDING,
         only_from=(State.SENDING,),
-        sets={"version": "0", "sent_at": "NULL"},
+        sets={"sent_at": "$3"},
+        where="sent_at IS NULL",
+        args=(now,),
     )
-    return reverted is not None
+    return resumed is not None
+
+
+#: What marks a send as stopped: no dispatch runs for it until SendAlert resumes it.
+_STOPPED = {"sent_at": "NULL"}
 
 
 async def reopen_for_update(
@@ -132,6 +152,12 @@ async def resolved(conn: Conn, *, alert_id: str) -> bool:
     """sending -> sent once the send's audience is resolved: True if it was still sending."""
     moved = await move(conn, alert_id=alert_id, to=State.SENT, only_from=(State.SENDING,))
     return moved is not None
+
+
+async def state_of(conn: Conn | Any, *, alert_id: str) -> State | None:
+    """The alert's state now (None if there is no such alert)."""
+    found = await conn.fetchval("SELECT state FROM alerts WHERE id = $1::uuid", alert_id)
+    return None if found is None else State(found)
 
 
 def after_settle(state: State, *, complete: bool, expired: bool) -> State:

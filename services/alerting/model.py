@@ -50,7 +50,8 @@ class State(enum.StrEnum):
 
     #: Created, not sent; may be previewed and sent.
     DRAFT = "draft"
-    #: SendAlert is resolving the audience (a failure returns it to draft).
+    #: SendAlert is resolving the audience; a failure leaves it here, stopped, to be resumed by
+    #: SendAlert or cancelled (lifecycle.send_failed).
     SENDING = "sending"
     #: Dispatched; messages under way.
     SENT = "sent"

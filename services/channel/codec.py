@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 #: Recipients per stream entry: a million-recipient zone is two thousand XADDs, and an entry is
@@ -23,8 +24,37 @@ ENTRY_SIZE = 500
 KINDS = ("emergency", "general", "exercise", "test")
 #: Language whose text is used when the recipient's own is missing from an entry.
 FALLBACK_LANGUAGE = "en"
-#: Fields every entry has.
+#: Fields every entry has (`entity` only when the writer knows it).
 FIELDS = ("alert", "version", "kind", "expires", "sender", "texts", "to", "batch")
+
+
+class Priority(StrEnum):
+    """The lane of a channel's work: each has its own stream, read and sent in this order."""
+
+    EMERGENCY = "emergency"  #: threatening danger: before anything else
+    GENERAL = "general"  #: general-interest alerts
+    BULK = "bulk"  #: tests, exercises and SMS API traffic: only what the others leave
+
+    @property
+    def rank(self) -> int:
+        """0 for the most urgent lane."""
+        return _RANKS[self]
+
+
+#: Lanes, most urgent first.
+PRIORITIES = tuple(Priority)
+_RANKS = {p: i for i, p in enumerate(PRIORITIES)}
+_KIND_PRIORITY = {
+    "emergency": Priority.EMERGENCY,
+    "general": Priority.GENERAL,
+    "exercise": Priority.BULK,
+    "test": Priority.BULK,
+}
+
+
+def priority_of(kind: str) -> Priority:
+    """The lane of an alert of `kind` (KINDS); an unknown kind goes with general interest."""
+    return _KIND_PRIORITY.get(kind, Priority.GENERAL)
 
 
 class MalformedEntry(ValueError):
@@ -46,6 +76,9 @@ class Header:
     expires: float  # Unix time after which nothing of the entry is sent
     sender: str  # originator shown to the recipient ('' : the channel's default)
     texts: Mapping[str, str]  # language -> final text
+    #: Issuing entity (municipality, API client): work of one lane is shared fairly between
+    #: entities; '' when the writer does not know it (the alert then stands for itself).
+    entity: str = ""
 
     def text_for(self, language: str) -> str:
         """The text of `language`, else the fallback language's, else any."""
@@ -70,7 +103,7 @@ class WorkEntry:
 
 def header_fields(header: Header) -> dict[str, str]:
     """The fields of an entry other than `to` and `batch`."""
-    return {
+    fields = {
         "alert": header.alert,
         "version": str(header.version),
         "kind": header.kind,
@@ -78,6 +111,9 @@ def header_fields(header: Header) -> dict[str, str]:
         "sender": header.sender,
         "texts": json.dumps(dict(header.texts), ensure_ascii=False, sort_keys=True),
     }
+    if header.entity:
+        fields["entity"] = header.entity
+    return fields
 
 
 def encode(entry: WorkEntry) -> dict[str, str]:
@@ -183,5 +219,6 @@ def decode(fields: Mapping[Any, Any]) -> WorkEntry:
         expires=expires,
         sender=_text(f.get("sender", b"")),
         texts=texts,
+        entity=_text(f.get("entity", b"")),
     )
     return WorkEntry(header, list(seen.items()), _text(f.get("batch", b"")))

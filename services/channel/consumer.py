@@ -4,6 +4,11 @@ them to the routes' lanes, and acknowledges an entry once every recipient's outc
 Entries of a consumer that died are claimed with XAUTOCLAIM once idle for `claim_idle_s`; a live
 consumer keeps the entries it is still working on (retries can take long) fresh with XCLAIM, so
 they are never claimed from under it.
+
+A channel has one stream per lane (codec.Priority: emergency, general, bulk), each read by its own
+loop with its own in-flight budget (`max_in_flight` recipients): a lane that is full stops only
+its own reading, so 200,000 queued test messages never keep an emergency's entry unread, and the
+routes' senders take the most urgent lane's jobs first (lanes.FairQueue).
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from services.channel import codec, keys, metrics, store
+from services.channel.codec import PRIORITIES, Priority
 from services.channel.control import ControlCache
 from services.channel.erase import Tombstones, opaque_address
-from services.channel.lanes import Lane
+from services.channel.lanes import Lane, raise_if_cancelling
 from services.channel.model import Entry, Job, State
 from services.channel.ports import Channel, J
 from services.channel.recorder import Recorder
@@ -45,7 +51,8 @@ FED_S = 10.0
 class ConsumerConfig:
     """How the consumer reads and claims (from Settings)."""
 
-    stream: str
+    #: The channel's stream of each lane (keys.stream(channel, priority)).
+    streams: Mapping[Priority, str]
     group: str
     consumer: str
     read_count: int
@@ -58,6 +65,22 @@ class ConsumerConfig:
 
 def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class _LaneStream:
+    """One lane's stream as this consumer reads it: its in-flight count and budget."""
+
+    def __init__(self, priority: Priority, stream: str, redis: aioredis.Redis) -> None:
+        self.priority = priority
+        self.rank = priority.rank
+        self.stream = stream
+        #: Recipients of this lane read and without a durable outcome.
+        self.in_flight = 0
+        #: Set when the lane's in-flight count falls below the limit.
+        self.room = asyncio.Event()
+        #: Entry ids finished and not yet acknowledged.
+        self.acks: list[str] = []
+        self.lag = GroupLag(redis, stream)
 
 
 class StreamConsumer(Generic[J]):
@@ -88,39 +111,40 @@ class StreamConsumer(Generic[J]):
         self._slots = durability
         self._in_flight_gauge = metrics.IN_FLIGHT.labels(channel.name)
         metrics.DEAD_LETTERS.labels(channel.name)  # a zero sample until one comes
-        #: Entries read and not yet acknowledged, by id.
-        self.entries: dict[str, Entry] = {}
-        #: Recipients read and without a durable outcome.
+        #: Entries read and not yet acknowledged, by (lane rank, id).
+        self.entries: dict[tuple[int, str], Entry] = {}
+        #: Recipients read and without a durable outcome, every lane.
         self.in_flight = 0
-        self._room = asyncio.Event()
-        self._acks: list[str] = []
+        #: The lanes' streams, most urgent first.
+        self.lanes = [_LaneStream(p, config.streams[p], redis) for p in PRIORITIES]
         self._ack_wake = asyncio.Event()
         self._reading = True
         self.idle = asyncio.Event()
         self.idle.set()
         #: When each route was last given work (monotonic), for its share of the limit.
         self._fed: dict[str, float] = {}
-        #: Recipients read and without a durable outcome, per route.
-        self._held: dict[str, int] = {}
-        self._lag = GroupLag(redis, config.stream)
+        #: Recipients read and without a durable outcome, per (lane rank, route).
+        self._held: dict[tuple[int, str], int] = {}
         #: Addresses erased (a citizen removed) while entries holding them were pending.
         self._tombstones = Tombstones(redis, channel.name)
         recorder.on_durable = self._durable
 
     async def ensure_group(self) -> None:
-        """Create the consumer group (and the stream) if missing."""
-        try:
-            await self._redis.xgroup_create(self.cfg.stream, self.cfg.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        """Create the consumer group (and the stream) of every lane if missing."""
+        for lane in self.lanes:
+            try:
+                await self._redis.xgroup_create(lane.stream, self.cfg.group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     async def run(self) -> None:
         """Read, claim, refresh, acknowledge, until cancelled."""
         await self.ensure_group()
         async with asyncio.TaskGroup() as group:
             name = self._name
-            group.create_task(self._read_loop(), name=f"{name}-read")
+            for lane in self.lanes:
+                group.create_task(self._read_loop(lane), name=f"{name}-read-{lane.priority}")
             group.create_task(self._claim_loop(), name=f"{name}-claim")
             group.create_task(self._ack_loop(), name=f"{name}-ack")
             group.create_task(self._control_loop(), name=f"{name}-control")
@@ -155,113 +179,124 @@ class StreamConsumer(Generic[J]):
     # -- end a lost group ---------------------------------------------------------------------
 
     # -- one route down or slow does not stop the reading (faults, issue 16) -------------------
-    def _full(self) -> bool:
-        """Whether the in-flight limit holds reading back.
+    def _full(self, lane: _LaneStream) -> bool:
+        """Whether the in-flight limit holds the lane's reading back.
 
-        Not counted (for a channel with `route_up`): the work of routes that are down, which
-        waits durably queued; and, of a route that has had work lately, what it holds beyond its
-        share of the limit (its senders' share among such routes): a slow route (an SMSC
-        throttling) would otherwise fill the limit with its backlog while the others drain theirs
-        and starve. Everything still counts up to PARKED_FACTOR times the limit (memory).
+        Not counted (for a channel with `route_up`): the lane's work for routes that are down,
+        which waits durably queued; and, of a route that has had work lately, what the lane holds
+        for it beyond its share of the limit (its senders' share among such routes): a slow route
+        (an SMSC throttling) would otherwise fill the limit with its backlog while the others
+        drain theirs and starve. Everything still counts up to PARKED_FACTOR times the limit
+        (memory).
         """
-        route_up = getattr(self._channel, "route_up", None)
         limit = self.cfg.max_in_flight
+        if lane.in_flight < limit:
+            return False
+        route_up = getattr(self._channel, "route_up", None)
         if route_up is None or self.in_flight >= PARKED_FACTOR * limit:
             return True
-        now = time.monotonic()
+        now, rank = time.monotonic(), lane.rank
         held, excess, wanting = self._held, 0, []
         for route in self._lanes:
             if not route_up(route):
-                excess += held.get(route, 0)
+                excess += held.get((rank, route), 0)
             elif now - self._fed.get(route, 0.0) < FED_S:
                 wanting.append(route)
         senders = sum(self._lanes[route].senders for route in wanting)
         for route in wanting:
             share = limit * self._lanes[route].senders // senders
-            excess += max(0, held.get(route, 0) - share)
-        return self.in_flight - excess >= limit
+            excess += max(0, held.get((rank, route), 0) - share)
+        return lane.in_flight - excess >= limit
 
     # -- end one route down ---------------------------------------------------------------------
 
     def stop_reading(self) -> None:
         """Stop taking new work (graceful shutdown); work in hand goes on."""
         self._reading = False
-        self._room.set()
+        for lane in self.lanes:
+            lane.room.set()
 
     # -- reading ------------------------------------------------------------------------------
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, lane: _LaneStream) -> None:
         own = await self._redis.xreadgroup(
-            self.cfg.group, self.cfg.consumer, {self.cfg.stream: "0"}, count=10_000
+            self.cfg.group, self.cfg.consumer, {lane.stream: "0"}, count=10_000
         )
-        await self._take(own)
+        await self._take(own, lane)
         while self._reading:
-            if self.in_flight >= self.cfg.max_in_flight and self._full():
-                self._room.clear()
+            raise_if_cancelling()
+            if self._full(lane):
+                lane.room.clear()
                 # Looked at again now and then: a route may go down (or up) meanwhile.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._room.wait(), PARKED_RECHECK_S)
+                    await asyncio.wait_for(lane.room.wait(), PARKED_RECHECK_S)
                 continue
             try:
                 reply = await self._redis.xreadgroup(
                     self.cfg.group,
                     self.cfg.consumer,
-                    {self.cfg.stream: ">"},
+                    {lane.stream: ">"},
                     count=self.cfg.read_count,
                     block=self.cfg.read_block_ms,
                 )
             except (RedisError, OSError) as exc:
+                raise_if_cancelling()
                 if await self._group_lost(exc):
                     continue
-                logger.warning("reading the %s stream failed, retrying: %r", self._name, exc)
+                logger.warning("reading the %s stream failed, retrying: %r", lane.stream, exc)
                 await asyncio.sleep(0.5)
                 continue
             if self._reading:
-                await self._take(reply)
+                await self._take(reply, lane)
 
     async def _claim_loop(self) -> None:
         idle_ms = int(self.cfg.claim_idle_s * 1000)
         # Often enough that handed-back entries (idle at once) wait little; cheap either way.
         interval = max(0.05, min(self.cfg.claim_idle_s / 3, 5.0))
         while True:
+            raise_if_cancelling()
             await asyncio.sleep(interval)
             try:
                 if self.entries:
                     # Keep our own work fresh so nobody claims it while retries run.
                     await self._touch(list(self.entries), idle_ms=None)
-                if not self._reading or self.in_flight >= self.cfg.max_in_flight:
-                    continue
-                start = "0-0"
-                while True:
-                    # Redis 6.2 answers [next, entries], Redis 7 adds the deleted ids.
-                    reply = await self._redis.xautoclaim(
-                        self.cfg.stream,
-                        self.cfg.group,
-                        self.cfg.consumer,
-                        idle_ms,
-                        start_id=start,
-                        count=self.cfg.claim_count,
-                    )
-                    nxt, claimed = reply[0], reply[1]
-                    if claimed:
-                        logger.info("claimed %d abandoned %s entries", len(claimed), self._name)
-                        await self._take([[self.cfg.stream, claimed]])
-                    start = _text(nxt)
-                    if start == "0-0" or self.in_flight >= self.cfg.max_in_flight:
-                        break
+                for lane in self.lanes:
+                    await self._claim(lane, idle_ms)
             except (RedisError, OSError) as exc:
+                raise_if_cancelling()
                 logger.warning("claiming %s entries failed, retrying: %r", self._name, exc)
 
-    async def _take(self, reply: Any) -> None:
-        """Turn stream entries into jobs: queued rows first, then the lanes."""
+    async def _claim(self, lane: _LaneStream, idle_ms: int) -> None:
+        """Claim the lane's entries that a dead consumer left, while the lane has room."""
+        start = "0-0"
+        while self._reading and lane.in_flight < self.cfg.max_in_flight:
+            # Redis 6.2 answers [next, entries], Redis 7 adds the deleted ids.
+            reply = await self._redis.xautoclaim(
+                lane.stream,
+                self.cfg.group,
+                self.cfg.consumer,
+                idle_ms,
+                start_id=start,
+                count=self.cfg.claim_count,
+            )
+            nxt, claimed = reply[0], reply[1]
+            if claimed:
+                logger.info("claimed %d abandoned entries of %s", len(claimed), lane.stream)
+                await self._take([[lane.stream, claimed]], lane)
+            start = _text(nxt)
+            if start == "0-0":
+                return
+
+    async def _take(self, reply: Any, lane: _LaneStream) -> None:
+        """Turn one lane's stream entries into jobs: queued rows first, then the routes."""
         batch: list[tuple[Entry, list[J]]] = []
         for _stream, items in reply or ():
             for raw_id, fields in items:
                 entry_id = _text(raw_id)
-                if entry_id in self.entries or fields is None:
+                if (lane.rank, entry_id) in self.entries or fields is None:
                     if fields is None:  # deleted from the stream while pending
-                        self._acks.append(entry_id)
+                        lane.acks.append(entry_id)
                     continue
-                parsed = await self._parse(entry_id, fields)
+                parsed = await self._parse(entry_id, fields, lane)
                 if parsed is not None:
                     batch.append(parsed)
         if not batch:
@@ -279,12 +314,13 @@ class StreamConsumer(Generic[J]):
         to_queue: list[J] = []
         channel, now = self._channel, time.time()
         for entry, jobs in batch:
-            self.entries[entry.entry_id] = entry
+            self.entries[entry.rank, entry.entry_id] = entry
             entry.remaining = len(jobs)
             self.in_flight += len(jobs)
-            held = self._held
+            lane.in_flight += len(jobs)
+            held, rank = self._held, lane.rank
             for job in jobs:
-                held[job.route] = held.get(job.route, 0) + 1
+                held[rank, job.route] = held.get((rank, job.route), 0) + 1
             self.idle.clear()
             verdict = self._control.verdict(entry.alert, entry.version)
             for job in jobs:
@@ -344,30 +380,40 @@ class StreamConsumer(Generic[J]):
             self._durable(done)
 
     async def _parse(
-        self, entry_id: str, fields: Mapping[Any, Any]
+        self, entry_id: str, fields: Mapping[Any, Any], lane: _LaneStream
     ) -> tuple[Entry, list[J]] | None:
         """The entry's jobs; a malformed entry goes to the dead letters (None)."""
         try:
             work = codec.decode(fields)
             header = work.header
-            entry = Entry(entry_id, header.alert, header.version, header.expires)
+            entry = Entry(
+                entry_id,
+                header.alert,
+                header.version,
+                header.expires,
+                rank=lane.rank,
+                owner=header.entity or header.alert,
+            )
             job = self._channel.job
             jobs = [job(entry, header, address, language) for address, language in work.to]
         except (codec.MalformedEntry, ValueError) as exc:
-            await self._dead_letter(entry_id, fields, exc)
+            await self._dead_letter(entry_id, fields, exc, lane)
             return None
         return entry, jobs
 
-    async def _dead_letter(self, entry_id: str, fields: Mapping[Any, Any], exc: Exception) -> None:
+    async def _dead_letter(
+        self, entry_id: str, fields: Mapping[Any, Any], exc: Exception, lane: _LaneStream
+    ) -> None:
         """Move a malformed entry to the dead-letter stream and acknowledge it.
 
         If Redis fails meanwhile the entry stays pending, and is claimed and tried again later.
         """
         logger.error(
-            "%s entry %s is malformed, moved to %s: %s", self._name, entry_id, self._dead, exc
+            "%s entry %s is malformed, moved to %s: %s", lane.stream, entry_id, self._dead, exc
         )
         dead: dict[Any, Any] = {_text(k): v for k, v in fields.items()}
         dead.update({"dead_id": entry_id, "dead_error": str(exc), "dead_at": repr(time.time())})
+        dead["dead_stream"] = lane.stream
         try:
             await self._redis.xadd(
                 self._dead, dead, maxlen=keys.DEAD_LETTER_MAXLEN, approximate=True
@@ -376,74 +422,83 @@ class StreamConsumer(Generic[J]):
             logger.warning("dead letter %s not written, retried later: %r", entry_id, dead_exc)
             return
         metrics.DEAD_LETTERS.labels(self._name).inc()
-        self._acks.append(entry_id)
+        lane.acks.append(entry_id)
         self._ack_wake.set()
 
     # -- outcomes -----------------------------------------------------------------------------
     def _durable(self, jobs: list[Job]) -> None:
         """Jobs whose outcome is written: free their slots, acknowledge finished entries."""
-        held = self._held
+        held, lanes = self._held, self.lanes
         for job in jobs:
-            held[job.route] = held.get(job.route, 0) - 1
+            key = (job.entry.rank, job.route)
+            held[key] = held.get(key, 0) - 1
             if job.holds_slot:
                 job.holds_slot = False
                 self._slots.release()
             entry = job.entry
+            lanes[entry.rank].in_flight -= 1
             entry.remaining -= 1
             if entry.remaining == 0:
                 self._finish(entry)
         self.in_flight -= len(jobs)
         self._in_flight_gauge.set(self.in_flight)
-        if self.in_flight < self.cfg.max_in_flight:
-            self._room.set()
+        for lane in lanes:
+            if lane.in_flight < self.cfg.max_in_flight:
+                lane.room.set()
 
     def _finish(self, entry: Entry) -> None:
-        self.entries.pop(entry.entry_id, None)
-        self._acks.append(entry.entry_id)
+        self.entries.pop((entry.rank, entry.entry_id), None)
+        self.lanes[entry.rank].acks.append(entry.entry_id)
         self._ack_wake.set()
         if not self.entries:
             self.idle.set()
 
     async def _ack_loop(self) -> None:
         while True:
+            raise_if_cancelling()
             await self._ack_wake.wait()
             self._ack_wake.clear()
-            ids, self._acks = self._acks, []
-            if not ids:
-                continue
-            try:
-                await self._redis.xack(self.cfg.stream, self.cfg.group, *ids)
-            except (RedisError, OSError) as exc:
-                logger.warning("acknowledging %s entries failed, retrying: %r", self._name, exc)
-                self._acks.extend(ids)
-                await asyncio.sleep(0.5)
-                self._ack_wake.set()
+            for lane in self.lanes:
+                ids, lane.acks = lane.acks, []
+                if not ids:
+                    continue
+                try:
+                    await self._redis.xack(lane.stream, self.cfg.group, *ids)
+                except (RedisError, OSError) as exc:
+                    raise_if_cancelling()
+                    logger.warning("acknowledging in %s failed, retrying: %r", lane.stream, exc)
+                    lane.acks.extend(ids)
+                    await asyncio.sleep(0.5)
+                    self._ack_wake.set()
 
-    async def _touch(self, ids: list[Any], *, idle_ms: int | None) -> None:
+    async def _touch(self, held: list[tuple[int, str]], *, idle_ms: int | None) -> None:
         """XCLAIM our own entries, setting their idle time (None: now), a thousand at a time."""
-        for i in range(0, len(ids), 1000):
-            await self._redis.xclaim(
-                self.cfg.stream,
-                self.cfg.group,
-                self.cfg.consumer,
-                0,
-                ids[i : i + 1000],
-                idle=idle_ms,
-                justid=True,
-            )
+        for lane in self.lanes:
+            ids: list[Any] = [entry_id for rank, entry_id in held if rank == lane.rank]
+            for i in range(0, len(ids), 1000):
+                await self._redis.xclaim(
+                    lane.stream,
+                    self.cfg.group,
+                    self.cfg.consumer,
+                    0,
+                    ids[i : i + 1000],
+                    idle=idle_ms,
+                    justid=True,
+                )
 
     async def hand_back(self) -> int:
         """Mark the entries still in hand as idle for `claim_idle_s`: claimable by others now."""
-        ids: list[Any] = list(self.entries)
-        await self._touch(ids, idle_ms=int(self.cfg.claim_idle_s * 1000))
+        held = list(self.entries)
+        await self._touch(held, idle_ms=int(self.cfg.claim_idle_s * 1000))
         self.entries.clear()
-        return len(ids)
+        return len(held)
 
     async def flush_acks(self) -> None:
         """Acknowledge what is finished now (shutdown)."""
-        ids, self._acks = self._acks, []
-        if ids:
-            await self._redis.xack(self.cfg.stream, self.cfg.group, *ids)
+        for lane in self.lanes:
+            ids, lane.acks = lane.acks, []
+            if ids:
+                await self._redis.xack(lane.stream, self.cfg.group, *ids)
 
     # -- control keys and gauges ----------------------------------------------------------------
     def _alerts_in_flight(self) -> set[str]:
@@ -451,44 +506,52 @@ class StreamConsumer(Generic[J]):
 
     async def _control_loop(self) -> None:
         while True:
+            raise_if_cancelling()
             await asyncio.sleep(self.cfg.control_refresh_s)
             if not self.entries:
                 continue
             try:
                 await self._control.refresh(self._alerts_in_flight())
             except (RedisError, OSError) as exc:
+                raise_if_cancelling()
                 logger.warning("reading alert control keys failed: %r", exc)
 
     async def _gauge_loop(self) -> None:
-        stream, group = self.cfg.stream, self.cfg.group
         while True:
-            try:
-                length = await self._redis.xlen(stream)
-                groups = await self._redis.xinfo_groups(stream)
-            except (RedisError, OSError) as exc:
-                logger.debug("stream gauges not read: %r", exc)
-            else:
-                STREAM_LENGTH.labels(stream).set(length)
-                for g in groups:
-                    if _text(g.get("name")) == group:
-                        STREAM_PENDING.labels(stream, group).set(int(g.get("pending") or 0))
-                        await self._set_lag(g)
-                await self._trim(groups)
+            raise_if_cancelling()
+            for lane in self.lanes:
+                await self._gauge(lane)
             await asyncio.sleep(2.0)
 
-    async def _trim(self, groups: Sequence[Mapping[str, Any]]) -> None:
+    async def _gauge(self, lane: _LaneStream) -> None:
+        """The lane stream's length, pending and lag gauges; then trim what it processed."""
+        stream, group = lane.stream, self.cfg.group
+        try:
+            length = await self._redis.xlen(stream)
+            groups = await self._redis.xinfo_groups(stream)
+        except (RedisError, OSError) as exc:
+            logger.debug("stream gauges not read: %r", exc)
+            return
+        STREAM_LENGTH.labels(stream).set(length)
+        for g in groups:
+            if _text(g.get("name")) == group:
+                STREAM_PENDING.labels(stream, group).set(int(g.get("pending") or 0))
+                await self._set_lag(lane, g)
+        await self._trim(stream, groups)
+
+    async def _trim(self, stream: str, groups: Sequence[Mapping[str, Any]]) -> None:
         """Drop the entries every group has processed: the stream must not grow for ever."""
         try:
-            await trim_processed(self._redis, self.cfg.stream, groups)
+            await trim_processed(self._redis, stream, groups)
         except (RedisError, OSError) as exc:
             logger.debug("stream not trimmed: %r", exc)
 
-    async def _set_lag(self, group_info: Mapping[str, Any]) -> None:
+    async def _set_lag(self, lane: _LaneStream, group_info: Mapping[str, Any]) -> None:
         """Redis' own `lag` (7+), else counted in Redis a little at a time (GroupLag)."""
         try:
-            lag = await self._lag.measure(group_info)
+            lag = await lane.lag.measure(group_info)
         except (RedisError, OSError) as exc:
             logger.debug("stream lag not read: %r", exc)
             return
         if lag is not None:
-            STREAM_LAG.labels(self.cfg.stream, self.cfg.group).set(lag)
+            STREAM_LAG.labels(lane.stream, self.cfg.group).set(lag)

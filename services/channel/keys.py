@@ -8,9 +8,18 @@ STREAM_PREFIX = "tocsin:stream:"
 DEAD_LETTER_MAXLEN = 10_000
 
 
-def stream(channel: str) -> str:
-    """The work stream of `channel`: `tocsin:stream:<channel>`."""
-    return f"{STREAM_PREFIX}{channel}"
+#: The lane (codec.Priority) whose stream keeps the channel's plain name: the least urgent, so
+#: that a writer that chooses no lane never goes ahead of an emergency.
+PLAIN_LANE = "bulk"
+
+
+def stream(channel: str, priority: str = PLAIN_LANE) -> str:
+    """The work stream of `channel`'s lane `priority` (codec.Priority): `tocsin:stream:<channel>`
+    for tests, exercises and API traffic (the bulk lane), `tocsin:stream:<channel>:emergency` and
+    `tocsin:stream:<channel>:general` for the lanes served before it."""
+    if priority == PLAIN_LANE:
+        return f"{STREAM_PREFIX}{channel}"
+    return f"{STREAM_PREFIX}{channel}:{priority}"
 
 
 def group(channel: str) -> str:

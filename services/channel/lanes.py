@@ -4,6 +4,10 @@ the sorted answer: record it, resubmit first, retry after a backoff, or record t
 A job holds a slot of the durability window from just before its delivery until its state is
 written: so at most that many recipients are at an operator without a durable trace, which bounds
 what a crash can make us send twice.
+
+Senders take the most urgent lane's work first (an emergency before general interest before tests,
+exercises and API traffic) and, within a lane, take turns between the owners (issuing entities)
+of the work, so that one municipality's large alert does not hold back another's (`FairQueue`).
 """
 
 from __future__ import annotations
@@ -11,13 +15,70 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Generic
 
+from services.channel.codec import PRIORITIES
 from services.channel.model import State
 from services.channel.ports import Channel, J, Sorted
 from services.channel.recorder import Recorder
 from services.channel.slots import Slots
+
+
+def raise_if_cancelling() -> None:
+    """Raise CancelledError if this task is being cancelled: redis-py may swallow the
+    cancellation of a command (or turn it into a ConnectionError), and a loop that goes on
+    would keep a worker being stopped waiting for it for ever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+class FairQueue(Generic[J]):
+    """Jobs by lane rank (`entry.rank`, most urgent first), and within a lane one job of each
+    owner (`entry.owner`) in turn; a job resubmitted `first` is its owner's next."""
+
+    def __init__(self) -> None:
+        #: Per rank: owner -> their jobs, in turn order (the owner served last is last).
+        self._ranks: list[dict[str, deque[J]]] = [{} for _ in PRIORITIES]
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def push(self, job: J, *, first: bool = False) -> None:
+        """Queue one job (`first`: before its owner's others)."""
+        owners = self._ranks[job.entry.rank]
+        jobs = owners.get(job.entry.owner)
+        if jobs is None:
+            jobs = owners[job.entry.owner] = deque()
+        if first:
+            jobs.appendleft(job)
+        else:
+            jobs.append(job)
+        self._len += 1
+
+    def extend(self, jobs: Iterable[J]) -> None:
+        """Queue jobs in their order."""
+        for job in jobs:
+            self.push(job)
+
+    def pop(self) -> J:
+        """The next job: the most urgent lane's, its next owner's (IndexError if none)."""
+        for owners in self._ranks:
+            if owners:
+                owner = next(iter(owners))
+                jobs = owners.pop(owner)
+                job = jobs.popleft()
+                if jobs:
+                    owners[owner] = jobs  # back in line, behind the other owners
+                self._len -= 1
+                return job
+        raise IndexError("pop from an empty FairQueue")
+
+    def more_urgent_than(self, rank: int) -> bool:
+        """Whether a job of a lane more urgent than `rank` is queued."""
+        return any(self._ranks[r] for r in range(rank))
 
 
 class Lane(Generic[J]):
@@ -45,7 +106,7 @@ class Lane(Generic[J]):
         self._verdict = verdict
         self._retry_min = retry_min_s
         self._retry_max = retry_max_s
-        self._queue: deque[J] = deque()
+        self._queue: FairQueue[J] = FairQueue()
         self._ready = asyncio.Event()
         #: Jobs waiting for a retry timer.
         self.waiting = 0
@@ -61,10 +122,7 @@ class Lane(Generic[J]):
         self._ready.set()
 
     def _again(self, job: J, *, first: bool = False) -> None:
-        if first:
-            self._queue.appendleft(job)
-        else:
-            self._queue.append(job)
+        self._queue.push(job, first=first)
         self._ready.set()
 
     def _later(self, job: J, delay: float) -> None:
@@ -86,15 +144,37 @@ class Lane(Generic[J]):
         while not self._queue:
             self._ready.clear()
             await self._ready.wait()
-        return self._queue.popleft()
+        return self._queue.pop()
+
+    async def _slot_for(self, job: J) -> J | None:
+        """Take a durability slot for `job`; if more urgent work came while it waited for the
+        slot, that work takes it (`job` goes back to the head of its owner's turn). None: what
+        remained was settled (cancelled, expired) meanwhile, and the slot is given back."""
+        await self._slots.acquire()
+        if not self._queue.more_urgent_than(job.entry.rank):
+            return job
+        self._queue.push(job, first=True)
+        while self._queue:
+            job = self._queue.pop()
+            if not self._settled_without_sending(job):
+                return job
+        self._slots.release()
+        return None
 
     async def _sender(self) -> None:
         channel, slots = self._channel, self._slots
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                # A cancellation swallowed inside `deliver` (a Redis call of the pacing): stop.
+                raise asyncio.CancelledError
             job = await self._next()
             if self._settled_without_sending(job):
                 continue
-            await slots.acquire()
+            taken = await self._slot_for(job)
+            if taken is None:
+                continue
+            job = taken
             sent_at = time.time()
             try:
                 answer = await channel.deliver(job)

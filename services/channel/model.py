@@ -33,6 +33,10 @@ class Entry:
     version: int
     expires: float
     remaining: int = 0
+    #: Rank of its lane (codec.Priority.rank: 0 is the most urgent), from the stream it was on.
+    rank: int = 1
+    #: Whose work it is within its lane (the entity, else the alert): senders take turns.
+    owner: str = ""
 
 
 @dataclass(slots=True, eq=False)

@@ -24,7 +24,8 @@ class ChannelSettings(ServiceSettings):
     read_count: int = Field(default=20, ge=1)
     # Milliseconds an XREADGROUP blocks waiting for work.
     read_block_ms: int = Field(default=200, ge=1)
-    # Recipients held in this process (read, not yet durable) before reading stops.
+    # Recipients of one lane held in this process (read, not yet durable) before that lane stops
+    # reading (each lane has this budget: an emergency is read whatever bulk work is in hand).
     max_in_flight: int = Field(default=20_000, ge=1)
     # Largest number of state changes written to PostgreSQL in one statement.
     write_batch: int = Field(default=5_000, ge=1)

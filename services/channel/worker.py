@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from services.channel import keys
+from services.channel.codec import PRIORITIES
 from services.channel.consumer import ConsumerConfig, StreamConsumer
 from services.channel.control import ControlCache
 from services.channel.lanes import Lane
@@ -81,7 +82,7 @@ class ChannelWorker(Generic[J]):
         }
         self.consumer = StreamConsumer(
             config=ConsumerConfig(
-                stream=keys.stream(channel.name),
+                streams={p: keys.stream(channel.name, p) for p in PRIORITIES},
                 group=keys.group(channel.name),
                 consumer=settings.consumer_name,
                 read_count=settings.read_count,

@@ -22,6 +22,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from services.channel import codec
+from services.channel import keys as channel_keys
 from services.kernel import keys
 from services.kernel.errors import InvalidArgument
 from services.targeting.metrics import RECIPIENTS_ENQUEUED, RESOLVE_SECONDS
@@ -73,6 +74,8 @@ class AlertMessage:
     expires: float
     sender: str
     texts: dict[str, str]
+    #: Issuing entity: the channels share a lane fairly between entities (codec.Header.entity).
+    entity: str = ""
 
 
 @dataclass
@@ -109,6 +112,11 @@ def validate_message(message: AlertMessage, channels: frozenset[Channel]) -> Non
 
 #: A stream entry to write: its channel, its fields, and its recipients per language.
 Entry = tuple[Channel, dict[str, str | bytes], Counter[str]]
+
+
+def work_stream(channel: Channel, kind: str) -> str:
+    """The channel's stream of the lane an alert of `kind` goes in (emergencies first)."""
+    return channel_keys.stream(channel.value, codec.priority_of(kind))
 
 
 class _Batcher:
@@ -151,6 +159,7 @@ class _Batcher:
                     expires=message.expires,
                     sender=message.sender,
                     texts=texts,
+                    entity=message.entity,
                 )
             )
         )
@@ -308,7 +317,7 @@ async def resolve(
             return False
         if writing is not None:
             await writing
-        writing = asyncio.create_task(_write(redis, entries, batcher.progress))
+        writing = asyncio.create_task(_write(redis, entries, batcher.progress, message.kind))
         if batcher.progress.batches == 0:
             # The first write is awaited: the first progress message means "messages are out".
             await writing
@@ -364,10 +373,11 @@ async def _write(
     redis: aioredis.Redis,
     entries: list[Entry],
     progress: Progress,
+    kind: str,
 ) -> None:
     pipe = redis.pipeline(transaction=False)
     for channel, fields, _ in entries:
-        pipe.xadd(channel.stream, fields)  # type: ignore[arg-type]
+        pipe.xadd(work_stream(channel, kind), fields)  # type: ignore[arg-type]
     await pipe.execute()
     for channel, _, per_lang in entries:
         for lang, n in per_lang.items():

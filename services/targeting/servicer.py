@@ -180,6 +180,7 @@ class TargetingServicer(targeting_pb2_grpc.TargetingServicer):
             expires=request.expires,
             sender=request.sender,
             texts=dict(request.texts),
+            entity=str(request.entity_id or ""),
         )
         async for progress in resolve(
             pool=self._pool,

@@ -24,6 +24,9 @@ from tocsin.targeting.v1 import targeting_pb2_grpc
 from services.alerting import admin
 from services.alerting.__main__ import build
 from services.alerting.settings import Settings
+from services.channel import codec
+from services.channel import keys as channel_keys
+from services.kernel import keys as shared_keys
 from services.kernel import load_settings, serve
 from services.targeting.servicer import TargetingServicer
 from stack.embedded import free_port
@@ -37,6 +40,7 @@ from tests.services.alerting.conftest import (
     login,
     spec,
 )
+from tests.services.channel import work as channel_work
 from tests.services.sms.conftest import (
     Smscs,
     StartSms,
@@ -156,6 +160,7 @@ async def platform(
         # Peers here are bare servicers on plaintext ports; tests/stack and tests/security run
         # the whole stack with mutual TLS.
         insecure_dev=True,
+        enabled_channels="sms,email",
     )
     # The documented bootstrap path: the first admin straight into PostgreSQL.
     await admin.bootstrap_admin(pg_pool, username="admin", password=PASSWORD)
@@ -185,8 +190,9 @@ async def platform(
                 tpb.RegisterSubscriberRequest(
                     subscriber=tpb.Subscriber(
                         phone=f"+32470{i:06d}",
+                        email=f"citizen{i}@gent.example",
                         language="nl",
-                        channels=[tpb.CHANNEL_SMS],
+                        channels=[tpb.CHANNEL_SMS, tpb.CHANNEL_EMAIL],
                         addresses=[
                             tpb.Address(
                                 kind=tpb.ADDRESS_KIND_HOME, lon=3.705 + i * 0.001, lat=51.055
@@ -294,3 +300,96 @@ async def test_update_reaches_the_same_phones_once_with_the_new_text(platform: P
     texts = platform.texts()
     assert sorted(texts) == sorted(f"32470{i:06d}" for i in range(CITIZENS))
     assert all(t == ["Gevaar geweken"] for t in texts.values())
+
+
+def sms_and_email() -> pb.AlertSpec:
+    """A Dutch emergency alert to the zone by SMS and e-mail."""
+    return spec(
+        kind=pb.ALERT_KIND_EMERGENCY,
+        zone=ZONE_INSIDE,
+        channels=(pb.CHANNEL_SMS, pb.CHANNEL_EMAIL),
+        languages=("nl",),
+    )
+
+
+async def send_that_stops_part_way(platform: Platform, redis: aioredis.Redis, alert_id: str) -> int:
+    """SendAlert while the e-mail lane's stream cannot be written (a key of another type in its
+    place): targeting's first write queues the SMS batches and fails on the e-mail ones. The SMS
+    recipients queued."""
+    blocked = channel_keys.stream("email", codec.Priority.EMERGENCY)
+    await redis.set(blocked, "not a stream")
+    mayor = platform.mayor
+    with pytest.raises(grpc.aio.AioRpcError):
+        await mayor.alerts.SendAlert(
+            pb.SendAlertRequest(alert_id=alert_id), metadata=mayor.metadata
+        )
+    await redis.delete(blocked)
+    sms = channel_keys.stream("sms", codec.Priority.EMERGENCY)
+    entries: Any = await redis.xrange(sms)
+    return sum(len(codec.decode(fields).to) for _, fields in entries)
+
+
+async def test_a_send_stopped_part_way_is_resumable_and_not_a_draft(
+    platform: Platform, redis_client: aioredis.Redis, pg_pool: asyncpg.Pool
+) -> None:
+    mayor = platform.mayor
+    draft = await platform.create(sms_and_email())
+    queued = await send_that_stops_part_way(platform, redis_client, draft.id)
+    stopped = await mayor.alerts.GetAlert(
+        pb.GetAlertRequest(alert_id=draft.id), metadata=mayor.metadata
+    )
+    assert 0 < queued < CITIZENS
+    # Never back to draft (its texts could be edited under the messages already queued).
+    assert stopped.state == pb.ALERT_STATE_SENDING
+
+    resumed = await mayor.alerts.SendAlert(
+        pb.SendAlertRequest(alert_id=draft.id), metadata=mayor.metadata
+    )
+    await platform.sms()
+
+    assert resumed.state == pb.ALERT_STATE_SENT
+    # The e-mail recipients wait for an e-mail service this platform does not run.
+    counts = await channel_work.wait_states(
+        pg_pool, channel="sms", alert=draft.id, total=CITIZENS, states=["delivered"]
+    )
+    assert counts == {"delivered": CITIZENS}
+    texts = platform.texts()
+    # Each phone once: the recipients queued before the failure are not sent twice.
+    assert sorted(texts) == sorted(f"32470{i:06d}" for i in range(CITIZENS))
+    assert all(len(t) == 1 for t in texts.values())
+    email = channel_keys.stream("email", codec.Priority.EMERGENCY)
+    assert await redis_client.xlen(email) > 0
+
+
+async def test_a_send_stopped_part_way_is_cancelled_and_nothing_queued_goes_out(
+    platform: Platform, redis_client: aioredis.Redis, pg_pool: asyncpg.Pool
+) -> None:
+    mayor = platform.mayor
+    draft = await platform.create(sms_and_email())
+    queued = await send_that_stops_part_way(platform, redis_client, draft.id)
+
+    cancelled = await mayor.alerts.CancelAlert(
+        pb.CancelAlertRequest(alert_id=draft.id), metadata=mayor.metadata
+    )
+    await platform.sms()
+
+    assert cancelled.state == pb.ALERT_STATE_CANCELLED
+    assert await redis_client.get(shared_keys.alert_cancelled(draft.id)) == b"1"
+    counts = await channel_work.wait_states(
+        pg_pool, channel="sms", alert=draft.id, total=queued, states=["cancelled"]
+    )
+    assert counts == {"cancelled": queued}
+    assert platform.texts() == {}
+
+
+async def test_cancelling_a_draft_sets_the_cancel_key(
+    platform: Platform, redis_client: aioredis.Redis
+) -> None:
+    mayor = platform.mayor
+    draft = await platform.create(sms_only())
+
+    await mayor.alerts.CancelAlert(
+        pb.CancelAlertRequest(alert_id=draft.id), metadata=mayor.metadata
+    )
+
+    assert await redis_client.get(shared_keys.alert_cancelled(draft.id)) == b"1"

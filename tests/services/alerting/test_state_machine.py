@@ -11,7 +11,7 @@ from services.alerting.model import State
 ALLOWED = {
     (State.DRAFT, State.SENDING),
     (State.DRAFT, State.CANCELLED),
-    (State.SENDING, State.DRAFT),
+    (State.SENDING, State.SENDING),
     (State.SENDING, State.SENT),
     (State.SENDING, State.CANCELLED),
     (State.SENDING, State.EXPIRED),

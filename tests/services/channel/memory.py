@@ -35,6 +35,9 @@ class Peer:
 
     def __init__(self, *, delay_s: float = 0.0) -> None:
         self.received: Counter[str] = Counter()
+        #: Addresses as they were taken, in order.
+        self.order: list[str] = []
+        self._took = asyncio.Event()
         self.busy: Counter[str] = Counter()
         self.refuse: set[str] = set()
         self.delay_s = delay_s
@@ -60,7 +63,19 @@ class Peer:
             self.busy[address] -= 1
             return "busy"
         self.received[address] += 1
+        self.order.append(address)
+        self._took.set()
         return "ok"
+
+    async def wait_taken(self, addresses: list[str]) -> None:
+        """Return once every one of `addresses` was taken."""
+        missing = {a for a in addresses if a not in self.received}
+        seen = len(self.order)
+        while missing:
+            self._took.clear()
+            await self._took.wait()
+            missing.difference_update(self.order[seen:])
+            seen = len(self.order)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):

@@ -22,19 +22,24 @@ async def add_work(
     version: int = 1,
     ttl_s: float = 600,
     per_entry: int = codec.ENTRY_SIZE,
+    kind: str = "test",
+    entity: str = "",
 ) -> None:
-    """Recipients (language `en`) onto `channel`'s stream, as targeting writes them."""
+    """Recipients (language `en`) onto the stream of `channel`'s lane for `kind`, as targeting
+    writes them."""
     header = codec.Header(
         alert=alert,
         version=version,
-        kind="test",
+        kind=kind,
         expires=time.time() + ttl_s,
         sender="BE-Alert",
         texts=texts,
+        entity=entity,
     )
+    stream = keys.stream(channel, codec.priority_of(kind))
     async with redis.pipeline(transaction=False) as pipe:
         for fields in codec.entries(header, [(a, "en") for a in to], size=per_entry):
-            pipe.xadd(keys.stream(channel), fields)  # type: ignore[arg-type]
+            pipe.xadd(stream, fields)  # type: ignore[arg-type]
         await pipe.execute()
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import grpc
 import pytest
 import redis.asyncio as aioredis
 from tocsin.sms.v1 import sms_pb2
 
+from services.channel import codec, keys
 from tests.services.sms.conftest import StartSms, StartSmscs, numbers, wait_outcomes
 
 
@@ -123,3 +126,19 @@ async def test_unknown_batch_is_not_found(smscs: StartSmscs, start_sms: StartSms
         await service.stub.GetBatch(sms_pb2.GetBatchRequest(batch_id="api:nothing"))
 
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_api_traffic_goes_in_the_bulk_lane_as_its_callers_own(
+    smscs: StartSmscs, start_sms: StartSms, redis_client: aioredis.Redis, pg_pool: asyncpg.Pool
+) -> None:
+    service = await start_sms(await smscs())
+
+    sent = await service.stub.SendBatch(
+        sms_pb2.SendBatchRequest(idempotency_key="lane-1", to=numbers(3), text="API message")
+    )
+    await wait_outcomes(pg_pool, alert=sent.batch_id, total=3, states=["delivered"])
+
+    bulk: Any = await redis_client.xrange(keys.stream("sms", codec.Priority.BULK))
+    assert [codec.decode(f).header.entity for _, f in bulk] == ["api:"]
+    for lane in (codec.Priority.EMERGENCY, codec.Priority.GENERAL):
+        assert await redis_client.xlen(keys.stream("sms", lane)) == 0
