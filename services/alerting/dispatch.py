@@ -112,6 +112,46 @@ class Dispatcher:
             resumed.append(alert.id)
         return resumed
 
+    async def repair_lost_redis(self) -> list[str]:
+        """If Redis lost its data, restore it from PostgreSQL, the truth; the ids of the alerts
+        whose audience was resolved again (none when Redis is intact).
+
+        Lost with it: the cancel and version keys (consumers would send cancelled or superseded
+        work) and the work streams' unread entries (their recipients would never be reached).
+        The keys are written back from the alerts' rows, then every sent alert's current
+        version is resolved again; the channels drop the recipients they already recorded, so
+        nobody gets a second message. The marker is set last: a repair cut short runs again.
+        """
+        if await self._redis.exists(keys.REDIS_MARKER):
+            return []
+        rows = await lifecycle.controlled(self._pool)
+        if rows:
+            logger.error(
+                "Redis lost its data: restoring the control keys of %d alerts from PostgreSQL",
+                len(rows),
+            )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for row in rows:
+                if State(row["state"]) is State.CANCELLED:
+                    pipe.set(keys.alert_cancelled(row["id"]), "1", ex=keys.ALERT_CONTROL_TTL_S)
+                else:
+                    pipe.set(
+                        keys.alert_version(row["id"]), row["version"], ex=keys.ALERT_CONTROL_TTL_S
+                    )
+            await pipe.execute()
+        resolved = []
+        for row in rows:
+            if State(row["state"]) is not State.SENT:
+                continue  # sending: resume_stale finishes it; complete: nothing left to send
+            alert = await store.fetch(self._pool, alert_id=row["id"])
+            if alert is None:
+                continue
+            logger.warning("resolving alert %s again: its queued work was lost", alert.id)
+            await self._resolve(alert, count=False)
+            resolved.append(alert.id)
+        await self._redis.set(keys.REDIS_MARKER, "1")
+        return resolved
+
     async def finish_update(self, alert: Alert, cap_xml: str) -> None:
         """Resolve the audience again with the new version's texts."""
         # Consumers drop unsent work of older versions from here on.
@@ -123,8 +163,9 @@ class Dispatcher:
         await self._broadcast(alert, cap_xml)
         ALERTS.labels(alert.spec.kind.value, "update").inc()
 
-    async def _resolve(self, alert: Alert) -> dict[Channel, int]:
-        """Resolve the audience of the alert's current version into the work streams."""
+    async def _resolve(self, alert: Alert, *, count: bool = True) -> dict[Channel, int]:
+        """Resolve the audience of the alert's current version into the work streams (`count`:
+        a first resolution of this version, counted in the metrics)."""
         spec = alert.spec
         channels = registered(spec)
         if not channels:
@@ -145,7 +186,8 @@ class Dispatcher:
             group_ids=spec.group_ids,
         )
         for channel, n in targeted.items():
-            ALERT_MESSAGES.labels(channel.value, "queued").inc(n)
+            if count:
+                ALERT_MESSAGES.labels(channel.value, "queued").inc(n)
         return targeted
 
     async def _broadcast(self, alert: Alert, cap_xml: str) -> None:

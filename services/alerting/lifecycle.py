@@ -204,6 +204,17 @@ async def to_settle(conn: Conn | Any) -> list[str]:
     return [r["id"] for r in rows]
 
 
+async def controlled(conn: Conn | Any) -> list[Any]:
+    """Alerts not expired whose control keys consumers consult: (id, state, version) of those
+    sending, sent, complete or cancelled (a draft has no work anywhere)."""
+    rows: list[Any] = await conn.fetch(
+        "SELECT id::text AS id, state, version FROM alerts WHERE expires_at > now()"
+        f" AND state IN ('{State.SENDING}', '{State.SENT}', '{State.COMPLETE}',"
+        f" '{State.CANCELLED}')"
+    )
+    return rows
+
+
 async def live(conn: Conn | Any) -> list[Any]:
     """Alerts still dispatching (sending or sent): kind, targeted and progress of each."""
     rows: list[Any] = await conn.fetch(

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 
 import asyncpg
+from redis.exceptions import RedisError
 
 from services.alerting import counters, ledger, lifecycle, store
 from services.alerting.dispatch import Dispatcher, now_utc
@@ -269,6 +270,7 @@ async def run_settler(
         group.create_task(_settle_progressed(pool, deliveries=deliveries), name="settle-moved")
         while True:
             try:
+                await dispatcher.repair_lost_redis()
                 await dispatcher.resume_stale(older_than=stale_after)
                 await settle_live(pool, deliveries=deliveries)
             except _TRANSIENT as exc:
@@ -276,7 +278,13 @@ async def run_settler(
             await asyncio.sleep(interval)
 
 
-_TRANSIENT = (ServiceError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_TRANSIENT = (
+    ServiceError,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    RedisError,
+)
 
 
 async def _settle_progressed(pool: asyncpg.Pool, *, deliveries: Deliveries) -> None:

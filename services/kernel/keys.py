@@ -19,6 +19,12 @@ EMAIL_GROUP = "email"
 ALERT_CONTROL_TTL_S = 7 * 24 * 3600
 
 
+#: Set by alerting once it knows this Redis holds every live alert's control keys and work: a
+#: Redis that lost its data (restarted empty, flushed, failed over to an empty replica) lacks it,
+#: and alerting then restores both from PostgreSQL (services/alerting/dispatch.py).
+REDIS_MARKER = "tocsin:redis:intact"
+
+
 def alert_cancelled(alert: str) -> str:
     """Key set to "1" when an alert is cancelled."""
     return f"tocsin:alert:{alert}:cancelled"

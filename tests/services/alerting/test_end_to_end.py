@@ -393,3 +393,43 @@ async def test_cancelling_a_draft_sets_the_cancel_key(
     )
 
     assert await redis_client.get(shared_keys.alert_cancelled(draft.id)) == b"1"
+
+
+async def wait_for_repair(redis: aioredis.Redis) -> None:
+    """Until the settler (every 0.2 s here) has noticed the lost data and repaired it."""
+    async with asyncio.timeout(30):
+        while not await redis.exists(shared_keys.REDIS_MARKER):  # noqa: ASYNC110 - another process
+            await asyncio.sleep(0.05)
+
+
+async def test_work_lost_with_redis_data_is_resolved_again_from_postgresql(
+    platform: Platform, redis_client: aioredis.Redis
+) -> None:
+    mayor = platform.mayor
+    sent = await platform.create(sms_only(pb.ALERT_KIND_EMERGENCY))
+    await mayor.alerts.SendAlert(pb.SendAlertRequest(alert_id=sent.id), metadata=mayor.metadata)
+    cancelled = await platform.create(sms_only(pb.ALERT_KIND_EMERGENCY))
+    await mayor.alerts.SendAlert(
+        pb.SendAlertRequest(alert_id=cancelled.id), metadata=mayor.metadata
+    )
+    await mayor.alerts.CancelAlert(
+        pb.CancelAlertRequest(alert_id=cancelled.id), metadata=mayor.metadata
+    )
+    await wait_for_repair(redis_client)  # the first check, on this test's fresh Redis
+    stream = channel_keys.stream("sms", codec.Priority.EMERGENCY)
+    assert await redis_client.xlen(stream) > 0
+
+    # Redis restarted empty before any SMS service read the stream: the work and the control
+    # keys are gone.
+    await redis_client.flushdb()
+    await wait_for_repair(redis_client)
+
+    assert await redis_client.get(shared_keys.alert_cancelled(cancelled.id)) == b"1"
+    assert await redis_client.get(shared_keys.alert_version(sent.id)) == b"1"
+    await platform.sms()
+    seen = await platform.watch(sent.id)
+    assert seen[-1].state == pb.ALERT_STATE_COMPLETE
+    texts = platform.texts()
+    # Every phone reached once, by the sent alert only: the cancelled one stays cancelled.
+    assert sorted(texts) == sorted(f"32470{i:06d}" for i in range(CITIZENS))
+    assert all(len(t) == 1 for t in texts.values())
