@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from services.channel import keys as channel_keys
+from services.channel.codec import PRIORITIES
 from services.kernel import keys
 from tests.charts.conftest import (
     PRODUCTION_VALUES,
@@ -127,13 +129,17 @@ def test_stream_consumers_scale_on_their_stream_with_keda_in_production(
 ) -> None:
     scaled = by_kind(production_manifests, "ScaledObject")[f"tocsin-{service}"]
     assert scaled["spec"]["scaleTargetRef"]["name"] == f"tocsin-{service}"
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "redis-streams"
-    # The stream and group the service really consumes (services/kernel/keys.py).
-    stream = getattr(keys, f"{service.upper()}_STREAM")
-    assert trigger["metadata"]["stream"] == stream
-    assert trigger["metadata"]["consumerGroup"] == getattr(keys, f"{service.upper()}_GROUP")
-    assert trigger["authenticationRef"] == {"name": "tocsin-redis"}
+    triggers = scaled["spec"]["triggers"]
+    # The streams and group the service really consumes: one stream per lane
+    # (services/channel/keys.py), the bulk one keeping the plain name of services/kernel/keys.py.
+    assert getattr(keys, f"{service.upper()}_STREAM") == channel_keys.stream(service)
+    assert sorted(t["metadata"]["stream"] for t in triggers) == sorted(
+        channel_keys.stream(service, p) for p in PRIORITIES
+    )
+    for trigger in triggers:
+        assert trigger["type"] == "redis-streams"
+        assert trigger["metadata"]["consumerGroup"] == getattr(keys, f"{service.upper()}_GROUP")
+        assert trigger["authenticationRef"] == {"name": "tocsin-redis"}
     # KEDA owns the HPA and the replica count.
     assert f"tocsin-{service}" not in by_kind(production_manifests, "HorizontalPodAutoscaler")
     assert "replicas" not in component(production_manifests, "Deployment", service)["spec"]
