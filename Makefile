@@ -43,8 +43,11 @@ typecheck: setup
 contracts: setup
 	$(BIN)/lint-imports
 
+# The checkout's own temporary folder: sessions of other checkouts on the same machine share
+# /tmp/pytest-of-<user>, and a new session there deletes the folders (embedded PostgreSQL's data
+# among them) of sessions still running.
 pytest: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --basetemp=$(CURDIR)/var/pytest $(PYTEST_ARGS)
 
 test: lint typecheck contracts pytest
 
