@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,6 +11,7 @@ from typing import Any, ClassVar
 from pydantic import Field, PrivateAttr, model_validator
 
 from services.channel.settings import ChannelSettings
+from services.kernel.operators import load_operators
 
 #: Belgian mobile ranges by the operator that holds them (national number prefixes after +32).
 DEFAULT_ROUTES = "proximus=3247,3246;orange=3249;base=3248,32456"
@@ -180,27 +180,25 @@ class Settings(ChannelSettings):
 
     def _from_file(self) -> list[OperatorSpec]:
         assert self.operators_file is not None
-        data = tomllib.loads(self.operators_file.read_text(encoding="utf-8"))
         ops: list[OperatorSpec] = []
-        for name, op in data.get("operators", {}).items():
-            system_id, password = self.account(name)
+        for op in load_operators(self.operators_file):
+            system_id, password = self.account(op.name)
             binds = tuple(
                 BindSpec(
-                    str(b.get("name", f"{name}-{i}")),
-                    str(b.get("host", "127.0.0.1")),
-                    int(b["port"]),
+                    str(b.extra.get("name", f"{op.name}-{i}")),
+                    b.host,
+                    b.port,
                     *_account_or_fail(
-                        name,
-                        str(b.get("host", "127.0.0.1")),
-                        str(b.get("system_id", system_id)),
-                        str(b.get("password", password)),
+                        op.name,
+                        b.host,
+                        str(b.extra.get("system_id", system_id)),
+                        str(b.extra.get("password", password)),
                     ),
-                    int(b.get("window", self.window)),
+                    int(b.extra.get("window", self.window)),
                 )
-                for i, b in enumerate(op.get("binds", []))
+                for i, b in enumerate(op.binds)
             )
             if not binds:
-                raise ValueError(f"operator {name!r} has no binds")
-            prefixes = tuple(str(p).removeprefix("+") for p in op.get("prefixes", []))
-            ops.append(OperatorSpec(name, binds, prefixes))
+                raise ValueError(f"operator {op.name!r} has no binds")
+            ops.append(OperatorSpec(op.name, binds, op.prefixes))
         return ops
