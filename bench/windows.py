@@ -37,3 +37,11 @@ def per_window(times: Iterable[float], *, origin: float, width: float = 1.0) -> 
     if not counts:
         return []
     return [counts.get(k, 0) for k in range(min(counts), max(counts) + 1)]
+
+
+def rate_share(times: Iterable[float], rate: float) -> float:
+    """The rate kept, as a share of `rate`: events after the first, over first to last."""
+    ordered = sorted(times)
+    if len(ordered) < 2 or ordered[-1] <= ordered[0] or rate <= 0:
+        return 0.0
+    return (len(ordered) - 1) / (ordered[-1] - ordered[0]) / rate

@@ -2,10 +2,13 @@
 # injected one after another; figures in bench/results/faults.json.
 #   make bench-faults                     # 200,000 SMS, 60 s faults
 #   make bench-faults FAULTS_N=20000 FAULT_S=5   # a short run
+#   make bench-faults FAULTS="redis_lost"        # chosen faults (bench/faults.py FAULTS)
 FAULTS_N ?=
 FAULT_S ?=
+FAULTS ?=
 
 .PHONY: bench-faults
 
 bench-faults: setup
-	$(PY) -m bench.faults $(if $(FAULTS_N),--n $(FAULTS_N)) $(if $(FAULT_S),--fault-s $(FAULT_S))
+	$(PY) -m bench.faults $(if $(FAULTS_N),--n $(FAULTS_N)) $(if $(FAULT_S),--fault-s $(FAULT_S)) \
+		$(if $(FAULTS),--faults $(FAULTS))

@@ -28,6 +28,16 @@ RULES = PREFIX + "rules"
 #: Sorted set: replica id -> Redis time (microseconds) of its last heartbeat.
 REPLICAS = PREFIX + "replicas"
 
+
+def replicas_key(group: str) -> str:
+    """The heartbeat set of one group of replicas (the processes that share buckets: one service).
+
+    Limiters of other services on the same Redis (voice's calls-per-second buckets beside SMS's
+    operator buckets) are not counted as replicas of each other: they never take the same bucket.
+    """
+    return REPLICAS if not group else f"{REPLICAS}:{group}"
+
+
 #: A replica that has not sent a heartbeat for this long no longer counts.
 REPLICA_TTL_SECONDS = 5.0
 

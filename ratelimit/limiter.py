@@ -8,7 +8,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +22,7 @@ from ratelimit.config import Rules, RulesError
 from ratelimit.fallback import LocalBuckets
 from ratelimit.model import Answer, BucketSpec
 from ratelimit.redis import RedisUnavailableError, ScriptDriver
+from ratelimit.window import DEFAULT_MARGIN, SendLog, window_limit
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ MIN_RETRY_SECONDS = 0.001
 #: milliseconds from a time read at the start of its loop iteration, so it often wakes up to a
 #: millisecond early; a shorter remainder would round to no sleep at all and spin.
 EARLY_WAKE_SECONDS = 0.0005
+
+#: A token sent more than this after its slot counts as caught up (Lease.caught_up).
+SLOT_LATE_SECONDS = 0.002
 
 #: The clock of lease slots: CLOCK_MONOTONIC, which asyncio's loop.time() reads too. Read here
 #: rather than through the loop because uvloop's loop.time() only has millisecond resolution.
@@ -54,8 +58,18 @@ class LimiterSettings:
     heartbeat_interval: float = 1.0
     #: This replica's id in the heartbeat set.
     replica_id: str = field(default_factory=_new_replica_id)
-    #: Seconds a token's slot may already be past and the token still be sent; a later one is
-    #: forfeited (when the buckets' capacity exceeds the lease, the burst it allows is added).
+    #: The group whose live replicas share this limiter's buckets (the service's name): the
+    #: fallback's share and the catch-up rule count only these (keys.replicas_key).
+    replica_group: str = ""
+    #: Whether a sender late for its slots sends the overdue tokens as soon as every bucket's
+    #: send window allows (True), or forfeits slots more than `slot_tolerance` past (False).
+    catch_up: bool = True
+    #: Seconds a send window spans beyond one second: the jitter between a send recorded here and
+    #: its count at the SMSC that a full window still tolerates (docs/ratelimit.md).
+    window_margin: float = DEFAULT_MARGIN
+    #: Without catch-up: seconds a token's slot may already be past and the token still be sent;
+    #: a later one is forfeited (when the buckets' capacity exceeds the lease, the burst it
+    #: allows is added).
     slot_tolerance: float = 0.002
 
 
@@ -66,10 +80,13 @@ class LeaseExhaustedError(RuntimeError):
 class Lease:
     """Tokens granted together; `take()` hands them out evenly spaced at the tightest bucket's rate.
 
-    Token `i` has the slot `start + i * interval`. A slot already more than `slack` seconds in the
-    past when a caller reaches it is forfeited: skipped and counted, never sent late. Overdue tokens
-    sent together would land in the next second on top of that second's own, so a late sender
-    under-sends instead of catching up.
+    Token `i` has the slot `start + i * interval`, and is sent at its slot or, when the sender is
+    late, as soon as each send window in `windows` (a bucket's `SendLog` and the most sends it may
+    hold) allows: overdue tokens are caught up without any window holding more than its limit. A
+    slot already more than `slack` seconds in the past when a caller reaches it is forfeited:
+    skipped and counted, never sent (`slack` is unbounded when the limiter catches up).
+    `clock` and `sleep` are the process' (time.monotonic, asyncio.sleep) unless a test drives the
+    lease on a clock of its own.
     """
 
     def __init__(
@@ -81,6 +98,9 @@ class Lease:
         start: float,
         slack: float = math.inf,
         forfeit_counters: Sequence[Counter] = (),
+        windows: Sequence[tuple[SendLog, int]] = (),
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         #: The buckets the tokens came from.
         self.buckets = buckets
@@ -96,7 +116,13 @@ class Lease:
         self.taken = 0
         #: Slots forfeited because nobody took them in time.
         self.forfeited = 0
+        #: Tokens sent more than SLOT_LATE_SECONDS after their slot: caught up, not forfeited.
+        self.caught_up = 0
         self._counters = tuple(forfeit_counters)
+        self._windows = tuple(windows)
+        self._gate = asyncio.Lock()
+        self._clock = clock or _clock
+        self._sleep = sleep or asyncio.sleep
 
     @property
     def remaining(self) -> int:
@@ -121,8 +147,9 @@ class Lease:
     async def _take(self) -> int | None:
         if self.taken >= self.granted:
             raise LeaseExhaustedError(f"all {self.granted} tokens of this lease are taken")
+        clock, sleep = self._clock, self._sleep
         while self.taken < self.granted:
-            now = _clock()
+            now = clock()
             if now - (self.start + self.taken * self.interval) > self.slack:
                 # Every slot already past the slack is forfeited at once, however many there are.
                 usable = math.ceil((now - self.slack - self.start) / self.interval)
@@ -130,19 +157,49 @@ class Lease:
                 self.taken += skipped
                 self._forfeit(skipped)
                 continue
+            # Claimed before sleeping, so that concurrent callers each wait for a slot of their own.
             slot = self.taken
             self.taken += 1
             due = self.start + slot * self.interval
             if due > now:
-                await asyncio.sleep(due - now)
-                now = _clock()
+                await sleep(due - now)
+                now = clock()
                 while due - now > EARLY_WAKE_SECONDS:  # woke early (uvloop): sleep the rest
-                    await asyncio.sleep(due - now)
-                    now = _clock()
-            if now - due <= self.slack:
+                    await sleep(due - now)
+                    now = clock()
+            if self._windows:
+                # One caller at a time waits for the windows, in the order they came: the others
+                # queue without waking up at every send that a full window lets through.
+                async with self._gate:
+                    now = await self._window_open(now)
+                    if now - due <= self.slack:
+                        self._send(now, due)
+                        return slot
+            elif now - due <= self.slack:
+                self._send(now, due)
                 return slot
             self._forfeit(1)  # woke too late (the event loop was busy): this slot is lost too
         return None
+
+    async def _window_open(self, now: float) -> float:
+        """Wait until one more send fits every send window; return the time it does.
+
+        No await lies between the last look and the caller's record, so concurrent callers
+        never overfill a window; a wake-up even slightly early looks again.
+        """
+        windows = self._windows
+        while True:
+            at = max(log.free_at(now, limit) for log, limit in windows)
+            if at <= now:
+                return now
+            await self._sleep(at - now)
+            now = self._clock()
+
+    def _send(self, now: float, due: float) -> None:
+        if now - due > SLOT_LATE_SECONDS:
+            self.caught_up += 1
+        for log, _ in self._windows:
+            log.record(now)
 
     def _forfeit(self, tokens: int) -> None:
         self.forfeited += tokens
@@ -170,6 +227,10 @@ class Limiter:
         self._pipelines: dict[tuple[str, ...], asyncio.Lock] = {}
         #: bucket -> clock time at which the last lease of this process on it is paced out.
         self._paced_until: dict[str, float] = {}
+        #: bucket -> the sends of this process on it over the last window (what catch-up may use).
+        self._sent: dict[str, SendLog] = {}
+        #: bucket -> its configured rate (before the headroom) under the rules in force.
+        self._configured: dict[str, float] = {}
         self._redis_clock = RedisClock()
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -225,7 +286,9 @@ class Limiter:
                 await self._heartbeat
             self._heartbeat = None
             with contextlib.suppress(RedisUnavailableError):
-                await self._driver.leave(self._settings.replica_id)
+                await self._driver.leave(
+                    self._settings.replica_id, group=self._settings.replica_group
+                )
 
     async def __aenter__(self) -> Limiter:
         await self.start()
@@ -295,7 +358,31 @@ class Limiter:
             start=start,
             slack=slack,
             forfeit_counters=[metrics.TOKENS_FORFEITED.labels(bucket=name) for name in names],
+            windows=self._windows(specs, want, share),
         )
+
+    def _windows(
+        self, specs: Sequence[BucketSpec], n: int, share: int
+    ) -> list[tuple[SendLog, int]]:
+        """Each bucket's send log and the most sends one window of it may hold: floor(rate) at
+        the configured rate (a share of it on the fallback), plus the burst the rules allow.
+
+        No window for a bucket whose burst holds the whole lease (wide-open rules): catching up
+        could not send more at once than the rules allow, and a log of a huge rate would be large.
+        """
+        width = 1.0 + self._settings.window_margin
+        found = []
+        for spec in specs:
+            capacity = spec.capacity / share
+            burst = max(0.0, capacity - max(n, min(capacity, self._rules.lease)))
+            if burst >= n:
+                continue
+            log = self._sent.get(spec.name)
+            if log is None or log.width != width:
+                log = self._sent[spec.name] = SendLog(width)
+            rate = self._configured.get(spec.name, spec.rate)
+            found.append((log, window_limit(rate / share, burst)))
+        return found
 
     def _tile(
         self, specs: Sequence[BucketSpec], n: int, start: float, share: int
@@ -327,12 +414,20 @@ class Limiter:
         if len(self._paced_until) > 1000:
             now = _clock()
             self._paced_until = {k: v for k, v in self._paced_until.items() if v > now}
+            self._sent = {k: v for k, v in self._sent.items() if v.last + v.width > now}
         for spec in specs:
             end = start + n * share / spec.rate
             self._paced_until[spec.name] = max(self._paced_until.get(spec.name, end), end)
-        if burst_tokens >= n:
+        if burst_tokens >= n or self._catches_up():
             return start, math.inf
         return start, max(self._settings.slot_tolerance, burst_seconds)
+
+    def _catches_up(self) -> bool:
+        """Whether late slots are sent as the send windows allow rather than forfeited: only
+        while this is the one live limiter on its Redis (on the fallback too: then its share is
+        the whole rate), since the windows count this process' sends alone and another
+        replica's would be on top of a catch-up (docs/ratelimit.md)."""
+        return self._settings.catch_up and self.replicas <= 1
 
     def _spec(self, name: str) -> BucketSpec:
         spec = self._specs.get(name)
@@ -341,6 +436,7 @@ class Limiter:
             # Granted and paced below the configured rate by the headroom (docs/ratelimit.md).
             spec = BucketSpec(name, self._rules.paced(rule), rule.capacity)
             self._specs[name] = spec
+            self._configured[name] = rule.rate
             metrics.RATE.labels(bucket=name).set(rule.rate)
             # Exported from the first lease on, so "not in fallback" is a 0, not a missing series.
             metrics.FALLBACK.labels(bucket=name).set(1 if self.in_fallback else 0)
@@ -436,7 +532,9 @@ class Limiter:
         """Heartbeat now: count the live replicas and pick up rules published since."""
         try:
             count, version = await self._driver.heartbeat(
-                self._settings.replica_id, ttl=keys.REPLICA_TTL_SECONDS
+                self._settings.replica_id,
+                ttl=keys.REPLICA_TTL_SECONDS,
+                group=self._settings.replica_group,
             )
         except RedisUnavailableError as exc:
             logger.debug("rate limiter: heartbeat failed: %s", exc)

@@ -93,15 +93,17 @@ class ScriptDriver:
             clock=now_us / 1e6,
         )
 
-    async def heartbeat(self, replica: str, *, ttl: float) -> tuple[int, int]:
-        """Mark `replica` alive now; return (live replicas, published rules version)."""
-        reply = await self._run([keys.META, keys.REPLICAS], ["heartbeat", replica, _micros(ttl)])
+    async def heartbeat(self, replica: str, *, ttl: float, group: str = "") -> tuple[int, int]:
+        """Mark `replica` alive in its group; return (live replicas, published rules version)."""
+        reply = await self._run(
+            [keys.META, keys.replicas_key(group)], ["heartbeat", replica, _micros(ttl)]
+        )
         return int(reply[0]), int(reply[1])
 
-    async def leave(self, replica: str) -> None:
-        """Take `replica` out of the live set at a clean shutdown."""
+    async def leave(self, replica: str, *, group: str = "") -> None:
+        """Take `replica` out of its group's live set at a clean shutdown."""
         async with self._bounded():
-            await self.redis.zrem(keys.REPLICAS, replica)
+            await self.redis.zrem(keys.replicas_key(group), replica)
 
     async def published_rules(self) -> str | None:
         """Return the rules text published in Redis, or None when the file's rules apply."""

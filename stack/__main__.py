@@ -181,8 +181,9 @@ def _processes(values: list[str]) -> dict[str, int]:
 
 
 def _shift(address: str, offset: int) -> str:
-    host, _, port = address.rpartition(":")
-    return f"{host}:{int(port) + offset}" if port.isdigit() else address
+    """`host:port` with the port moved; any other value (a number of seconds) as it is."""
+    host, colon, port = address.rpartition(":")
+    return f"{host}:{int(port) + offset}" if colon and port.isdigit() else address
 
 
 def migrate(_args: argparse.Namespace) -> int:

@@ -25,19 +25,24 @@ import grpc
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
+from tocsin.targeting.v1 import targeting_pb2
 
 from services.kernel.tls import connect
-from stack import demo_infoline, pki, seed
+from stack import demo_infoline, demo_national, pki, seed
 from stack.services import SERVICES
 
 logger = logging.getLogger(__name__)
 
 #: Subscribers the demo zone should hold.
 DEMO_SUBSCRIBERS = 3000
+#: Of whom this many more are reached by a voice call on their landline (voice only).
+DEMO_VOICE_SUBSCRIBERS = 40
 #: The whole demo ends within this many seconds, however it goes.
 DEMO_TIMEOUT_S = 120.0
 #: Printed first on the outcome line (tests/stack/test_demo.py reads it).
 OUTCOME = "demo: outcome"
+#: Printed first on the voice calls' line (tests/stack/test_demo.py reads it).
+CALLS = "demo: calls"
 
 ADMIN = "demo-admin"
 ISSUER = "demo-issuer-gent"
@@ -56,6 +61,10 @@ class Outcome:
     failed: int
     units: int
     elapsed_s: float
+    #: Voice calls: recipients, answered (one unit each), failed after their attempts.
+    calls: int = 0
+    answered: int = 0
+    calls_failed: int = 0
 
 
 def run_demo(*, alerting: str, var: Path) -> None:
@@ -82,6 +91,10 @@ def run_demo(*, alerting: str, var: Path) -> None:
         f"{OUTCOME}: targeted {outcome.targeted}, delivered {outcome.delivered},"
         f" failed {outcome.failed}, units charged {outcome.units},"
         f" elapsed {outcome.elapsed_s:.1f} s"
+    )
+    console.print(
+        f"{CALLS}: targeted {outcome.calls}, answered {outcome.answered},"
+        f" failed {outcome.calls_failed}"
     )
 
 
@@ -163,6 +176,7 @@ async def _population(alerting_address: str, var: Path, entity_id: int, console:
 async def _register(
     targeting: grpc.aio.Channel, counting: grpc.aio.Channel, entity_id: int, console: Console
 ) -> None:
+    await _register_voice(targeting, counting, entity_id, console)
     have = await seed.audience(counting, entity_id=entity_id, place=seed.GENT)
     if have >= DEMO_SUBSCRIBERS:
         console.print(f"demo: {have} subscribers in the zone already")
@@ -176,6 +190,27 @@ async def _register(
             first=have,
             progress=lambda n: bar.advance(task, n),
         )
+
+
+async def _register_voice(
+    targeting: grpc.aio.Channel, counting: grpc.aio.Channel, entity_id: int, console: Console
+) -> None:
+    """Landline subscribers reached by voice, those the zone still lacks."""
+    have = await seed.audience(
+        counting, entity_id=entity_id, place=seed.GENT, of=targeting_pb2.CHANNEL_VOICE
+    )
+    if have >= DEMO_VOICE_SUBSCRIBERS:
+        return
+    await seed.register_subscribers(
+        targeting,
+        place=seed.GENT,
+        count=DEMO_VOICE_SUBSCRIBERS - have,
+        first=have,
+        seed=11,
+        channels=(targeting_pb2.CHANNEL_VOICE,),
+        number=seed.landline,
+    )
+    console.print(f"demo: {DEMO_VOICE_SUBSCRIBERS - have} landline subscribers reached by voice")
 
 
 def _bar(console: Console) -> Progress:
@@ -196,10 +231,16 @@ def _print_preview(preview: alerting_pb2.PreviewAlertResponse, console: Console)
         for a in preview.audiences
         if a.channel == alerting_pb2.CHANNEL_SMS
     )
+    calls = ", ".join(
+        f"{a.language} {a.recipients}"
+        for a in preview.audiences
+        if a.channel == alerting_pb2.CHANNEL_VOICE
+    )
     console.print(
         f"demo: preview: SMS to {parts or 'nobody'}; {preview.estimated_units} units,"
         f" EUR {preview.estimated_cost_cents / 100:.2f} excl. VAT"
     )
+    console.print(f"demo: preview: voice calls to {calls or 'nobody'}")
 
 
 async def _demo(alerting: str, var: Path, console: Console) -> Outcome:
@@ -208,6 +249,7 @@ async def _demo(alerting: str, var: Path, console: Console) -> Outcome:
         await _population(alerting, var, entity_id, console)
         stub = alerting_pb2_grpc.AlertingServiceStub(channel)
         spec = seed.alert_spec(place=seed.GENT, headline="Test of the BE-Alert demo")
+        spec.channels.append(alerting_pb2.CHANNEL_VOICE)  # the landline subscribers' calls
         alert = await seed.create_alert(channel, issuer, spec=spec, key=f"demo-{uuid.uuid4()}")
         preview = await stub.PreviewAlert(
             alerting_pb2.PreviewAlertRequest(alert_id=alert.id),
@@ -223,8 +265,10 @@ async def _demo(alerting: str, var: Path, console: Console) -> Outcome:
         )
         console.print(f"demo: alert {alert.id} sent; watching it")
         last = alerting_pb2.ChannelProgress(channel=alerting_pb2.CHANNEL_SMS)
+        voice = alerting_pb2.ChannelProgress(channel=alerting_pb2.CHANNEL_VOICE)
         with _bar(console) as bar:
             task = bar.add_task("SMS", total=None, detail="")
+            calls = bar.add_task("calls", total=None, detail="")
             async for progress in seed.watch(
                 channel, issuer, alert_id=alert.id, timeout=DEMO_TIMEOUT_S
             ):
@@ -235,6 +279,13 @@ async def _demo(alerting: str, var: Path, console: Console) -> Outcome:
                     completed=last.delivered + last.failed,
                     detail=f"sent {last.submitted}, delivered {last.delivered},"
                     f" failed {last.failed}",
+                )
+                voice = seed.channel_progress(progress, alerting_pb2.CHANNEL_VOICE)
+                bar.update(
+                    calls,
+                    total=voice.targeted or None,
+                    completed=voice.delivered + voice.failed,
+                    detail=f"answered {voice.delivered}, failed {voice.failed}",
                 )
         final = await stub.GetAlert(
             alerting_pb2.GetAlertRequest(alert_id=alert.id),
@@ -254,10 +305,22 @@ async def _demo(alerting: str, var: Path, console: Console) -> Outcome:
             alert_id=alert.id,
             console=console,
         )
+        # A test on cell broadcast (identifier 4380) and LB-SMS: the national crisis centre's.
+        await demo_national.show(
+            channel,
+            admin=seed.bearer(
+                await seed.login(channel, username=ADMIN, password=_credentials(var)[ADMIN])
+            ),
+            var=var,
+            console=console,
+        )
         return Outcome(
             targeted=last.targeted,
             delivered=last.delivered,
             failed=last.failed,
             units=charged,
             elapsed_s=time.monotonic() - started,
+            calls=voice.targeted,
+            answered=voice.delivered,
+            calls_failed=voice.failed,
         )

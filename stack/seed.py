@@ -102,6 +102,11 @@ def phone(index: int, *, block: int = 0) -> str:
     return f"+32{prefix}{block % 10}{index:06d}"
 
 
+def landline(index: int) -> str:
+    """A distinct Gent landline number (+32 9) per index, for citizens reached by voice."""
+    return f"+3292{index:06d}"
+
+
 async def bootstrap_admin(*, database_url: str, username: str, password: str) -> bool:
     """Create the first admin with the alerting CLI (audited); False when one exists already."""
     proc = await asyncio.create_subprocess_exec(
@@ -194,18 +199,24 @@ async def ensure_issuer(
     )
 
 
-async def audience(channel: grpc.aio.Channel, *, entity_id: int, place: Place) -> int:
-    """SMS recipients targeting counts in the place's zone."""
+async def audience(
+    channel: grpc.aio.Channel,
+    *,
+    entity_id: int,
+    place: Place,
+    of: int = targeting_pb2.CHANNEL_SMS,
+) -> int:
+    """Recipients of one channel (SMS unless `of` says) targeting counts in the place's zone."""
     stub = targeting_pb2_grpc.TargetingStub(channel)
     reply = await stub.Preview(
         targeting_pb2.PreviewRequest(
             entity_id=entity_id,
             zone=targeting_pb2.Zone(geojson=place.zone_geojson()),
-            channels=[targeting_pb2.CHANNEL_SMS],
+            channels=[of],  # type: ignore[list-item]
         ),
         timeout=CALL_TIMEOUT_S,
     )
-    return sum(c.recipients for c in reply.channels if c.channel == targeting_pb2.CHANNEL_SMS)
+    return sum(c.recipients for c in reply.channels if c.channel == of)
 
 
 async def register_subscribers(
@@ -219,8 +230,11 @@ async def register_subscribers(
     concurrency: int = 32,
     languages: Sequence[str] = ("nl", "nl", "nl", "fr", "en"),
     progress: Callable[[int], None] = lambda _: None,
+    channels: Sequence[int] = (targeting_pb2.CHANNEL_SMS,),
+    number: Callable[[int], str] | None = None,
 ) -> None:
-    """Register `count` subscribers (SMS only) at home inside the place's zone."""
+    """Register `count` subscribers (SMS only, unless `channels` says) at home inside the place's
+    zone; `number` gives the i-th one's phone (the operators' mobiles by default)."""
     stub = targeting_pb2_grpc.TargetingStub(channel)
     rng = random.Random(seed)
     points = [place.random_point(rng) for _ in range(first + count)][first:]
@@ -236,9 +250,9 @@ async def register_subscribers(
             await stub.RegisterSubscriber(
                 targeting_pb2.RegisterSubscriberRequest(
                     subscriber=targeting_pb2.Subscriber(
-                        phone=phone(first + i, block=block),
+                        phone=(number or (lambda n: phone(n, block=block)))(first + i),
                         language=langs[i],
-                        channels=[targeting_pb2.CHANNEL_SMS],
+                        channels=channels,  # type: ignore[arg-type]
                         addresses=[
                             targeting_pb2.Address(
                                 kind=targeting_pb2.ADDRESS_KIND_HOME, lon=lon, lat=lat
@@ -341,10 +355,17 @@ async def watch(
 
 def sms_progress(progress: alerting_pb2.AlertProgress) -> alerting_pb2.ChannelProgress:
     """The SMS channel's counts of a progress message (zeros before the first)."""
+    return channel_progress(progress, alerting_pb2.CHANNEL_SMS)
+
+
+def channel_progress(
+    progress: alerting_pb2.AlertProgress, channel: int
+) -> alerting_pb2.ChannelProgress:
+    """One channel's counts of a progress message (zeros before the first)."""
     for ch in progress.channels:
-        if ch.channel == alerting_pb2.CHANNEL_SMS:
+        if ch.channel == channel:
             return ch
-    return alerting_pb2.ChannelProgress(channel=alerting_pb2.CHANNEL_SMS)
+    return alerting_pb2.ChannelProgress(channel=channel)  # type: ignore[arg-type]
 
 
 async def deliver(

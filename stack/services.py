@@ -113,7 +113,10 @@ def _cbc(op: Operator) -> SimulatorSpec | None:
     port = urlsplit(url).port if isinstance(url, str) else None
     if port is None:
         return None
-    return SimulatorSpec(f"cbc-{op.name}", "simulators.cbc", port, ("--name", op.name))
+    zone = op.sections.get("lbsms", {}).get("zone")
+    # Its LB-SMS platform takes the zone as the operator's setting says, and nothing else.
+    taken = ("--lbsms-zone", zone) if isinstance(zone, str) else ()
+    return SimulatorSpec(f"cbc-{op.name}", "simulators.cbc", port, ("--name", op.name, *taken))
 
 
 #: Simulators started once per operator of the operators file (append a channel's peer here).
@@ -170,7 +173,13 @@ SERVICES = (
         50054,
         9104,
         # The SIP trunk simulator (SIMULATORS), shifted with the stack.
-        env={"TOCSIN_TRUNKS": "trunkA=127.0.0.1:5060"},
+        env={
+            "TOCSIN_TRUNKS": "trunkA=127.0.0.1:5060",
+            # The demo's calls end within its two minutes: a short ring, a quick retry.
+            "TOCSIN_RING_TIMEOUT_S": "5",
+            "TOCSIN_RETRY_MIN_S": "2",
+            "TOCSIN_RETRY_MAX_S": "4",
+        },
     ),
     ServiceSpec("cellbroadcast", 50055, 9105),
     # E-mail to the SMTP relay simulator (RELAY_PORT); bounces come back on BOUNCE_PORT.

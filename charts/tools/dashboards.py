@@ -24,10 +24,8 @@ GLOBAL_SMS_BUCKET = "sms:global"
 FIRST_MESSAGE_BUCKET = "60.0"
 FIRST_MESSAGE_OBJECTIVE = 0.99
 REACH_OBJECTIVE = 0.95
-# Voice, e-mail and cell broadcast: their panels come with their services (issue 18 leaves them
-# to the channel work). The channel panels below (backlog, time to drain, first message, reach,
-# messages per channel) already cover every channel through the `channel` label; add per-channel
-# delivery panels here once those services export their own metrics (docs/metrics.md first).
+#: The e-mail service's work stream (services/kernel/keys.py EMAIL_STREAM).
+EMAIL_STREAM = "tocsin:stream:email"
 
 
 def per_second(
@@ -766,12 +764,269 @@ INFOLINE = dashboard(
 )
 # --- end infoline ---
 
+# --- channels: e-mail, cell broadcast and LB-SMS, the CAP feed (voice: Operator links) ---
+EMAIL = sel(channel="email")
+EMAIL_BEHIND = (
+    f"max by (stream, group) (redis_stream_group_last_delivered_id{sel(stream=EMAIL_STREAM)})"
+    " < on (stream) group_left max by (stream)"
+    f" (redis_stream_last_generated_id{sel(stream=EMAIL_STREAM)})"
+)
+CBC_OUTCOMES = "tocsin_cellbroadcast_outcomes_total"
+CHANNELS = dashboard(
+    uid="tocsin-channels",
+    title="Tocsin / E-mail, cell broadcast, CAP feed",
+    description="The channels besides SMS and voice: the SMTP relay, the operators' CBCs and"
+    " LB-SMS platforms, the public CAP feed.",
+    rows=(
+        Row(
+            "E-mail",
+            (
+                Panel(
+                    "Recipients per second by the relay's answer",
+                    "Each RCPT of a transaction by the relay's answer: accepted (sent),"
+                    " temporary (tried again until the alert expires), permanent, unknown.",
+                    (
+                        Q(
+                            rate("tocsin_email_recipients_total", "relay, disposition"),
+                            "{{relay}} {{disposition}}",
+                        ),
+                    ),
+                    unit="ops",
+                    stack=True,
+                    width=8,
+                ),
+                Panel(
+                    "Transactions per second and their size",
+                    "SMTP transactions (one message, up to TOCSIN_SMTP_BATCH recipients) per"
+                    " second, and the mean recipients per transaction: one recipient each means"
+                    " the batching does nothing.",
+                    (
+                        Q(
+                            "sum by (relay) (rate(tocsin_email_transaction_recipients_count"
+                            f"{sel()}[{RATE}]))",
+                            "{{relay}} transactions/s",
+                        ),
+                        Q(
+                            "sum by (relay) (rate(tocsin_email_transaction_recipients_sum"
+                            f"{sel()}[{RATE}])) / sum by (relay)"
+                            f" (rate(tocsin_email_transaction_recipients_count{sel()}[{RATE}]))",
+                            "{{relay}} recipients per transaction",
+                        ),
+                    ),
+                    width=8,
+                ),
+                Panel(
+                    "Bounces and recipients given up",
+                    "DSN reports that came back, by action (failed, delayed, ...), and"
+                    " recipients ended without the relay (invalid address, alert expired,"
+                    " temporary answers until it expired).",
+                    (
+                        Q(
+                            rate("tocsin_email_bounces_total", "relay, action"),
+                            "{{relay}} bounce {{action}}",
+                        ),
+                        Q(
+                            rate("tocsin_email_gave_up_total", "relay, reason"),
+                            "{{relay}} gave up {{reason}}",
+                        ),
+                    ),
+                    unit="ops",
+                    width=8,
+                ),
+                Panel(
+                    "E-mail recipients waiting and in flight",
+                    "Recipients of live alerts not yet handed to the relay (alerting service,"
+                    " every replica alike: max) and those read by an e-mail pod without a"
+                    " durable outcome yet (per pod: summed).",
+                    (
+                        Q(f"max(tocsin_channel_backlog_recipients{EMAIL})", "waiting"),
+                        Q(f"sum(tocsin_channel_in_flight{EMAIL})", "in flight"),
+                    ),
+                    width=6,
+                ),
+                Panel(
+                    "Oldest e-mail entry waiting",
+                    "Age of the entry the e-mail group last took while newer ones wait"
+                    " (redis_exporter; empty while the group is caught up)."
+                    " TocsinStreamOldestEntryOld pages above 50 minutes.",
+                    (Q(f"time() - ({EMAIL_BEHIND}) / 1000", "{{group}}"),),
+                    unit="s",
+                    width=6,
+                ),
+                Panel(
+                    "Time to first e-mail p50 / p99",
+                    "From SendAlert to the alert's first e-mail accepted by the relay.",
+                    (
+                        Q(
+                            quantile(
+                                0.5,
+                                "tocsin_alert_first_message_seconds",
+                                "channel",
+                                channel="email",
+                            ),
+                            "p50",
+                        ),
+                        Q(
+                            quantile(
+                                0.99,
+                                "tocsin_alert_first_message_seconds",
+                                "channel",
+                                channel="email",
+                            ),
+                            "p99",
+                        ),
+                    ),
+                    unit="s",
+                    width=6,
+                ),
+                Panel(
+                    "Relay connections busy",
+                    "Connections of the e-mail pods to the relay running a transaction, against"
+                    " the pools' size (TOCSIN_SMTP_CONNECTIONS per pod): at the limit, the relay's"
+                    " answers set the pace; more pods add connections, if the relay takes them.",
+                    (
+                        Q(
+                            f"sum by (relay, state) (tocsin_email_relay_connections{sel()})",
+                            "{{relay}} {{state}}",
+                        ),
+                    ),
+                    width=6,
+                ),
+            ),
+        ),
+        Row(
+            "Cell broadcast and LB-SMS",
+            (
+                Panel(
+                    "Requests per operator",
+                    "Broadcast (a new or updated alert version) and withdraw requests sent to"
+                    " each operator's CBC or LB-SMS platform, retries included.",
+                    (
+                        Q(
+                            f"sum by (operator, channel, action) (increase("
+                            f"tocsin_cellbroadcast_attempts_total{sel()}[$__range]))",
+                            "{{operator}} {{channel}} {{action}}",
+                        ),
+                    ),
+                    kind="stat",
+                    width=8,
+                ),
+                Panel(
+                    "Outcomes per operator",
+                    "Accepted, refused (the operator's answer, final) and retrying (no answer:"
+                    " sent again with backoff until the alert expires) in the time range.",
+                    (
+                        Q(
+                            f"sum by (operator, channel, state) (increase({CBC_OUTCOMES}"
+                            f"{sel()}[$__range]))",
+                            "{{operator}} {{channel}} {{state}}",
+                        ),
+                    ),
+                    kind="stat",
+                    width=8,
+                ),
+                Panel(
+                    "Operators retrying",
+                    "Retries per second per operator and channel: a line that does not fall"
+                    " back to zero is an operator whose platform does not answer; its"
+                    " subscribers get no cell broadcast or LB-SMS until it does.",
+                    (
+                        Q(
+                            rate(CBC_OUTCOMES, "operator, channel", state="retrying"),
+                            "{{operator}} {{channel}}",
+                        ),
+                    ),
+                    unit="ops",
+                    width=8,
+                ),
+                Panel(
+                    "Accepted per second per operator",
+                    "Broadcast and withdraw requests each operator's platform accepted per"
+                    " second. (The time from SendAlert to each operator's acceptance is not"
+                    " exported yet; `make bench-cellbroadcast` measures it.)",
+                    (
+                        Q(
+                            rate(CBC_OUTCOMES, "operator, channel", state="accepted"),
+                            "{{operator}} {{channel}}",
+                        ),
+                    ),
+                    unit="ops",
+                    width=12,
+                ),
+                Panel(
+                    "Refused share per operator",
+                    "Refused over accepted + refused answers per operator and channel in the"
+                    " time range: the operator turns our requests down (cells, message"
+                    " identifier, the CAP content).",
+                    (
+                        Q(
+                            f"(sum by (operator, channel) (increase({CBC_OUTCOMES}"
+                            f"{sel(state='refused')}[$__range])) or sum by (operator, channel)"
+                            f" (increase({CBC_OUTCOMES}{sel(state='accepted')}[$__range])) * 0)"
+                            f" / sum by (operator, channel) (increase({CBC_OUTCOMES}"
+                            f"{sel(state='~accepted|refused')}[$__range]))",
+                            "{{operator}} {{channel}}",
+                        ),
+                    ),
+                    unit="percentunit",
+                    width=12,
+                ),
+            ),
+        ),
+        Row(
+            "CAP feed",
+            (
+                Panel(
+                    "Feed requests per second",
+                    "Requests answered by the feed's pods, by resource (the Atom feed, a CAP"
+                    " document) and HTTP status: 304 is a partner polling with its ETag.",
+                    (
+                        Q(
+                            rate("tocsin_capfeed_requests_total", "resource, status"),
+                            "{{resource}} {{status}}",
+                        ),
+                    ),
+                    unit="reqps",
+                    stack=True,
+                    width=8,
+                ),
+                Panel(
+                    "Alerts in the feed",
+                    "Alerts in force in the feed (every feed pod renders the same: max).",
+                    (Q(f"max(tocsin_capfeed_entries{sel()})", "entries"),),
+                    kind="stat",
+                    width=4,
+                ),
+                Panel(
+                    "Feed size",
+                    "Size of the Atom feed; aggregators want it well under 100 KB.",
+                    (Q(f"max(tocsin_capfeed_feed_bytes{sel()})", "bytes"),),
+                    kind="stat",
+                    unit="bytes",
+                    width=4,
+                    thresholds=((100_000.0, "orange"),),
+                ),
+                Panel(
+                    "Snapshots rendered",
+                    "Renders per second over the feed's pods: one per alert change and pod,"
+                    " never per request.",
+                    (Q(f"sum(rate(tocsin_capfeed_renders_total{sel()}[{RATE}]))", "renders"),),
+                    unit="ops",
+                    width=8,
+                ),
+            ),
+        ),
+    ),
+)
+# --- end channels ---
+
 #: File name -> dashboard.
 DASHBOARDS = {
     "dispatch-overview.json": DISPATCH,
     "operator-links.json": OPERATORS,
     "service-health.json": SERVICES,
     "infoline.json": INFOLINE,
+    "channels.json": CHANNELS,
 }
 
 

@@ -108,6 +108,8 @@ _CANONICAL = {
     "proxy-authorization": "Proxy-Authorization",
     "retry-after": "Retry-After",
     "user-agent": "User-Agent",
+    "rseq": "RSeq",
+    "rack": "RAck",
 }
 
 

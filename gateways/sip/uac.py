@@ -5,7 +5,9 @@ One `SipUac` per process owns one UDP socket for signalling and shares one `Medi
 until a provisional answer, given up on timer B), digest authentication once when challenged,
 CANCEL at the ring timeout or when the caller abandons, ACK of every final answer, the message
 played twice from pre-encoded frames, then BYE (a non-INVITE transaction on timers E and F).
-A 503's Retry-After holds back every new INVITE to that trunk until it has passed.
+A 503's Retry-After holds back every new INVITE to that trunk until it has passed. A 300-302
+redirect is followed to its first Contact (at most MAX_REDIRECTS times, always through the trunk),
+and a reliable provisional answer (RFC 3262, `Require: 100rel`) is acknowledged with a PRACK.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import cast
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
 from gateways.sip import sdp
 from gateways.sip.digest import Credentials, authorization
@@ -36,6 +38,11 @@ from gateways.sip.rtp import MediaClock, Playback
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+
+#: Redirects (300-302) followed per call; one more is sorted as a rejection (a redirect loop).
+MAX_REDIRECTS = 3
+#: Redirect statuses that are followed; 305 (use proxy) and 380 (alternative service) are not.
+REDIRECTS = frozenset({300, 301, 302})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,8 @@ class CallResult:
     frames_total: int = 0  #: frames of the full playback (message times repeat)
     callee_hung_up: bool = False  #: the far end sent BYE during playback
     bye_answered: bool = False  #: our BYE drew a final response
+    redirected_to: str = ""  #: the Request-URI of the last INVITE when a 3xx was followed
+    pracks: int = 0  #: reliable provisional answers acknowledged with a PRACK
 
     @property
     def heard_fully(self) -> bool:
@@ -102,7 +111,9 @@ class CallResult:
 class Stats:
     """Counters a service exports as metrics."""
 
-    invites: int = 0  #: INVITE transactions started (auth retries included)
+    invites: int = 0  #: INVITE transactions started (auth retries and redirects included)
+    redirects: int = 0  #: 3xx answers followed to their Contact
+    pracks: int = 0  #: PRACKs sent for reliable provisional answers (RFC 3262)
     retransmissions: int = 0  #: requests sent again on a timer
     parse_errors: int = 0  #: datagrams that were not SIP
     unmatched: int = 0  #: responses matching no transaction or dialog
@@ -126,8 +137,15 @@ class _Leg:
     call_id: str
     dest: Address
     via_host: str
-    cseq: int = 1
+    cseq: int = 1  #: CSeq of the current INVITE (its ACK and CANCEL share it)
+    last_cseq: int = 1  #: the highest CSeq used in the call (PRACK and BYE take the next)
     extra: list[tuple[str, str]] = field(default_factory=list)
+    pracks: int = 0
+
+    def next_cseq(self) -> int:
+        """A CSeq above every one used so far in the call."""
+        self.last_cseq += 1
+        return self.last_cseq
 
 
 class SipUac(asyncio.DatagramProtocol):
@@ -262,6 +280,8 @@ class SipUac(asyncio.DatagramProtocol):
             )
             for name, value in leg.extra:
                 h.add(name, value)
+            h.add("allow", "INVITE, ACK, CANCEL, BYE, PRACK, OPTIONS")
+            h.add("supported", "100rel")
         h.add("user-agent", self.user_agent)
         if body:
             h.add("content-type", "application/sdp")
@@ -288,11 +308,10 @@ class SipUac(asyncio.DatagramProtocol):
         if abandon is not None and abandon.is_set():
             return CallResult(CallOutcome.ABANDONED, 0, call_id)
         domain = trunk.domain or f"{trunk.host}:{trunk.port}"
-        uri = f"sip:{number}@{domain}"
         leg = _Leg(
-            uri=uri,
+            uri=f"sip:{number}@{domain}",
             from_=f"<sip:{trunk.caller}@{local_host}>;tag={new_tag()}",
-            to=f"<{uri}>",
+            to=f"<sip:{number}@{domain}>",
             call_id=call_id,
             dest=trunk.address,
             via_host=f"{local_host}:{local_port}",
@@ -301,12 +320,13 @@ class SipUac(asyncio.DatagramProtocol):
         offer = sdp.offer(host=rtp_host, port=rtp_port, session_id=secrets.randbelow(2**31))
         ring_deadline = loop.time() + ring_timeout
         challenged = False
+        redirects = 0
         while True:
             invite = self._request(leg, "INVITE", branch=new_branch(), cseq=leg.cseq, body=offer)
             final, cancelled = await self._invite(leg, invite, ring_deadline, abandon)
             if final is None:
                 outcome = cancelled or CallOutcome.TRUNK_TROUBLE
-                return CallResult(outcome, 0, call_id)
+                return CallResult(outcome, 0, call_id, pracks=leg.pracks)
             if (
                 final.status in (401, 407)
                 and trunk.credentials
@@ -323,14 +343,29 @@ class SipUac(asyncio.DatagramProtocol):
                     value = authorization(
                         challenge=final.headers.get(ask) or "",
                         method="INVITE",
-                        uri=uri,
+                        uri=leg.uri,
                         credentials=trunk.credentials,
                     )
                 except SipError as exc:
                     log.warning("cannot answer the trunk's challenge: %s", exc)
                     return CallResult(CallOutcome.REJECTED, final.status, call_id)
                 leg.extra = [(answer, value)]
-                leg.cseq += 1
+                leg.cseq = leg.next_cseq()
+                continue
+            contact = final.headers.get("contact")
+            if final.status in REDIRECTS and contact and not cancelled:
+                if redirects == MAX_REDIRECTS:
+                    log.warning("call %s: more than %d redirects", call_id, MAX_REDIRECTS)
+                    break
+                # The new target is reached through the trunk all the same (it is our outbound
+                # proxy): only the Request-URI and To change, the Call-ID and From stay.
+                redirects += 1
+                self.stats.redirects += 1
+                leg.uri = uri_of(contact.split(",")[0])
+                leg.to = f"<{leg.uri}>"
+                leg.extra = []
+                leg.cseq = leg.next_cseq()
+                challenged = False
                 continue
             break
         if final.status >= 300:
@@ -341,8 +376,16 @@ class SipUac(asyncio.DatagramProtocol):
                     until, self._blocked_until.get(trunk.address, 0.0)
                 )
             outcome = cancelled or classify_status(final.status)
-            return CallResult(outcome, final.status, call_id, retry_after=retry_after)
-        return await self._answered(leg, final, prompt, repeat, cancelled, on_answer)
+            return CallResult(
+                outcome,
+                final.status,
+                call_id,
+                retry_after=retry_after,
+                redirected_to=leg.uri if redirects else "",
+                pracks=leg.pracks,
+            )
+        result = await self._answered(leg, final, prompt, repeat, cancelled, on_answer)
+        return replace(result, redirected_to=leg.uri if redirects else "", pracks=leg.pracks)
 
     async def _answered(
         self,
@@ -383,7 +426,7 @@ class SipUac(asyncio.DatagramProtocol):
         try:
             if not dialog.remote_bye:
                 bye = self._request(
-                    leg, "BYE", branch=new_branch(), cseq=leg.cseq + 1, uri=target, to=to
+                    leg, "BYE", branch=new_branch(), cseq=leg.next_cseq(), uri=target, to=to
                 )
                 bye_answered = await self._non_invite(bye, leg.dest) is not None
         finally:
@@ -428,6 +471,7 @@ class SipUac(asyncio.DatagramProtocol):
         start = loop.time()
         interval, next_retx, timer_b = t.t1, start + t.t1, start + t.timer_b
         provisional = abandoned = False
+        rseq = -1  #: RSeq of the last reliable provisional answer acknowledged
         cancelled: CallOutcome | None = None
         cancel_deadline = 0.0
         try:
@@ -469,6 +513,7 @@ class SipUac(asyncio.DatagramProtocol):
                     continue
                 if resp.status < 200:
                     provisional = True
+                    rseq = self._prack(leg, resp, rseq)
                     continue
                 if resp.status >= 300:
                     ack = self._request(
@@ -487,9 +532,38 @@ class SipUac(asyncio.DatagramProtocol):
 
     def _cancel(self, leg: _Leg, invite: Request) -> None:
         cancel = self._request(leg, "CANCEL", branch=branch_of(invite), cseq=leg.cseq)
-        task = asyncio.create_task(self._non_invite(cancel, leg.dest))
+        self._in_background(self._non_invite(cancel, leg.dest))
+
+    def _in_background(self, transaction: Coroutine[Any, Any, Response | None]) -> None:
+        task = asyncio.create_task(transaction)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _prack(self, leg: _Leg, resp: Response, acked: int) -> int:
+        """PRACK a reliable provisional answer (RFC 3262) once; the RSeq acknowledged so far."""
+        if resp.status == 100 or "100rel" not in (resp.headers.get("require") or "").lower():
+            return acked
+        try:
+            rseq = int((resp.headers.get("rseq") or "").strip())
+        except ValueError:
+            log.debug("call %s: reliable %d without a usable RSeq", leg.call_id, resp.status)
+            return acked
+        if rseq <= acked:
+            return acked  # a retransmission: the PRACK transaction retransmits on its own
+        contact = resp.headers.get("contact")
+        prack = self._request(
+            leg,
+            "PRACK",
+            branch=new_branch(),
+            cseq=leg.next_cseq(),
+            uri=uri_of(contact) if contact else leg.uri,
+            to=resp.headers.get("to") or leg.to,
+        )
+        prack.headers.add("rack", f"{rseq} {leg.cseq} INVITE")
+        leg.pracks += 1
+        self.stats.pracks += 1
+        self._in_background(self._non_invite(prack, leg.dest))
+        return rseq
 
     async def _non_invite(self, req: Request, dest: Address) -> Response | None:
         """Run a non-INVITE client transaction (timers E and F); None when it timed out."""

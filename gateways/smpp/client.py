@@ -62,10 +62,14 @@ class BindConfig:
     window: int = 10  # submit_sm outstanding at most without a response
     enquire_link_s: float = 30.0  # send enquire_link after this long without traffic
     dead_link_s: float = 90.0  # drop the bind after this long without any PDU from the SMSC
-    response_timeout_s: float = 30.0  # drop the bind if a request waits this long for its resp
-    connect_timeout_s: float = 10.0  # TCP connect plus bind response
+    # Drop the bind if a request (submit_sm, or an enquire_link) waits this long for its resp:
+    # an SMSC that hangs without closing (issue 16) is left within seconds, not minutes.
+    response_timeout_s: float = 5.0
+    connect_timeout_s: float = 5.0  # TCP connect plus bind response
     reconnect_min_s: float = 1.0  # first reconnect delay (before jitter)
-    reconnect_max_s: float = 60.0  # cap of the exponential backoff
+    # Cap of the exponential backoff: an SMSC back after a long outage is bound again within
+    # seconds (issue 16: recovery within 10 s of a fault's end).
+    reconnect_max_s: float = 5.0
     source_addr: str = ""  # originator used when a SubmitRequest has no source
     unbind_timeout_s: float = 5.0  # how long close() waits for outstanding resps and unbind_resp
     submit_id_format: IdFormat = IdFormat.TEXT  # how the SMSC writes ids in submit_sm_resp
@@ -217,6 +221,7 @@ class _Link:
         tick = max(0.01, min(cfg.enquire_link_s, cfg.dead_link_s, cfg.response_timeout_s) / 4)
         loop = asyncio.get_running_loop()
         enquire_sent = 0.0
+        unanswered = 0.0  # when the first enquire_link not yet followed by any PDU was sent
         while session.is_open:
             await asyncio.wait([session.closed], timeout=tick)
             if not session.is_open:
@@ -227,8 +232,13 @@ class _Link:
                 session.drop(DeadLinkError(f"{self.name}: nothing from SMSC for {idle:.1f}s"))
             elif session.oldest_pending_age() > cfg.response_timeout_s:
                 session.drop(DeadLinkError(f"{self.name}: a request got no response in time"))
+            elif unanswered > session.last_rx and now - unanswered > cfg.response_timeout_s:
+                # The SMSC hangs without closing: not even enquire_link is answered.
+                session.drop(DeadLinkError(f"{self.name}: enquire_link got no response in time"))
             elif idle >= cfg.enquire_link_s and now - enquire_sent >= cfg.enquire_link_s:
                 enquire_sent = now
+                if unanswered <= session.last_rx:  # the first enquire_link since the SMSC spoke
+                    unanswered = now
                 seq = session.next_sequence()
                 session.send(P.encode_other("enquire_link", sequence=seq))
         return session.closed.result()

@@ -94,6 +94,11 @@ class SmtpPool:
         self.transactions = 0
         self.connects = 0
 
+    @property
+    def busy(self) -> int:
+        """Connections running a transaction (or connecting for one) now."""
+        return self._config.connections - self._idle.qsize()
+
     def _client(self) -> aiosmtplib.SMTP:
         c = self._config
         context: ssl.SSLContext | None = None

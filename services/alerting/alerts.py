@@ -28,7 +28,7 @@ from services.alerting.model import (
 )
 from services.alerting.permissions import EntityInfo, check_alert
 from services.alerting.ports import Broadcasts, Targeting
-from services.alerting.presence import BROADCAST_CHANNELS
+from services.alerting.presence import BROADCAST_CHANNELS, check_pages
 from services.alerting.segments import MAX_SMS_SEGMENTS, check_sms_segments
 from services.alerting.texts import channel_texts
 from services.alerting.validation import check_idempotency_key, check_infos, check_spec
@@ -342,6 +342,7 @@ class Alerts:
         alert = await self._own(principal=principal, alert_id=alert_id)
         check_infos(infos, field="infos")
         self._check_segments(alert.spec.kind, infos, alert.spec.channels, field="infos")
+        check_pages(replace(alert.spec, infos=infos), field="infos")
         if base_version and base_version != alert.version:
             raise FailedPrecondition(
                 f"the alert is at version {alert.version}, not {base_version}: get it and retry"

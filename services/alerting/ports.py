@@ -104,6 +104,8 @@ class BroadcastContent:
     texts: tuple[tuple[str, str], ...]
     expires_unix_s: float
     sender: str
+    #: The alert's zone (GeoJSON), for LB-SMS platforms that take a polygon rather than cells.
+    zone_geojson: str = ""
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,13 @@ def content(alert: Alert) -> BroadcastContent:
         texts=tuple((i.language, channel_text(kind=spec.kind, info=i)) for i in spec.infos),
         expires_unix_s=spec.expires.timestamp(),
         sender=spec.sender,
+        zone_geojson=spec.zone_geojson,
     )
 
 
-def check_pages(spec: AlertSpec) -> None:
-    """Refuse at CreateAlert a text that cell broadcast cannot carry (over 15 pages)."""
+def check_pages(spec: AlertSpec, *, field: str = "spec.infos") -> None:
+    """Refuse at CreateAlert and UpdateAlert a text cell broadcast cannot carry (over 15 pages);
+    `field` names the infos in the request (`infos` for UpdateAlert)."""
     if Channel.CELL_BROADCAST not in spec.channels:
         return
     texts = [(i.language, channel_text(kind=spec.kind, info=i)) for i in spec.infos]
@@ -56,8 +58,8 @@ def check_pages(spec: AlertSpec) -> None:
         identifiers.check_pages(texts)
     except identifiers.TextTooLong as exc:
         where = [n for n, i in enumerate(spec.infos) if i.language == exc.language]
-        field = f"spec.infos[{where[0]}].description" if where else "spec.infos"
-        raise InvalidArgument(field, f"too long for cell broadcast: {exc}") from None
+        named = f"{field}[{where[0]}].description" if where else field
+        raise InvalidArgument(named, f"too long for cell broadcast: {exc}") from None
 
 
 async def operators(*, broadcasts: Broadcasts, alert: Alert) -> tuple[OperatorStatus, ...]:

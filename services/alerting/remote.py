@@ -180,6 +180,7 @@ class CellBroadcastClient:
             texts=[cbpb.LanguageText(language=lang, text=t) for lang, t in content.texts],
             expires_unix_s=content.expires_unix_s,
             sender=content.sender,
+            zone_geojson=content.zone_geojson,
         )
         try:
             reply = await self._stub.Broadcast(request, timeout=self._timeout)

@@ -83,8 +83,9 @@ class HttpLbSms:
         cells: tuple[str, ...],
         validity_s: int,
         sender: str,
+        polygon: str = "",
     ) -> Reply:
-        """POST the request to the platform."""
+        """POST the request to the platform: the zone as the polygon if given, else the cells."""
         return _reply(
             await self._client.submit(
                 LbSmsRequest(
@@ -92,7 +93,8 @@ class HttpLbSms:
                     texts=texts,
                     validity_s=validity_s,
                     sender=sender,
-                    cells=cells,
+                    cells=() if polygon else cells,
+                    polygon_geojson=polygon,
                 )
             )
         )
@@ -124,7 +126,13 @@ async def build(kernel: Kernel[Settings]) -> None:
     broadcasts = Broadcasts(
         pool=kernel.pg,
         sender=sender,
-        platforms=Platforms(cbc=frozenset(cbcs), lbsms=frozenset(lbsms)),
+        platforms=Platforms(
+            cbc=frozenset(cbcs),
+            lbsms=frozenset(lbsms),
+            lbsms_polygon=frozenset(
+                p.operator for p in platforms if p.lbsms and p.lbsms.zone == "polygon"
+            ),
+        ),
         answer_wait_s=settings.answer_wait_s,
     )
     cellbroadcast_pb2_grpc.add_CellBroadcastServiceServicer_to_server(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,10 @@ MAX_VALIDITY_S = 86_400
 WITHDRAW_GRACE = timedelta(hours=1)
 #: CBS update numbers run modulo 16.
 UPDATE_NUMBERS = 16
+#: Largest zone passed on to an LB-SMS platform (alerting bounds zones well below this).
+MAX_ZONE_BYTES = 1 << 20
+#: GeoJSON geometries an LB-SMS platform takes as the zone.
+ZONE_TYPES = ("Polygon", "MultiPolygon")
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class Platforms:
 
     cbc: Collection[str]
     lbsms: Collection[str]
+    #: Operators whose LB-SMS platform takes the zone as a polygon rather than as cells.
+    lbsms_polygon: Collection[str] = field(default_factory=frozenset)
 
 
 def update_number(version: int) -> int:
@@ -68,16 +75,37 @@ def cbs_payload(alert: AlertVersion, *, msg_code: int, cells: tuple[str, ...]) -
     }
 
 
-def lbsms_payload(alert: AlertVersion, *, cells: tuple[str, ...]) -> dict[str, Any]:
-    """The stored payload of an LB-SMS request (one request id per alert version)."""
+def lbsms_payload(
+    alert: AlertVersion, *, cells: tuple[str, ...], polygon: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The stored payload of an LB-SMS request (one request id per alert version); the zone is
+    the polygon when given (the operator's setting), else the cells."""
     left = (alert.expires - datetime.now(UTC)).total_seconds()
     return {
         "request_id": f"{alert.alert_id}.v{alert.version}",
         "texts": dict(alert.texts),
         "cells": list(cells),
+        "polygon": polygon,
         "validity_s": max(1, min(MAX_VALIDITY_S, int(left))),
         "sender": alert.sender,
     }
+
+
+def zone(alert: AlertVersion) -> dict[str, Any] | None:
+    """The alert's zone as GeoJSON (None without one); InvalidArgument names a malformed one."""
+    if not alert.zone_geojson:
+        return None
+    if len(alert.zone_geojson.encode()) > MAX_ZONE_BYTES:
+        raise InvalidArgument("zone_geojson", f"at most {MAX_ZONE_BYTES} bytes")
+    try:
+        geometry = json.loads(alert.zone_geojson)
+    except ValueError:
+        raise InvalidArgument("zone_geojson", "not JSON") from None
+    if not isinstance(geometry, dict) or geometry.get("type") not in ZONE_TYPES:
+        raise InvalidArgument("zone_geojson", f"a GeoJSON {' or '.join(ZONE_TYPES)}")
+    if not isinstance(geometry.get("coordinates"), list) or not geometry["coordinates"]:
+        raise InvalidArgument("zone_geojson", "coordinates: a non-empty list")
+    return {"type": geometry["type"], "coordinates": geometry["coordinates"]}
 
 
 def check(alert: AlertVersion) -> None:
@@ -104,12 +132,23 @@ class Broadcasts:
         self._wait = answer_wait_s
 
     async def broadcast(self, alert: AlertVersion, *, channel: Channel) -> list[Request]:
-        """Queue the version for every operator with cells in the zone; their first answers."""
+        """Queue the version for every operator with cells in the zone (LB-SMS: or whose
+        platform takes the zone as a polygon); their first answers."""
         check(alert)
-        platforms = (
-            self._platforms.cbc if channel is Channel.CELL_BROADCAST else self._platforms.lbsms
-        )
-        cells = {op: ids for op, ids in alert.cells.items() if ids and op in platforms}
+        polygon = zone(alert)
+        if channel is Channel.CELL_BROADCAST:
+            by_polygon: frozenset[str] = frozenset()
+            platforms = self._platforms.cbc
+        else:
+            # A platform that takes the polygon finds the phones itself: it is asked even when
+            # the cell table knows none of its cells in the zone.
+            platforms = self._platforms.lbsms
+            by_polygon = frozenset(self._platforms.lbsms_polygon) if polygon else frozenset()
+        cells = {
+            op: alert.cells.get(op, ())
+            for op in sorted(set(alert.cells) | by_polygon)
+            if op in platforms and (alert.cells.get(op) or op in by_polygon)
+        }
         async with self._pool.acquire() as conn, conn.transaction():
             msg_code = await store.message_code(
                 conn, alert_id=alert.alert_id, expires=alert.expires
@@ -119,7 +158,9 @@ class Broadcasts:
                     len(ids),
                     cbs_payload(alert, msg_code=msg_code, cells=ids)
                     if channel is Channel.CELL_BROADCAST
-                    else lbsms_payload(alert, cells=ids),
+                    else lbsms_payload(
+                        alert, cells=ids, polygon=polygon if op in by_polygon else None
+                    ),
                 )
                 for op, ids in sorted(cells.items())
             }

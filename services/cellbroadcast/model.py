@@ -63,6 +63,8 @@ class AlertVersion:
     sender: str
     #: The operators' cells in the zone.
     cells: dict[str, tuple[str, ...]]
+    #: The alert's zone (GeoJSON Polygon or MultiPolygon), for LB-SMS platforms that take one.
+    zone_geojson: str = ""
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,10 @@ class LbSms(Protocol):
         cells: tuple[str, ...],
         validity_s: int,
         sender: str,
+        polygon: str = "",
     ) -> Reply:
-        """Ask for an SMS to every phone in the cells; the reply counts the phones reached."""
+        """Ask for an SMS to every phone in the zone: the cells, or the polygon (GeoJSON) when
+        given; the reply counts the phones reached."""
         ...
 
     async def cancel(self, *, request_id: str) -> Reply:

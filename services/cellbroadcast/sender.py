@@ -10,6 +10,7 @@ withdrawal's delete). A sweep takes over open requests whose lease ran out (a de
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -276,6 +277,7 @@ class Sender:
             cells=tuple(payload["cells"]),
             validity_s=int(payload["validity_s"]),
             sender=str(payload["sender"]),
+            polygon=json.dumps(payload["polygon"]) if payload.get("polygon") else "",
         )
         if reply.outcome in (Outcome.ACCEPTED, Outcome.CONFLICT):
             return reply.phones

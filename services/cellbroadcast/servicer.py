@@ -41,6 +41,7 @@ def alert_version(request: pb.BroadcastRequest) -> AlertVersion:
         expires=datetime.fromtimestamp(request.expires_unix_s, UTC),
         sender=request.sender,
         cells={c.operator: tuple(c.cell_ids) for c in request.cells},
+        zone_geojson=request.zone_geojson,
     )
 
 

@@ -31,6 +31,13 @@ class LbSmsSpec:
     """An operator's location-based SMS platform."""
 
     url: str
+    #: How the platform takes the zone: "cells" (the operator's cells in it) or "polygon" (the
+    #: alert's zone as GeoJSON; the operator finds the phones in it itself).
+    zone: str = "cells"
+
+
+#: How an LB-SMS platform may take the zone.
+LBSMS_ZONES = ("cells", "polygon")
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,8 @@ class Settings(ServiceSettings):
     # Operators' LB-SMS platforms, same form; empty: none.
     lbsms: str = ""
     # The operators file (docs/operators.md): each `[operators.<name>]` may have a `cbc` section
-    # (url, scope, cbe_name, repetition_period) and an `lbsms` one (url); it replaces cbc, lbsms.
+    # (url, scope, cbe_name, repetition_period) and an `lbsms` one (url, zone: cells or polygon);
+    # it replaces cbc, lbsms.
     operators_file: Path | None = None
     # Seconds one HTTP request to an operator may take.
     request_timeout_s: float = Field(default=2.0, gt=0)
@@ -135,4 +143,11 @@ def _lbsms(name: str, section: Mapping[str, Any] | None) -> LbSmsSpec | None:
     """The `[operators.<name>.lbsms]` section."""
     if section is None:
         return None
-    return LbSmsSpec(_url(section, f"operators.{name}.lbsms"))
+    where = f"operators.{name}.lbsms"
+    unknown = set(section) - {"url", "zone"}
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+    zone = section.get("zone", "cells")
+    if zone not in LBSMS_ZONES:
+        raise ValueError(f"{where}.zone is `cells` or `polygon`")
+    return LbSmsSpec(_url(section, where), zone)

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 PARKED_FACTOR = 10
 #: Seconds between looks at the routes while the in-flight limit holds reading back.
 PARKED_RECHECK_S = 0.5
+#: Seconds a route counts as wanting work after it was last given some (its share of the limit).
+FED_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,10 @@ class StreamConsumer(Generic[J]):
         self._reading = True
         self.idle = asyncio.Event()
         self.idle.set()
+        #: When each route was last given work (monotonic), for its share of the limit.
+        self._fed: dict[str, float] = {}
+        #: Recipients read and without a durable outcome, per route.
+        self._held: dict[str, int] = {}
         self._lag = GroupLag(redis, config.stream)
         recorder.on_durable = self._durable
 
@@ -133,25 +139,44 @@ class StreamConsumer(Generic[J]):
             self.cfg.group,
         )
         metrics.GROUP_LOST.labels(self._name).inc()
+        metrics.GROUP_MISSING.labels(self._name).set(1)
         try:
             await self.ensure_group()
         except (RedisError, OSError) as again:
             logger.warning("creating the %s group failed, retrying: %r", self._name, again)
             await asyncio.sleep(0.5)
+        else:
+            metrics.GROUP_MISSING.labels(self._name).set(0)
         return True
 
     # -- end a lost group ---------------------------------------------------------------------
 
-    # -- one route down does not stop the reading (faults, issue 16) ---------------------------
+    # -- one route down or slow does not stop the reading (faults, issue 16) -------------------
     def _full(self) -> bool:
-        """Whether the in-flight limit holds reading back, not counting the work of routes that
-        are down (a channel with `route_up`): that work waits, durably queued, and must not starve
-        the other routes. Their work still counts up to PARKED_FACTOR times the limit (memory)."""
+        """Whether the in-flight limit holds reading back.
+
+        Not counted (for a channel with `route_up`): the work of routes that are down, which
+        waits durably queued; and, of a route that has had work lately, what it holds beyond its
+        share of the limit (its senders' share among such routes): a slow route (an SMSC
+        throttling) would otherwise fill the limit with its backlog while the others drain theirs
+        and starve. Everything still counts up to PARKED_FACTOR times the limit (memory).
+        """
         route_up = getattr(self._channel, "route_up", None)
-        if route_up is None or self.in_flight >= PARKED_FACTOR * self.cfg.max_in_flight:
+        limit = self.cfg.max_in_flight
+        if route_up is None or self.in_flight >= PARKED_FACTOR * limit:
             return True
-        parked = sum(lane.pending for route, lane in self._lanes.items() if not route_up(route))
-        return self.in_flight - parked >= self.cfg.max_in_flight
+        now = time.monotonic()
+        held, excess, wanting = self._held, 0, []
+        for route in self._lanes:
+            if not route_up(route):
+                excess += held.get(route, 0)
+            elif now - self._fed.get(route, 0.0) < FED_S:
+                wanting.append(route)
+        senders = sum(self._lanes[route].senders for route in wanting)
+        for route in wanting:
+            share = limit * self._lanes[route].senders // senders
+            excess += max(0, held.get(route, 0) - share)
+        return self.in_flight - excess >= limit
 
     # -- end one route down ---------------------------------------------------------------------
 
@@ -249,6 +274,9 @@ class StreamConsumer(Generic[J]):
             self.entries[entry.entry_id] = entry
             entry.remaining = len(jobs)
             self.in_flight += len(jobs)
+            held = self._held
+            for job in jobs:
+                held[job.route] = held.get(job.route, 0) + 1
             self.idle.clear()
             verdict = self._control.verdict(entry.alert, entry.version)
             for job in jobs:
@@ -294,8 +322,10 @@ class StreamConsumer(Generic[J]):
                 per_route.setdefault(job.route, []).append(job)
             else:
                 done.append(job)  # already has an outcome from an earlier attempt
+        fed = time.monotonic()
         for route, part in per_route.items():
             self._lanes[route].put(part)
+            self._fed[route] = fed
         if done:
             self._durable(done)
 
@@ -338,7 +368,9 @@ class StreamConsumer(Generic[J]):
     # -- outcomes -----------------------------------------------------------------------------
     def _durable(self, jobs: list[Job]) -> None:
         """Jobs whose outcome is written: free their slots, acknowledge finished entries."""
+        held = self._held
         for job in jobs:
+            held[job.route] = held.get(job.route, 0) - 1
             if job.holds_slot:
                 job.holds_slot = False
                 self._slots.release()

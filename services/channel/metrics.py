@@ -34,3 +34,8 @@ GROUP_LOST = Counter(
     "times the channel's consumer group was found gone (NOGROUP) and created again",
     ["channel"],
 )
+GROUP_MISSING = Gauge(
+    "tocsin_channel_group_missing",
+    "1 from finding the channel's consumer group gone until it is created again",
+    ["channel"],
+)

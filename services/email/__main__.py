@@ -24,6 +24,7 @@ from gateways.smtp import (
     tagged_address,
 )
 from services.channel.worker import ChannelWorker, make_recorder, run_or_stop
+from services.email import metrics
 from services.email.bounces import LateAnswers
 from services.email.channel import NAME, EmailChannel
 from services.email.letters import Letter, Letters
@@ -107,6 +108,8 @@ async def build(kernel: Kernel[Settings]) -> None:
             verify_tls=settings.smtp_verify_tls,
         )
     )
+    metrics.CONNECTIONS.labels(ROUTE, "busy").set_function(lambda: relay.busy)
+    metrics.CONNECTIONS.labels(ROUTE, "limit").set(settings.smtp_connections)
     letters = Letters(kernel.pg)
     late = LateAnswers(receipt=recorder.receipt, route=ROUTE)
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 #: Dispositions of a recipient in a transaction, as the gateway sorts the relay's answers.
 DISPOSITIONS = ("accepted", "temporary", "permanent", "unknown")
@@ -26,4 +26,9 @@ GAVE_UP = Counter(
 )
 BOUNCES = Counter(
     "tocsin_email_bounces_total", "DSN reports received, by action", ["relay", "action"]
+)
+CONNECTIONS = Gauge(
+    "tocsin_email_relay_connections",
+    "connections of this process to the relay: busy in a transaction, and the pool's limit",
+    ["relay", "state"],
 )

@@ -25,7 +25,7 @@ from gateways.smpp import (
     SubmitRequest,
     segment_count,
 )
-from ratelimit.limiter import Limiter
+from ratelimit.limiter import Limiter, LimiterSettings
 from services.channel.recorder import Recorder
 from services.channel.units import Units
 from services.channel.worker import DRAIN_WRITE_S, ChannelWorker, make_recorder, run_or_stop
@@ -181,7 +181,9 @@ async def build(kernel: Kernel[Settings]) -> None:
         ]
         for op in operators
     }
-    limiter = Limiter.from_rules(kernel.redis, settings.ratelimit_rules)
+    limiter = Limiter.from_rules(
+        kernel.redis, settings.ratelimit_rules, settings=LimiterSettings(replica_group="sms")
+    )
     await limiter.start()
     units = Units(segment_count)
     router = Router(routes=[(op.name, op.prefixes) for op in operators], default=operators[0].name)

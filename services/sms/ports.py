@@ -94,8 +94,9 @@ class TokenLease(Protocol):
     def remaining(self) -> int: ...
 
     async def take(self) -> bool:
-        """Wait for the next token's slot: True when one message may be sent now, False when the
-        lease's last slots passed unused (a late sender forfeits them instead of catching up)."""
+        """Wait for the next token's slot: True when one message may be sent now (a late sender
+        catches up as the limiter's send window allows), False when the lease's last slots passed
+        unused where catch-up is off (docs/ratelimit.md)."""
         ...
 
 

@@ -14,7 +14,7 @@ from tocsin.voice.v1 import voice_pb2, voice_pb2_grpc
 from gateways.sip import Credentials, MediaClock, Prompt, SipUac, Timers, Trunk
 from gateways.sip.uac import CallResult
 from gateways.tts import Espeak, TtsError, render_prompt
-from ratelimit.limiter import Limiter
+from ratelimit.limiter import Limiter, LimiterSettings
 from services.channel.control import ControlCache
 from services.channel.worker import ChannelWorker, make_recorder, run_or_stop
 from services.kernel import Kernel, run_service
@@ -92,11 +92,13 @@ async def build(kernel: Kernel[Settings]) -> None:
         port=settings.sip_port,
         timers=Timers(t1=settings.sip_t1_s),
     )
-    limiter = Limiter.from_rules(kernel.redis, settings.ratelimit_rules)
+    limiter = Limiter.from_rules(
+        kernel.redis, settings.ratelimit_rules, settings=LimiterSettings(replica_group="voice")
+    )
     await limiter.start()
     prompts = PromptCache(EspeakSpeech(), size=settings.prompt_cache)
     channel = VoiceChannel(
-        trunks={specs[0].name: specs[0].channels},
+        trunks={s.name: s.channels for s in specs},
         dialer=SipDialer(
             uac, trunks=trunks, ring_timeout_s=settings.ring_timeout_s, repeat=settings.repeat
         ),
@@ -105,7 +107,9 @@ async def build(kernel: Kernel[Settings]) -> None:
         pacer=CallPacer(limiter),
         control=ControlCache(kernel.redis),
         policy=CallPolicy(
-            max_attempts=settings.max_attempts, channel_lease_s=settings.channel_lease_s
+            max_attempts=settings.max_attempts,
+            channel_lease_s=settings.channel_lease_s,
+            failover_hold_s=settings.failover_hold_s,
         ),
     )
     recorder = make_recorder(channel=channel.name, settings=settings, pool=kernel.pg)

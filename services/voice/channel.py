@@ -22,7 +22,7 @@ from services.channel.model import Entry, Job, State
 from services.channel.ports import Answer, Sorted
 from services.voice import metrics
 from services.voice.capacity import CallPacer, TrunkChannels
-from services.voice.ports import Dialer, P
+from services.voice.ports import CallReport, Dialer, P
 from services.voice.prompts import PromptCache
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ class CallPolicy:
 
     max_attempts: int  #: calls per recipient while busy or unanswered
     channel_lease_s: float  #: longest a call may hold a trunk channel (a crash frees it after)
+    #: Seconds a trunk in trouble (5xx, silence) is passed over for the next trunk, unless its
+    #: 503 said how long (Retry-After).
+    failover_hold_s: float = 30.0
 
 
 @dataclass(slots=True, eq=False)
@@ -89,6 +92,8 @@ class VoiceChannel(Generic[P]):
             raise ValueError("no trunk configured")
         self._trunks = dict(trunks)
         self._default = next(iter(self._trunks))
+        #: Trunk -> loop time until which it is passed over (it was in trouble).
+        self._held: dict[str, float] = {}
         self._dialer = dialer
         self._prompts = prompts
         self._channels = channels
@@ -101,6 +106,7 @@ class VoiceChannel(Generic[P]):
             metrics.TRUNK_CHANNEL_LIMIT.labels(trunk=trunk).set(limit)
             metrics.TRUNK_CHANNELS.labels(trunk=trunk).set(0)
             metrics.CHANNELS_IN_USE.labels(trunk=trunk).set(0)
+            metrics.FAILOVERS.labels(trunk=trunk).inc(0)
             for outcome in OUTCOMES:
                 metrics.CALLS.labels(trunk=trunk, outcome=outcome).inc(0)
 
@@ -143,22 +149,19 @@ class VoiceChannel(Generic[P]):
         except ValueError as exc:
             return Answer(Sorted.FAILED, error=f"cannot speak it: {exc}")
         with self._watching(entry.alert, entry.version) as watch:
-            async with self._channels.hold(job.route, lease_s=self._policy.channel_lease_s):
-                if watch.verdict is not None:
-                    return Answer(Sorted.DONE, watch.verdict)
-                await self._pacer.take(job.route)
-                if watch.verdict is not None:
-                    return Answer(Sorted.DONE, watch.verdict)
-                job.attempts += 1
-                report = await self._dialer.call(
-                    trunk=job.route,
-                    number=job.address,
-                    prompt=prompt,
-                    abandon=watch.event,
-                )
+            for trunk in self._candidates():
+                called = await self._attempt(job, trunk, prompt, watch)
+                if called is None:
+                    return Answer(Sorted.DONE, watch.verdict or State.CANCELLED)
+                report = called
+                metrics.CALLS.labels(trunk=trunk, outcome=report.outcome).inc()
+                job.via = trunk
+                if report.outcome != "trunk_trouble":
+                    break
+                # The trunk's fault, not the recipient's: not an attempt; the next trunk now.
+                job.attempts -= 1
+                self._hold(trunk, report.retry_after)
         outcome = report.outcome
-        metrics.CALLS.labels(trunk=job.route, outcome=outcome).inc()
-        job.via = job.route
         if outcome == "answered":
             job.refs = [report.call_id]
             return Answer(Sorted.DONE, State.DELIVERED)
@@ -171,9 +174,39 @@ class VoiceChannel(Generic[P]):
                 return Answer(Sorted.FAILED, error=f"{error} after {job.attempts} attempt{plural}")
             return Answer(Sorted.LATER, error=error)
         if outcome == "trunk_trouble":
-            job.attempts -= 1  # the trunk's fault, not the recipient's: not an attempt
             return Answer(Sorted.LATER, error=f"trunk trouble ({report.status or 'no answer'})")
         return Answer(Sorted.FAILED, error=f"rejected ({report.status})")
+
+    async def _attempt(
+        self, job: VoiceJob, trunk: str, prompt: P, watch: _Watch
+    ) -> CallReport | None:
+        """One call on `trunk` with its channel and call slot; None when the alert was stopped."""
+        async with self._channels.hold(trunk, lease_s=self._policy.channel_lease_s):
+            if watch.verdict is not None:
+                return None
+            await self._pacer.take(trunk)
+            if watch.verdict is not None:
+                return None
+            job.attempts += 1
+            return await self._dialer.call(
+                trunk=trunk, number=job.address, prompt=prompt, abandon=watch.event
+            )
+
+    def _candidates(self) -> list[str]:
+        """The trunks to try in turn: those not in trouble in configured order, else the one
+        whose hold ends first."""
+        now = asyncio.get_running_loop().time()
+        ready = [t for t in self._trunks if self._held.get(t, 0.0) <= now]
+        return ready or [min(self._trunks, key=lambda t: self._held.get(t, 0.0))]
+
+    def _hold(self, trunk: str, retry_after: float | None) -> None:
+        """Pass `trunk` over for a while; the next calls go to the other trunks first."""
+        now = asyncio.get_running_loop().time()
+        until = now + (retry_after or self._policy.failover_hold_s)
+        if self._held.get(trunk, 0.0) <= now and len(self._trunks) > 1:
+            log.warning("trunk %s in trouble: calls go to the other trunks for now", trunk)
+            metrics.FAILOVERS.labels(trunk=trunk).inc()
+        self._held[trunk] = max(until, self._held.get(trunk, 0.0))
 
     def gave_up(self, job: VoiceJob, reason: str) -> None:
         """Counted with the calls' outcomes."""

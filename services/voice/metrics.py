@@ -21,3 +21,8 @@ TRUNK_CHANNEL_LIMIT = Gauge(
 PROMPTS_RENDERED = Counter(
     "tocsin_voice_prompts_rendered_total", "Messages synthesised, by language.", ["language"]
 )
+FAILOVERS = Counter(
+    "tocsin_voice_trunk_failovers_total",
+    "Times a trunk in trouble (5xx, no answer at all) was passed over for the next one.",
+    ["trunk"],
+)

@@ -33,6 +33,11 @@ class CallReport(Protocol):
         ...
 
     @property
+    def retry_after(self) -> float | None:
+        """Seconds a 503 asked us to keep away from the trunk; None when it did not say."""
+        ...
+
+    @property
     def heard_fully(self) -> bool:
         """Every frame of the message, both times, went out."""
         ...

@@ -27,8 +27,8 @@ class Settings(ChannelSettings):
     default_grpc_port: ClassVar[int] = 50054
     default_metrics_port: ClassVar[int] = 9104
 
-    # SIP trunks: `trunkA=127.0.0.1:5060,trunkB=10.0.0.7:5060`; the first one takes the calls
-    # (the others are configured for operations to switch to).
+    # SIP trunks: `trunkA=127.0.0.1:5060,trunkB=10.0.0.7:5060`; the first one takes the calls,
+    # the next ones take them over while it is in trouble (5xx, no answer at all).
     trunks: str = "trunkA=127.0.0.1:5060"
     # Concurrent channels each trunk sells, held across every replica (a Redis lease per call).
     trunk_channels: int = Field(default=1000, ge=1)
@@ -54,6 +54,8 @@ class Settings(ChannelSettings):
     # Busy and unanswered calls are tried again after this, doubling up to retry_max_s.
     retry_min_s: float = Field(default=60.0, gt=0)
     retry_max_s: float = Field(default=600.0, gt=0)
+    # A trunk in trouble is passed over for the next one for this long (or its 503's Retry-After).
+    failover_hold_s: float = Field(default=30.0, gt=0)
     # Longest a call may hold a trunk channel; a crashed replica's channels free after it.
     channel_lease_s: float = Field(default=600.0, gt=0)
     # Rate-limit rules file; empty: the built-in rules (bucket voice:trunk:*).

@@ -28,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--outage", action="store_true")
     p.add_argument("--plmn-only", action="store_true")
     p.add_argument("--phones-per-cell", type=int, default=250)
+    p.add_argument("--phones-per-km2", type=int, default=400)
+    p.add_argument(
+        "--lbsms-zone",
+        choices=("cells", "polygon", "any"),
+        default="any",
+        help="the zone kind the LB-SMS platform takes (any: cells or polygon)",
+    )
     p.add_argument("--no-lbsms", action="store_true")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--log-level", default="INFO")
@@ -48,8 +55,11 @@ async def _serve(config: CbcConfig) -> None:
         "event": "stopped",
         "name": config.name,
         "created": len(sim.state.created()),
+        "message_ids": sorted({m["message_id"] for m in sim.state.created()}),
+        "deleted": sum(1 for e in sim.state.events if e.method == "DELETE" and e.status == 200),
         "active": sorted(sim.state.active),
         "lbsms_requests": len(sim.lbsms.requests),
+        "lbsms_zones": sorted({kind for r in sim.lbsms.requests.values() for kind in r["zone"]}),
     }
     print(json.dumps(summary), flush=True)
 
@@ -68,6 +78,8 @@ def main() -> None:
         outage=args.outage,
         plmn_only=args.plmn_only,
         phones_per_cell=args.phones_per_cell,
+        phones_per_km2=args.phones_per_km2,
+        lbsms_zones=("cells", "polygon") if args.lbsms_zone == "any" else (args.lbsms_zone,),
         lbsms=not args.no_lbsms,
         seed=args.seed,
     )

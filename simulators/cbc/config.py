@@ -19,5 +19,7 @@ class CbcConfig:
     outage: bool = False  # every request answered 503 (a CBC that is up but out of order)
     plmn_only: bool = False  # accept only `scope_plmn`, as osmo-cbc does
     phones_per_cell: int = 250  # LB-SMS: phones reached per cell of the zone
+    phones_per_km2: int = 400  # LB-SMS: phones reached per km² of a polygon zone
+    lbsms_zones: tuple[str, ...] = ("cells", "polygon")  # LB-SMS: zone kinds taken
     lbsms: bool = True  # serve the LB-SMS platform on the same port
     seed: int | None = None  # seed of the draws, for repeatable runs

@@ -51,7 +51,11 @@ class CbcSimulator:
     def __init__(self, config: CbcConfig) -> None:
         self.config = config
         self.state = CbcState()
-        self.lbsms = LbSmsPlatform(phones_per_cell=config.phones_per_cell)
+        self.lbsms = LbSmsPlatform(
+            phones_per_cell=config.phones_per_cell,
+            phones_per_km2=config.phones_per_km2,
+            zones=config.lbsms_zones,
+        )
         self._rand = random.Random(config.seed)
         self._runner: web.AppRunner | None = None
         self.port = config.port

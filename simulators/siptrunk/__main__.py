@@ -22,7 +22,7 @@ from simulators.siptrunk.server import SipTrunkSimulator
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m simulators.siptrunk", description=__doc__)
     for f in fields(TrunkConfig):
-        if f.name in ("host", "scripts", "keep_audio"):
+        if f.name in ("host", "scripts", "redirects", "keep_audio"):
             continue
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):

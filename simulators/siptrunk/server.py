@@ -37,9 +37,10 @@ class CallRecord:
 
     number: str  #: user part of the Request-URI
     call_id: str  #: SIP Call-ID
-    outcome: str  #: answer, busy, no_answer, reject, unavailable, cancelled
+    outcome: str  #: answer, busy, no_answer, reject, unavailable, cancelled, redirected, no_prack
     source: tuple[str, int] = ("", 0)  #: where the INVITE came from (which dialer)
     answered: bool = False  #: a 200 OK went out
+    pracked: bool = False  #: its reliable 183 was acknowledged with a PRACK
     acked: bool = False  #: its ACK came
     ended: bool = False  #: BYE or CANCEL received, or a final failure sent
     frames: int = 0  #: RTP packets received
@@ -128,6 +129,7 @@ class _Dialog:
     rtp: _Rtp | None = None
     holds_channel: bool = True
     timer: asyncio.TimerHandle | None = None
+    reliable: Response | None = None  #: the reliable 183 waiting for its PRACK
 
 
 class SipTrunkSimulator(asyncio.DatagramProtocol):
@@ -144,9 +146,13 @@ class SipTrunkSimulator(asyncio.DatagramProtocol):
         self.invites = 0
         self.unavailable = 0
         self.cancels = 0
+        #: PRACKs received (RFC 3262), redirects sent (302).
+        self.pracks = 0
+        self.redirects = 0
         #: When set, the trunk has gone away: every datagram is ignored.
         self.gone = False
         self._drop = config.drop_invites
+        self._drop_pracks = config.drop_pracks
         self._dialogs: dict[str, _Dialog] = {}
         self._attempts: dict[str, int] = {}
         self._transport: asyncio.DatagramTransport | None = None
@@ -213,6 +219,8 @@ class SipTrunkSimulator(asyncio.DatagramProtocol):
             self._on_ack(dialog)
         elif msg.method == "CANCEL":
             self._on_cancel(msg, addr, dialog)
+        elif msg.method == "PRACK":
+            self._on_prack(msg, addr, dialog)
         elif msg.method == "BYE":
             self._reply(msg, addr, 200, "OK")
             if dialog is not None:
@@ -245,6 +253,10 @@ class SipTrunkSimulator(asyncio.DatagramProtocol):
             return
         number = uri_of(invite.uri).split(":", 1)[-1].split("@")[0]
         call_id = invite.headers.get("call-id") or ""
+        target = self.config.redirects.get(number)
+        if target is not None:
+            self._redirect(invite, addr, number, target)
+            return
         outcome = self._draw(number)
         record = CallRecord(number=number, call_id=call_id, outcome=outcome, source=addr)
         self.records.append(record)
@@ -262,7 +274,9 @@ class SipTrunkSimulator(asyncio.DatagramProtocol):
                 503,
                 "Service Unavailable",
                 to_tag=dialog.to_tag,
-                extra=[("retry-after", str(self.config.retry_after))],
+                extra=[("retry-after", str(c.retry_after))]
+                if (c := self.config).retry_after
+                else [],
             )
             return
         self.active += 1
@@ -270,6 +284,25 @@ class SipTrunkSimulator(asyncio.DatagramProtocol):
         dialog.last = self._reply(invite, addr, 100, "Trying")
         loop = asyncio.get_running_loop()
         dialog.timer = loop.call_later(self.config.ring_delay / 2, self._ring, dialog)
+
+    def _redirect(self, invite: Request, addr: Address, number: str, target: str) -> None:
+        """302 to `target`: the call is recorded against the number dialled, then ended."""
+        call_id = invite.headers.get("call-id") or ""
+        record = CallRecord(number, call_id, "redirected", source=addr, ended=True)
+        self.records.append(record)
+        self.destinations.setdefault(number, Destination()).calls += 1
+        self.redirects += 1
+        dialog = _Dialog(record, invite, addr, new_tag(), holds_channel=False)
+        self._dialogs[call_id] = dialog
+        contact = f"<sip:{target}@{self.config.host}:{self.port}>"
+        dialog.last = self._reply(
+            invite,
+            addr,
+            302,
+            "Moved Temporarily",
+            to_tag=dialog.to_tag,
+            extra=[("contact", contact)],
+        )
 
     def _draw(self, number: str) -> str:
         attempt = self._attempts.get(number, 0)
@@ -314,11 +347,72 @@ class SipTrunkSimulator(asyncio.DatagramProtocol):
     def _ring(self, dialog: _Dialog) -> None:
         if dialog.record.ended:
             return
+        supported = ",".join(dialog.invite.headers.all("supported")).lower()
+        if self.config.reliable and "100rel" in supported:
+            self._ring_reliably(dialog)
+            return
         dialog.last = self._reply(dialog.invite, dialog.addr, 180, "Ringing", to_tag=dialog.to_tag)
+        self._after_ring(dialog)
+
+    def _after_ring(self, dialog: _Dialog) -> None:
         if dialog.record.outcome == "no_answer":
             return
         loop = asyncio.get_running_loop()
         dialog.timer = loop.call_later(self.config.ring_delay / 2, self._final, dialog)
+
+    def _ring_reliably(self, dialog: _Dialog) -> None:
+        """183 with Require: 100rel and RSeq 1, resent on T1 doubling until its PRACK."""
+        dialog.reliable = dialog.last = self._reply(
+            dialog.invite,
+            dialog.addr,
+            183,
+            "Session Progress",
+            to_tag=dialog.to_tag,
+            extra=[
+                ("require", "100rel"),
+                ("rseq", "1"),
+                ("contact", f"<sip:{dialog.record.number}@{self.config.host}:{self.port}>"),
+            ],
+        )
+        t1 = self.config.t1
+        loop = asyncio.get_running_loop()
+
+        def again(interval: float) -> None:
+            if dialog.reliable is None or dialog.record.ended or self.gone:
+                return
+            if interval >= 64 * t1:  # RFC 3262 §3: no PRACK, the call is refused with a 5xx
+                dialog.record.outcome = "no_prack"
+                self._fail(dialog, 504, "Server Time-out")
+                return
+            self._send(dialog.reliable, dialog.addr)
+            dialog.timer = loop.call_later(interval, again, interval * 2)
+
+        dialog.timer = loop.call_later(t1, again, 2 * t1)
+
+    def _on_prack(self, prack: Request, addr: Address, dialog: _Dialog | None) -> None:
+        self.pracks += 1
+        if self._drop_pracks > 0:
+            self._drop_pracks -= 1
+            return
+        if dialog is not None and dialog.record.pracked:  # our 200 was lost: say it again
+            self._reply(prack, addr, 200, "OK")
+            return
+        rack = (prack.headers.get("rack") or "").split()
+        invite_cseq = (dialog.invite.headers.get("cseq") or "").split()[:1] if dialog else []
+        if (
+            dialog is None
+            or dialog.reliable is None
+            or rack[:1] != ["1"]
+            or rack[1:2] != invite_cseq
+        ):
+            self._reply(prack, addr, 481, "Call/Transaction Does Not Exist")
+            return
+        self._reply(prack, addr, 200, "OK")
+        dialog.reliable = None
+        dialog.record.pracked = True
+        if dialog.timer is not None:
+            dialog.timer.cancel()
+        self._after_ring(dialog)
 
     def _final(self, dialog: _Dialog) -> None:
         record = dialog.record

@@ -1,7 +1,9 @@
 """Run one simulated SMSC until SIGTERM/SIGINT: `python -m simulators.smsc --port 2775 --name opA`.
 
 Prints one JSON line `{"event": "listening", ...}` when ready and one `{"event": "stopped", ...}`
-with the counters when it stops.
+with the counters when it stops. Faults on demand (bench/faults.py): SIGUSR1 freezes it (it hangs
+without closing: nothing answered, binds included) and thaws it again; SIGUSR2 writes garbage (a
+malformed PDU) to every session.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import signal
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import uvloop
 
@@ -49,6 +52,8 @@ async def _serve(config: SmscConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: sim.thaw() if sim.frozen else sim.freeze())
+    loop.add_signal_handler(signal.SIGUSR2, sim.send_garbage_now)
     print(json.dumps({"event": "listening", "name": config.name, "port": port}), flush=True)
     await stop.wait()
     await sim.stop()
@@ -62,6 +67,9 @@ async def _serve(config: SmscConfig) -> None:
         "binds": sim.binds,
         "stale_submits": sim.stale_submits,
     }
+    if sim.arrivals is not None:
+        text = json.dumps(sim.arrivals)
+        await asyncio.to_thread(Path(config.arrivals_file).write_text, text, encoding="utf-8")
     print(json.dumps(summary), flush=True)
 
 

@@ -30,9 +30,16 @@ class SmscConfig:
     drop_after_submits: int | None = None  # close the connection once, at this many submit_sm
     garbage_after_submits: int | None = None  # send garbage once, at this many submit_sm
     hang: bool = False  # answer binds, then never anything (a hung SMSC)
+    #: Hold every unbind_resp until this many unbinds have arrived (0: answer each at once): an
+    #: SMSC slow to let go, against which binds closed one at a time each wait out their timeout.
+    unbind_barrier: int = 0
     keep_texts: bool = False  # keep every reassembled text per destination (tests only)
     #: How receipts write the message id: "same" as the submit_sm_resp (lower-case hex),
     #: "decimal" (the same number in decimal, as many SMSCs do) or "hex_padded" (upper case,
     #: ten digits with leading zeros).
     receipt_id_format: str = "same"
     seed: int | None = None  # seed of the failure/state draws, for repeatable runs
+    #: When set, the wall-clock times at which each destination's full messages arrived are
+    #: written there as JSON ({destination: [unix times]}) when the simulator stops (benchmarks:
+    #: a repeat arrival is a duplicate, and its time tells which fault caused it).
+    arrivals_file: str = ""

@@ -82,6 +82,7 @@ class _SmscSession(PduProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.sim.sessions.discard(self)
+        self.sim._held_unbinds = [h for h in self.sim._held_unbinds if h[0] is not self]
         for handle, receipt in self.unanswered.values():
             handle.cancel()
             if receipt is not None and receipt.handle is not None:
@@ -100,6 +101,8 @@ class _SmscSession(PduProtocol):
     def on_pdu(self, raw: bytes) -> None:
         _len, cid, status, seq = P.header(raw)
         sim = self.sim
+        if sim.frozen:
+            return
         if cid in P.BIND_COMMANDS:
             self.on_bind(raw, cid, seq)
             return
@@ -124,14 +127,24 @@ class _SmscSession(PduProtocol):
             self.send(P.encode_other("enquire_link_resp", sequence=seq))
             sim._notify()
         elif cid == P.UNBIND:
-            self.send(P.encode_other("unbind_resp", sequence=seq))
-            sim.unbinds += 1
-            self.bound = None
-            self.close()
+            sim.unbinds_received += 1
+            sim._held_unbinds.append((self, seq))
+            if len(sim._held_unbinds) >= sim.config.unbind_barrier:
+                held, sim._held_unbinds = sim._held_unbinds, []
+                for session, sequence in held:
+                    session.answer_unbind(sequence)
+            sim._notify()
         elif cid & P.RESP:
             return
         else:
             self.send(P.encode_other("generic_nack", sequence=seq, status=RINVCMDID))
+
+    def answer_unbind(self, seq: int) -> None:
+        """Answer an unbind and close the session."""
+        self.send(P.encode_other("unbind_resp", sequence=seq))
+        self.sim.unbinds += 1
+        self.bound = None
+        self.close()
 
     def on_bind(self, raw: bytes, cid: int, seq: int) -> None:
         req = P.decode_other(raw)
@@ -234,6 +247,9 @@ class SmscSimulator:
         self.sessions: set[_SmscSession] = set()
         self.port = 0
         self.hung = self.config.hang  #: when True nothing but binds is answered
+        #: When True nothing at all is answered, binds included, and connections stay open (an
+        #: SMSC that hangs without closing: `freeze`, `thaw`).
+        self.frozen = False
         self.drop_after = self.config.drop_after_submits
         self.garbage_after = self.config.garbage_after_submits
         self._ids = 0
@@ -265,8 +281,13 @@ class SmscSimulator:
         self.submit_pdus = 0  #: every submit_sm received, answered or not
         self.stale_submits = 0  #: submit_sm that arrived after their validity period ended
         self.binds = 0  #: successful binds
-        self.unbinds = 0  #: unbinds received
+        self.unbinds = 0  #: unbinds answered
+        self.unbinds_received = 0  #: unbinds received, answered or held (unbind_barrier)
+        #: Unbinds waiting for unbind_barrier: (session, sequence).
+        self._held_unbinds: list[tuple[_SmscSession, int]] = []
         self.enquire_links = 0  #: enquire_link received
+        #: Wall-clock arrival times of full messages per destination (config.arrivals_file only).
+        self.arrivals: dict[str, list[float]] | None = {} if self.config.arrivals_file else None
 
     async def start(self) -> int:
         """Listen and return the port."""
@@ -305,6 +326,19 @@ class SmscSimulator:
         for s in list(self.sessions):
             if s.bound is not None:
                 s.send(P.encode_other("unbind", sequence=s.seq()))
+
+    def freeze(self) -> None:
+        """Hang without closing: accept connections, keep them open, answer nothing (binds and
+        enquire_link included) and send no receipts, until `thaw`."""
+        self.frozen = True
+        self.hung = True
+
+    def thaw(self) -> None:
+        """Answer again (what arrived while frozen stays unanswered) and send held receipts."""
+        self.frozen = False
+        self.hung = self.config.hang
+        if not self.hung:
+            self._flush_receipts()
 
     def send_garbage_now(self) -> None:
         """Write bytes that are not SMPP to every session."""
@@ -361,6 +395,8 @@ class SmscSimulator:
         if not pdu.esm_class & ESM_UDHI:
             messages = self.messages
             messages[dest] = messages.get(dest, 0) + 1
+            if self.arrivals is not None:
+                self.arrivals.setdefault(dest, []).append(time.time())
             if self.config.keep_texts:
                 text = decode_payload(pdu.data_coding, pdu.short_message)
                 self.texts.setdefault(dest, []).append(text)
@@ -372,6 +408,8 @@ class SmscSimulator:
             concat = None
         if concat is None:
             self.messages[dest] += 1
+            if self.arrivals is not None:
+                self.arrivals.setdefault(dest, []).append(time.time())
             return
         key = (pdu.source_addr, dest, concat.reference, concat.total)
         parts = self._parts.setdefault(key, _Parts())
@@ -381,6 +419,8 @@ class SmscSimulator:
         if len(parts.numbers) >= concat.total:
             del self._parts[key]
             self.messages[dest] += 1
+            if self.arrivals is not None:
+                self.arrivals.setdefault(dest, []).append(time.time())
             if self.config.keep_texts:
                 text = "".join(parts.texts[i] for i in sorted(parts.texts))
                 self.texts.setdefault(dest, []).append(text)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.windows import busiest_window, per_window
+from bench.windows import busiest_window, per_window, rate_share
 
 
 def _brute_force(times: list[float], width: float) -> int:
@@ -32,3 +33,10 @@ def test_aligned_windows_count_from_the_origin_with_quiet_ones_as_zero() -> None
     assert per_window([10.2, 10.9, 11.0, 13.5], origin=10.0) == [2, 1, 0, 1]
     assert per_window([10.2, 10.9], origin=9.5) == [1, 1]
     assert per_window([], origin=0.0) == []
+
+
+def test_the_rate_share_counts_intervals_from_the_first_event_to_the_last() -> None:
+    # 11 events over 1 s: 10 per second, half of a 20/s limit.
+    assert rate_share([i / 10 for i in range(11)], 20.0) == pytest.approx(0.5)
+    assert rate_share([], 20.0) == 0.0
+    assert rate_share([1.0, 1.0], 20.0) == 0.0

@@ -23,7 +23,10 @@ SERVICES = {
     "sms": (50053, 9103),
     "voice": (50054, 9104),
     "cellbroadcast": (50055, 9105),
+    "email": (50056, 9106),
 }
+#: The HTTP services (no gRPC), with their (HTTP, Service metrics) ports.
+HTTP_SERVICES = {"capfeed": (8090, 9107)}
 RELEASE = "tocsin"
 NAMESPACE = "tocsin"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.charts.conftest import ROOT, SERVICES, Manifest, Render, by_kind
+from tests.charts.conftest import HTTP_SERVICES, ROOT, SERVICES, Manifest, Render, by_kind
 
 OPERATIONS = ROOT / "docs" / "operations.md"
 PAGING = {
@@ -27,10 +27,12 @@ PAGING = {
     "TocsinNotServing",
     "TocsinGrpcErrorRatioHigh",
     "TocsinInfoLineNotOpen",
+    "TocsinEmailRelayDown",
 }
 TICKETS = {
     "TocsinSmppBindDown",
     "TocsinSmsThrottled",
+    "TocsinEmailBounceRatioHigh",
     "TocsinFirstMessageSlowBudgetBurn",
     "TocsinReachSlowBudgetBurn",
     "TocsinAuditChainUnverified",
@@ -105,7 +107,7 @@ def test_every_aggregation_keeps_the_namespace(default_manifests: list[Manifest]
 
 def test_every_sms_service_and_more_has_a_down_rule(default_manifests: list[Manifest]) -> None:
     down = [r for r in all_alerts(default_manifests) if r["alert"] == "TocsinServiceDown"]
-    assert {r["labels"]["service"] for r in down} == set(SERVICES)
+    assert {r["labels"]["service"] for r in down} == set(SERVICES) | set(HTTP_SERVICES)
     sms = next(r for r in down if r["labels"]["service"] == "sms")
     assert 'absent(up{namespace="tocsin", release="tocsin", job="tocsin-sms"} == 1)' in sms["expr"]
     assert 'deployment="tocsin-sms"' in sms["expr"]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.charts.conftest import (
+    HTTP_SERVICES,
     PRODUCTION_VALUES,
     SERVICES,
     HelmError,
@@ -100,13 +101,48 @@ def test_probes_ask_grpc_health_on_the_service_port(
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert main[probe]["grpc"]["port"] == grpc_port, probe
         assert set(main[probe]) - {"grpc"} <= {"periodSeconds", "failureThreshold"}, probe
+    extra = {"email": {"bounces": 2526}}.get(service, {})
     declared = {p["name"]: p["containerPort"] for p in main["ports"]}
-    assert declared == {"grpc": grpc_port, "metrics": metrics_port}
+    assert declared == {"grpc": grpc_port, "metrics": metrics_port, **extra}
     svc_ports = {
         p["name"]: p["port"]
         for p in component(default_manifests, "Service", service)["spec"]["ports"]
     }
-    assert svc_ports == {"grpc": grpc_port, "metrics": metrics_port}
+    assert svc_ports == {"grpc": grpc_port, "metrics": metrics_port, **extra}
+
+
+@pytest.mark.parametrize(("service", "ports"), HTTP_SERVICES.items())
+def test_an_http_service_is_probed_and_scraped_over_its_http_port(
+    default_manifests: list[Manifest], service: str, ports: tuple[int, int]
+) -> None:
+    http_port, metrics_port = ports
+    main = container(component(default_manifests, "Deployment", service))
+    assert [(p["name"], p["containerPort"]) for p in main["ports"]] == [("http", http_port)]
+    paths = {probe: main[probe]["httpGet"]["path"] for probe in ("startupProbe", "readinessProbe")}
+    assert paths == {"startupProbe": "/readyz", "readinessProbe": "/readyz"}
+    # Liveness never follows PostgreSQL: an outage must not restart the feed.
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    svc_ports = {
+        p["name"]: (p["port"], p["targetPort"])
+        for p in component(default_manifests, "Service", service)["spec"]["ports"]
+    }
+    assert svc_ports == {"http": (http_port, "http"), "metrics": (metrics_port, "http")}
+    env = by_kind(default_manifests, "ConfigMap")[f"tocsin-{service}"]["data"]
+    assert env[f"TOCSIN_{service.upper()}_PORT"] == str(http_port)
+    assert "TOCSIN_GRPC_PORT" not in env
+    # Nobody dials an HTTP service over gRPC.
+    assert (
+        f"TOCSIN_{service.upper()}_ADDR"
+        not in by_kind(default_manifests, "ConfigMap")["tocsin-alerting"]["data"]
+    )
+
+
+def test_the_bounce_receiver_is_reachable_by_the_relay(default_manifests: list[Manifest]) -> None:
+    policy = component(default_manifests, "NetworkPolicy", "email")
+    ports = [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]]
+    assert 2526 in ports
+    env = by_kind(default_manifests, "ConfigMap")["tocsin-email"]["data"]
+    assert (env["TOCSIN_BOUNCE_HOST"], env["TOCSIN_BOUNCE_PORT"]) == ("0.0.0.0", "2526")
 
 
 @pytest.mark.parametrize(("service", "ports"), SERVICES.items())
@@ -323,6 +359,7 @@ def test_dashboards_ship_in_a_configmap_for_the_grafana_sidecar(
         "operator-links.json",
         "service-health.json",
         "infoline.json",
+        "channels.json",
     }
     uids = [board["uid"] for board in boards.values()]
     assert len(set(uids)) == len(uids)
@@ -371,5 +408,5 @@ def test_values_schema_rejects_mistakes_before_anything_runs(
 
 
 def test_a_service_without_ports_is_refused(render: Render) -> None:
-    with pytest.raises(HelmError, match=r"services\.email\.grpcPort is required"):
-        render(set_values=["services.email.metricsPort=9106"])
+    with pytest.raises(HelmError, match=r"services\.pager\.grpcPort \(or httpPort\) is required"):
+        render(set_values=["services.pager.metricsPort=9110"])

@@ -148,6 +148,7 @@ def test_the_name_scan_finds_histogram_families_and_ignores_label_values() -> No
 
 def test_dashboards_exist() -> None:
     assert [p.name for p in DASHBOARDS] == [
+        "channels.json",
         "dispatch-overview.json",
         "infoline.json",
         "operator-links.json",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from services.kernel import keys
 from tests.charts.conftest import (
     PRODUCTION_VALUES,
     ROOT,
@@ -87,6 +88,21 @@ def test_production_sessions_stay_within_every_operator_limit_through_a_rollout(
     assert peak_pods * len(operators(production_manifests)["proximus"]["binds"]) == 24  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("values", [(), (PRODUCTION_VALUES,)])
+def test_a_rollout_takes_the_next_old_pod_only_once_the_last_one_has_drained(
+    render: Render, values: tuple[Any, ...]
+) -> None:
+    """The Deployment controller takes the next old pod once the new one is available, and does
+    not wait for the old one, which keeps its binds while it drains (up to its grace period). A
+    new pod available only after a whole grace period keeps that to one draining pod."""
+    manifests = render(values=list(values))
+    sms = component(manifests, "Deployment", "sms")["spec"]
+    grace = sms["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert sms["minReadySeconds"] >= grace
+    # Other services hold no sessions: their rollouts are not slowed down.
+    assert "minReadySeconds" not in component(manifests, "Deployment", "voice")["spec"]
+
+
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
@@ -105,25 +121,28 @@ def test_values_that_could_pass_an_operator_limit_are_refused(
         )
 
 
-def test_voice_scales_on_its_stream_with_keda_in_production(
-    production_manifests: list[Manifest], default_manifests: list[Manifest]
+@pytest.mark.parametrize("service", ["voice", "email"])
+def test_stream_consumers_scale_on_their_stream_with_keda_in_production(
+    production_manifests: list[Manifest], default_manifests: list[Manifest], service: str
 ) -> None:
-    (scaled,) = by_kind(production_manifests, "ScaledObject").values()
-    assert scaled["spec"]["scaleTargetRef"]["name"] == "tocsin-voice"
+    scaled = by_kind(production_manifests, "ScaledObject")[f"tocsin-{service}"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == f"tocsin-{service}"
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "redis-streams"
-    assert trigger["metadata"]["stream"] == "tocsin:stream:voice"
-    assert trigger["metadata"]["consumerGroup"] == "voice"
+    # The stream and group the service really consumes (services/kernel/keys.py).
+    stream = getattr(keys, f"{service.upper()}_STREAM")
+    assert trigger["metadata"]["stream"] == stream
+    assert trigger["metadata"]["consumerGroup"] == getattr(keys, f"{service.upper()}_GROUP")
     assert trigger["authenticationRef"] == {"name": "tocsin-redis"}
     # KEDA owns the HPA and the replica count.
-    assert "tocsin-voice" not in by_kind(production_manifests, "HorizontalPodAutoscaler")
-    assert "replicas" not in component(production_manifests, "Deployment", "voice")["spec"]
+    assert f"tocsin-{service}" not in by_kind(production_manifests, "HorizontalPodAutoscaler")
+    assert "replicas" not in component(production_manifests, "Deployment", service)["spec"]
     assert check_crd(scaled, "keda.sh_scaledobjects.yaml") == []
     assert by_kind(default_manifests, "ScaledObject") == {}
 
 
 def test_the_keda_crd_check_refuses_what_keda_would(production_manifests: list[Manifest]) -> None:
-    (scaled,) = by_kind(production_manifests, "ScaledObject").values()
+    scaled = by_kind(production_manifests, "ScaledObject")["tocsin-voice"]
     scaled["spec"]["triggers"][0]["metadata"]["lagCount"] = 20  # metadata values are strings
     scaled["spec"]["maxReplicas"] = 3  # the field is maxReplicaCount
     errors = check_crd(scaled, "keda.sh_scaledobjects.yaml")

@@ -16,6 +16,7 @@ import pytest
 
 from services.kernel.settings import load_settings
 from tests.charts.conftest import (
+    HTTP_SERVICES,
     PRODUCTION_VALUES,
     SERVICES,
     Manifest,
@@ -112,3 +113,47 @@ def test_settings_load_from_the_chart_environment(
         }
         assert operators[0].binds[0].password == "shared-password"
         assert settings.ratelimit_rules == tmp_path / "ratelimit.toml"
+    if service == "alerting":
+        # SMS, e-mail, the CAP feed and the operators' presence channels (values-production.yaml).
+        assert {c.value for c in settings.channels} == {
+            "sms",
+            "email",
+            "cap_feed",
+            "cell_broadcast",
+            "lb_sms",
+        }
+    if service == "cellbroadcast":
+        # Each operator's CBC and LB-SMS platform, from the operators file the chart writes.
+        platforms = {p.operator: p for p in settings.platforms()}
+        assert set(platforms) == {"proximus", "orange", "base"}
+        cbc, lbsms = platforms["proximus"].cbc, platforms["orange"].lbsms
+        assert cbc is not None
+        assert (cbc.url, cbc.scope) == ("https://cbc.proximus.example.internal", "cells")
+        assert lbsms is not None
+        assert (lbsms.url, lbsms.zone) == ("https://lbsms.orange.example.internal", "polygon")
+        assert all(p.cbc and p.lbsms for p in platforms.values())
+    if service == "email":
+        relay = (settings.smtp_host, settings.smtp_tls)
+        assert relay == ("smtp-relay.example.internal", "starttls")
+        assert (settings.bounce_host, settings.bounce_port) == ("0.0.0.0", 2526)
+
+
+@pytest.mark.parametrize(("service", "ports"), HTTP_SERVICES.items())
+def test_http_settings_load_from_the_chart_environment(
+    manifests: list[Manifest],
+    service: str,
+    ports: tuple[int, int],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cls = settings_class(service)
+    env = container_env(manifests, service, tmp_path)
+    for name in list(os.environ):
+        if name.startswith("TOCSIN_") or name in ("DATABASE_URL", "REDIS_URL"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(cls)
+    assert getattr(settings, f"{service}_port") == ports[0]
+    assert settings.host == "0.0.0.0"
+    assert settings.capfeed_base_url == "https://alerts.be-alert.example"

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import pytest
 from tocsin.alerting.v1 import alerting_pb2
+from tocsin.targeting.v1 import targeting_pb2, targeting_pb2_grpc
 
 from services.kernel.tls import connect
 from stack import pki, seed
 from stack.running import RunningStack, running_stack
+from stack.services import CAPFEED_PORT
 from tests.charts.conftest import CHART
 from tests.charts.test_metric_names import contract, dashboard_expressions, metric_names
 
@@ -41,8 +45,25 @@ ONLY_ON_TROUBLE = {
     "tocsin_sms_throttled_total": "an SMSC throttling answer",
     "tocsin_ratelimit_refusals_total": "a lease refused by the limiter",
     "tocsin_ratelimit_fallback": "the limiter falling back to local buckets (it then sets 1)",
+    "tocsin_email_bounces_total": "a DSN report coming back from the relay",
+    "tocsin_email_gave_up_total": "an e-mail recipient ended without the relay",
+}
+#: Label values only trouble makes: (family, label, value).
+TROUBLE_VALUES = {
+    ("tocsin_cellbroadcast_outcomes_total", "state", "retrying"),
+    ("tocsin_cellbroadcast_outcomes_total", "state", "refused"),
 }
 SUBSCRIBERS = 40
+#: Subscribers registered for e-mail only, so that the relay gets transactions.
+EMAIL_SUBSCRIBERS = 5
+#: Every channel the stack delivers: the alert goes out on each, so each service exports.
+CHANNELS = (
+    alerting_pb2.CHANNEL_SMS,
+    alerting_pb2.CHANNEL_EMAIL,
+    alerting_pb2.CHANNEL_CELL_BROADCAST,
+    alerting_pb2.CHANNEL_LB_SMS,
+    alerting_pb2.CHANNEL_CAP_FEED,
+)
 
 
 @dataclass
@@ -93,6 +114,7 @@ class Scrape:
                 elif (
                     op == "="
                     and "$" not in value
+                    and (family, label, value) not in TROUBLE_VALUES
                     and not any(s.get(label) == value for s in samples)
                 ):
                     problems.append(f'{where}: no {name} series has {label}="{value}"')
@@ -141,19 +163,54 @@ async def deliver_one_alert(stack: RunningStack) -> alerting_pb2.ChannelProgress
         )
         issuer = seed.bearer(await seed.login(alerting, username="ops-issuer", password=password))
         await seed.register_subscribers(targeting, place=seed.GENT, count=SUBSCRIBERS)
-        alert = await seed.create_alert(
-            alerting, issuer, spec=seed.alert_spec(place=seed.GENT), key="ops-metrics-alert"
-        )
+        await register_email_subscribers(targeting, count=EMAIL_SUBSCRIBERS)
+        # An emergency: the presence channels (cell broadcast, LB-SMS) are for emergencies only.
+        spec = seed.alert_spec(place=seed.GENT, kind=alerting_pb2.ALERT_KIND_EMERGENCY)
+        spec.ClearField("channels")
+        spec.channels.extend(CHANNELS)
+        alert = await seed.create_alert(alerting, issuer, spec=spec, key="ops-metrics-alert")
         # Watched to the final message: the alerting service settles (charges, counts) on it.
         return await seed.deliver(alerting, issuer, alert_id=alert.id, timeout=90)
 
 
+async def register_email_subscribers(channel: grpc.aio.Channel, *, count: int) -> None:
+    """Subscribers at home in Gent who chose e-mail only."""
+    stub = targeting_pb2_grpc.TargetingStub(channel)
+    rng = random.Random(11)
+    for i in range(count):
+        lon, lat = seed.GENT.random_point(rng)
+        await stub.RegisterSubscriber(
+            targeting_pb2.RegisterSubscriberRequest(
+                subscriber=targeting_pb2.Subscriber(
+                    email=f"citizen{i}@example.test",
+                    language="nl",
+                    channels=[targeting_pb2.CHANNEL_EMAIL],
+                    addresses=[
+                        targeting_pb2.Address(
+                            kind=targeting_pb2.ADDRESS_KIND_HOME, lon=lon, lat=lat
+                        )
+                    ],
+                )
+            ),
+            timeout=seed.CALL_TIMEOUT_S,
+        )
+
+
+def capfeed(stack: RunningStack) -> str:
+    """Base URL of the stack's CAP feed (HTTP; not in its gRPC services' table)."""
+    return f"http://127.0.0.1:{CAPFEED_PORT + stack.offset}"
+
+
 def scrape(stack: RunningStack) -> Scrape:
-    """Every service's /metrics."""
+    """Every service's /metrics, the CAP feed's included (after one read of the feed)."""
     found = Scrape()
-    for service in stack.services():
+    with urllib.request.urlopen(f"{capfeed(stack)}/cap/feed.atom", timeout=5) as reply:
+        assert b"<entry" in reply.read(), "the alert is not in the CAP feed"
+    urls = {service: stack.metrics(service) for service in stack.services()}
+    urls["capfeed"] = f"{capfeed(stack)}/metrics"
+    for service, url in urls.items():
         try:
-            with urllib.request.urlopen(stack.metrics(service), timeout=5) as reply:
+            with urllib.request.urlopen(url, timeout=5) as reply:
                 found.add(reply.read().decode("utf-8"))
             found.answered[service] = True
         except OSError:
@@ -171,6 +228,7 @@ def test_every_metric_of_the_dashboards_and_rules_is_exported(tmp_path: Path) ->
         assert (last.targeted, last.delivered) == (SUBSCRIBERS, SUBSCRIBERS), last
         found = scrape(stack)
     assert all(found.answered.values()), found.answered
+    assert {"email", "cellbroadcast", "capfeed"} <= set(found.answered), found.answered
     missing = {name: sorted(where) for name, where in used.items() if name not in found.declared}
     assert not missing, "used but exported by no service:\n" + json.dumps(missing, indent=2)
     silent = {

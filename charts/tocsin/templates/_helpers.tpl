@@ -55,7 +55,7 @@ Callers: {{- range $name, $svc := include "tocsin.services" . | fromYaml }}
 {{- range $name, $svc := .Values.services -}}
 {{- $merged := mergeOverwrite (deepCopy $.Values.serviceDefaults) (deepCopy $svc) -}}
 {{- if $merged.enabled -}}
-{{- $_ := required (printf "services.%s.grpcPort is required" $name) $merged.grpcPort -}}
+{{- $_ := required (printf "services.%s.grpcPort (or httpPort) is required" $name) (or $merged.grpcPort $merged.httpPort) -}}
 {{- $_ := required (printf "services.%s.metricsPort is required" $name) $merged.metricsPort -}}
 {{- $_ := set $out $name $merged -}}
 {{- end -}}

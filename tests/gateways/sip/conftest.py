@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import numpy as np
 import pytest
 
-from gateways.sip import MediaClock, Prompt, SipUac, Timers
+from gateways.sip import MediaClock, Prompt, SipUac, Timers, Trunk
 from gateways.tts.espeak import render_prompt
+from simulators.siptrunk import SipTrunkSimulator, TrunkConfig
 
 #: Short timers so that retransmission and timeouts run in a fraction of a second.
 FAST = Timers(t1=0.05, t2=0.4)
@@ -40,3 +42,27 @@ def tone_prompt(seconds: float = 0.2) -> Prompt:
 def prompt() -> Prompt:
     """Ten frames of tone."""
     return tone_prompt()
+
+
+Factory = Callable[..., Coroutine[Any, Any, SipTrunkSimulator]]
+
+
+@pytest.fixture
+async def trunk_factory() -> AsyncIterator[Factory]:
+    """Start simulated trunks with a given configuration; stopped at the end."""
+    started: list[SipTrunkSimulator] = []
+
+    async def start(**kwargs: Any) -> SipTrunkSimulator:
+        sim = SipTrunkSimulator(TrunkConfig(t1=0.05, **kwargs))
+        await sim.start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        await sim.stop()
+
+
+def trunk_of(sim: SipTrunkSimulator, **kwargs: Any) -> Trunk:
+    """The simulated trunk as the UAC sees it."""
+    return Trunk(host="127.0.0.1", port=sim.port, **kwargs)

@@ -97,3 +97,22 @@ async def test_sipp_unavailable_with_retry_after(uac: SipUac, prompt: Prompt) ->
         assert (result.outcome, result.status) == (CallOutcome.TRUNK_TROUBLE, 503)
         assert result.retry_after == 1.0
         assert await finished() == 0
+
+
+async def test_sipp_reliable_183_is_pracked(uac: SipUac, prompt: Prompt) -> None:
+    async with sipp("prack") as (trunk, finished):
+        result = await uac.call(trunk=trunk, number="+3250000105", prompt=prompt, ring_timeout=10)
+        assert result.outcome is CallOutcome.ANSWERED
+        assert result.pracks == 1
+        assert result.heard_fully
+        assert result.bye_answered
+        assert await finished() == 0
+
+
+async def test_sipp_redirect_is_followed(uac: SipUac, prompt: Prompt) -> None:
+    async with sipp("redirect") as (trunk, finished):
+        result = await uac.call(trunk=trunk, number="+3250000106", prompt=prompt, ring_timeout=10)
+        assert result.outcome is CallOutcome.ANSWERED
+        assert result.redirected_to.startswith("sip:forwarded@127.0.0.1:")
+        assert result.heard_fully
+        assert await finished() == 0

@@ -3,35 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
 
 import pytest
 
-from gateways.sip import CallOutcome, Credentials, Prompt, SipUac, Trunk
-from simulators.siptrunk import SipTrunkSimulator, TrunkConfig
-
-Factory = Callable[..., Coroutine[Any, Any, SipTrunkSimulator]]
-
-
-@pytest.fixture
-async def trunk_factory() -> AsyncIterator[Factory]:
-    """Start simulated trunks with a given configuration; stopped at the end."""
-    started: list[SipTrunkSimulator] = []
-
-    async def start(**kwargs: Any) -> SipTrunkSimulator:
-        sim = SipTrunkSimulator(TrunkConfig(t1=0.05, **kwargs))
-        await sim.start()
-        started.append(sim)
-        return sim
-
-    yield start
-    for sim in started:
-        await sim.stop()
-
-
-def trunk_of(sim: SipTrunkSimulator, **kwargs: Any) -> Trunk:
-    return Trunk(host="127.0.0.1", port=sim.port, **kwargs)
+from gateways.sip import CallOutcome, Credentials, Prompt, SipUac
+from tests.gateways.sip.conftest import Factory, trunk_of
 
 
 async def test_answered_call_hears_the_message_twice_then_bye(

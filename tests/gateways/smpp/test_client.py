@@ -300,6 +300,24 @@ async def test_hung_smsc_detected_by_enquire_link_alone(
     assert bound.states[:3] == [True, False, True]
 
 
+async def test_frozen_smsc_left_when_enquire_link_goes_unanswered(
+    smsc: SmscFactory, connect: ClientFactory
+) -> None:
+    """An SMSC that hangs without closing (binds unanswered too) is left after the response
+    timeout of one enquire_link, long before the dead-link timeout, and bound again once it
+    answers (issue 16)."""
+    sim = await smsc()
+    bound = await connect(sim, enquire_link_s=0.05, dead_link_s=60.0, response_timeout_s=0.3)
+    (session,) = sim.sessions
+    sim.freeze()
+    await sim.wait_for(lambda: session not in sim.sessions, 5)  # the client closed it
+    sim.thaw()
+    await bound.client.wait_bound(5)
+    res = await bound.client.submit(SubmitRequest("+32470000001", text="after the hang"))
+    assert res.outcome is SubmitOutcome.ACCEPTED
+    assert bound.states[:3] == [True, False, True]
+
+
 def test_runs_under_uvloop() -> None:
     """The services run on uvloop, whose transports are not asyncio.Transport subclasses."""
 

@@ -165,6 +165,25 @@ async def test_transactions_share_the_pool_concurrently(relay: RelayFactory) -> 
     assert set(sim.received.values()) == {1}
 
 
+async def test_busy_counts_the_connections_in_a_transaction(relay: RelayFactory) -> None:
+    sim = await relay()
+    pool = _pool(sim.port, connections=3)
+    assert pool.busy == 0
+    sends = asyncio.gather(
+        *(
+            pool.send(envelope_from="b@x.test", recipients=[f"u{i}@x.test"], message=MESSAGE)
+            for i in range(5)
+        )
+    )
+    try:
+        await asyncio.sleep(0)  # every send has taken a free connection, or waits for one
+        assert pool.busy == 3
+        await sends
+        assert pool.busy == 0
+    finally:
+        await pool.close()
+
+
 class _Inbox(AsyncMessage):
     """aiosmtpd's own message handler: an independent server that keeps what it receives."""
 

@@ -10,7 +10,7 @@ from tocsin.alerting.v1 import alerting_pb2 as pb
 
 from services.alerting.model import Channel
 from services.alerting.ports import OperatorStatus
-from tests.services.alerting.conftest import Harness, spec
+from tests.services.alerting.conftest import ZONE_INSIDE, Harness, spec
 
 CB = (pb.CHANNEL_CELL_BROADCAST, pb.CHANNEL_LB_SMS)
 
@@ -50,6 +50,48 @@ async def test_text_over_fifteen_pages_is_refused_at_create_naming_the_field(
     assert "segments" in (caught.value.details() or "")
 
 
+async def test_text_over_fifteen_pages_is_refused_at_update_naming_the_field(
+    harness: Harness,
+) -> None:
+    """UpdateAlert checks the new texts as CreateAlert does, draft or sent, before any request."""
+    gent = await harness.entity("Stad Gent", postpaid=True)
+    client = await harness.issuer(gent.id, "mayor.gent")
+    draft = await client.alerts.CreateAlert(
+        pb.CreateAlertRequest(
+            idempotency_key="too-long-update", spec=spec(channels=CB, languages=("nl", "fr"))
+        ),
+        metadata=client.metadata,
+    )
+    too_long = [
+        pb.Info(language="nl", event="Release", headline="Ontruim"),
+        pb.Info(
+            language="fr",
+            event="Release",
+            headline="Évacuez",
+            description="Évacuez la zone immédiatement, ç'est sérieux. " * 14,
+        ),
+    ]
+    for sent in (False, True):
+        if sent:
+            await client.alerts.SendAlert(
+                pb.SendAlertRequest(alert_id=draft.id), metadata=client.metadata
+            )
+        requested = len(harness.broadcasts.broadcasts)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await client.alerts.UpdateAlert(
+                pb.UpdateAlertRequest(alert_id=draft.id, infos=too_long),
+                metadata=client.metadata,
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (caught.value.details() or "").startswith("infos[1].description: ")
+        assert "cell broadcast" in (caught.value.details() or "")
+        assert len(harness.broadcasts.broadcasts) == requested
+    alert = await client.alerts.GetAlert(
+        pb.GetAlertRequest(alert_id=draft.id), metadata=client.metadata
+    )
+    assert alert.version == 1
+
+
 @pytest.mark.parametrize(
     "kind", [pb.ALERT_KIND_GENERAL_INTEREST, pb.ALERT_KIND_EXERCISE, pb.ALERT_KIND_TEST]
 )
@@ -87,6 +129,7 @@ async def test_content_follows_the_alert_and_its_versions(harness: Harness) -> N
     assert (content.kind, content.version, content.severity) == ("emergency", 1, "Severe")
     assert [lang for lang, _ in content.texts] == ["fr", "nl"]
     assert content.texts[0][1].startswith("Chemische wolk boven Gent (fr)")
+    assert content.zone_geojson == ZONE_INSIDE  # for LB-SMS platforms that take a polygon
     await client.alerts.UpdateAlert(
         pb.UpdateAlertRequest(
             alert_id=draft.id, infos=[pb.Info(language="nl", event="Release", headline="Voorbij")]

@@ -22,6 +22,11 @@ __all__ = ["start_service"]
 
 OPERATORS = ("opA", "opB", "opC")
 CELLS = {op: tuple(f"{op}-cell-{i}" for i in range(3)) for op in OPERATORS}
+#: A zone in Gent with a hole (a GeoJSON Polygon, about 0.6 km²).
+ZONE = (
+    '{"type":"Polygon","coordinates":[[[3.71,51.05],[3.72,51.05],[3.72,51.06],[3.71,51.06],'
+    "[3.71,51.05]],[[3.714,51.054],[3.716,51.054],[3.716,51.056],[3.714,51.056],[3.714,51.054]]]}"
+)
 
 
 @dataclass
@@ -43,6 +48,7 @@ def alert(
     urgency: str = "Immediate",
     certainty: str = "Observed",
     cells: dict[str, tuple[str, ...]] | None = None,
+    zone_geojson: str = "",
 ) -> AlertVersion:
     """An alert version to broadcast, expiring in an hour."""
     return AlertVersion(
@@ -56,6 +62,7 @@ def alert(
         expires=datetime.now(UTC) + timedelta(hours=1),
         sender="BE-Alert",
         cells=CELLS if cells is None else cells,
+        zone_geojson=zone_geojson,
     )
 
 
@@ -80,7 +87,12 @@ async def wire(pg_pool: asyncpg.Pool, sims: dict[str, CbcSimulator]) -> AsyncIte
     """Build the service's domain on the test database (several times: a restart)."""
     senders: list[Sender] = []
 
-    async def build(*, answer_wait_s: float = 2.0, owner: str = "test-1") -> Wired:
+    async def build(
+        *,
+        answer_wait_s: float = 2.0,
+        owner: str = "test-1",
+        lbsms_polygon: frozenset[str] = frozenset(),
+    ) -> Wired:
         base = {op: f"http://127.0.0.1:{sim.port}" for op, sim in sims.items()}
         sender = Sender(
             pool=pg_pool,
@@ -95,7 +107,7 @@ async def wire(pg_pool: asyncpg.Pool, sims: dict[str, CbcSimulator]) -> AsyncIte
         broadcasts = Broadcasts(
             pool=pg_pool,
             sender=sender,
-            platforms=Platforms(cbc=set(sims), lbsms=set(sims)),
+            platforms=Platforms(cbc=set(sims), lbsms=set(sims), lbsms_polygon=lbsms_polygon),
             answer_wait_s=answer_wait_s,
         )
         return Wired(broadcasts, sender, sims)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -10,7 +11,8 @@ from services.cellbroadcast import pages
 from services.cellbroadcast.model import Channel, State
 from services.cellbroadcast.pages import Pages
 from services.kernel.errors import InvalidArgument
-from tests.services.cellbroadcast.conftest import OPERATORS, Wire, Wired, alert
+from simulators.lbsms.server import polygon_km2
+from tests.services.cellbroadcast.conftest import CELLS, OPERATORS, ZONE, Wire, Wired, alert
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -241,3 +243,52 @@ async def test_crash_after_the_post_is_not_a_second_broadcast(wire: Wire) -> Non
             await asyncio.sleep(0.2)
     assert [m["message_id"] for m in sim.state.created()] == [4370, 4383]
     assert [e.status for e in sim.state.events if e.method == "POST"].count(409) >= 1
+
+
+async def test_lbsms_zone_as_polygon_where_the_operator_takes_one(wire: Wire) -> None:
+    """The zone goes as the alert's polygon to opB (its setting), as cells to the others; opB
+    is asked even where the cell table knows none of its cells, opC (cells) then is not."""
+    wired = await wire(lbsms_polygon=frozenset({"opB"}))
+    wired.sims["opA"].lbsms.zones = ("cells",)
+    wired.sims["opB"].lbsms.zones = ("polygon",)
+    cells = {"opA": CELLS["opA"], "opB": (), "opC": ()}
+    done = await wired.broadcasts.broadcast(
+        alert(cells=cells, zone_geojson=ZONE), channel=Channel.LB_SMS
+    )
+    area_km2 = polygon_km2(json.loads(ZONE))
+    assert {r.operator: (r.state, r.cells, r.phones) for r in done} == {
+        "opA": (State.ACCEPTED, 3, 750),
+        "opB": (State.ACCEPTED, 0, round(area_km2 * 400)),
+    }
+    assert wired.sims["opA"].lbsms.requests["a1.v1"]["zone"] == {"cells": list(CELLS["opA"])}
+    assert wired.sims["opB"].lbsms.requests["a1.v1"]["zone"] == {"polygon": json.loads(ZONE)}
+    assert wired.sims["opC"].lbsms.requests == {}
+    # Cell broadcast keeps to the cells whatever the LB-SMS setting.
+    cb = await wired.broadcasts.broadcast(
+        alert(cells=cells, zone_geojson=ZONE), channel=Channel.CELL_BROADCAST
+    )
+    assert [r.operator for r in cb] == ["opA"]
+
+
+async def test_a_platform_refuses_a_zone_kind_it_does_not_take(wire: Wire) -> None:
+    """An operator set to cells whose platform takes polygons only: refused with its text."""
+    wired = await wire()
+    wired.sims["opA"].lbsms.zones = ("polygon",)
+    done = await wired.broadcasts.broadcast(
+        alert(cells={"opA": CELLS["opA"]}, zone_geojson=ZONE), channel=Channel.LB_SMS
+    )
+    assert [(r.operator, r.state) for r in done] == [("opA", State.REFUSED)]
+    assert "this platform takes polygon" in done[0].reason
+
+
+@pytest.mark.parametrize(
+    "zone",
+    ["{not json", '{"type":"Point","coordinates":[3.7,51.0]}', '{"type":"Polygon"}', "[]"],
+)
+async def test_a_malformed_zone_is_refused_naming_the_field(wire: Wire, zone: str) -> None:
+    """INVALID_ARGUMENT on zone_geojson, before anything is recorded."""
+    wired = await wire(lbsms_polygon=frozenset({"opB"}))
+    with pytest.raises(InvalidArgument) as caught:
+        await wired.broadcasts.broadcast(alert(zone_geojson=zone), channel=Channel.LB_SMS)
+    assert caught.value.field == "zone_geojson"
+    assert await wired.broadcasts.status(alert_id="a1") == []

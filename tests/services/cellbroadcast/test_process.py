@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,9 +17,11 @@ from services.alerting.ports import BroadcastContent
 from services.alerting.remote import CellBroadcastClient
 from services.cellbroadcast.settings import Settings
 from services.kernel.errors import InvalidArgument
+from simulators.cbc.config import CbcConfig
 from simulators.cbc.server import CbcSimulator
+from simulators.lbsms.server import polygon_km2
 from stack.embedded import ManagedProcess
-from tests.services.cellbroadcast.conftest import CELLS, OPERATORS
+from tests.services.cellbroadcast.conftest import CELLS, OPERATORS, ZONE
 from tests.services.kernel.conftest import ServiceProcess, watch_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -145,3 +149,71 @@ def test_operators_file_gives_each_operator_its_platforms(tmp_path: Path) -> Non
     path.write_text("[operators.orange.cbc]\nscope = 'cells'\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"operators\.orange\.cbc\.url"):
         settings.platforms()
+
+
+async def test_lbsms_zone_follows_each_operators_setting(
+    start_service: object, pg_dsn: str, private_redis: ManagedProcess, tmp_path: Path
+) -> None:
+    """The operators file says `zone = "polygon"` for south: its platform gets the alert's zone
+    (from alerting's request) and counts the phones in it; north gets its cells."""
+    sims = {
+        name: CbcSimulator(CbcConfig(name=name, lbsms_zones=(zone,)))
+        for name, zone in (("north", "cells"), ("south", "polygon"))
+    }
+    for sim in sims.values():
+        await sim.start()
+    path = tmp_path / "operators.toml"
+    path.write_text(
+        f"[operators.north.lbsms]\nurl = 'http://127.0.0.1:{sims['north'].port}'\n"
+        f"[operators.south.lbsms]\nurl = 'http://127.0.0.1:{sims['south'].port}'\n"
+        "zone = 'polygon'\n",
+        encoding="utf-8",
+    )
+    try:
+        proc: ServiceProcess = start_service(  # type: ignore[operator]
+            "cellbroadcast",
+            database_url=pg_dsn,
+            redis_url=private_redis.url,
+            TOCSIN_OPERATORS_FILE=str(path),
+        )
+        await watch_until(proc.target, health_pb2.HealthCheckResponse.SERVING)
+        async with grpc.aio.insecure_channel(proc.target) as channel:
+            client = CellBroadcastClient(
+                cellbroadcast_pb2_grpc.CellBroadcastServiceStub(channel), timeout_s=10
+            )
+            acks = await client.broadcast(
+                alert_id="p1",
+                cap_xml="<alert/>",
+                cells={"north": ("n1", "n2"), "south": ()},
+                location_based_sms=True,
+                content=replace(content(), zone_geojson=ZONE),
+            )
+    finally:
+        for sim in sims.values():
+            await sim.stop()
+    phones = round(polygon_km2(json.loads(ZONE)) * 400)
+    assert {(a.operator, a.accepted, a.phones) for a in acks} == {
+        ("north", True, 500),
+        ("south", True, phones),
+    }
+    assert sims["north"].lbsms.requests["p1.v1"]["zone"] == {"cells": ["n1", "n2"]}
+    assert sims["south"].lbsms.requests["p1.v1"]["zone"] == {"polygon": json.loads(ZONE)}
+
+
+def test_an_lbsms_zone_setting_is_checked(tmp_path: Path) -> None:
+    """`zone` is cells or polygon; anything else is refused at start naming the key."""
+    path = tmp_path / "operators.toml"
+    path.write_text(
+        "[operators.base.lbsms]\nurl = 'http://127.0.0.1:8103'\nzone = 'circle'\n",
+        encoding="utf-8",
+    )
+    settings = Settings(database_url="postgresql://x/y", redis_url="redis://x", operators_file=path)
+    with pytest.raises(ValueError, match=r"operators\.base\.lbsms\.zone"):
+        settings.platforms()
+    path.write_text(
+        "[operators.base.lbsms]\nurl = 'http://127.0.0.1:8103'\nzone = 'polygon'\n",
+        encoding="utf-8",
+    )
+    (base,) = settings.platforms()
+    assert base.lbsms is not None
+    assert base.lbsms.zone == "polygon"

@@ -44,6 +44,9 @@ async def test_the_consumer_group_lost_with_redis_data_is_recreated_and_work_res
         )
         assert states == {"delivered": len(then)}
         assert group_lost() > lost
+        # Health shows the group missing only until it exists again.
+        missing = REGISTRY.get_sample_value("tocsin_channel_group_missing", {"channel": "sms"})
+        assert missing == 0.0
         # Nothing of the first alert went out twice.
         assert sum(sims.messages().values()) == len(first) + len(then)
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import importlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,14 @@ from gateways.tts import Espeak, render_prompt
 from services.channel import codec, keys
 from services.voice.__main__ import build
 from services.voice.settings import Settings
-from simulators.siptrunk import SipTrunkSimulator, TrunkConfig
+from simulators.siptrunk import SipTrunkSimulator
 from stack.embedded import free_port
+from tests.gateways.sip.conftest import Factory, trunk_factory
 from tests.services.channel import work
 from tests.services.channel.conftest import processes, serve_here
 from tests.services.kernel.conftest import ServiceProcess
 
-__all__ = ["processes", "serve_here"]
+__all__ = ["processes", "serve_here", "trunk_factory"]
 
 kernel_serve = importlib.import_module("services.kernel.serve")
 ROOT = Path(__file__).resolve().parents[3]
@@ -43,19 +44,9 @@ def rules_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def trunk() -> AsyncIterator[Callable[..., Awaitable[SipTrunkSimulator]]]:
-    """Start simulated trunks (fast timers); stopped after the test."""
-    started: list[SipTrunkSimulator] = []
-
-    async def start(**config: Any) -> SipTrunkSimulator:
-        sim = SipTrunkSimulator(TrunkConfig(t1=0.05, ring_delay=0.05, **config))
-        await sim.start()
-        started.append(sim)
-        return sim
-
-    yield start
-    for sim in started:
-        await sim.stop()
+def trunk(trunk_factory: Factory) -> Factory:
+    """Start simulated trunks (fast timers, as the SIP gateway's tests); stopped after the test."""
+    return trunk_factory
 
 
 @pytest.fixture
@@ -99,13 +90,15 @@ def voice_process(
     def start(sim: SipTrunkSimulator, **env: str) -> ServiceProcess:
         return processes(
             "services.voice",
-            DATABASE_URL=pg_dsn,
-            REDIS_URL=redis_url,
-            TOCSIN_TRUNKS=f"trunkA=127.0.0.1:{sim.port}",
-            TOCSIN_SIP_T1_S="0.05",
-            TOCSIN_RATELIMIT_RULES=str(rules_file),
-            TOCSIN_INSECURE_DEV="true",
-            **env,
+            **{
+                "DATABASE_URL": pg_dsn,
+                "REDIS_URL": redis_url,
+                "TOCSIN_TRUNKS": f"trunkA=127.0.0.1:{sim.port}",
+                "TOCSIN_SIP_T1_S": "0.05",
+                "TOCSIN_RATELIMIT_RULES": str(rules_file),
+                "TOCSIN_INSECURE_DEV": "true",
+                **env,
+            },
         )
 
     return start

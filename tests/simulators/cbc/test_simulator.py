@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from typing import Any
 
 import aiohttp
@@ -76,10 +78,23 @@ async def test_one_message_per_identifier_and_misbehaviour() -> None:
         await sim.stop()
 
 
+def post(url: str, payload: dict[str, Any]) -> int:
+    """POST JSON, return the status (errors included)."""
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            status: int = resp.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    return status
+
+
 def test_runs_as_a_process_and_reports_on_stop() -> None:
     """`python -m simulators.cbc` prints where it listens, and what it saw when stopped."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "simulators.cbc", "--name", "opA"],
+        [sys.executable, "-m", "simulators.cbc", "--name", "opA", "--lbsms-zone", "polygon"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -89,9 +104,20 @@ def test_runs_as_a_process_and_reports_on_stop() -> None:
         assert ready["event"] == "listening"
         assert ready["name"] == "opA"
         assert ready["port"] > 0
+        base = f"http://127.0.0.1:{ready['port']}"
+        assert post(f"{base}/api/ecbe/v1/message", body()) == 201
+        lbsms = {"request_id": "r1", "texts": {"nl": "Test"}, "validity_s": 60}
+        assert post(f"{base}/lbsms/v1/requests", {**lbsms, "zone": {"cells": ["c1"]}}) == 400
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
-        assert json.loads(out.splitlines()[-1])["event"] == "stopped"
+        summary = json.loads(out.splitlines()[-1])
+        assert summary["event"] == "stopped"
+        assert (summary["message_ids"], summary["active"], summary["deleted"]) == (
+            [4370],
+            [4370],
+            0,
+        )
+        assert summary["lbsms_requests"] == 0
     finally:
         if proc.poll() is None:
             proc.kill()
