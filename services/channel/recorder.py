@@ -27,6 +27,8 @@ from services.channel.model import Job, State
 
 logger = logging.getLogger(__name__)
 
+#: Failures of a write that the recorder retries on a new connection.
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 #: Seconds between retries of every unmatched receipt.
 UNMATCHED_RETRY_S = 0.5
 #: Receipts unmatched for less than this are tried again with every write of submissions.
@@ -126,7 +128,7 @@ class Recorder:
                 await asyncio.sleep(self._interval)
             try:
                 await self.flush_once()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except _DB_ERRORS as exc:
                 logger.warning("writing %s states failed, retrying: %r", self.channel, exc)
                 await asyncio.sleep(0.5)
             if self._unmatched and loop.time() - self._expiry_checked > 1.0:
@@ -268,9 +270,13 @@ class Recorder:
             self._conn = await self._pool.acquire()
         try:
             return await store.write(self._conn, self._tables, w)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except _DB_ERRORS:
+            # Never reuse it: a server that went away mid-statement (a restart) can leave the
+            # connection waiting for an answer that never comes, and the next BEGIN fails.
             conn, self._conn = self._conn, None
-            await self._pool.release(conn)
+            with contextlib.suppress(asyncpg.InterfaceError):  # the pool took it back already
+                conn.terminate()
+                await self._pool.release(conn)
             raise
 
     async def close(self) -> None:
