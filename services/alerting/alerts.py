@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
@@ -35,6 +34,7 @@ from services.alerting.texts import channel_texts
 from services.alerting.validation import check_idempotency_key, check_infos, check_spec
 from services.channel.units import Units
 from services.kernel import keys
+from services.kernel.cache import TtlCache
 from services.kernel.errors import FailedPrecondition, InvalidArgument, NotFound
 
 #: Largest page of ListAlerts.
@@ -99,14 +99,14 @@ class Alerts:
         self._units = units
         self._redis = redis
         self._targeting = targeting
-        self._preview_cache_s = preview_cache_s
-        self._clock = clock
-        #: audience key -> (until when, on `clock`; audiences, units, cells).
-        self._audiences: dict[str, tuple[float, tuple[tuple[Audience, ...], int, int]]] = {}
-        #: audience key -> the call to targeting in flight for it.
-        self._asking: dict[str, asyncio.Future[tuple[tuple[Audience, ...], int, int]]] = {}
-        #: entity id -> (until when, on `clock`; the entity).
-        self._entities: dict[int, tuple[float, EntityInfo]] = {}
+        #: audience key -> (audiences, units, cells), shared by previews for preview_cache_s.
+        self._audiences: TtlCache[str, tuple[tuple[Audience, ...], int, int]] = TtlCache(
+            ttl_s=preview_cache_s, max_entries=MAX_CACHED, clock=clock
+        )
+        #: entity id -> the entity, read at most every ENTITY_CACHE_S.
+        self._entities: TtlCache[int, EntityInfo] = TtlCache(
+            ttl_s=ENTITY_CACHE_S, max_entries=MAX_CACHED, clock=clock
+        )
         self.dispatcher = Dispatcher(
             pool=pool, redis=redis, targeting=targeting, broadcasts=broadcasts
         )
@@ -128,16 +128,9 @@ class Alerts:
 
     async def _entity(self, entity_id: int) -> EntityInfo:
         """The entity's name, type and territory, read at most every ENTITY_CACHE_S."""
-        now = self._clock()
-        cached = self._entities.get(entity_id)
-        if cached is not None and now < cached[0]:
-            return cached[1]
-        entity = await entities.load(self._pool, entity_id=entity_id)
-        if len(self._entities) >= MAX_CACHED:
-            live = {k: v for k, v in self._entities.items() if now < v[0]}
-            self._entities = live if len(live) < MAX_CACHED else {}
-        self._entities[entity_id] = (now + ENTITY_CACHE_S, entity)
-        return entity
+        return await self._entities.get_or_load(
+            entity_id, lambda: entities.load(self._pool, entity_id=entity_id)
+        )
 
     async def _check_rules(self, *, entity_id: int, spec: AlertSpec) -> EntityInfo:
         entity = await self._entity(entity_id)
@@ -261,28 +254,10 @@ class Alerts:
 
     async def _shared_audience(self, alert: Alert) -> tuple[tuple[Audience, ...], int, int]:
         """`_audience`, shared for `preview_cache_s` by previews asking the same of targeting."""
-        if self._preview_cache_s <= 0:
+        if self._audiences.ttl_s <= 0:
             return await self._audience(alert)
-        key = audience_key(alert)
-        now = self._clock()
-        cached = self._audiences.get(key)
-        if cached is not None and now < cached[0]:
-            return cached[1]
         # One call to targeting per key at a time: previews that miss together share it.
-        asking = self._asking.get(key)
-        if asking is not None:
-            return await asyncio.shield(asking)
-        asking = asyncio.ensure_future(self._audience(alert))
-        self._asking[key] = asking
-        # Forgotten once answered, even if this caller hangs up while others still wait on it.
-        asking.add_done_callback(lambda _f: self._asking.pop(key, None))
-        found = await asyncio.shield(asking)
-        now = self._clock()
-        if len(self._audiences) >= MAX_CACHED:
-            live = {k: v for k, v in self._audiences.items() if now < v[0]}
-            self._audiences = live if len(live) < MAX_CACHED else {}
-        self._audiences[key] = (now + self._preview_cache_s, found)
-        return found
+        return await self._audiences.get_or_load(audience_key(alert), lambda: self._audience(alert))
 
     async def preview(self, *, principal: Principal, alert_id: str) -> Preview:
         """Audience per channel and language, estimated cost, and how it would be billed.

@@ -27,6 +27,8 @@ from services.channel.model import Job, State
 
 logger = logging.getLogger(__name__)
 
+#: Failures of a write that the recorder retries on a new connection.
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 #: Seconds between retries of every unmatched receipt.
 UNMATCHED_RETRY_S = 0.5
 #: Receipts unmatched for less than this are tried again with every write of submissions.
@@ -126,7 +128,7 @@ class Recorder:
                 await asyncio.sleep(self._interval)
             try:
                 await self.flush_once()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except _DB_ERRORS as exc:
                 logger.warning("writing %s states failed, retrying: %r", self.channel, exc)
                 await asyncio.sleep(0.5)
             if self._unmatched and loop.time() - self._expiry_checked > 1.0:
@@ -151,8 +153,27 @@ class Recorder:
         old = self._take_unmatched(now, n, with_submissions=bool(sub))
         if not (sub or fin or rc or old):
             return
+        tried = rc + old
+        # A receipt for a one-reference submission of this batch is written with it: the row
+        # goes from queued to its answer in one update, and the receipt needs no lookup.
+        answered: dict[int, _Receipt] = {}
+        if sub and tried:
+            pending = {
+                (job.route, job.refs[0]): i
+                for i, job in enumerate(sub)
+                if job.refs is not None and len(job.refs) == 1
+            }
+            rest: list[_Receipt] = []
+            for r in tried:
+                i = pending.pop((r.route, r.ref), None) if r.row[0] else None
+                if i is None:
+                    rest.append(r)
+                else:
+                    answered[i] = r
+            tried = rest
         w = store.Writes.empty()
-        for job in sub:
+        submitted = State.SUBMITTED.value
+        for i, job in enumerate(sub):
             e = job.entry
             w.sub_alert.append(e.alert)
             w.sub_version.append(e.version)
@@ -162,6 +183,15 @@ class Recorder:
             w.sub_bind.append(job.via)
             w.sub_attempts.append(job.attempts)
             w.sub_at.append(job.submitted_at)
+            answer = answered.get(i)
+            if answer is None:
+                w.sub_state.append(submitted)
+                w.sub_error.append("")
+                w.sub_done.append(0.0)
+            else:
+                w.sub_state.append(answer.row[0])
+                w.sub_error.append(answer.row[1])
+                w.sub_done.append(answer.at)
         wall = time.time()
         for job, state in fin:
             e = job.entry
@@ -174,7 +204,6 @@ class Recorder:
             w.fin_error.append(job.error)
             w.fin_attempts.append(job.attempts)
             w.fin_at.append(wall)
-        tried = rc + old
         for r in tried:
             w.rc_operator.append(r.route)
             w.rc_mid.append(r.ref)
@@ -196,7 +225,12 @@ class Recorder:
                 self._unmatched.append(r)
             elif not r.done.done():
                 r.done.set_result(None)
-        for (route, new_state), latencies in result.changed.items():
+        changed = result.changed
+        for i, r in answered.items():
+            changed.setdefault((r.route, r.row[0]), []).append(r.at - sub[i].submitted_at)
+            if not r.done.done():
+                r.done.set_result(None)
+        for (route, new_state), latencies in changed.items():
             state = State(new_state)
             self._outcomes.labels(self.channel, route, state.value).inc(len(latencies))
             if state is State.DELIVERED:
@@ -236,9 +270,13 @@ class Recorder:
             self._conn = await self._pool.acquire()
         try:
             return await store.write(self._conn, self._tables, w)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except _DB_ERRORS:
+            # Never reuse it: a server that went away mid-statement (a restart) can leave the
+            # connection waiting for an answer that never comes, and the next BEGIN fails.
             conn, self._conn = self._conn, None
-            await self._pool.release(conn)
+            with contextlib.suppress(asyncpg.InterfaceError):  # the pool took it back already
+                conn.terminate()
+                await self._pool.release(conn)
             raise
 
     async def close(self) -> None:

@@ -30,37 +30,39 @@ WHERE m.state = 'queued'
 RETURNING alert, version, address
 """
 
-# Answers the progress moves (docs/channel.md): per alert version, rows and units submitted.
+# Submissions, and the operator's references that lead a late answer to the row, in one
+# statement. A submission whose answer the recorder already holds (a receipt that came before
+# the write) is written in its final state at once (`state`, `error`, `done`): one update of the
+# row instead of two. Answers the progress moves per alert version and state reached.
 _SUBMITTED = """
 WITH upd AS (
     UPDATE {messages} m
-    SET state = 'submitted', message_ids = string_to_array(u.ids, ' '), bind = u.bind,
-        attempts = u.attempts, submitted_at = to_timestamp(u.at)
+    SET state = u.state, message_ids = string_to_array(u.ids, ' '), bind = u.bind,
+        attempts = u.attempts, submitted_at = to_timestamp(u.at), error = nullif(u.error, ''),
+        done_at = to_timestamp(nullif(u.done, 0))
     FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[],
-                $7::float8[])
-        AS u(alert, version, address, ids, bind, attempts, at)
+                $7::float8[], $8::text[], $9::text[], $10::float8[])
+        AS u(alert, version, address, ids, bind, attempts, at, state, error, done)
     WHERE m.alert = u.alert AND m.version = u.version AND m.address = u.address
       AND m.state = 'queued'
-    RETURNING m.alert, m.version, m.segments
+    RETURNING m.alert, m.version, m.state, m.segments
+), ids AS (
+    INSERT INTO {ids} (operator, message_id, alert, version, address)
+    SELECT u.operator, mid, u.alert, u.version, u.address
+    FROM unnest($11::text[], $1::text[], $2::int[], $3::text[], $4::text[])
+        AS u(operator, alert, version, address, ids),
+        unnest(string_to_array(u.ids, ' ')) AS mid
+    WHERE mid <> ''
+    ON CONFLICT (operator, message_id) DO UPDATE
+    SET alert = EXCLUDED.alert, version = EXCLUDED.version, address = EXCLUDED.address
 )
-SELECT alert, version, NULL::text AS old, 'submitted' AS state, count(*) AS n,
-       sum(segments) AS units
-FROM upd GROUP BY alert, version
-"""
-
-_MESSAGE_IDS = """
-INSERT INTO {ids} (operator, message_id, alert, version, address)
-SELECT u.operator, mid, u.alert, u.version, u.address
-FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[])
-    AS u(operator, alert, version, address, ids),
-    unnest(string_to_array(u.ids, ' ')) AS mid
-WHERE mid <> ''
-ON CONFLICT (operator, message_id) DO UPDATE
-SET alert = EXCLUDED.alert, version = EXCLUDED.version, address = EXCLUDED.address
+SELECT alert, version, NULL::text AS old, state, count(*) AS n, sum(segments) AS units
+FROM upd GROUP BY alert, version, state
 """
 
 # Outcomes reached without a receipt (failed, expired, cancelled, superseded, or delivered at
-# once); never overwrites a row that already left `queued`. Answers the progress moves: a
+# once); never overwrites a row that already left `queued`. The units are the job's as it ended
+# (a call is 1 unit once answered, though queued with 0). Answers the progress moves: a
 # recipient delivered at once reached an operator, so its units count.
 _FINAL = """
 WITH ins AS (
@@ -72,8 +74,8 @@ WITH ins AS (
                 $7::text[], $8::int[], $9::float8[])
         AS u(alert, version, address, operator, segments, state, error, attempts, at)
     ON CONFLICT (alert, version, address) DO UPDATE
-    SET state = EXCLUDED.state, error = EXCLUDED.error, attempts = EXCLUDED.attempts,
-        done_at = EXCLUDED.done_at
+    SET state = EXCLUDED.state, segments = EXCLUDED.segments, error = EXCLUDED.error,
+        attempts = EXCLUDED.attempts, done_at = EXCLUDED.done_at
     WHERE m.state = 'queued'
     RETURNING m.alert, m.version, m.state, m.segments
 )
@@ -85,26 +87,43 @@ FROM ins GROUP BY alert, version, state
 # Receipts. Returns few rows whatever the batch size: one (kind 0) with the 1-based positions of
 # the receipts that found no row, one per (operator, new state) (kind 1) with the seconds from
 # submission to receipt of each row changed, and one per (alert, version, old, new state)
-# (kind 2) with the progress moves. A failure receipt may overwrite `delivered` (another
-# segment of the text failed). The old state comes from the table joined again (`o`), which
-# shows the row as it was before this statement.
+# (kind 2) with the progress moves. Each receipt finds its reference by index: the LATERAL ..
+# LIMIT 1 keeps the planner from hashing the whole references table, which it prefers while the
+# table is small (that scan was most of PostgreSQL's CPU per SMS). The first answer of a
+# submitted row (`sent`) and a failure of another segment of a delivered text (`late`, the only
+# overwrite of `delivered`) are two updates whose conditions on the row's state say its old
+# state, so no second read of the row is needed for the progress moves; they never meet on one
+# row (a row is either submitted or delivered when the statement starts), and a row a
+# concurrent writer changed is left to that writer's change.
 _RECEIPTS = """
 WITH u AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])
         WITH ORDINALITY AS u(operator, mid, state, error, at, idx)
 ), r AS (
-    SELECT u.idx, u.state, u.error, u.at, i.alert, i.version, i.address
-    FROM u JOIN {ids} i ON i.operator = u.operator AND i.message_id = u.mid
-), upd AS (
+    SELECT u.idx, u.state, u.error, u.at, f.alert, f.version, f.address
+    FROM u CROSS JOIN LATERAL (
+        SELECT i.alert, i.version, i.address FROM {ids} i
+        WHERE i.operator = u.operator AND i.message_id = u.mid
+        LIMIT 1
+    ) AS f
+), sent AS (
     UPDATE {messages} m
     SET state = r.state, error = nullif(r.error, ''), done_at = to_timestamp(r.at)
-    FROM r JOIN {messages} o
-        ON o.alert = r.alert AND o.version = r.version AND o.address = r.address
+    FROM r
     WHERE m.alert = r.alert AND m.version = r.version AND m.address = r.address
-      AND r.state <> ''
-      AND (o.state = 'submitted' OR (o.state = 'delivered' AND r.state <> 'delivered'))
-    RETURNING m.operator, m.alert, m.version, o.state AS old, m.state, m.segments,
+      AND r.state <> '' AND m.state = 'submitted'
+    RETURNING m.operator, m.alert, m.version, 'submitted'::text AS old, m.state, m.segments,
               r.at - extract(epoch FROM m.submitted_at)::float8 AS latency
+), late AS (
+    UPDATE {messages} m
+    SET state = r.state, error = nullif(r.error, ''), done_at = to_timestamp(r.at)
+    FROM r
+    WHERE m.alert = r.alert AND m.version = r.version AND m.address = r.address
+      AND r.state NOT IN ('', 'delivered') AND m.state = 'delivered'
+    RETURNING m.operator, m.alert, m.version, 'delivered'::text AS old, m.state, m.segments,
+              r.at - extract(epoch FROM m.submitted_at)::float8 AS latency
+), upd AS (
+    SELECT * FROM sent UNION ALL SELECT * FROM late
 )
 SELECT 0 AS kind, NULL::text AS operator, NULL::text AS state,
        array_agg(u.idx::int) AS unmatched, NULL::float8[] AS latencies,
@@ -165,7 +184,6 @@ class Tables:
     channel: str
     queue: str
     submitted: str
-    message_ids: str
     final: str
     receipts: str
     progress: str
@@ -182,7 +200,6 @@ class Tables:
             channel=channel,
             queue=_QUEUE.format(**names),
             submitted=_SUBMITTED.format(**names),
-            message_ids=_MESSAGE_IDS.format(**names),
             final=_FINAL.format(**names),
             receipts=_RECEIPTS.format(**names),
             progress=_PROGRESS,
@@ -228,6 +245,11 @@ class Writes:
     sub_bind: list[str]
     sub_attempts: list[int]
     sub_at: list[float]
+    #: The state a submission is written in: `submitted`, or the answer already in hand.
+    sub_state: list[str]
+    sub_error: list[str]
+    #: When that answer came (Unix time), 0 for none.
+    sub_done: list[float]
     fin_alert: list[str]
     fin_version: list[int]
     fin_address: list[str]
@@ -246,7 +268,7 @@ class Writes:
     @classmethod
     def empty(cls) -> Writes:
         """No changes."""
-        return cls(*([] for _ in range(22)))
+        return cls(*([] for _ in range(25)))
 
 
 class _Moves:
@@ -294,15 +316,11 @@ async def write(
                     w.sub_bind,
                     w.sub_attempts,
                     w.sub_at,
+                    w.sub_state,
+                    w.sub_error,
+                    w.sub_done,
+                    w.sub_operator,
                 )
-            )
-            await conn.execute(
-                tables.message_ids,
-                w.sub_operator,
-                w.sub_alert,
-                w.sub_version,
-                w.sub_address,
-                w.sub_ids,
             )
         if w.fin_alert:
             moves.add(

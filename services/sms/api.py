@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
@@ -17,6 +16,7 @@ from services.channel import codec, keys, store
 from services.channel.control import API_PREFIX
 from services.channel.model import State
 from services.kernel import context
+from services.kernel.cache import TtlCache
 from services.kernel.errors import AlreadyExists, InvalidArgument, NotFound
 from services.sms.channel import NAME
 from services.sms.clients import ApiClients
@@ -83,12 +83,6 @@ def _check_own(batch_id: str) -> None:
         raise InvalidArgument("batch_id", f"your API batch ids start with {own!r}")
 
 
-def _retrieve(task: asyncio.Future[list[Progress]]) -> None:
-    """Mark a count's failure as seen, should every caller have gone away."""
-    if not task.cancelled():
-        task.exception()
-
-
 class SmsApi:
     """The API's domain calls."""
 
@@ -109,9 +103,8 @@ class SmsApi:
         self._router = router
         self._segments = segment_count
         self._default_sender = default_sender
-        self._progress_ttl = progress_cache_s
-        #: (alert, version) -> (loop time, counting in progress or done)
-        self._progress: dict[tuple[str, int], tuple[float, asyncio.Future[list[Progress]]]] = {}
+        #: (alert, version) -> its counts, shared by callers polling it for progress_cache_s
+        self._progress: TtlCache[tuple[str, int], list[Progress]] = TtlCache(ttl_s=progress_cache_s)
 
     def _validate(
         self, *, key: str, to: Sequence[str], text: str, sender: str, ttl_s: float, field: str
@@ -258,22 +251,11 @@ class SmsApi:
         if version < 0:
             raise InvalidArgument("version", "must be 0 (every version) or more")
         # Counting a large alert scans its rows: callers polling the same alert share one count
-        # per `progress_cache_s`. The count runs as its own task, so that a caller going away
-        # does not cancel it for the others.
-        loop = asyncio.get_running_loop()
-        key = (alert, version)
-        cached = self._progress.get(key)
-        if cached is None or loop.time() - cached[0] >= self._progress_ttl:
-            if len(self._progress) > 1000:
-                self._progress.clear()
-            task = asyncio.ensure_future(self._count(alert=alert, version=version))
-            task.add_done_callback(_retrieve)
-            self._progress[key] = cached = (loop.time(), task)
-        try:
-            return await asyncio.shield(cached[1])
-        except Exception:
-            self._progress.pop(key, None)  # a failed count is not cached
-            raise
+        # per `progress_cache_s`, and a count in progress (which a caller going away does not
+        # cancel for the others). A failed count is not kept.
+        return await self._progress.get_or_load(
+            (alert, version), lambda: self._count(alert=alert, version=version)
+        )
 
     async def _count(self, *, alert: str, version: int) -> list[Progress]:
         found = await store.counts(self._pool, TABLES, alert=alert, version=version or None)

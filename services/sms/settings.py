@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from services.channel.settings import ChannelSettings
+from services.kernel.operators import load_operators
 from services.sms.clients import Client, parse_clients
 
 #: Belgian mobile ranges by the operator that holds them (national number prefixes after +32).
@@ -53,7 +54,7 @@ _ACCOUNT_VARIABLE = re.compile(
 ID_FORMATS = ("text", "decimal", "hex")
 
 
-def _id_format(bind: dict[str, Any], key: str, where: str) -> str:
+def _id_format(bind: Mapping[str, Any], key: str, where: str) -> str:
     """A bind's id format as written, or a ValueError naming the field."""
     value = str(bind.get(key, "text"))
     if value not in ID_FORMATS:
@@ -214,29 +215,27 @@ class Settings(ChannelSettings):
 
     def _from_file(self) -> list[OperatorSpec]:
         assert self.operators_file is not None
-        data = tomllib.loads(self.operators_file.read_text(encoding="utf-8"))
         ops: list[OperatorSpec] = []
-        for name, op in data.get("operators", {}).items():
-            system_id, password = self.account(name)
+        for op in load_operators(self.operators_file):
+            system_id, password = self.account(op.name)
             binds = tuple(
                 BindSpec(
-                    str(b.get("name", f"{name}-{i}")),
-                    str(b.get("host", "127.0.0.1")),
-                    int(b["port"]),
+                    str(b.extra.get("name", f"{op.name}-{i}")),
+                    b.host,
+                    b.port,
                     *_account_or_fail(
-                        name,
-                        str(b.get("host", "127.0.0.1")),
-                        str(b.get("system_id", system_id)),
-                        str(b.get("password", password)),
+                        op.name,
+                        b.host,
+                        str(b.extra.get("system_id", system_id)),
+                        str(b.extra.get("password", password)),
                     ),
-                    int(b.get("window", self.window)),
-                    _id_format(b, "submit_id_format", f"operators.{name}.binds[{i}]"),
-                    _id_format(b, "receipt_id_format", f"operators.{name}.binds[{i}]"),
+                    int(b.extra.get("window", self.window)),
+                    _id_format(b.extra, "submit_id_format", f"operators.{op.name}.binds[{i}]"),
+                    _id_format(b.extra, "receipt_id_format", f"operators.{op.name}.binds[{i}]"),
                 )
-                for i, b in enumerate(op.get("binds", []))
+                for i, b in enumerate(op.binds)
             )
             if not binds:
-                raise ValueError(f"operator {name!r} has no binds")
-            prefixes = tuple(str(p).removeprefix("+") for p in op.get("prefixes", []))
-            ops.append(OperatorSpec(name, binds, prefixes))
+                raise ValueError(f"operator {op.name!r} has no binds")
+            ops.append(OperatorSpec(op.name, binds, op.prefixes))
         return ops

@@ -1,0 +1,130 @@
+"""The worker's statements on a real PostgreSQL: states, references and progress counters."""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from services.channel import store
+
+TABLES = store.Tables.of("voice")
+
+
+def _submission(
+    w: store.Writes, address: str, ref: str, *, answer: tuple[str, str, float] | None = None
+) -> None:
+    w.sub_alert.append("a-1")
+    w.sub_version.append(1)
+    w.sub_address.append(address)
+    w.sub_operator.append("trunk")
+    w.sub_ids.append(ref)
+    w.sub_bind.append("trunk-0")
+    w.sub_attempts.append(1)
+    w.sub_at.append(time.time())
+    state, error, done = answer or ("submitted", "", 0.0)
+    w.sub_state.append(state)
+    w.sub_error.append(error)
+    w.sub_done.append(done)
+
+
+def _receipt(w: store.Writes, ref: str, state: str, error: str = "") -> None:
+    w.rc_operator.append("trunk")
+    w.rc_mid.append(ref)
+    w.rc_state.append(state)
+    w.rc_error.append(error)
+    w.rc_at.append(time.time())
+
+
+async def _queue(conn: PoolConnectionProxy, *addresses: str, units: int = 0) -> None:
+    n = len(addresses)
+    send = await store.queue(
+        conn,
+        TABLES,
+        alerts=["a-1"] * n,
+        versions=[1] * n,
+        addresses=list(addresses),
+        operators=["trunk"] * n,
+        segments=[units] * n,
+    )
+    assert send == {("a-1", 1, a) for a in addresses}
+
+
+async def _progress(conn: PoolConnectionProxy) -> dict[str, tuple[int, int]]:
+    rows = await conn.fetch(
+        "SELECT state, recipients, units FROM channel_progress WHERE channel = 'voice'"
+    )
+    return {r["state"]: (r["recipients"], r["units"]) for r in rows if r["recipients"]}
+
+
+async def test_a_final_state_writes_the_units_the_job_ended_with(pg_pool: asyncpg.Pool) -> None:
+    async with pg_pool.acquire() as conn:
+        await _queue(conn, "+3212", units=0)  # a call costs nothing until it is answered
+        w = store.Writes.empty()
+        w.fin_alert.append("a-1")
+        w.fin_version.append(1)
+        w.fin_address.append("+3212")
+        w.fin_operator.append("trunk")
+        w.fin_segments.append(1)
+        w.fin_state.append("delivered")
+        w.fin_error.append("")
+        w.fin_attempts.append(1)
+        w.fin_at.append(time.time())
+        await store.write(conn, TABLES, w)
+        row = await conn.fetchrow("SELECT state, segments FROM voice_messages")
+        assert row is not None
+        assert (row["state"], row["segments"]) == ("delivered", 1)
+        assert await _progress(conn) == {"delivered": (1, 1)}
+
+
+async def test_a_submission_with_its_answer_in_hand_is_written_final_at_once(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    async with pg_pool.acquire() as conn:
+        await _queue(conn, "+3201", "+3202", units=1)
+        w = store.Writes.empty()
+        _submission(w, "+3201", "r1", answer=("failed", "UNDELIV", time.time()))
+        _submission(w, "+3202", "r2")
+        result = await store.write(conn, TABLES, w)
+        assert result.unmatched == []
+        rows = await conn.fetch(
+            "SELECT address, state, error, message_ids, done_at IS NOT NULL AS done"
+            " FROM voice_messages ORDER BY address"
+        )
+        assert [tuple(r) for r in rows] == [
+            ("+3201", "failed", "UNDELIV", ["r1"], True),
+            ("+3202", "submitted", None, ["r2"], False),
+        ]
+        assert await _progress(conn) == {"failed": (1, 1), "submitted": (1, 1)}
+        # Both references are kept: a receipt sent again finds its row and changes nothing.
+        w = store.Writes.empty()
+        _receipt(w, "r1", "failed", "UNDELIV")
+        _receipt(w, "r2", "delivered")
+        _receipt(w, "nobody", "delivered")
+        result = await store.write(conn, TABLES, w)
+        assert result.unmatched == [2]
+        assert list(result.changed) == [("trunk", "delivered")]
+        assert await _progress(conn) == {"failed": (1, 1), "delivered": (1, 1)}
+
+
+async def test_a_failed_segment_overwrites_delivered_and_moves_the_counters(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    async with pg_pool.acquire() as conn:
+        await _queue(conn, "+3203", units=2)
+        w = store.Writes.empty()
+        _submission(w, "+3203", "s1 s2")
+        _receipt(w, "s1", "delivered")
+        await store.write(conn, TABLES, w)
+        assert await _progress(conn) == {"delivered": (1, 2)}
+        w = store.Writes.empty()
+        _receipt(w, "s2", "failed", "UNDELIV")
+        _receipt(w, "s1", "delivered")  # sent again: a delivered row stays as it is
+        result = await store.write(conn, TABLES, w)
+        assert result.unmatched == []
+        assert list(result.changed) == [("trunk", "failed")]
+        row = await conn.fetchrow("SELECT state, error FROM voice_messages")
+        assert row is not None
+        assert tuple(row) == ("failed", "UNDELIV")
+        assert await _progress(conn) == {"failed": (1, 2)}
