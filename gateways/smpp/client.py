@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -445,10 +446,12 @@ class SmppClient:
 
 
 def smpp_time(unix: float) -> str:
-    """An absolute SMPP time in UTC ("YYMMDDhhmmss" + tenths, quarter hours "00", "+")."""
-    t = time.gmtime(unix)
-    tenths = int((unix % 1) * 10)
-    return f"{time.strftime('%y%m%d%H%M%S', t)}{tenths}00+"
+    """An absolute SMPP time in UTC ("YYMMDDhhmmss" + tenths, quarter hours "00", "+"), rounded
+    up to the tenth: rounded down, a message written in the last tenth before `unix` would carry
+    a validity already past and be refused (or counted stale) by the SMSC."""
+    tenths_total = math.ceil(round(unix * 10, 6))
+    t = time.gmtime(tenths_total // 10)
+    return f"{time.strftime('%y%m%d%H%M%S', t)}{tenths_total % 10}00+"
 
 
 def _canonical_receipts(handler: ReceiptHandler, fmt: IdFormat) -> ReceiptHandler:

@@ -18,6 +18,9 @@ from services.sms.tokens import OperatorPacer
 
 #: The channel's name: stream `tocsin:stream:sms`, group `sms`, tables `sms_messages`, ...
 NAME = "sms"
+#: Seconds before its alert's expiry that a segment is no longer written: it must reach the SMSC
+#: while its validity period still runs.
+EXPIRY_MARGIN_S = 0.25
 #: Delivery-receipt stat -> recipient state ('' : intermediate, consumed without a change).
 RECEIPT_STATES = {
     "DELIVRD": State.DELIVERED.value,
@@ -156,7 +159,12 @@ class SmsChannel:
         return pace
 
     def _stale(self, entry: Entry) -> bool:
-        return time.time() >= entry.expires or self.verdict(entry.alert, entry.version) is not None
+        # EXPIRY_MARGIN_S before its expiry: the submit_sm must reach the SMSC while its validity
+        # period still runs (the write, the network, the SMSC's reading).
+        return (
+            time.time() >= entry.expires - EXPIRY_MARGIN_S
+            or self.verdict(entry.alert, entry.version) is not None
+        )
 
     def _sort(self, job: SmsJob, bind: Bind, answer: SubmitAnswer) -> Answer:
         """What the SMSC's answer means: submitted, resubmit first, later, or failed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 import uvloop
@@ -18,6 +19,7 @@ from gateways.smpp import (
     SubmitRequest,
     SubmitResult,
 )
+from gateways.smpp.client import smpp_time
 from simulators.smsc import SmscConfig, SmscSimulator
 from tests.gateways.smpp.conftest import ClientFactory, SmscFactory, bind_config
 
@@ -393,3 +395,11 @@ async def test_binds_once_a_down_smsc_comes_up(smsc: SmscFactory, connect: Clien
     res = await bound.client.submit(SubmitRequest("+32470000001", text="finally"))
     assert res.outcome is SubmitOutcome.ACCEPTED
     assert sim.binds == 1
+
+
+def test_validity_is_rounded_up_to_the_tenth_never_before_the_expiry() -> None:
+    # 2026-12-03 18:00:05.37 UTC: a validity of .3 would be past for a message written at .35.
+    expiry = datetime(2026, 12, 3, 18, 0, 5, 370000, tzinfo=UTC).timestamp()
+    assert smpp_time(expiry) == "2612031800054" + "00+"
+    assert smpp_time(expiry - 0.37) == "2612031800050" + "00+"  # a whole second stays as is
+    assert smpp_time(expiry + 0.63) == "2612031800060" + "00+"  # .99999 up to the next second
