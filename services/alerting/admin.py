@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from services.alerting import auth, ledger
 from services.alerting.model import LANGUAGES, Channel, Role
 from services.alerting.validation import parse_zone
+from services.channel.retention import erase_address
 from services.kernel.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from services.sms.retention import erase_address
 from services.targeting.subscribers import erase_queued_work
 
 TERRITORY_KINDS = ("municipality", "province", "country")
@@ -303,15 +303,16 @@ async def remove_member(
     )
     async with pool.acquire() as conn, conn.transaction():
         deleted = await conn.fetchrow(
-            "DELETE FROM group_members WHERE group_id = $1 AND id = $2 RETURNING phone",
+            "DELETE FROM group_members WHERE group_id = $1 AND id = $2 RETURNING phone, email",
             group_id,
             member_id,
         )
         if deleted is None:
             raise NotFound(f"group {group_id} has no member {member_id}", field="member_id")
-        if deleted["phone"]:
-            # Past deliveries too, in the same transaction (as a citizen's removal).
-            await erase_address(conn, address=deleted["phone"])
+        # Past deliveries of every channel too, in the same transaction (as a citizen's removal).
+        for address in (deleted["phone"], deleted["email"]):
+            if address:
+                await erase_address(conn, address=address)
 
 
 def _now() -> datetime:

@@ -20,6 +20,11 @@ class ChannelSettings(ServiceSettings):
     #: counting still frees almost all of it at once; only cycles wait longer.
     gc_young_threshold: ClassVar[int] = 50_000
 
+    # Days a delivery record keeps its phone number or e-mail address (statistics and billing
+    # keep the rest; services/channel/retention.py).
+    retention_days: float = Field(default=30.0, gt=0)
+    # Seconds between two passes of the retention task.
+    retention_interval_s: float = Field(default=3600.0, gt=0)
     # Stream entries read per XREADGROUP.
     read_count: int = Field(default=20, ge=1)
     # Milliseconds an XREADGROUP blocks waiting for work.

@@ -23,6 +23,7 @@ from gateways.smtp import (
     sign,
     tagged_address,
 )
+from services.channel.retention import run_retention
 from services.channel.worker import ChannelWorker, make_recorder, run_or_stop
 from services.email import metrics
 from services.email.bounces import LateAnswers
@@ -140,6 +141,10 @@ async def build(kernel: Kernel[Settings]) -> None:
         recorder=recorder,
     )
     kernel.add_background(run_or_stop(worker), name="email-worker")
+    kernel.add_background(
+        run_retention(kernel.pg, settings, channel=channel.name),
+        name="email-retention",
+    )
     if settings.bounce_port >= 0:
         receiver = BounceReceiver(
             on_bounces=late.bounced,

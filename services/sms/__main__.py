@@ -12,7 +12,6 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 from tocsin.sms.v1 import sms_pb2, sms_pb2_grpc
 
@@ -27,6 +26,7 @@ from gateways.smpp import (
 )
 from ratelimit.limiter import Limiter, LimiterSettings
 from services.channel.recorder import Recorder
+from services.channel.retention import run_retention
 from services.channel.units import Units
 from services.channel.worker import DRAIN_WRITE_S, ChannelWorker, make_recorder, run_or_stop
 from services.kernel import Kernel, SettingsError, load_settings, run_service
@@ -37,7 +37,6 @@ from services.sms.channel import NAME, SmsChannel, receipt_row
 from services.sms.clients import ApiClients
 from services.sms.model import SmsJob
 from services.sms.ports import Outcome, Submission, SubmitAnswer
-from services.sms.retention import run_retention
 from services.sms.routing import Router
 from services.sms.servicer import SmsServicer
 from services.sms.settings import BindSpec, Settings
@@ -223,11 +222,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     )
     sms_pb2_grpc.add_SmsServiceServicer_to_server(SmsServicer(api), kernel.server)
     kernel.add_background(
-        run_retention(
-            kernel.pg,
-            keep=timedelta(days=settings.retention_days),
-            interval_s=settings.retention_interval_s,
-        ),
+        run_retention(kernel.pg, settings, channel="sms"),
         name="sms-retention",
     )
     kernel.add_service_name(sms_pb2.DESCRIPTOR.services_by_name["SmsService"].full_name)

@@ -145,10 +145,6 @@ class Settings(ChannelSettings):
     # Platform teams allowed on the SMS API, by certificate name: JSON
     # {"api-police": {"senders": ["POLICE"], "daily_quota": 10000}} (services/sms/clients.py).
     api_clients: str = "{}"
-    # Days a delivery record keeps its phone number (statistics and billing keep the rest).
-    retention_days: float = Field(default=30.0, gt=0)
-    # Seconds between two passes of the retention task.
-    retention_interval_s: float = Field(default=3600.0, gt=0)
 
     #: Operator environment name -> {"system_id"|"password": value}, read with the settings.
     _accounts: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)

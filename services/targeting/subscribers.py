@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 from h3.api import basic_int as h3
 
 from services.channel.erase import erase_contact
+from services.channel.retention import erase_address
 from services.kernel.errors import InvalidArgument, NotFound
-from services.sms.retention import erase_address
 from services.targeting.counts import add_subscriber_counts
 from services.targeting.cover import FINE_RES
 from services.targeting.model import LANGUAGES, Channel, Conn, channel_bits
@@ -176,15 +176,17 @@ async def remove(*, pool: asyncpg.Pool, redis: aioredis.Redis, subscriber_id: in
             "DELETE FROM addresses WHERE subscriber_id = $1 RETURNING h3", subscriber_id
         )
         before = await conn.fetchrow(
-            "DELETE FROM subscribers WHERE id = $1 RETURNING language, channels, phone",
+            "DELETE FROM subscribers WHERE id = $1 RETURNING language, channels, phone, email",
             subscriber_id,
         )
         if before is None:
             raise NotFound(f"subscriber {subscriber_id} does not exist", field="subscriber_id")
         await _count(conn, [r["h3"] for r in old], before["language"], before["channels"], -1)
-        if before["phone"]:
-            # Removal erases the number from past deliveries too, in the same transaction.
-            await erase_address(conn, address=before["phone"])
+        # Removal erases the number and the e-mail address from past deliveries of every
+        # channel too, in the same transaction.
+        for address in (before["phone"], before["email"]):
+            if address:
+                await erase_address(conn, address=address)
 
 
 async def _count(conn: Conn, cells: list[int], language: str, channels: int, sign: int) -> None:

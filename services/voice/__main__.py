@@ -16,6 +16,7 @@ from gateways.sip.uac import CallResult
 from gateways.tts import Espeak, TtsError, render_prompt
 from ratelimit.limiter import Limiter, LimiterSettings
 from services.channel.control import ControlCache
+from services.channel.retention import run_retention
 from services.channel.worker import ChannelWorker, make_recorder, run_or_stop
 from services.kernel import Kernel, run_service
 from services.voice.api import VoiceApi
@@ -117,6 +118,10 @@ async def build(kernel: Kernel[Settings]) -> None:
         channel=channel, settings=settings, pool=kernel.pg, redis=kernel.redis, recorder=recorder
     )
     kernel.add_background(run_or_stop(worker), name="voice-worker")
+    kernel.add_background(
+        run_retention(kernel.pg, settings, channel=channel.name),
+        name="voice-retention",
+    )
     kernel.add_background(
         channel.watch_control(every_s=settings.control_refresh_s), name="voice-control"
     )

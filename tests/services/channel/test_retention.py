@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from services.sms.retention import erase_address, erase_older_than
+from services.channel.retention import erase_address, erase_older_than
 
 OLD, NEW, GONE = "+32470000001", "+32470000002", "+32470000003"
 
@@ -60,3 +60,28 @@ async def test_a_removed_citizens_number_is_erased_at_once(pg_pool: asyncpg.Pool
     )
     assert GONE not in dump
     assert NEW in dump
+
+
+async def test_voice_and_email_records_are_erased_too(pg_pool: asyncpg.Pool) -> None:
+    mail = "gone@gent.example"
+    for table, address in (("voice_messages", GONE), ("email_messages", mail)):
+        await pg_pool.execute(
+            f"INSERT INTO {table} (alert, version, address, operator, segments, state, created_at)"
+            " VALUES ('a1', 1, $1, 'trunk', 1, 'delivered', now() - interval '40 days'),"
+            " ('a2', 1, $2, 'trunk', 1, 'delivered', now())",
+            address,
+            NEW,
+        )
+    # Age: each channel's own retention task.
+    assert await erase_older_than(pg_pool, keep=timedelta(days=30), channel="voice") == 1
+    assert await erase_older_than(pg_pool, keep=timedelta(days=30), channel="email") == 1
+    voice = await pg_pool.fetch("SELECT address FROM voice_messages ORDER BY alert")
+    assert voice[0]["address"].startswith("erased:")
+    assert voice[1]["address"] == NEW
+    # A removal: every channel at once, the e-mail address as the number.
+    assert await erase_address(pg_pool, address=NEW) == 2
+    dump = str(await pg_pool.fetch("SELECT * FROM voice_messages")) + str(
+        await pg_pool.fetch("SELECT * FROM email_messages")
+    )
+    assert NEW not in dump
+    assert mail not in dump
