@@ -18,6 +18,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from services.kernel.redis_client import connect as connect_redis
 from stack.embedded import ManagedProcess, start_postgres, start_redis
 from stack.migrate import apply_migrations
 
@@ -106,7 +107,8 @@ def redis_url(redis_server_url: str) -> str:
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     """A redis.asyncio client on this test's (flushed) database."""
-    client = aioredis.Redis.from_url(redis_url)
+    # As the services connect: cancellations that hold (services/kernel/redis_client.py).
+    client = connect_redis(redis_url)
     try:
         yield client
     finally:

@@ -30,7 +30,8 @@ from services.alerting.model import (
     State,
 )
 from services.alerting.ports import Deliveries, Sent
-from services.kernel.errors import ServiceError
+from services.kernel.errors import DATABASE_UNAVAILABLE, ServiceError
+from services.kernel.tasks import raise_if_cancelling
 
 logger = logging.getLogger(__name__)
 
@@ -274,17 +275,14 @@ async def run_settler(
                 await dispatcher.resume_stale(older_than=stale_after)
                 await settle_live(pool, deliveries=deliveries)
             except _TRANSIENT as exc:
+                # A library may have turned the cancellation into an error, or swallowed it.
+                raise_if_cancelling()
                 logger.warning("settling live alerts failed, retrying: %r", exc)
+            raise_if_cancelling()
             await asyncio.sleep(interval)
 
 
-_TRANSIENT = (
-    ServiceError,
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    RedisError,
-)
+_TRANSIENT: tuple[type[Exception], ...] = (ServiceError, RedisError, *DATABASE_UNAVAILABLE)
 
 
 async def _settle_progressed(pool: asyncpg.Pool, *, deliveries: Deliveries) -> None:
@@ -296,7 +294,9 @@ async def _settle_progressed(pool: asyncpg.Pool, *, deliveries: Deliveries) -> N
             try:
                 await settle(pool, deliveries=deliveries, alert_id=alert_id)
             except _TRANSIENT as exc:
+                raise_if_cancelling()
                 logger.warning("settling alert %s failed: %r", alert_id, exc)
+        raise_if_cancelling()
 
 
 def _is_uuid(text: str) -> bool:

@@ -29,13 +29,15 @@ from services.channel import codec, keys, metrics, store
 from services.channel.codec import PRIORITIES, Priority
 from services.channel.control import ControlCache
 from services.channel.erase import Tombstones, opaque_address
-from services.channel.lanes import Lane, raise_if_cancelling
+from services.channel.lanes import Lane
 from services.channel.model import Entry, Job, State
 from services.channel.ports import Channel, J
 from services.channel.recorder import Recorder
 from services.channel.slots import Slots
+from services.kernel.errors import DATABASE_UNAVAILABLE
 from services.kernel.metrics import STREAM_LAG, STREAM_LENGTH, STREAM_PENDING
 from services.kernel.streams import GroupLag, trim_processed
+from services.kernel.tasks import raise_if_cancelling
 
 logger = logging.getLogger(__name__)
 
@@ -360,7 +362,8 @@ class StreamConsumer(Generic[J]):
                     segments=[j.units for j in jobs],
                 )
                 break
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_UNAVAILABLE as exc:
+                raise_if_cancelling()
                 logger.warning("queueing %s recipients failed, retrying: %r", self._name, exc)
                 await asyncio.sleep(0.5)
         per_route: dict[str, list[J]] = {}

@@ -25,15 +25,6 @@ from services.channel.recorder import Recorder
 from services.channel.slots import Slots
 
 
-def raise_if_cancelling() -> None:
-    """Raise CancelledError if this task is being cancelled: redis-py may swallow the
-    cancellation of a command (or turn it into a ConnectionError), and a loop that goes on
-    would keep a worker being stopped waiting for it for ever."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 class FairQueue(Generic[J]):
     """Jobs by lane rank (`entry.rank`, most urgent first), and within a lane one job of each
     owner (`entry.owner`) in turn; a job resubmitted `first` is its owner's next."""

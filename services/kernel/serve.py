@@ -24,6 +24,7 @@ from services.kernel.context import configure_logging
 from services.kernel.health import HealthReporter
 from services.kernel.interceptors import ErrorInterceptor
 from services.kernel.settings import ServiceSettings, SettingsError, load_settings
+from services.kernel.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -147,11 +148,6 @@ async def serve(
     )
     health_server = _health_server(settings, reporter)
     metrics_server, _ = start_http_server(settings.metrics_bind_port, addr=settings.host)
-    # Handlers first: a SIGTERM that arrives as soon as health says SERVING must stop gracefully.
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await server.start()
     if health_server is not None:
         await health_server.start()
@@ -184,13 +180,18 @@ async def serve(
         deadline = loop.time() + settings.shutdown_grace_s
         await reporter.stop_serving()
         for hook in kernel._shutdown:
-            await hook()
+            try:
+                async with asyncio.timeout(max(1.0, deadline - loop.time())):
+                    await hook()
+            except TimeoutError:
+                logger.warning("shutdown step %s did not finish within the grace", hook)
         await server.stop(max(0.0, deadline - loop.time()))
         if health_server is not None:
             await health_server.stop(None)
-        for task in [*kernel._background, health_task]:
-            task.cancel()
-        await asyncio.gather(*kernel._background, health_task, return_exceptions=True)
+        # Asked again until they end: a library may swallow one cancellation (kernel/tasks.py).
+        await cancel_and_wait(
+            [*kernel._background, health_task], timeout_s=max(1.0, deadline - loop.time())
+        )
         for channel in kernel._channels:
             await channel.close()
         metrics_server.shutdown()

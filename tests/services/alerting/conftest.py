@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from services.alerting.servicer import add_servicers
 from services.channel.units import Units
 from services.kernel.errors import ServiceError
 from services.kernel.interceptors import ErrorInterceptor
+from services.kernel.tasks import cancel_and_wait
 
 JWT_KEY = "test-signing-key-of-at-least-32-characters"
 #: Key of the audit chain in these tests (the service has it from its secret store).
@@ -396,9 +396,7 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
             f"127.0.0.1:{port}",
         )
     finally:
-        settler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await settler
+        assert not await cancel_and_wait([settler], timeout_s=30)
         await channel.close()
         await server.stop(None)
         await alerts.dispatcher.drain()
