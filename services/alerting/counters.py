@@ -20,6 +20,7 @@ import asyncpg
 from services.alerting.model import Channel
 from services.alerting.ports import Sent
 from services.alerting.store import Conn
+from services.kernel.errors import DATABASE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class ChannelCounters:
                         with contextlib.suppress(Exception):
                             for name, callback in listeners:
                                 await conn.remove_listener(name, callback)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_UNAVAILABLE as exc:
                 logger.warning(
                     "listening for progress failed, again in %.0f s: %r", RELISTEN_S, exc
                 )

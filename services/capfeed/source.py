@@ -17,6 +17,7 @@ import asyncpg
 
 from services.capfeed import metrics
 from services.capfeed.render import FeedInfo, Message, Snapshot, snapshot
+from services.kernel.errors import DATABASE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class Watcher:
         """Watch until cancelled; PostgreSQL outages are logged and outlived."""
         listener = await self._listen()
         try:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            with contextlib.suppress(*DATABASE_UNAVAILABLE):
                 await self.refresh()  # at once; until it works, readiness says not loaded
             while True:
                 timeout = self._poll_s
@@ -145,7 +146,7 @@ class Watcher:
                             await listener.close()
                         listener = await self._listen()
                     await self._refresh_if_changed(notified=notified)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except DATABASE_UNAVAILABLE as exc:
                     log.warning("CAP feed not refreshed: %s", exc)
         finally:
             if listener is not None:

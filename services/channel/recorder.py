@@ -24,11 +24,12 @@ from asyncpg.pool import PoolConnectionProxy
 
 from services.channel import metrics, store
 from services.channel.model import Job, State
+from services.kernel.errors import DATABASE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
 #: Failures of a write that the recorder retries on a new connection.
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+_DB_ERRORS = DATABASE_UNAVAILABLE
 #: Seconds between retries of every unmatched receipt.
 UNMATCHED_RETRY_S = 0.5
 #: Receipts unmatched for less than this are tried again with every write of submissions.

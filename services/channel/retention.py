@@ -18,6 +18,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from services.channel.settings import ChannelSettings
+from services.kernel.errors import DATABASE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,6 @@ async def run_retention(pool: asyncpg.Pool, settings: ChannelSettings, *, channe
                 logger.info(
                     "retention: erased the addresses of %d %s delivery records", erased, channel
                 )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_UNAVAILABLE as exc:
             logger.warning("retention: will retry: %r", exc)
         await asyncio.sleep(interval_s)

@@ -27,11 +27,15 @@ from services.channel.ports import Channel, J
 from services.channel.recorder import Recorder
 from services.channel.settings import ChannelSettings
 from services.channel.slots import Slots
+from services.kernel.errors import DATABASE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
 #: Seconds a shutdown may spend writing what is done before it gives up.
 DRAIN_WRITE_S = 10.0
+
+#: Redis or PostgreSQL away, or either too slow, while the last states are written.
+_STORES_AWAY: tuple[type[Exception], ...] = (TimeoutError, RedisError, *DATABASE_UNAVAILABLE)
 
 
 def make_recorder(*, channel: str, settings: ChannelSettings, pool: asyncpg.Pool) -> Recorder:
@@ -134,7 +138,7 @@ class ChannelWorker(Generic[J]):
                 await self.recorder.drain()
                 await self.consumer.flush_acks()
                 handed = await self.consumer.hand_back()
-        except (TimeoutError, OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except _STORES_AWAY:
             # Not written means not acknowledged: a claiming consumer redoes it (resending only
             # what was in the durability window), so stopping now loses nothing.
             logger.exception("could not write the last %s states on shutdown", self.channel.name)

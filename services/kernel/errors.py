@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import asyncpg
 import grpc
+
+#: What PostgreSQL, through asyncpg, raises while it is away or restarting: worth a retry, never
+#: a reason to stop a worker. InternalClientError is a connection left mid-operation by a server
+#: that went away ("cannot switch to state 12; another operation is in progress", seen after a
+#: restart): it killed the SMS worker in bench-faults' pg_restart.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 class ServiceError(Exception):

@@ -9,6 +9,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2
 
+from services.kernel.errors import DATABASE_UNAVAILABLE
 from services.kernel.metrics import DEPENDENCY_UP, SERVING
 
 logger = logging.getLogger(__name__)
@@ -18,13 +19,15 @@ logger = logging.getLogger(__name__)
 #: during a graceful shutdown too. The chart's liveness probe asks it; readiness asks "".
 LIVENESS = "liveness"
 
+_DOWN: tuple[type[Exception], ...] = (*DATABASE_UNAVAILABLE, TimeoutError)
+
 
 async def probe_postgres(pool: asyncpg.Pool, *, timeout: float) -> bool:
     """Whether PostgreSQL answers a trivial query within `timeout` seconds."""
     try:
         async with asyncio.timeout(timeout):
             await pool.fetchval("SELECT 1")
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+    except _DOWN as exc:
         logger.debug("postgres probe failed: %r", exc)
         return False
     return True
