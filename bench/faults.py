@@ -264,10 +264,20 @@ class Fault:
     bound: Callable[[Run], int] = _none
     #: Figures of its own also given as flat totals, with how several are combined (max, min).
     totals: Mapping[str, Callable[[list[Any]], Any]] = field(default_factory=dict)
+    #: How long before it started a duplicate's first copy may have left (see `_attribute`).
+    lead_s: float = 0.5
 
 
 #: Every fault the bench can inject, in the default order (append with @fault).
 FAULTS: dict[str, Fault] = {}
+
+
+#: A duplicate's first copy may leave this long before its fault starts: it was in the window
+#: when the link was cut. Longer for a killed process (KILLED_LEAD_S): it had handed the copy
+#: over without recording it yet. Never so long that it reaches back into the previous fault,
+#: whose own duplicates would then be blamed on the next (pg_restart was blamed for sms_kill9's).
+IN_FLIGHT_LEAD_S = 0.5
+KILLED_LEAD_S = 2.0
 
 
 def fault(
@@ -276,6 +286,7 @@ def fault(
     hits: Callable[[list[str]], list[str]] = _every,
     bound: Callable[[Run], int] = _none,
     totals: Mapping[str, Callable[[list[Any]], Any]] | None = None,
+    lead_s: float = IN_FLIGHT_LEAD_S,
 ) -> Callable[
     [Callable[[Run], Awaitable[dict[str, Any]]]], Callable[[Run], Awaitable[dict[str, Any]]]
 ]:
@@ -284,7 +295,7 @@ def fault(
     def register(
         inject: Callable[[Run], Awaitable[dict[str, Any]]],
     ) -> Callable[[Run], Awaitable[dict[str, Any]]]:
-        FAULTS[name] = Fault(name, inject, hits, bound, dict(totals or {}))
+        FAULTS[name] = Fault(name, inject, hits, bound, dict(totals or {}), lead_s)
         return inject
 
     return register
@@ -334,7 +345,7 @@ def _sms_window(run: Run) -> int:
     return run.stack.window(run.stack.names)
 
 
-@fault("sms_kill9", bound=_sms_window)
+@fault("sms_kill9", bound=_sms_window, lead_s=KILLED_LEAD_S)
 async def sms_kill9(run: Run) -> dict[str, Any]:
     """The SMS process killed with SIGKILL and started again (its entries claimed after
     TOCSIN_CLAIM_IDLE_S)."""
@@ -411,6 +422,7 @@ async def _inject(run: Run, kind: Fault, normal: dict[str, float]) -> dict[str, 
         "fault": kind.name,
         "operators_hit": hit,
         "started_at": wall,
+        "lead_s": kind.lead_s,
         "fault_s": round(end - start, 2),
         "recovery_s": recovery,
         "other_operators_rate_share": round(during / base, 3)
@@ -432,22 +444,17 @@ def _repeats(files: list[Path]) -> list[tuple[float, int]]:
     return [(min(at), len(at) - 1) for at in times.values() if len(at) > 1]
 
 
-#: A duplicate's first copy may leave up to this long before its fault starts: a process killed
-#: had handed it over without recording it yet.
-FIRST_COPY_LEAD_S = 2.0
-
-
 def _attribute(faults: list[dict[str, Any]], repeats: list[tuple[float, int]]) -> int:
     """Set each fault's `duplicates`: the repeats whose first copy left between its start (less
-    FIRST_COPY_LEAD_S) and the next fault's (the second copy may leave much later, queued behind
-    the backlog); return the repeats before the first fault (no fault to blame)."""
+    its `lead_s`) and the next fault's (the second copy may leave much later, queued behind the
+    backlog); return the repeats before the first fault (no fault to blame)."""
     for f in faults:
         f["duplicates"] = 0
     before = 0
     for first, n in repeats:
         owner = None
         for i, f in enumerate(faults):
-            if first >= f["started_at"] - FIRST_COPY_LEAD_S:
+            if first >= f["started_at"] - f.get("lead_s", IN_FLIGHT_LEAD_S):
                 owner = i
         if owner is None:
             before += n
@@ -562,7 +569,7 @@ def _figures(
     for f in faults:
         # Stale submits and undelivered recipients cannot be dated: the campaign's figures.
         f.update(lost=lost, stale_sent=stale)
-        del f["started_at"]
+        del f["started_at"], f["lead_s"]
     recoveries = [f["recovery_s"] for f in faults]
     shares = [f["other_operators_rate_share"] for f in faults if f["other_operators_rate_share"]]
     figures: dict[str, Any] = {

@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from bench.faults import DEFAULT_FAULTS, FAULTS, _attribute, main
+from bench.faults import (
+    DEFAULT_FAULTS,
+    FAULTS,
+    IN_FLIGHT_LEAD_S,
+    KILLED_LEAD_S,
+    _attribute,
+    main,
+)
 
 
 # Seven faults one after another, each with its recovery: about 70 s alone, more on a busy machine.
@@ -47,13 +54,30 @@ def test_every_default_fault_is_registered() -> None:
 
 
 def test_a_duplicate_is_blamed_on_the_fault_before_its_first_copy() -> None:
-    faults: list[dict[str, Any]] = [{"started_at": 100.0}, {"started_at": 200.0}]
+    faults: list[dict[str, Any]] = [
+        {"started_at": 100.0, "lead_s": KILLED_LEAD_S},
+        {"started_at": 200.0, "lead_s": IN_FLIGHT_LEAD_S},
+        {"started_at": 201.5, "lead_s": IN_FLIGHT_LEAD_S},
+    ]
     repeats = [
         (50.0, 1),  # before any fault
         (99.0, 2),  # handed over just before the first fault killed its sender
         (150.0, 1),  # during the first fault (its second copy may leave after 200)
-        (250.0, 3),  # during the second
+        (199.8, 4),  # in the window when the second fault cut the link
+        (250.0, 3),  # during the third
     ]
     before = _attribute(faults, repeats)
     assert before == 1
-    assert [f["duplicates"] for f in faults] == [3, 3]
+    assert [f["duplicates"] for f in faults] == [3, 4, 3]
+
+
+def test_a_killed_process_s_duplicates_are_not_blamed_on_the_fault_after_it() -> None:
+    # sms_kill9 at 100, pg_restart 1.5 s later: the killed process's unrecorded copies left
+    # up to KILLED_LEAD_S before the kill, within pg_restart's reach were its lead as long.
+    faults: list[dict[str, Any]] = [
+        {"started_at": 100.0, "lead_s": KILLED_LEAD_S},
+        {"started_at": 101.5, "lead_s": FAULTS["pg_restart"].lead_s},
+    ]
+    before = _attribute(faults, [(99.8, 5), (100.9, 2)])
+    assert before == 0
+    assert [f["duplicates"] for f in faults] == [7, 0]
