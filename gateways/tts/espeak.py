@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from typing import Any, ClassVar
 
 import espeakng_loader  # type: ignore[import-untyped]
 import numpy as np
@@ -35,8 +36,15 @@ class Espeak:
     """One eSpeak NG instance; the library is global state, so calls are serialised."""
 
     _lock = threading.Lock()
+    #: The library's one callback and sample rate, set by the first instance of the process: a
+    #: second espeak_SetSynthCallback would steal the audio of instances made before it, and a
+    #: callback freed with its instance would leave the library calling freed memory.
+    _callback: ClassVar[Any] = None
+    _sample_rate: ClassVar[int] = 0
+    _chunks: ClassVar[list[npt.NDArray[np.int16]]] = []
 
     def __init__(self, *, words_per_minute: int = 160) -> None:
+        self._words_per_minute = words_per_minute
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
         self._lib.espeak_Initialize.restype = ctypes.c_int
         self._lib.espeak_Initialize.argtypes = [
@@ -56,21 +64,22 @@ class Espeak:
             ctypes.c_void_p,
             ctypes.c_void_p,
         ]
-        self._chunks: list[npt.NDArray[np.int16]] = []
-        self._callback = _SYNTH_CALLBACK(self._collect)
         with self._lock:
-            rate = self._lib.espeak_Initialize(
-                _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0
-            )
-            if rate <= 0:
-                raise TtsError(f"eSpeak NG failed to initialise ({rate})")
-            self.sample_rate = int(rate)
-            self._lib.espeak_SetSynthCallback(self._callback)
-            self._lib.espeak_SetParameter(_RATE_PARAMETER, words_per_minute, 0)
+            if Espeak._callback is None:
+                rate = self._lib.espeak_Initialize(
+                    _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0
+                )
+                if rate <= 0:
+                    raise TtsError(f"eSpeak NG failed to initialise ({rate})")
+                Espeak._sample_rate = int(rate)
+                Espeak._callback = _SYNTH_CALLBACK(Espeak._collect)
+                self._lib.espeak_SetSynthCallback(Espeak._callback)
+        self.sample_rate = Espeak._sample_rate
 
-    def _collect(self, wav: ctypes._Pointer[ctypes.c_short], count: int, _events: int) -> int:
+    @staticmethod
+    def _collect(wav: ctypes._Pointer[ctypes.c_short], count: int, _events: int) -> int:
         if count > 0:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.int16))
+            Espeak._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.int16))
         return 0
 
     def speak(self, *, text: str, language: str) -> npt.NDArray[np.int16]:
@@ -80,15 +89,17 @@ class Espeak:
             raise TtsError(f"language: no voice for {language!r} (have {sorted(LANGUAGES)})")
         data = text.encode()
         with self._lock:
-            self._chunks = []
+            Espeak._chunks = []
             if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise TtsError(f"language: eSpeak NG has no voice {voice!r}")
+            # Per synthesis: the rate is the library's global state, and a voice may reset it.
+            self._lib.espeak_SetParameter(_RATE_PARAMETER, self._words_per_minute, 0)
             status = self._lib.espeak_Synth(
                 data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
             )
             if status != 0:
                 raise TtsError(f"eSpeak NG could not synthesise ({status})")
-            chunks, self._chunks = self._chunks, []
+            chunks, Espeak._chunks = Espeak._chunks, []
         pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
         return resample(pcm, source_hz=self.sample_rate, target_hz=RATE_HZ)
 
