@@ -5,7 +5,9 @@ waiting binds, and a killed process's slots come back once their leases lapse.""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,21 @@ async def start_sms(
     return service
 
 
+async def gauges(service: ServiceProcess) -> dict[str, float]:
+    """The process's session gauges of the operator, from its /metrics."""
+    url = f"http://127.0.0.1:{service.metrics_port}/metrics"
+    text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    found = {}
+    for short, name in (
+        ("held", "tocsin_smpp_sessions_held"),
+        ("limit", "tocsin_smpp_session_limit"),
+    ):
+        match = re.search(rf'^{name}{{operator="{OPERATOR}"}} (\S+)$', text, flags=re.MULTILINE)
+        assert match, name
+        found[short] = float(match.group(1))
+    return found
+
+
 @pytest.mark.timeout(120)
 async def test_a_stopping_process_hands_its_sessions_to_the_waiting_binds(
     smscs: StartSmscs,
@@ -72,6 +89,7 @@ async def test_a_stopping_process_hands_its_sessions_to_the_waiting_binds(
     # The second process gets the one slot left; its other bind waits for one.
     await smsc.wait_for(lambda: smsc.bound_sessions == 3, timeout=30)
     assert await redis_client.zcard(KEY) == 3
+    assert await gauges(second) == {"held": 1.0, "limit": 3.0}
 
     first.popen.send_signal(signal.SIGTERM)  # a rolling update, a node drain
     assert await asyncio.to_thread(first.popen.wait, 40) == 0
@@ -80,7 +98,7 @@ async def test_a_stopping_process_hands_its_sessions_to_the_waiting_binds(
     assert smsc.unbinds == BINDS
     assert smsc.peak_bound == 3
     assert await redis_client.zcard(KEY) == BINDS
-    assert second.popen.poll() is None
+    assert await gauges(second) == {"held": 2.0, "limit": 3.0}
 
 
 @pytest.mark.timeout(120)
