@@ -41,6 +41,7 @@ import redis.asyncio as aioredis
 
 from services.channel import codec
 from services.kernel import keys
+from services.kernel.redis_client import connect as connect_redis
 from services.sms.settings import Settings as SmsSettings
 from stack.embedded import ManagedProcess, free_port, start_postgres, start_redis
 from stack.migrate import apply_migrations
@@ -90,18 +91,33 @@ class Stack:
         self.redis_dir = WORK / f"redis-{os.getpid()}"
         self.pg_dir = WORK / f"pg-{os.getpid()}"
 
-    def start_smsc(self, name: str, *extra: str) -> None:
-        """Start operator `name`'s simulator on its port (`extra`: its fault flags)."""
-        arrivals = self.redis_dir / f"arrivals-{name}-{len(self.arrival_files)}.json"
-        self.arrival_files.append(arrivals)
-        args = [
-            *("-m", "simulators.smsc", "--port", str(self.ports[name]), "--name", name),
-            *("--arrivals-file", str(arrivals), *extra),
-        ]
-        proc = self.supervisor.spawn(f"smsc-{name}", args, output="pipe", errors="null")
-        assert proc.stdout is not None
-        json.loads(proc.stdout.readline())  # listening
-        self.smscs[name] = proc
+    def start_smsc(self, name: str, *extra: str, new_port: bool = False) -> None:
+        """Start operator `name`'s simulator on its port (`extra`: its fault flags); with
+        `new_port`, on another free port if its own was taken meanwhile (before the SMS
+        service was told the ports: a port found free is not reserved, and an outgoing
+        connection may take it as its local port)."""
+        for attempt in range(3 if new_port else 1):
+            if attempt:
+                self.ports[name] = free_port()
+            arrivals = self.redis_dir / f"arrivals-{name}-{len(self.arrival_files)}.json"
+            args = [
+                *("-m", "simulators.smsc", "--port", str(self.ports[name]), "--name", name),
+                *("--arrivals-file", str(arrivals), *extra),
+            ]
+            proc = self.supervisor.spawn(f"smsc-{name}", args, output="pipe", errors="log")
+            assert proc.stdout is not None
+            line = proc.stdout.readline()  # listening, or nothing if it could not start
+            if line:
+                json.loads(line)
+                self.arrival_files.append(arrivals)
+                self.smscs[name] = proc
+                return
+            proc.wait(10)
+            proc.stdout.close()
+        raise RuntimeError(
+            f"the {name} SMSC simulator did not start on port {self.ports[name]}: see "
+            f"{self.supervisor.log_dir}/smsc-{name}.err.log"
+        )
 
     def stop_smsc(self, name: str) -> None:
         """Stop operator `name`'s simulator (connections refused from now on); keep its counts."""
@@ -475,7 +491,7 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
     pool = await asyncpg.create_pool(database_url, min_size=0, max_size=2)
     await pool.execute("TRUNCATE sms_messages, sms_message_ids")
     for name in names:
-        stack.start_smsc(name)
+        stack.start_smsc(name, new_port=True)
     rules_file = stack.redis_dir / "rules.toml"
     rules_file.write_text(rules(args.rate), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
@@ -495,7 +511,7 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
         env["TOCSIN_MAX_IN_FLIGHT"] = str(args.max_in_flight)
     stack.sms_env = env
     stack.start_sms()
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = connect_redis(redis_url)
     sampler = Sampler(pool)
     sampling = asyncio.create_task(sampler.run())
     t0 = time.monotonic()

@@ -25,6 +25,7 @@ from prometheus_client import REGISTRY
 from ratelimit import keys
 from ratelimit.config import Rule, Rules
 from ratelimit.limiter import Limiter
+from services.kernel.redis_client import connect as connect_redis
 
 #: The bucket the generator leases from.
 BUCKET = "bench:global"
@@ -106,7 +107,7 @@ async def run(url: str, load: Load) -> Report:
         headroom=load.headroom,
         source="loadgen",
     )
-    client = aioredis.Redis.from_url(url)
+    client = connect_redis(url)
     report = Report()
     try:
         async with Limiter.from_rules(client, rules) as limiter:

@@ -36,6 +36,7 @@ import redis.asyncio as aioredis
 
 from bench.faults import PREFIXES, Stack, rules
 from services.channel import codec, keys
+from services.kernel.redis_client import connect as connect_redis
 from stack.embedded import free_port, start_redis
 from stack.migrate import apply_migrations
 from stack.services import operators as stack_operators
@@ -121,7 +122,7 @@ async def _bench(
         TOCSIN_LOG_LEVEL="WARNING",
     )
     stack.sms_env = env
-    redis = aioredis.Redis.from_url(server.url)
+    redis = connect_redis(server.url)
     operators = len(names)
     await _write(
         redis,

@@ -15,12 +15,11 @@ import math
 import time
 from pathlib import Path
 
-import redis.asyncio as aioredis
-
 from bench.loadgen import Load, spawn, warm
 from bench.windows import busiest_window
 from ratelimit.config import Rule, Rules
 from ratelimit.limiter import Limiter
+from services.kernel.redis_client import connect as connect_redis
 from stack.supervisor import Supervisor
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ratelimit.json"
@@ -28,7 +27,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "ratelimit.json"
 
 async def accuracy(url: str, load: Load, *, processes: int) -> dict[str, float]:
     """Run the load generators; compare what they were granted with what the bucket allows."""
-    client = aioredis.Redis.from_url(url)
+    client = connect_redis(url)
     try:
         await client.flushdb()
         await warm(client)
@@ -54,7 +53,7 @@ async def accuracy(url: str, load: Load, *, processes: int) -> dict[str, float]:
 
 async def overhead(url: str, *, leases: int, lease: int) -> dict[str, float]:
     """Time acquire calls on a bucket that never throttles: the limiter's own cost per token."""
-    client = aioredis.Redis.from_url(url)
+    client = connect_redis(url)
     rules = Rules((Rule("bench:free", 1e9, 1_000_000),), lease=lease, source="bench")
     try:
         limiter = Limiter.from_rules(client, rules)

@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 
 from services.channel import codec
 from services.kernel import keys
+from services.kernel.redis_client import connect as connect_redis
 from stack import pki
 from stack.embedded import free_port
 from stack.migrate import apply_migrations
@@ -168,7 +169,7 @@ async def _bench(
     args: argparse.Namespace, supervisor: Supervisor, database_url: str, redis_url: str
 ) -> dict[str, Any]:
     n: int = args.n
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = connect_redis(redis_url)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     await pool.execute("TRUNCATE sms_messages, sms_message_ids")
     await redis.delete(keys.SMS_STREAM)

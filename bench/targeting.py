@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from bench.load import load_population, migrate
 from services.channel import codec
 from services.kernel import keys
+from services.kernel.redis_client import connect as connect_redis
 from services.targeting.model import ALL_CHANNELS, Counts
 from services.targeting.preview import preview
 from services.targeting.resolve import AlertMessage, resolve
@@ -128,7 +129,7 @@ async def run(
 ) -> dict[str, Any]:
     """Load (unless loaded), then measure every zone; return the figures."""
     pool = await asyncpg.create_pool(database_url, min_size=2, max_size=4)
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = connect_redis(redis_url)
     try:
         async with pool.acquire() as conn:
             await load_population(conn=conn, seed=seed, subscribers=subscribers, progress=say)

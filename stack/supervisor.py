@@ -93,7 +93,7 @@ class Supervisor:
         *,
         env: Mapping[str, str] | None = None,
         output: Literal["log", "pipe", "inherit", "null"] = "log",
-        errors: Literal["merge", "null"] = "merge",
+        errors: Literal["merge", "null", "log"] = "merge",
         stop_signal: signal.Signals = signal.SIGTERM,
     ) -> subprocess.Popen[Any]:
         """Start `python <args>` as a child named `name`.
@@ -101,10 +101,19 @@ class Supervisor:
         `output`: "log" appends its output to `<log_dir>/<name>.log`; "pipe" hands its stdout
         (text, stderr merged) to the caller; "inherit" writes it where this process writes;
         "null" discards it. `errors`: "merge" sends its stderr with its output, "null" discards
-        it (for a program whose output is data, such as the SMSC simulator's JSON lines).
+        it, "log" appends it to `<log_dir>/<name>.err.log` (for a program whose output is data,
+        such as the SMSC simulator's JSON lines).
         """
-        if errors not in ("merge", "null"):
-            raise ValueError(f"errors {errors!r}: expected merge or null")
+        if errors not in ("merge", "null", "log"):
+            raise ValueError(f"errors {errors!r}: expected merge, null or log")
+        stderr: IO[bytes] | int
+        if errors == "log":
+            if self.log_dir is None:
+                raise ValueError("errors='log' needs the supervisor's log_dir")
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            stderr = open(self.log_dir / f"{name}.err.log", "ab")  # noqa: SIM115 - closed below
+        else:
+            stderr = subprocess.STDOUT if errors == "merge" else subprocess.DEVNULL
         stdout: IO[bytes] | int | None
         if output == "log":
             if self.log_dir is None:
@@ -124,7 +133,7 @@ class Supervisor:
                 dies_with_parent([sys.executable, *args]),
                 env=dict(env) if env is not None else None,
                 stdout=stdout,
-                stderr=subprocess.STDOUT if errors == "merge" else subprocess.DEVNULL,
+                stderr=stderr,
                 stdin=subprocess.DEVNULL,
                 cwd=ROOT,
                 text=output == "pipe",
@@ -134,6 +143,8 @@ class Supervisor:
         finally:
             if output == "log" and not isinstance(stdout, int) and stdout is not None:
                 stdout.close()
+            if not isinstance(stderr, int):
+                stderr.close()
         self.children.append(Child(name, popen, stop_signal))
         return popen
 
@@ -189,6 +200,9 @@ class Supervisor:
                 logger.warning("%s did not stop in time; killing it", child.name)
                 child.popen.kill()
                 child.popen.wait()
+        for child in self.children:
+            if child.popen.stdout is not None:
+                child.popen.stdout.close()  # a pipe the caller left unread (output="pipe")
         for server in reversed(self.servers):
             server.stop()
 

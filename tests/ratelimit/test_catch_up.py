@@ -17,6 +17,7 @@ from bench.loadgen import warm
 from bench.windows import busiest_window
 from ratelimit import Lease, Limiter, LimiterSettings, Rules
 from ratelimit.window import DEFAULT_MARGIN, SendLog, window_limit
+from services.kernel.redis_client import connect as connect_redis
 from tests.ratelimit.conftest import RestartableRedis
 
 #: The national rate of the built-in rules, and the pace the headroom leaves (733.33/s).
@@ -260,7 +261,7 @@ async def test_limiters_of_another_service_on_the_same_redis_are_not_counted_as_
 async def test_on_the_fallback_a_lone_replica_still_catches_up_and_an_unknown_one_does_not(
     restartable_redis: RestartableRedis,
 ) -> None:
-    client = aioredis.Redis.from_url(restartable_redis.url, socket_connect_timeout=0.2)
+    client = connect_redis(restartable_redis.url, socket_connect_timeout=0.2)
     settings = LimiterSettings(redis_timeout=0.2, probe_interval=60.0)
     rules = _catch_up_rules()
     try:

@@ -10,12 +10,12 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from bench.loadgen import warm
 from bench.windows import busiest_window
 from ratelimit import Limiter, LimiterSettings, Rules, keys
+from services.kernel.redis_client import connect as connect_redis
 from tests.ratelimit.conftest import RestartableRedis
 
 RATE = 300.0
@@ -46,7 +46,7 @@ async def test_redis_restart_falls_back_without_over_sending_and_recovers(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ratelimit")
     rules = Rules.from_toml(RULES)
-    clients = [aioredis.Redis.from_url(restartable_redis.url) for _ in range(2)]
+    clients = [connect_redis(restartable_redis.url) for _ in range(2)]
     await warm(clients[0])
     record = Record()
     async with contextlib.AsyncExitStack() as stack:
@@ -97,7 +97,7 @@ async def test_tokens_granted_locally_are_charged_to_the_restarted_redis(
     restartable_redis: RestartableRedis,
 ) -> None:
     rules = Rules.from_toml('[fallback]\nreplicas = 1\n[bucket."b"]\nrate = 10\ncapacity = 10\n')
-    client = aioredis.Redis.from_url(restartable_redis.url)
+    client = connect_redis(restartable_redis.url)
     try:
         limiter = Limiter.from_rules(client, rules, settings=LimiterSettings(probe_interval=0.0))
         await asyncio.to_thread(restartable_redis.stop)

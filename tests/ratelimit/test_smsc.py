@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 from bench.loadgen import warm
 from gateways.smpp import BindConfig, SmppClient, SubmitRequest, SubmitResult
 from ratelimit import Limiter, Rules
+from services.kernel.redis_client import connect as connect_redis
 from simulators.smsc import SmscConfig, SmscSimulator
 
 RATE = 300
@@ -68,7 +69,7 @@ async def test_no_second_at_the_smsc_holds_more_than_the_rate(
         stack.push_async_callback(sim.stop)
         senders = []
         for replica in range(2):
-            client = aioredis.Redis.from_url(redis_url)
+            client = connect_redis(redis_url)
             stack.push_async_callback(client.aclose)
             limiter = await stack.enter_async_context(Limiter.from_rules(client, rules))
             for bind in range(2):

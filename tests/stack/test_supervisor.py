@@ -74,14 +74,25 @@ def test_a_pipe_carries_the_stderr_too_unless_told_not_to() -> None:
     assert outputs == ["noise\ndata\n", "data\n"]
 
 
+def test_errors_to_a_log_leave_the_output_data_alone(tmp_path: Path) -> None:
+    noisy = ["-c", "import sys; print('noise', file=sys.stderr, flush=True); print('data')"]
+    with Supervisor(log_dir=tmp_path) as supervisor:
+        child = supervisor.spawn("data", noisy, output="pipe", errors="log")
+        out = child.communicate(timeout=30)[0]
+    assert out == "data\n"
+    assert (tmp_path / "data.err.log").read_text(encoding="utf-8") == "noise\n"
+
+
 def test_a_log_needs_a_folder_and_outputs_are_named() -> None:
     supervisor = Supervisor()
     with pytest.raises(ValueError, match="log_dir"):
         supervisor.spawn("x", SLEEP)
     with pytest.raises(ValueError, match="expected log, pipe, inherit or null"):
         supervisor.spawn("x", SLEEP, output="file")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="expected merge or null"):
+    with pytest.raises(ValueError, match="expected merge, null or log"):
         supervisor.spawn("x", SLEEP, output="null", errors="file")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="log_dir"):
+        supervisor.spawn("x", SLEEP, output="null", errors="log")
     assert supervisor.children == []
 
 

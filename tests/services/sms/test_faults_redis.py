@@ -4,9 +4,9 @@ it again and goes on, instead of retrying NOGROUP forever (issue 16)."""
 from __future__ import annotations
 
 import asyncpg
-import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
+from services.kernel.redis_client import connect as connect_redis
 from stack.embedded import ManagedProcess
 from tests.services.sms.conftest import StartSms, StartSmscs, add_work, numbers, wait_outcomes
 
@@ -28,7 +28,7 @@ async def test_the_consumer_group_lost_with_redis_data_is_recreated_and_work_res
 ) -> None:
     sims = await smscs()
     await start_sms(sims, REDIS_URL=private_redis.url)
-    redis = aioredis.Redis.from_url(private_redis.url)
+    redis = connect_redis(private_redis.url)
     try:
         first = numbers(30)
         await add_work(redis, alert=BEFORE, numbers=first)
