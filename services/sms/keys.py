@@ -11,3 +11,8 @@ SESSION_LEASE_S = 30.0
 def operator_sessions(operator: str) -> str:
     """Sorted set of the SMPP sessions open to `operator`, scored by when their lease lapses."""
     return f"{PREFIX}:operator:{{{operator}}}:sessions"
+
+
+def operator_sessions_since(operator: str) -> str:
+    """Redis time since which this Redis has held `operator`'s session leases (no expiry)."""
+    return f"{PREFIX}:operator:{{{operator}}}:since"

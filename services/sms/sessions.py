@@ -8,7 +8,9 @@ old and new, draining or not, never pass what the operator allows.
 
 Redis unreachable: a session already open keeps its slot, held here, and its lease is written
 back as soon as Redis answers (re-added if it lapsed meanwhile); a new session, a rebind
-included, waits for Redis. Nothing opens without a slot that Redis granted.
+included, waits for Redis. Nothing opens without a slot that Redis granted, and a Redis that
+lost the leases grants none for half a lease time, until the open sessions have written theirs
+back.
 """
 
 from __future__ import annotations
@@ -30,13 +32,21 @@ from services.sms import keys, metrics
 log = logging.getLogger(__name__)
 
 #: Take a slot if fewer than ARGV[1] are held; a lease lapses ARGV[3] seconds later on Redis'
-#: clock. Returns the slots held with this one, or minus those held when none is free.
+#: clock. Returns the slots held with this one, or minus those held when none is free. KEYS[2]
+#: notes since when this Redis has known the operator's leases: one that lost them (restarted
+#: empty, flushed) grants nothing for ARGV[4] seconds, long enough for every open session's
+#: renewal to write its lease back first (the set looks empty meanwhile, and is not).
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local since = tonumber(redis.call('GET', KEYS[2]))
+if not since then
+  since = now
+  redis.call('SET', KEYS[2], tostring(now))
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local held = redis.call('ZCARD', KEYS[1])
-if held >= tonumber(ARGV[1]) then return -held end
+if held >= tonumber(ARGV[1]) or now - since < tonumber(ARGV[4]) then return -held end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 1000))
 return held + 1
@@ -48,6 +58,7 @@ return held + 1
 _RENEW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('SET', KEYS[2], tostring(now), 'NX')
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
@@ -75,6 +86,9 @@ class SessionLeases:
         self._redis = redis
         self._limits = dict(limits)
         self._lease_s = lease_s
+        #: A Redis that lost the leases grants none for this long: a renewal (every third of a
+        #: lease, retried within RENEW_RETRY_S and a half when failing) writes each back first.
+        self._settle_s = lease_s / 2
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         #: Names a lease's holder in Redis (the pod), for whoever reads the set by hand.
@@ -100,7 +114,8 @@ class SessionLeases:
         member = f"{self._holder}/{link}/{secrets.token_hex(4)}"
         await self._take(operator=operator, key=key, member=member, link=link)
         metrics.SESSIONS_HELD.labels(operator).inc()
-        renewal = asyncio.create_task(self._keep(key=key, member=member, link=link))
+        since = keys.operator_sessions_since(operator)
+        renewal = asyncio.create_task(self._keep(key=key, since=since, member=member, link=link))
         try:
             yield
         finally:
@@ -114,7 +129,12 @@ class SessionLeases:
         full_told = down_told = False
         while True:
             try:
-                held = int(await self._acquire(keys=[key], args=[limit, member, self._lease_s]))
+                held = int(
+                    await self._acquire(
+                        keys=[key, keys.operator_sessions_since(operator)],
+                        args=[limit, member, self._lease_s, self._settle_s],
+                    )
+                )
             except asyncio.CancelledError:
                 # The script may have run: leave no slot taken for a session never opened.
                 await _uncancelled(self._give_back(key=key, member=member, link=link))
@@ -147,7 +167,7 @@ class SessionLeases:
                     )
             await asyncio.sleep(POLL_S * (0.5 + random.random()))
 
-    async def _keep(self, *, key: str, member: str, link: str) -> None:
+    async def _keep(self, *, key: str, since: str, member: str, link: str) -> None:
         """Renew the lease every third of its life; on failure keep the slot and retry."""
         every = self._lease_s / 3
         failing = False
@@ -155,7 +175,7 @@ class SessionLeases:
             pause = min(every, RENEW_RETRY_S) if failing else every
             await asyncio.sleep(pause * (0.5 + random.random()) if failing else pause)
             try:
-                await self._renew(keys=[key], args=[member, self._lease_s])
+                await self._renew(keys=[key, since], args=[member, self._lease_s])
             except _REDIS_DOWN as exc:
                 if not failing:
                     log.warning(

@@ -40,7 +40,7 @@ def operators_file(tmp_path: Path, smsc: SmscSimulator, *, max_sessions: int) ->
 
 
 async def start_sms(
-    start_service: Any, *, path: Path, pg_dsn: str, redis_url: str, lease_s: float = 30
+    start_service: Any, *, path: Path, pg_dsn: str, redis_url: str, lease_s: float = 3
 ) -> ServiceProcess:
     """One SMS process on the operators file, SERVING (its binds start before it serves)."""
     service: ServiceProcess = start_service(

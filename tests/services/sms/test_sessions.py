@@ -75,8 +75,8 @@ async def test_no_slot_above_the_limit_and_a_freed_one_goes_to_the_waiting_bind(
     caplog.set_level(logging.INFO, logger=sessions.__name__)
     async with redis_at(redis_url) as redis, contextlib.AsyncExitStack() as held:
         # Two processes' worth of leases on one operator that allows two sessions.
-        first = SessionLeases(redis, limits={"opA": 2}, lease_s=30)
-        second = SessionLeases(redis, limits={"opA": 2}, lease_s=30)
+        first = SessionLeases(redis, limits={"opA": 2}, lease_s=2)
+        second = SessionLeases(redis, limits={"opA": 2}, lease_s=2)
         gate_1, gate_2 = first.gate("opA"), second.gate("opA")
         assert gate_1 is not None
         assert gate_2 is not None
@@ -133,13 +133,19 @@ async def test_a_held_lease_is_renewed_past_its_lease_time(redis_url: str) -> No
 
 @pytest.mark.timeout(60)
 async def test_redis_away_open_sessions_keep_their_slot_new_ones_wait(
-    private_redis: ManagedProcess, caplog: pytest.LogCaptureFixture
+    private_redis: ManagedProcess,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A failed renewal is retried within 0.75 s: far slower than the waiting bind's polls, so
+    # only the settling time of a Redis that lost its leases keeps the bind from their slot.
+    monkeypatch.setattr(sessions, "RENEW_RETRY_S", 0.5)
+    lease_s = 3.0
     port = int(private_redis.url.rsplit(":", 1)[1].split("/")[0])
     restarted: ManagedProcess | None = None
     try:
         async with redis_at(private_redis.url) as redis:
-            leases = SessionLeases(redis, limits={"opA": 2}, lease_s=0.6)
+            leases = SessionLeases(redis, limits={"opA": 1}, lease_s=lease_s)
             gate = leases.gate("opA")
             assert gate is not None
             async with gate("opA-0/transceiver"):
@@ -153,18 +159,27 @@ async def test_redis_away_open_sessions_keep_their_slot_new_ones_wait(
                 assert not waiting.done()
                 assert told(caplog, "Redis unreachable")[0].message.startswith("opA: ")
 
-                # Redis back, empty (it lost every lease): the open session's lease is written
-                # back, and the waiting bind gets the one free slot.
+                # Redis back, empty (it lost every lease): the open session writes its lease
+                # back, and the waiting bind does not get the slot that looked free meanwhile.
                 restarted = start_redis(data_dir=None, port=port)
-                await asyncio.wait_for(waiting, 20)
-                await until_count(redis, 2)
-                held = cast(list[bytes], await redis.zrange(KEY, 0, -1))
-                members = sorted(m.decode() for m in held)
-                assert [m.split("/")[1] for m in members] == ["opA-0", "opA-1"]
-                await new_bind.__aexit__(None, None, None)
+                await until_count(redis, 1)
+                assert await holders(redis) == ["opA-0"]
+                await asyncio.sleep(lease_s)  # well past the settling time: still the holder's
+                assert await holders(redis) == ["opA-0"]
+                assert not waiting.done()
+            # Closed: the slot goes to the waiting bind.
+            await asyncio.wait_for(waiting, 10)
+            assert await holders(redis) == ["opA-1"]
+            await new_bind.__aexit__(None, None, None)
     finally:
         if restarted is not None:
             restarted.stop()
+
+
+async def holders(redis: aioredis.Redis) -> list[str]:
+    """The binds (`opA-0`) holding the operator's slots."""
+    held = cast(list[bytes], await redis.zrange(KEY, 0, -1))
+    return sorted(m.decode().split("/")[1] for m in held)
 
 
 async def until_count(redis: aioredis.Redis, n: int, *, timeout: float = 10) -> None:
