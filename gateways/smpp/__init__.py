@@ -7,6 +7,7 @@ only binds, submits, reports outcomes and hands over delivery receipts. See docs
 from gateways.smpp.client import (
     BindConfig,
     BindMode,
+    SessionGate,
     SmppClient,
     SubmitRequest,
     SubmitResult,
@@ -42,6 +43,7 @@ __all__ = [
     "ProtocolError",
     "ReceiptState",
     "SessionError",
+    "SessionGate",
     "SmppClient",
     "SmppError",
     "SmppPool",

@@ -10,14 +10,17 @@ whose bind drops before its answer comes back as BIND_LOST).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from gateways.smpp import pdu as P
 from gateways.smpp.errors import (
@@ -40,6 +43,18 @@ log = logging.getLogger(__name__)
 NOT_SENT = -2
 #: SubmitResult.statuses value of a segment the caller's `pace` withdrew before it was written.
 WITHDRAWN = -3
+
+
+class SessionGate(Protocol):
+    """Held around every session of a bind: entered before it connects, left once it is closed.
+
+    The caller's say on how many sessions may be open at once (an operator's session limit held
+    across processes): entering may wait as long as it likes; the client connects only after it
+    returned, and leaves it only after the connection is closed. Called with the link's name
+    (`<bind>/<role>`), once per (re)bind.
+    """
+
+    def __call__(self, link: str, /) -> AbstractAsyncContextManager[object]: ...
 
 
 class BindMode(StrEnum):
@@ -164,23 +179,19 @@ class _Link:
 
     async def run(self) -> None:
         attempt = 0
+        gate = self.client._session_gate
         while not self.client.closing:
-            try:
-                session = await self._connect_and_bind()
-            except (OSError, TimeoutError, SessionError) as exc:
-                self.last_error = exc
-                log.warning("%s: bind failed: %s", self.name, exc)
-            else:
-                attempt = 0
-                self.session = session
-                self.bound.set()
-                self.client._bind_changed()
-                log.info("%s: bound to %s:%d", self.name, self.cfg.host, self.cfg.port)
-                error = await self._keepalive(session)
-                self.last_error = error
-                self.bound.clear()
-                self.session = None
-                self.client._bind_changed()
+            async with gate(self.name) if gate else contextlib.nullcontext():
+                if self.client.closing:
+                    break
+                try:
+                    session = await self._connect_and_bind()
+                except (OSError, TimeoutError, SessionError) as exc:
+                    self.last_error = exc
+                    log.warning("%s: bind failed: %s", self.name, exc)
+                else:
+                    attempt = 0
+                    await self._hold(session)
             if self.client.closing:
                 break
             base = min(self.cfg.reconnect_max_s, self.cfg.reconnect_min_s * 2**attempt)
@@ -188,6 +199,21 @@ class _Link:
             delay = random.uniform(base / 2, base)
             log.info("%s: reconnecting in %.2fs", self.name, delay)
             await asyncio.sleep(delay)
+
+    async def _hold(self, session: Session) -> None:
+        """Keep a bound session up until it closes (the gate is left only after that)."""
+        self.session = session
+        self.bound.set()
+        self.client._bind_changed()
+        log.info("%s: bound to %s:%d", self.name, self.cfg.host, self.cfg.port)
+        try:
+            self.last_error = await self._keepalive(session)
+        finally:
+            if session.is_open:  # cancelled (client closing): no session outlives its gate
+                session.drop(DeadLinkError(f"{self.name}: client stopped"))
+            self.bound.clear()
+            self.session = None
+            self.client._bind_changed()
 
     async def _connect_and_bind(self) -> Session:
         loop = asyncio.get_running_loop()
@@ -266,7 +292,10 @@ class _Link:
 
 
 class SmppClient:
-    """An ESME bound to one SMSC account; submits texts and hands receipts to `on_receipt`."""
+    """An ESME bound to one SMSC account; submits texts and hands receipts to `on_receipt`.
+
+    With a `session_gate`, every session (each link's, each rebind's) is opened inside it.
+    """
 
     def __init__(
         self,
@@ -274,8 +303,10 @@ class SmppClient:
         *,
         on_receipt: ReceiptHandler | None = None,
         on_bind_state: Callable[[bool], None] | None = None,
+        session_gate: SessionGate | None = None,
     ) -> None:
         self.config = config
+        self._session_gate = session_gate
         self._on_receipt = on_receipt
         if on_receipt is not None and config.receipt_id_format is not IdFormat.TEXT:
             self._on_receipt = _canonical_receipts(on_receipt, config.receipt_id_format)

@@ -9,7 +9,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from gateways.smpp.client import BindConfig, SmppClient, SubmitRequest, SubmitResult
+from gateways.smpp.client import (
+    BindConfig,
+    SessionGate,
+    SmppClient,
+    SubmitRequest,
+    SubmitResult,
+)
 from gateways.smpp.session import ReceiptHandler
 
 
@@ -22,6 +28,7 @@ class SmppPool:
         *,
         on_receipt: ReceiptHandler | None = None,
         on_bind_state: Callable[[str, bool], None] | None = None,
+        session_gate: SessionGate | None = None,
     ) -> None:
         if not configs:
             raise ValueError("a pool needs at least one bind")
@@ -30,6 +37,7 @@ class SmppPool:
                 cfg,
                 on_receipt=on_receipt,
                 on_bind_state=_named(on_bind_state, cfg.name) if on_bind_state else None,
+                session_gate=session_gate,
             )
             for cfg in configs
         ]

@@ -3,14 +3,16 @@
     [operators.proximus]
     prefixes = ["3247", "3246"]                          # SMS routes (national, after +32)
     binds = [{ host = "smsc.example", port = 2775 }]     # SMPP binds of the SMS service
+    max_sessions = 24                                    # SMPP sessions it allows, all pods
     [operators.proximus.cbc]                             # a channel's own section (later)
     url = "https://cbc.proximus.example/cap"
 
 Each table under `operators` is one operator, named as everywhere else (rate-limit buckets
-`sms:op:<name>`, metrics' `operator` label, TOCSIN_SMPP_<NAME>_* accounts). `prefixes` and `binds`
-belong to SMS; any sub-table is a section of another channel, read by that channel's service, and
-kept here as it was written. The order of the tables is the routing order: the first operator
-takes the numbers that no prefix matches, unless the service names another default.
+`sms:op:<name>`, metrics' `operator` label, TOCSIN_SMPP_<NAME>_* accounts). `prefixes`, `binds`
+and `max_sessions` belong to SMS; any sub-table is a section of another channel, read by that
+channel's service, and kept here as it was written. The order of the tables is the routing
+order: the first operator takes the numbers that no prefix matches, unless the service names
+another default.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class Operator:
     #: National number prefixes (digits after +32) routed to this operator over SMS.
     prefixes: tuple[str, ...] = ()
     binds: tuple[Bind, ...] = ()
+    #: SMPP sessions the operator allows tocsin at once, over every sms process; None: no limit.
+    max_sessions: int | None = None
     #: Channel sections (`cbc`, `lbsms`, `voice`, ...) -> their settings, as written.
     sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -86,9 +90,14 @@ def _operator(name: str, table: Any, source: str) -> Operator:
     binds = table.get("binds", [])
     if not isinstance(binds, list):
         raise OperatorsFileError(f"{where}.binds: must be a list of tables")
+    max_sessions = table.get("max_sessions")
+    if max_sessions is not None and (
+        not isinstance(max_sessions, int) or isinstance(max_sessions, bool) or max_sessions < 1
+    ):
+        raise OperatorsFileError(f"{where}.max_sessions: must be a positive whole number")
     sections: dict[str, Mapping[str, Any]] = {}
     for key, value in table.items():
-        if key in ("prefixes", "binds"):
+        if key in ("prefixes", "binds", "max_sessions"):
             continue
         if not isinstance(value, dict):
             raise OperatorsFileError(f"{where}.{key}: unknown key (a channel section is a table)")
@@ -97,6 +106,7 @@ def _operator(name: str, table: Any, source: str) -> Operator:
         name=name,
         prefixes=tuple(p.removeprefix("+") for p in prefixes),
         binds=tuple(_bind(b, f"{where}.binds[{i}]") for i, b in enumerate(binds)),
+        max_sessions=max_sessions,
         sections=sections,
     )
 
@@ -127,6 +137,8 @@ def dump_operators(operators: tuple[Operator, ...]) -> str:
         lines.append(f"prefixes = {_value(list(op.prefixes))}")
         binds = [{"host": b.host, "port": b.port, **b.extra} for b in op.binds]
         lines.append(f"binds = {_value(binds)}")
+        if op.max_sessions is not None:
+            lines.append(f"max_sessions = {op.max_sessions}")
         for section, settings in op.sections.items():
             lines.append(f"[operators.{op.name}.{section}]")
             lines.extend(f"{key} = {_value(value)}" for key, value in settings.items())

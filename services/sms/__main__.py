@@ -19,6 +19,7 @@ from gateways.smpp import (
     BindConfig,
     DeliveryReceipt,
     IdFormat,
+    SessionGate,
     SmppClient,
     SubmitOutcome,
     SubmitRequest,
@@ -39,6 +40,7 @@ from services.sms.model import SmsJob
 from services.sms.ports import Outcome, Submission, SubmitAnswer
 from services.sms.routing import Router
 from services.sms.servicer import SmsServicer
+from services.sms.sessions import SessionLeases
 from services.sms.settings import BindSpec, Settings
 from services.sms.tokens import OperatorPacer
 
@@ -143,9 +145,14 @@ def shutdown_budget(grace_s: float) -> ShutdownBudget:
 
 
 def smpp_bind(
-    spec: BindSpec, *, operator: str, recorder: Recorder, unbind_s: float = 5.0
+    spec: BindSpec,
+    *,
+    operator: str,
+    recorder: Recorder,
+    unbind_s: float = 5.0,
+    session_gate: SessionGate | None = None,
 ) -> SmppBind:
-    """An SMPP client for one configured bind."""
+    """An SMPP client for one configured bind (its sessions opened inside `session_gate`)."""
     config = BindConfig(
         name=spec.name,
         host=spec.host,
@@ -163,6 +170,7 @@ def smpp_bind(
             config,
             on_receipt=receipt_handler(recorder, operator),
             on_bind_state=bind_state(operator, spec.name),
+            session_gate=session_gate,
         )
     )
 
@@ -173,9 +181,20 @@ async def build(kernel: Kernel[Settings]) -> None:
     budget = shutdown_budget(settings.shutdown_grace_s)
     recorder = make_recorder(channel=NAME, settings=settings, pool=kernel.pg)
     operators = settings.operators()
+    leases = SessionLeases(
+        kernel.redis,
+        limits={op.name: op.max_sessions for op in operators if op.max_sessions is not None},
+        lease_s=settings.smpp_session_lease_s,
+    )
     binds = {
         op.name: [
-            smpp_bind(b, operator=op.name, recorder=recorder, unbind_s=budget.unbind_s)
+            smpp_bind(
+                b,
+                operator=op.name,
+                recorder=recorder,
+                unbind_s=budget.unbind_s,
+                session_gate=leases.gate(op.name),
+            )
             for b in op.binds
         ]
         for op in operators

@@ -28,3 +28,13 @@ WITHDRAWN = Counter(
     " while they waited for it (SMSC down)",
     ["operator"],
 )
+SESSIONS_HELD = Gauge(
+    "tocsin_smpp_sessions_held",
+    "SMPP sessions of this process holding one of the operator's session slots",
+    ["operator"],
+)
+SESSION_LIMIT = Gauge(
+    "tocsin_smpp_session_limit",
+    "SMPP sessions the operator allows over every sms process (max_sessions)",
+    ["operator"],
+)

@@ -13,6 +13,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from services.channel.settings import ChannelSettings
 from services.kernel.operators import load_operators
+from services.sms import keys
 from services.sms.clients import Client, parse_clients
 
 #: Belgian mobile ranges by the operator that holds them (national number prefixes after +32).
@@ -41,6 +42,9 @@ class OperatorSpec:
     name: str
     binds: tuple[BindSpec, ...]
     prefixes: tuple[str, ...]
+    #: SMPP sessions the operator allows over every sms process (leases in Redis, sessions.py);
+    #: None: no limit (only the operators file can set one).
+    max_sessions: int | None = None
 
 
 #: TOCSIN_SMPP_<OPERATOR>_SYSTEM_ID or _PASSWORD (not the shared TOCSIN_SMPP_SYSTEM_ID).
@@ -135,6 +139,10 @@ class Settings(ChannelSettings):
     # Processes sharing the consumer group, each with its own binds: this one plus workers - 1
     # children (gRPC on a free port, metrics on metrics_port + i).
     workers: int = Field(default=1, ge=1, le=64)
+    # Seconds an SMPP session's lease (an operator's `max_sessions` slot) lives in Redis unless
+    # renewed; renewed every third of it while the session is up, so a killed process's slots
+    # come back within this long.
+    smpp_session_lease_s: float = Field(default=keys.SESSION_LEASE_S, gt=0, le=3600)
     # Tokens asked per rate-limit lease.
     lease_size: int = Field(default=200, ge=1)
     # Rate-limit rules file for the ratelimit package; empty: its built-in rules.
@@ -233,5 +241,5 @@ class Settings(ChannelSettings):
             )
             if not binds:
                 raise ValueError(f"operator {op.name!r} has no binds")
-            ops.append(OperatorSpec(op.name, binds, op.prefixes))
+            ops.append(OperatorSpec(op.name, binds, op.prefixes, op.max_sessions))
         return ops

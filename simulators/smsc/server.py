@@ -164,6 +164,7 @@ class _SmscSession(PduProtocol):
         if status == ROK:
             self.bound = name
             self.sim.binds += 1
+            self.sim.peak_bound = max(self.sim.peak_bound, self.sim.bound_sessions)
             if self.receives:
                 self.sim._flush_receipts()
             self.sim._notify()
@@ -281,6 +282,7 @@ class SmscSimulator:
         self.submit_pdus = 0  #: every submit_sm received, answered or not
         self.stale_submits = 0  #: submit_sm that arrived after their validity period ended
         self.binds = 0  #: successful binds
+        self.peak_bound = 0  #: most sessions bound at once (an operator's session limit)
         self.unbinds = 0  #: unbinds answered
         self.unbinds_received = 0  #: unbinds received, answered or held (unbind_barrier)
         #: Unbinds waiting for unbind_barrier: (session, sequence).

@@ -12,6 +12,7 @@ import pytest
 from services.channel import keys as channel_keys
 from services.channel.codec import PRIORITIES
 from services.kernel import keys
+from services.kernel.operators import parse_operators
 from tests.charts.conftest import (
     PRODUCTION_VALUES,
     ROOT,
@@ -88,6 +89,15 @@ def test_production_sessions_stay_within_every_operator_limit_through_a_rollout(
         assert peak_pods * len(binds) <= limits[name], name
     # The promise of the issue: proximus, 4 binds, 24 sessions, reached and not passed.
     assert peak_pods * len(operators(production_manifests)["proximus"]["binds"]) == 24  # type: ignore[arg-type]
+
+
+def test_every_sms_pod_holds_each_operator_limit_itself(
+    production_manifests: list[Manifest],
+) -> None:
+    """Node drains pass the arithmetic above: the pods hold the limit in Redis (docs/sms.md)."""
+    text = by_kind(production_manifests, "ConfigMap")["tocsin-config"]["data"]["operators.toml"]
+    parsed = parse_operators(tomllib.loads(text), source="operators.toml")
+    assert {op.name: op.max_sessions for op in parsed} == max_sessions()
 
 
 @pytest.mark.parametrize("values", [(), (PRODUCTION_VALUES,)])

@@ -162,6 +162,8 @@ SMPP sessions: every pod of a service with `smpp: true` opens every bind of ever
 maxSurge 0 a rollout or a drain replaces one pod at a time, and the pod going away keeps its
 binds while it drains, so an operator sees up to (replicas + 1) x binds sessions. Refuse values
 that could exceed an operator's maxSessions, and an autoscaler that would change replicas.
+(Node drains can pass this count; the sms pods themselves hold maxSessions in Redis, a lease per
+session: docs/sms.md "Session limit".)
 Context: dict "root" $ "name" <key> "svc" <merged service values>.
 */}}
 {{- define "tocsin.smppSessions" -}}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -403,3 +405,74 @@ def test_validity_is_rounded_up_to_the_tenth_never_before_the_expiry() -> None:
     assert smpp_time(expiry) == "2612031800054" + "00+"
     assert smpp_time(expiry - 0.37) == "2612031800050" + "00+"  # a whole second stays as is
     assert smpp_time(expiry + 0.63) == "2612031800060" + "00+"  # .99999 up to the next second
+
+
+class Gate:
+    """A session gate that records what the client did inside it, and can be kept shut."""
+
+    def __init__(self, sim: SmscSimulator) -> None:
+        self.sim = sim
+        self.open = asyncio.Event()
+        self.open.set()
+        self.events: list[tuple[str, str]] = []
+        #: Unbinds the simulator had answered when each session left the gate.
+        self.unbinds_at_exit: list[int] = []
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, link: str) -> AsyncIterator[None]:
+        await self.open.wait()
+        self.events.append(("enter", link))
+        try:
+            yield
+        finally:
+            self.unbinds_at_exit.append(self.sim.unbinds)
+            self.events.append(("exit", link))
+
+
+async def test_every_session_opens_inside_the_gate_and_leaves_it_closed(
+    smsc: SmscFactory,
+) -> None:
+    sim = await smsc()
+    gate = Gate(sim)
+    client = SmppClient(bind_config(sim, name="g"), session_gate=gate)
+    await client.start()
+    try:
+        await client.wait_bound(5)
+        assert gate.events == [("enter", "g/transceiver")]
+        sim.drop_connections()  # the SMSC drops the bind: the rebind goes through the gate again
+        await sim.wait_for(lambda: sim.binds == 2, 5)
+        await client.wait_bound(5)
+        assert gate.events == [
+            ("enter", "g/transceiver"),
+            ("exit", "g/transceiver"),
+            ("enter", "g/transceiver"),
+        ]
+    finally:
+        await client.close()
+    assert gate.events[-1] == ("exit", "g/transceiver")
+    assert gate.unbinds_at_exit == [0, 1]  # on close, left only once the unbind was answered
+
+
+async def test_a_shut_gate_keeps_the_bind_from_connecting_and_close_still_returns(
+    smsc: SmscFactory,
+) -> None:
+    sim = await smsc()
+    gate = Gate(sim)
+    gate.open.clear()
+    client = SmppClient(bind_config(sim, name="g", mode=BindMode.PAIR), session_gate=gate)
+    await client.start()
+    with pytest.raises(TimeoutError):
+        await client.wait_bound(0.3)
+    assert not sim.sessions  # not even a TCP connection without the gate's leave
+    gate.open.set()
+    await client.wait_bound(5)
+    assert sorted(gate.events) == [("enter", "g/receiver"), ("enter", "g/transmitter")]
+    await client.close()
+
+    shut = Gate(sim)
+    shut.open.clear()
+    waiting = SmppClient(bind_config(sim, name="w"), session_gate=shut)
+    await waiting.start()
+    async with asyncio.timeout(5):
+        await waiting.close()  # a bind waiting at the gate does not hold the client open
+    assert shut.events == []

@@ -22,6 +22,7 @@ FILE = """
 [operators."proximus"]
 prefixes = ["+3247", "3246"]
 binds = [{ host = "smsc.example", port = 2775, window = 10, name = "p-0" }]
+max_sessions = 24
 
 [operators."proximus".cbc]
 url = "https://cbc.example/cap"
@@ -41,6 +42,7 @@ def test_an_operator_holds_its_sms_settings_and_other_channels_sections(tmp_path
         name="proximus",
         prefixes=("3247", "3246"),
         binds=(Bind("smsc.example", 2775, {"window": 10, "name": "p-0"}),),
+        max_sessions=24,
         sections={
             "cbc": {
                 "url": "https://cbc.example/cap",
@@ -50,6 +52,7 @@ def test_an_operator_holds_its_sms_settings_and_other_channels_sections(tmp_path
         },
     )
     assert orange.binds == (Bind("127.0.0.1", 2776),)
+    assert orange.max_sessions is None  # no limit unless the file gives one
     assert routes((proximus, orange)) == "proximus=3247,3246"
 
 
@@ -66,6 +69,8 @@ def test_what_is_written_reads_back_the_same(tmp_path: Path) -> None:
         ('[operators.a]\nprefixes = ["32x"]\n', "operators.a.prefixes"),
         ("[operators.a]\nbinds = [{ host = 'h' }]\n", "operators.a.binds[0].port"),
         ("[operators.a]\nshare = 0.5\n", "operators.a.share: unknown key"),
+        ("[operators.a]\nmax_sessions = 0\n", "operators.a.max_sessions: must be a positive"),
+        ("[operators.a]\nmax_sessions = '4'\n", "operators.a.max_sessions: must be a positive"),
         ("[other]\n", "unknown top-level keys ['other']"),
     ],
 )

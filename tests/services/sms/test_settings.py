@@ -46,6 +46,7 @@ def test_operators_from_a_toml_file(tmp_path: Path) -> None:
         [operators.proximus]
         prefixes = ["+32472", "32473"]
         binds = [{host = "127.0.0.1", port = 2775, window = 50, system_id = "be-alert"}]
+        max_sessions = 6
         [operators.orange]
         prefixes = ["3249"]
         binds = [{port = 2776, name = "orange-main"}, {port = 2776}]
@@ -60,6 +61,8 @@ def test_operators_from_a_toml_file(tmp_path: Path) -> None:
     assert [b.name for b in ops[0].binds] == ["orange-main", "orange-1"]
     assert ops[1].prefixes == ("32472", "32473")
     assert (ops[1].binds[0].window, ops[1].binds[0].system_id) == (50, "be-alert")
+    # The operator's session limit over every sms process; none given: no limit.
+    assert (ops[1].max_sessions, ops[0].max_sessions) == (6, None)
 
 
 @pytest.mark.parametrize(
@@ -70,6 +73,7 @@ def test_operators_from_a_toml_file(tmp_path: Path) -> None:
         ({"TOCSIN_ROUTES": "opA=32x"}, "TOCSIN_ROUTES"),
         ({"TOCSIN_DEFAULT_OPERATOR": "opQ"}, "TOCSIN_DEFAULT_OPERATOR"),
         ({"TOCSIN_WINDOW": "0"}, "TOCSIN_WINDOW"),
+        ({"TOCSIN_SMPP_SESSION_LEASE_S": "0"}, "TOCSIN_SMPP_SESSION_LEASE_S"),
     ],
 )
 def test_bad_settings_name_their_variable(
