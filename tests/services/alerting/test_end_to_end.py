@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,7 +110,7 @@ class Platform:
     async def create(self, alert_spec: pb.AlertSpec) -> pb.Alert:
         """CreateAlert as the mayor."""
         return await self.mayor.alerts.CreateAlert(
-            pb.CreateAlertRequest(idempotency_key=f"e2e-{id(alert_spec)}", spec=alert_spec),
+            pb.CreateAlertRequest(idempotency_key=f"e2e-{uuid.uuid4()}", spec=alert_spec),
             metadata=self.mayor.metadata,
         )
 
