@@ -633,11 +633,13 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     figures["tls"] = args.tls == "on"
     text = json.dumps(figures, indent=2) + "\n"
-    # campaign.json holds the latest run, whichever mode; each mode also keeps its own file.
-    # A plaintext run (TLS's cost) writes beside them, never over them.
-    plain = "" if args.tls == "on" else "_plaintext"
-    (RESULTS / f"campaign_{args.limit}{plain}.json").write_text(text, encoding="utf-8")
-    out = RESULTS / f"campaign{plain}.json"
+    # campaign.json holds the latest run, whichever limit; each limit also keeps its own file.
+    # A plaintext run (TLS's cost) and a run beside CPU hogs write beside them, never over them.
+    variant = ("" if args.tls == "on" else "_plaintext") + (
+        f"_cpu_hog{args.cpu_hog}" if args.cpu_hog else ""
+    )
+    (RESULTS / f"campaign_{args.limit}{variant}.json").write_text(text, encoding="utf-8")
+    out = RESULTS / f"campaign{variant}.json"
     out.write_text(text, encoding="utf-8")
     print(
         f"campaign: {figures['recipients']:,} recipients, {figures['sms_per_s']:,.1f} SMS/s"
