@@ -42,6 +42,7 @@ class Peer:
         self.refuse: set[str] = set()
         self.delay_s = delay_s
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     async def start(self) -> None:
@@ -53,6 +54,9 @@ class Peer:
         """Stop listening and drop the connections."""
         if self._server is not None:
             self._server.close()
+            # Python 3.11's Server.close() leaves accepted connections open: close them too.
+            for writer in list(self._writers):
+                writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
 
@@ -78,13 +82,17 @@ class Peer:
             seen = len(self.order)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            while line := await reader.readline():
-                ident, _, address = line.decode().rstrip("\n").partition("\t")
-                if self.delay_s:
-                    await asyncio.sleep(self.delay_s)
-                writer.write(f"{ident}\t{self._answer(address)}\n".encode())
-        writer.close()
+        self._writers.add(writer)
+        try:
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                while line := await reader.readline():
+                    ident, _, address = line.decode().rstrip("\n").partition("\t")
+                    if self.delay_s:
+                        await asyncio.sleep(self.delay_s)
+                    writer.write(f"{ident}\t{self._answer(address)}\n".encode())
+        finally:
+            self._writers.discard(writer)
+            writer.close()
 
 
 class PeerClient:
@@ -95,6 +103,7 @@ class PeerClient:
         self._ids = itertools.count()
         self._waiting: dict[str, asyncio.Future[str]] = {}
         self._writer: asyncio.StreamWriter | None = None
+        self._reading: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     async def send(self, address: str) -> str:
@@ -102,7 +111,7 @@ class PeerClient:
         async with self._lock:
             if self._writer is None or self._writer.is_closing():
                 reader, self._writer = await asyncio.open_connection(*self._address)
-                asyncio.get_running_loop().create_task(self._read(reader))
+                self._reading = asyncio.create_task(self._read(reader))
         ident = str(next(self._ids))
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._waiting[ident] = fut
@@ -125,6 +134,11 @@ class PeerClient:
         """Close the connection."""
         if self._writer is not None:
             self._writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.wait_closed()
+        if self._reading is not None:
+            self._reading.cancel()
+            await asyncio.gather(self._reading, return_exceptions=True)
 
 
 class MemoryChannel:
