@@ -194,7 +194,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     pg_dir = WORK / f"pg-{os.getpid()}"
     WORK.mkdir(parents=True, exist_ok=True)
     try:
-        with Supervisor() as supervisor:
+        with Supervisor(log_dir=WORK / f"log-{os.getpid()}") as supervisor:
             database_url = supervisor.postgres(data_dir=pg_dir, fast_unsafe=True)
             return await _bench(args, supervisor, database_url)
     finally:
