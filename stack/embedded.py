@@ -117,7 +117,10 @@ def _run(cmd: Sequence[str], *, entry: pwd.struct_passwd | None, what: str) -> N
         group=entry.pw_gid if entry else None,
     )
     if result.returncode != 0:
-        raise EmbeddedError(f"{what} failed: {result.stderr.strip() or result.stdout.strip()}")
+        # Both streams: a forked child's stderr may hold only a library's noise (gRPC's fork
+        # warnings), the tool's own reason being on its stdout.
+        said = "\n".join(t for t in (result.stderr.strip(), result.stdout.strip()) if t)
+        raise EmbeddedError(f"{what} failed (exit {result.returncode}): {said[-2000:]}")
 
 
 def start_postgres(

@@ -15,8 +15,8 @@ from bench.faults import (
     IN_FLIGHT_LEAD_S,
     KILLED_LEAD_S,
     _attribute,
-    main,
 )
+from tests.bench.conftest import run_bench
 
 
 # Seven faults one after another, each with its recovery: about 70 s alone, more on a busy machine.
@@ -28,9 +28,10 @@ def test_a_small_campaign_survives_every_injected_fault(tmp_path: Path) -> None:
         "--n 10000 --rate 100 --fault-s 1.5 --normal-s 1 --recovery-max-s 10 --stall-s 45"
         " --max-in-flight 1000"
     )
-    code = main([*small.split(), "--out", str(out)])
+    done = run_bench("bench.faults", [*small.split(), "--out", str(out)], timeout_s=230)
+    assert out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     figures = json.loads(out.read_text(encoding="utf-8"))
-    assert code == 0
+    assert done.returncode == 0, json.dumps(figures, indent=1)
     assert figures["faults_injected"] == list(DEFAULT_FAULTS)
     assert figures["lost"] == 0
     assert figures["stale_sent"] == 0
