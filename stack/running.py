@@ -28,9 +28,17 @@ class StackError(RuntimeError):
     """The stack did not come up; the message carries its output."""
 
 
+#: Offsets that keep every port of the stack (2525-9106 and 50051-50056, plus the offset)
+#: outside Linux's ephemeral range (32768-60999): a port there may be taken at any moment as the
+#: local end of somebody's outgoing connection (seen with two test workers: gRPC could not bind
+#: 127.0.0.1:55632).
+OFFSETS = range(11000, 15470, 10)
+
+
 def random_offset() -> int:
-    """A port offset unlikely to collide with `make run` or another test's stack."""
-    return random.randrange(1000, 9000, 10)
+    """A port offset unlikely to collide with `make run`, another test's stack, or anybody's
+    outgoing connections."""
+    return random.choice(OFFSETS)
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
-import random
 import select
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from stack.running import port_taken
+from stack.running import port_taken, random_offset
 from stack.services import SERVICES
 from stack.supervisor import ROOT
 
@@ -112,7 +111,7 @@ def test_make_run_serves_every_service_and_ctrl_c_stops_it_cleanly(tmp_path: Pat
     # of it is what the first assertion below shows when it is something else).
     for attempt in range(3):
         var = tmp_path / f"var{attempt}"
-        offset = random.randrange(1000, 9000, 10)
+        offset = random_offset()
         terminal = Terminal(var, offset)
         if terminal.read_until("tocsin: ready", timeout=150) or not port_taken(var):
             break
