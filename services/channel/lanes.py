@@ -23,6 +23,7 @@ from services.channel.model import State
 from services.channel.ports import Channel, J, Sorted
 from services.channel.recorder import Recorder
 from services.channel.slots import Slots
+from services.kernel.tasks import raise_if_cancelling
 
 
 class FairQueue(Generic[J]):
@@ -154,11 +155,9 @@ class Lane(Generic[J]):
 
     async def _sender(self) -> None:
         channel, slots = self._channel, self._slots
-        task = asyncio.current_task()
         while True:
-            if task is not None and task.cancelling():
-                # A cancellation swallowed inside `deliver` (a Redis call of the pacing): stop.
-                raise asyncio.CancelledError
+            # A cancellation swallowed inside `deliver` (a Redis call of the pacing): stop.
+            raise_if_cancelling()
             job = await self._next()
             if self._settled_without_sending(job):
                 continue
