@@ -41,13 +41,14 @@ async def running(
     peer = memory.Peer()
     await peer.start()
     client = memory.PeerClient("127.0.0.1", peer.port)
-    settings = memory.Settings(
-        DATABASE_URL=pg_dsn,
-        REDIS_URL=redis_url,
-        senders=1,
-        control_refresh_s=0.05,
-        log_level="WARNING",
-    )
+    values: dict[str, Any] = {
+        "DATABASE_URL": pg_dsn,
+        "REDIS_URL": redis_url,
+        "senders": 1,
+        "control_refresh_s": 0.05,
+        "log_level": "WARNING",
+    }
+    settings = memory.Settings(**values)
     worker: ChannelWorker[Job] = ChannelWorker(
         channel=memory.MemoryChannel(client, senders=1),
         settings=settings,
@@ -106,7 +107,10 @@ async def _settled(pool: asyncpg.Pool, redis: aioredis.Redis, total: int) -> Non
         timeout=30,
     )
     async with asyncio.timeout(30):
-        while int((await redis.xpending(keys.stream(CHANNEL), keys.group(CHANNEL)))["pending"]):
+        while True:
+            info = await redis.xpending(keys.stream(CHANNEL), keys.group(CHANNEL))
+            if not int(info["pending"]):
+                return
             await asyncio.sleep(0.05)  # polling Redis: there is nothing to await on
 
 
@@ -129,7 +133,9 @@ async def test_a_job_waiting_in_a_lane_when_the_removal_lands_is_never_sent(
         assert {r["address"]: r["state"] for r in await _records(pg_pool)}[gone] == "queued"
         token = await _remove(pg_pool, redis_client, gone)
         # The worker reads the tombstones with its control keys (every control_refresh_s).
-        while not worker.tombstones.erased(gone):
+        while True:
+            if worker.tombstones.erased(gone):
+                break
             await asyncio.sleep(0.01)  # nothing to await on: the worker polls Redis
         release.set()
         await _settled(pg_pool, redis_client, total=5)
