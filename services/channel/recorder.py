@@ -40,6 +40,10 @@ _DB_ERRORS = DATABASE_UNAVAILABLE
 UNMATCHED_RETRY_S = 0.5
 #: Receipts unmatched for less than this are tried again with every write of submissions.
 YOUNG_S = 2.0
+#: A write waits at most this long for the tombstones' version (Redis slow or away: it goes on
+#: with the tombstones last read), and after such a failure does not ask for this many seconds.
+TOMBSTONES_WAIT_S = 0.25
+TOMBSTONES_BACKOFF_S = 1.0
 
 
 class ReceiptDropped(Exception):
@@ -92,6 +96,7 @@ class Recorder:
         self._latency = metrics.RECEIPT_LATENCY
         #: The channel's tombstones (set by the worker; None: nobody is ever erased here).
         self.tombstones: Tombstones | None = None
+        self._tombstones_failed = -TOMBSTONES_BACKOFF_S
 
     @property
     def backlog(self) -> int:
@@ -283,11 +288,7 @@ class Recorder:
             return None
 
         async def prepare(w: store.Writes) -> None:
-            try:
-                await tombstones.check()
-            except (RedisError, OSError) as exc:
-                # Written with the tombstones last read; a removal also needs Redis first.
-                logger.warning("reading the %s tombstones failed: %r", self.channel, exc)
+            await self._check(tombstones)
             if not tombstones:
                 return
             for addresses, jobs in ((w.sub_address, sub), (w.fin_address, (j for j, _ in fin))):
@@ -302,6 +303,19 @@ class Recorder:
                         w.er_placeholder.append(erased)
 
         return prepare
+
+    async def _check(self, tombstones: Tombstones) -> None:
+        """Read the tombstones again if an erasure happened; with Redis slow or away, go on
+        with those last read (a removal needs Redis first, for its tombstone)."""
+        now = time.monotonic()
+        if now - self._tombstones_failed < TOMBSTONES_BACKOFF_S:
+            return
+        try:
+            async with asyncio.timeout(TOMBSTONES_WAIT_S):
+                await tombstones.check()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._tombstones_failed = now
+            logger.warning("reading the %s tombstones failed: %r", self.channel, exc)
 
     async def _write(
         self, w: store.Writes, prepare: Callable[[store.Writes], Awaitable[None]] | None = None

@@ -16,6 +16,7 @@ from services.channel.recorder import Recorder
 from services.channel.retention import erase_address
 from services.sms.channel import receipt_row
 from tests.services.channel import work
+from tests.services.sms.conftest import StartSms, StartSmscs, add_work, wait_outcomes
 
 ALERT = "e7a5e000-0000-4000-8000-0000000000b1"
 GONE, KEPT = "+32470000901", "+32470000902"
@@ -113,3 +114,34 @@ async def test_a_receipt_on_its_way_when_the_removal_lands_finds_the_renamed_row
     assert GONE not in dump
     counters = await work.counters(pg_pool, channel="sms", alert=ALERT)
     assert {state: n for state, (n, _) in counters.items()} == {"delivered": 1}
+
+
+async def test_through_the_service_a_receipt_after_the_removal_lands_on_the_renamed_row(
+    smscs: StartSmscs,
+    start_sms: StartSms,
+    pg_pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+) -> None:
+    # The SMSC answers the submit_sm at once and holds the receipts for a while: the removal
+    # lands between the two.
+    sims = await smscs(("opA",), receipt_delay_s=3.0)
+    await start_sms(sims, routes="opA=32", receipt_hold_s=2.0)
+    others = [f"+3247000096{i}" for i in range(3)]
+    await add_work(redis_client, alert=ALERT, numbers=[GONE, *others])
+    await wait_outcomes(pg_pool, alert=ALERT, total=4, states=["submitted"], timeout=30)
+    done = await erase.erase(redis_client, channel="sms", addresses=[GONE])
+    await erase_address(pg_pool, address=GONE, tokens={"sms": done.tokens[GONE]})
+    placeholder = erase.placeholder(done.tokens[GONE], ALERT, 1)
+    state = await pg_pool.fetchval("SELECT state FROM sms_messages WHERE address = $1", placeholder)
+    assert state == "submitted"  # the receipt is still on its way
+
+    await wait_outcomes(pg_pool, alert=ALERT, total=4, states=["delivered"], timeout=30)
+
+    rows = await pg_pool.fetch("SELECT address, state FROM sms_messages")
+    assert sorted((r["address"], r["state"]) for r in rows) == sorted(
+        [(placeholder, "delivered"), *((n, "delivered") for n in others)]
+    )
+    dump = str(await pg_pool.fetch("SELECT * FROM sms_message_ids"))
+    assert GONE not in dump
+    counters = await work.counters(pg_pool, channel="sms", alert=ALERT)
+    assert {state: n for state, (n, _) in counters.items()} == {"delivered": 4}
