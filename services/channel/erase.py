@@ -23,6 +23,7 @@ the `to` field, so an entry is decoded only when it holds the address.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -233,12 +234,19 @@ class Tombstones:
         self._version: bytes | str | None = None
         #: Digest -> token of the live tombstones.
         self._tokens: dict[str, str] = {}
+        # One read at a time: a slower read finishing last would put back an older set.
+        self._reading = asyncio.Lock()
 
     def __bool__(self) -> bool:
         return bool(self._tokens)
 
     async def refresh(self) -> None:
         """Read the live tombstones (a small set: removals during the entries' lifetime)."""
+        async with self._reading:
+            await self._read()
+
+    async def _read(self) -> None:
+        # The version before the set: a set read with an older version is read again later.
         version = await self._redis.get(self._version_key)
         found = await self._redis.zrangebyscore(self._key, time.time(), "+inf")
         digests = [_text(d) for d in found]
@@ -248,8 +256,9 @@ class Tombstones:
 
     async def check(self) -> None:
         """Read the tombstones again if an erasure happened since the last read (one GET)."""
-        if self._version is None or await self._redis.get(self._version_key) != self._version:
-            await self.refresh()
+        async with self._reading:
+            if self._version is None or await self._redis.get(self._version_key) != self._version:
+                await self._read()
 
     def erased(self, address: str) -> bool:
         """Whether `address` was erased while work for it was pending."""

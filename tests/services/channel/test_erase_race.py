@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -13,8 +14,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from services.channel import erase, keys
-from services.channel.model import Job
+from services.channel import erase, keys, store
+from services.channel.model import Entry, Job, State
+from services.channel.recorder import Recorder
 from services.channel.retention import erase_address
 from services.channel.worker import ChannelWorker, make_recorder
 from tests.services.channel import memory, work
@@ -186,3 +188,46 @@ async def test_a_delivery_in_flight_when_the_removal_lands_is_recorded_on_the_re
     assert await _holding(pg_pool, gone) == 0
     counters = await work.counters(pg_pool, channel=CHANNEL, alert=ALERT)
     assert {state: n for state, (n, _) in counters.items()} == {"delivered": 4}
+
+
+@pytest.mark.parametrize("renamed_first", [True, False])
+async def test_a_row_queued_under_the_number_after_the_removal_goes_to_its_placeholder(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis, renamed_first: bool
+) -> None:
+    # A take that read the tombstones just before the removal queues its row just after the
+    # renaming (queueing runs outside the erasure lock): beside the renamed row, or alone.
+    gone, tables = numbers(1, start=900)[0], store.Tables.of("sms")
+
+    async def queue() -> None:
+        await store.queue(
+            pg_pool,
+            tables,
+            alerts=[ALERT],
+            versions=[1],
+            addresses=[gone],
+            operators=["opA"],
+            segments=[1],
+        )
+
+    if renamed_first:
+        await queue()
+    done = await erase.erase(redis_client, channel="sms", addresses=[gone])
+    await erase_address(pg_pool, address=gone, tokens={"sms": done.tokens[gone]})
+    await queue()
+    recorder = Recorder(
+        channel="sms", pool=pg_pool, write_batch=100, write_interval_s=0.01, receipt_hold_s=1
+    )
+    recorder.tombstones = erase.Tombstones(redis_client, "sms")
+    entry = Entry("1-0", ALERT, 1, time.time() + 60, remaining=1)
+    job = Job(entry, gone, "opA", "hello", "BE-Alert", 1)
+    job.error = "recipient removed"
+    recorder.final(job, State.CANCELLED)
+    async with asyncio.timeout(20):
+        await recorder.flush_once()
+        await recorder.close()
+
+    rows = await pg_pool.fetch("SELECT address, state FROM sms_messages")
+    placeholder = erase.placeholder(done.tokens[gone], ALERT, 1)
+    assert [(r["address"], r["state"]) for r in rows] == [(placeholder, "cancelled")]
+    counters = await work.counters(pg_pool, channel="sms", alert=ALERT)
+    assert counters == {"cancelled": (1, 0)}
