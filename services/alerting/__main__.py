@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import asyncpg
@@ -36,16 +37,26 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def _close_when_stopped(pool: asyncpg.Pool, *, grace_s: float) -> None:
-    """Hold the pool for the life of the process; close it once the server has stopped."""
+async def _close_when_stopped(
+    pool: asyncpg.Pool, *, grace_s: float, before: Callable[[], Awaitable[None]]
+) -> None:
+    """Hold the pool for the life of the process; once the server has stopped, run `before`
+    (the audit entries written behind their answers) and close it."""
     try:
         await asyncio.Event().wait()
     finally:
         try:
-            await asyncio.wait_for(pool.close(), timeout=grace_s)
-        except TimeoutError:
-            logger.warning("database connections still busy after %.0f s: closing them", grace_s)
-            pool.terminate()
+            await before()
+        finally:
+            await _close(pool, grace_s=grace_s)
+
+
+async def _close(pool: asyncpg.Pool, *, grace_s: float) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), timeout=grace_s)
+    except TimeoutError:
+        logger.warning("database connections still busy after %.0f s: closing them", grace_s)
+        pool.terminate()
 
 
 async def build(kernel: Kernel[Settings]) -> None:
@@ -64,10 +75,6 @@ async def build(kernel: Kernel[Settings]) -> None:
         reset=_keep_session,
         max_inactive_connection_lifetime=0,
     )
-    # Background tasks are cancelled after the server stopped: in-flight calls keep the pool.
-    kernel.add_background(
-        _close_when_stopped(pool, grace_s=settings.shutdown_grace_s), name="alerting-pool"
-    )
     targeting_channel = kernel.channel("targeting", settings.targeting_addr)
     cb_channel = kernel.channel("cellbroadcast", settings.cellbroadcast_addr)
     targeting = TargetingClient(
@@ -85,6 +92,12 @@ async def build(kernel: Kernel[Settings]) -> None:
         token_issuer=settings.token_issuer,
         auth_cache_s=settings.auth_cache_s,
         audit_batch=settings.audit_batch,
+    )
+    # Background tasks are cancelled after the server stopped: in-flight calls keep the pool,
+    # and the audit entries written behind their answers are written before it closes.
+    kernel.add_background(
+        _close_when_stopped(pool, grace_s=settings.shutdown_grace_s, before=gate.drain),
+        name="alerting-pool",
     )
     broadcasts = CellBroadcastClient(
         cellbroadcast_pb2_grpc.CellBroadcastServiceStub(cb_channel),

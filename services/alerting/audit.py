@@ -9,9 +9,11 @@ caller can fill the disk or make the insert fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +22,9 @@ from typing import Any
 import asyncpg
 
 from services.alerting.metrics import AUDIT_BATCHES
+from services.kernel.errors import DATABASE_UNAVAILABLE
+
+logger = logging.getLogger(__name__)
 
 #: prev_hash of the first entry.
 GENESIS = "0" * 64
@@ -232,61 +237,161 @@ async def append(
     return entry
 
 
+#: Seconds an entry written behind its answer (`Writer.append_behind`) may wait to share a batch.
+BEHIND_LINGER_S = 0.05
+#: Entries written behind that may wait at once; past this, a call waits for its own entry again.
+MAX_BEHIND = 10_000
+#: Seconds between two tries while PostgreSQL cannot take the entries written behind.
+BEHIND_RETRY_S = 0.5
+#: Seconds `drain` keeps trying to write what is still pending when the service stops.
+DRAIN_S = 5.0
+
+
 class Writer:
     """Appends the entries of concurrent calls in batches: one transaction for many entries.
 
-    Each caller waits until its own entry is committed. While a batch is being written, new
-    entries gather; the next batch takes them all (up to `max_batch`). The chain stays exact: one
-    batch at a time in this process, and the primary key on `seq` orders batches across processes
-    (`append_after`).
+    `append` returns once its entry is committed. `append_behind` returns at once: the entry
+    joins the next batch, written within `linger_s` (sooner when a caller waits on the batch),
+    and retried while PostgreSQL is unreachable; it is for the outcome of a call that changed
+    nothing (a read), whose answer need not wait for its trace (docs/security.md). While a batch is
+    being written, new entries gather; the next batch takes them all (up to `max_batch`). The
+    chain stays exact: one batch at a time in this process, and the primary key on `seq` orders
+    batches across processes (`append_after`).
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 500, key: bytes = b"") -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_batch: int = 500,
+        key: bytes = b"",
+        linger_s: float = BEHIND_LINGER_S,
+    ) -> None:
         self._pool = pool
         self._key = key
         self._max_batch = max_batch
-        self._pending: list[tuple[Draft, asyncio.Future[Entry]]] = []
+        self._linger_s = linger_s
+        #: Drafts in order, with the future of the caller waiting on each (None: written behind).
+        self._pending: list[tuple[Draft, asyncio.Future[Entry] | None]] = []
+        self._behind = 0
+        #: Set when a caller waits on the pending entries: the linger ends at once.
+        self._waited = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         #: The end of the chain after this writer's last batch (None: read it first).
         self._tail: Tail | None = None
+
+    @property
+    def behind(self) -> int:
+        """Entries written behind their answer that are not committed yet."""
+        return self._behind
 
     async def append(self, draft: Draft) -> Entry:
         """Append one entry; return once it is committed."""
         done: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
         self._pending.append((draft, done))
-        if self._flusher is None:
-            # A task of its own: a caller that hangs up must not cancel the others' batch. It
-            # ends when nothing is pending, so no task outlives the work.
-            self._flusher = asyncio.create_task(self._flush(), name="audit-writer")
+        self._waited.set()
+        self._start()
         # Not shielded: a caller that hangs up cancels only its own wait; its entry stays in the
         # batch, and `_settle` skips a future that is already done.
         return await done
 
+    async def append_behind(self, draft: Draft) -> None:
+        """Append one entry without waiting for its commit (past MAX_BEHIND waiting ones, wait)."""
+        if self._behind >= MAX_BEHIND:
+            await self.append(draft)
+            return
+        self._pending.append((draft, None))
+        self._behind += 1
+        self._start()
+
+    def _start(self) -> None:
+        if self._flusher is None:
+            # A task of its own: a caller that hangs up must not cancel the others' batch. It
+            # ends when nothing is pending, so no task outlives the work.
+            self._flusher = asyncio.create_task(self._flush(), name="audit-writer")
+
+    async def drain(self) -> None:
+        """Write what is pending (the service stops); give up after DRAIN_S, saying how much."""
+        self._linger_s = 0.0  # from now on, every entry is written at once
+        flusher = self._flusher
+        if flusher is None:
+            return
+        self._waited.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(flusher), DRAIN_S)
+        except TimeoutError:
+            logger.error("audit: %d entries written behind could not be written", self._behind)
+            flusher.cancel()
+
     async def _flush(self) -> None:
         try:
             while self._pending:
+                if not self._waited.is_set():
+                    # Only entries written behind: let more join them, unless a caller waits.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._waited.wait(), self._linger_s)
+                self._waited.clear()
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
+                if any(done is not None for _, done in self._pending):
+                    self._waited.set()  # the next batch has a caller waiting too
                 await self._write(batch)
         finally:
             self._flusher = None
 
-    async def _write(self, batch: list[tuple[Draft, asyncio.Future[Entry]]]) -> None:
+    async def _write(self, batch: list[tuple[Draft, asyncio.Future[Entry] | None]]) -> None:
         try:
             entries, self._tail = await append_after(
                 self._pool, [d for d, _ in batch], self._tail, key=self._key
             )
-        # Not swallowed: every failure goes to the callers waiting on the batch, who raise it.
-        except Exception as exc:  # noqa: BLE001
-            if len(batch) == 1:
-                _settle(batch[0][1], exc)
+        except Exception as exc:  # noqa: BLE001 - sorted below; every failure reaches its caller
+            if not _unreachable(exc):
+                await self._refused(batch, exc)
                 return
-            # One entry PostgreSQL refuses must not fail the calls batched with it.
+            self._tail = None
+            behind = [(d, done) for d, done in batch if done is None]
+            for _, done in batch:
+                if done is not None:
+                    _settle(done, exc)
+            if behind:
+                # Answered already: kept, in order, until PostgreSQL takes them.
+                AUDIT_BATCHES.labels("retried").inc()
+                logger.warning("audit: %d entries wait for PostgreSQL: %r", len(behind), exc)
+                self._pending[:0] = behind
+                await asyncio.sleep(BEHIND_RETRY_S)
+            return
+        for (_, done), entry in zip(batch, entries, strict=True):
+            if done is None:
+                self._behind -= 1
+            else:
+                _settle(done, entry)
+
+    async def _refused(
+        self, batch: list[tuple[Draft, asyncio.Future[Entry] | None]], exc: Exception
+    ) -> None:
+        """PostgreSQL refused the batch: find the entry it refuses, alone; the others are written.
+        Not swallowed: a caller waiting on the refused entry raises it; one written behind is
+        counted and logged (it cannot be retried into acceptance)."""
+        if len(batch) > 1:
             for one in batch:
                 await self._write([one])
             return
-        for (_, done), entry in zip(batch, entries, strict=True):
-            _settle(done, entry)
+        draft, done = batch[0]
+        if done is not None:
+            _settle(done, exc)
+            return
+        self._behind -= 1
+        AUDIT_BATCHES.labels("refused").inc()
+        logger.error("audit: entry %s %s refused: %r", draft.action, draft.result, exc)
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Whether `exc` says PostgreSQL could not be reached (worth trying again), rather than that
+    it refused what was sent."""
+    if isinstance(exc, asyncpg.PostgresError):
+        # Class 08: connection exception; 57P: the server shutting down or starting.
+        return str(exc.sqlstate or "").startswith(("08", "57P"))
+    return isinstance(exc, DATABASE_UNAVAILABLE)
 
 
 def _settle(done: asyncio.Future[Entry], outcome: Entry | Exception) -> None:

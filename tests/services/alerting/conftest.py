@@ -399,4 +399,5 @@ async def harness(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncI
         assert not await cancel_and_wait([settler], timeout_s=30)
         await channel.close()
         await server.stop(None)
+        await gate.drain()  # reads' entries are written behind their answers
         await alerts.dispatcher.drain()

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from urllib.parse import urlsplit
+
 import asyncpg
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 from tocsin.alerting.v1 import alerting_pb2 as pb
 
 from services.alerting import audit
+from stack.embedded import start_postgres
+from stack.migrate import apply_migrations
 from tests.services.alerting.conftest import AUDIT_KEY, Harness, spec
 
 
@@ -113,3 +120,72 @@ async def test_anonymous_refusals_cannot_fill_the_audit_log(harness: Harness) ->
     stored = await harness.pool.fetch("SELECT target, detail FROM audit_log")
     assert max(len(r["target"]) for r in stored) <= audit.LIMITS["target"]
     assert max(len(r["detail"]) for r in stored) <= audit.LIMITS["detail"]
+
+
+def _retried() -> float:
+    return REGISTRY.get_sample_value("tocsin_audit_batches_total", {"outcome": "retried"}) or 0.0
+
+
+def _draft(i: int, action: str = "GetAlert") -> audit.Draft:
+    return audit.Draft(7, "mayor.gent", 1, action, f"target-{i}", "ipv4:127.0.0.1:1", "OK")
+
+
+async def _actions(pool: asyncpg.Pool) -> list[str]:
+    rows = await pool.fetch("SELECT action, target FROM audit_log ORDER BY seq")
+    return [f"{r['action']}:{r['target']}" for r in rows]
+
+
+async def test_an_entry_written_behind_waits_for_the_next_batch_in_its_place(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    writer = audit.Writer(pg_pool, key=AUDIT_KEY, linger_s=30.0)
+    await writer.append_behind(_draft(1))
+    await writer.append_behind(_draft(2))
+    # Returned at once: nothing committed yet, both held for the batch (a 30 s linger here).
+    assert await _actions(pg_pool) == []
+    assert writer.behind == 2
+    # A caller that waits on its own entry takes them along, in the order they came.
+    await writer.append(_draft(3, "SendAlert"))
+    assert await _actions(pg_pool) == [
+        "GetAlert:target-1",
+        "GetAlert:target-2",
+        "SendAlert:target-3",
+    ]
+    assert writer.behind == 0
+    # What is still behind when the service stops is written by drain, at once.
+    await writer.append_behind(_draft(4))
+    await writer.drain()
+    assert (await _actions(pg_pool))[-1] == "GetAlert:target-4"
+    assert (await audit.verify(pg_pool, key=AUDIT_KEY)).ok
+
+
+async def test_entries_written_behind_outlive_a_postgresql_restart(tmp_path: Path) -> None:
+    data = tmp_path / "pg"
+    server = await asyncio.to_thread(start_postgres, data_dir=data, fast_unsafe=True)
+    port = urlsplit(server.url).port
+    try:
+        await asyncio.to_thread(apply_migrations, server.url)
+        pool = await asyncpg.create_pool(server.url, min_size=0, max_size=2)
+        writer = audit.Writer(pool, key=AUDIT_KEY, linger_s=0.0)
+        await writer.append(_draft(0, "Login"))
+        await asyncio.to_thread(server.stop)
+        retried = _retried()
+        for i in range(1, 4):
+            await writer.append_behind(_draft(i))
+        # Refused while PostgreSQL is down, and kept: the calls were answered already.
+        for _ in range(200):
+            if _retried() > retried:
+                break
+            await asyncio.sleep(0.05)
+        assert _retried() > retried
+        assert writer.behind == 3
+        server = await asyncio.to_thread(start_postgres, data_dir=data, port=port, fast_unsafe=True)
+        await writer.drain()
+        assert writer.behind == 0
+        assert await _actions(pool) == ["Login:target-0"] + [
+            f"GetAlert:target-{i}" for i in range(1, 4)
+        ]
+        assert (await audit.verify(pool, key=AUDIT_KEY)).ok
+        await pool.close()
+    finally:
+        await asyncio.to_thread(server.stop)

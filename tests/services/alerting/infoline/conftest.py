@@ -175,6 +175,7 @@ async def line_env_factory(harness: Harness) -> AsyncIterator[MakeEnv]:
         )
         server = grpc.aio.server(interceptors=[ErrorInterceptor(service="alerting")])
         gate = Gate(pool=harness.pool, jwt_key=JWT_KEY, token_issuer=ISSUER, audit_key=AUDIT_KEY)
+        cleanups.append(gate.drain)  # after the server stopped (cleanups run in reverse)
         add_servicer(server, pool=harness.pool, gate=gate, lines=lines)
         # Login too, for the command line, which logs in where it calls.
         guard = LoginGuard(redis=harness.redis, max_failures=10, window_s=60)
