@@ -824,16 +824,20 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
         # A small alert that expires half-way through the fault: nothing of it may be handed
         # to an operator after that (the simulators count such submits as stale).
         expiring = f"{ALERT}-expiring-{i}"
-        try:
-            await _produce(
-                redis,
-                EXPIRING_PER_OPERATOR * len(names),
-                len(names),
-                alert=expiring,
-                expires_s=max(0.5, args.fault_s / 2),
-            )
-        except (OSError, aioredis.RedisError) as exc:
-            print(f"expiring alert of {kind.name} not queued: {exc!r}", flush=True)
+        # Twice: after a Redis restart the client's first command meets its dead connection.
+        for attempt in range(2):
+            try:
+                await _produce(
+                    redis,
+                    EXPIRING_PER_OPERATOR * len(names),
+                    len(names),
+                    alert=expiring,
+                    expires_s=max(0.5, args.fault_s / 2),
+                )
+                break
+            except (OSError, aioredis.RedisError) as exc:
+                if attempt:
+                    print(f"expiring alert of {kind.name} not queued: {exc!r}", flush=True)
         run = Run(stack, args, kind.hits(names), sampler)
         faults.append(await _inject(run, kind, normal))
         await asyncio.sleep(args.normal_s)
