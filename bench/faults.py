@@ -546,9 +546,10 @@ async def _stream_head(redis: aioredis.Redis, stream: str) -> str:
 @fault("targeting_kill9", audience=_resolve_recipients, measures_others=False, lead_s=KILLED_LEAD_S)
 async def targeting_kill9(run: Run) -> dict[str, Any]:
     """An emergency alert sent through SendAlert; targeting killed with SIGKILL as soon as its
-    first work entry is on the emergency lane (while it resolves the rest; figure
-    `killed_during_send`), and started again. A SendAlert that failed leaves the alert sending,
-    stopped: the bench sends it again, as an operator would (`resumed_by_operator`)."""
+    first work entry is on the emergency lane, while it resolves the rest (a small audience may
+    be resolved by then: `send_alert_running_at_kill`, `resolve_cut`), and started again. A
+    SendAlert that failed leaves the alert sending, stopped: the bench sends it again, as an
+    operator would (`resumed_by_operator`)."""
     alerts = _alerts(run)
     alert_id = await alerts.create("targeting_kill9")
     stream = lane_stream("sms", codec.priority_of("emergency"))
@@ -564,7 +565,7 @@ async def targeting_kill9(run: Run) -> dict[str, Any]:
             await asyncio.sleep(0.002)
     finally:
         await redis.aclose()
-    during = not sending.done()
+    running = not sending.done()
     restart_s = await alerts.kill9("targeting")
     error = None
     try:
@@ -578,7 +579,8 @@ async def targeting_kill9(run: Run) -> dict[str, Any]:
         resumed = True
     outcome = await _alert_outcome(run, "targeting_kill9", alert_id, sent)
     return {
-        "killed_during_send": during,
+        "send_alert_running_at_kill": running,
+        "resolve_cut": error is not None or resumed,
         "send_alert_error": error,
         "resumed_by_operator": resumed,
         "restart_s": round(restart_s, 2),
@@ -972,7 +974,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resolve-recipients",
         type=int,
-        default=3000,
+        default=10_000,
         help="recipients of targeting_kill9's alert: enough that resolving it takes a while",
     )
     p.add_argument(

@@ -3,12 +3,14 @@
 #   make bench-faults                     # 200,000 SMS, 60 s faults
 #   make bench-faults FAULTS_N=20000 FAULT_S=5   # a short run
 #   make bench-faults FAULTS="redis_lost"        # chosen faults (bench/faults.py FAULTS)
+#   make bench-faults FAULTS_CPU_HOG=4           # busy loops of the cpu_hog fault (default: one per core)
 FAULTS_N ?=
 FAULT_S ?=
 FAULTS ?=
+FAULTS_CPU_HOG ?=
 
 .PHONY: bench-faults
 
 bench-faults: setup
 	$(PY) -m bench.faults $(if $(FAULTS_N),--n $(FAULTS_N)) $(if $(FAULT_S),--fault-s $(FAULT_S)) \
-		$(if $(FAULTS),--faults $(FAULTS))
+		$(if $(FAULTS),--faults $(FAULTS)) $(if $(FAULTS_CPU_HOG),--cpu-hog $(FAULTS_CPU_HOG))
