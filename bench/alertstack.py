@@ -16,8 +16,9 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -25,7 +26,9 @@ import grpc
 import shapely.geometry
 from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
 
+from bench.load import load_population
 from bench.population import OUTLINE
+from loadtest.campaign import find_zone
 from services.kernel.tls import ClientSettings, connect
 from stack import seed
 from stack.embedded import free_port
@@ -42,6 +45,13 @@ PLACES = (
     seed.Place("Brugge", 3.2247, 51.2093, 1000.0),
     seed.Place("Hasselt", 5.3378, 50.9307, 1000.0),
 )
+#: Radius of a fault's zone when a synthetic population is loaded: its subscribers are put where
+#: nobody of the population lives (see `_empty_places`).
+EMPTY_RADIUS_M = 300.0
+#: Texts of one GSM segment in every language, test marking included (the campaign's alert).
+SHORT_TEXTS = {lang: ("Test", "Test", "Test.", "-") for lang in ("nl", "fr", "de", "en")}
+#: How long the campaign's alert lives: longer than any run.
+CAMPAIGN_EXPIRES = timedelta(hours=6)
 #: Alert states after which nothing more is sent.
 FINAL = (
     alerting_pb2.ALERT_STATE_COMPLETE,
@@ -109,9 +119,18 @@ class AlertServices:
         """A plaintext client channel to `name`."""
         return connect(self.address(name), service=name, settings=ClientSettings(insecure_dev=True))
 
-    async def seed(self, *, database_url: str, audiences: Mapping[str, Audience]) -> None:
-        """An admin, an entity governing the whole country, its issuer; each fault's subscribers
-        (through targeting's API)."""
+    async def seed(
+        self, *, database_url: str, audiences: Mapping[str, Audience], population: int = 0
+    ) -> None:
+        """An admin, an entity governing the whole country, its issuer; a synthetic population
+        of `population` subscribers (targeting's bulk loader, bench/load.py) if asked; each
+        fault's subscribers (through targeting's API), where nobody of the population lives."""
+        if population:
+            conn = await asyncpg.connect(database_url)
+            try:
+                await load_population(conn=conn, seed=2022, subscribers=population)
+            finally:
+                await conn.close()
         password = seed.new_password()
         await seed.bootstrap_admin(
             database_url=database_url, username="faults-admin", password=password
@@ -138,7 +157,10 @@ class AlertServices:
             self.issuer = seed.bearer(
                 await seed.login(alerting, username="faults-issuer", password=password)
             )
+            empty = _empty_places(targeting, self.entity_id) if population else None
             for name, audience in audiences.items():
+                if empty is not None:
+                    audience = replace(audience, place=await anext(empty))
                 await seed.register_subscribers(
                     targeting,
                     place=audience.place,
@@ -147,6 +169,26 @@ class AlertServices:
                     concurrency=8,
                 )
                 self.audiences[name] = audience
+
+    async def campaign(self, *, recipients: int) -> tuple[str, int]:
+        """A test SMS alert (bulk lane, texts of one segment) to the circle around Brussels
+        whose audience is nearest `recipients` (loadtest/campaign.py's `find_zone`): its id
+        and that audience."""
+        async with self.channel("targeting") as targeting:
+            place, count = await find_zone(
+                targeting, entity_id=self.entity_id, recipients=recipients
+            )
+        spec = seed.alert_spec(
+            place=place,
+            kind=alerting_pb2.ALERT_KIND_TEST,
+            texts=SHORT_TEXTS,
+            expires_in=CAMPAIGN_EXPIRES,
+        )
+        async with self.channel() as alerting:
+            alert = await seed.create_alert(
+                alerting, self.issuer, spec=spec, key=f"faults-campaign-{secrets.token_hex(4)}"
+            )
+        return str(alert.id), count
 
     async def create(self, fault: str) -> str:
         """An emergency SMS alert (one segment per language) to `fault`'s audience: its id."""
@@ -189,6 +231,22 @@ class AlertServices:
                 return alert
             await asyncio.sleep(0.25)
         return None
+
+
+async def _empty_places(targeting: grpc.aio.Channel, entity_id: int) -> AsyncIterator[seed.Place]:
+    """Circles of EMPTY_RADIUS_M in the countryside where targeting finds nobody, west to east:
+    a fault's own subscribers go there, so that its alert reaches them only."""
+    lon_min, lat_min, lon_max, lat_max = OUTLINE.bounds
+    steps = 24
+    for i in range(steps):
+        for j in range(steps):
+            lon = lon_min + (lon_max - lon_min) * (i + 0.5) / steps
+            lat = lat_min + (lat_max - lat_min) * (j + 0.5) / steps
+            if not OUTLINE.contains(shapely.geometry.Point(lon, lat).buffer(0.02)):
+                continue
+            place = seed.Place(f"empty-{i}-{j}", lon, lat, EMPTY_RADIUS_M)
+            if await seed.audience(targeting, entity_id=entity_id, place=place) == 0:
+                yield place
 
 
 async def outcomes(pool: asyncpg.Pool, alert_id: str) -> dict[str, int]:

@@ -44,14 +44,15 @@ from tocsin.alerting.v1 import alerting_pb2
 from bench.alertstack import PLACES as ALERT_PLACES
 from bench.alertstack import AlertServices, Audience, first_after, outcomes, state_name
 from bench.cpuhog import CpuHog, default_hogs
+from bench.load import migrate
 from bench.windows import busiest_window
+from loadtest.campaign import POPULATION_FACTOR
 from services.channel import codec
 from services.channel.keys import stream as lane_stream
 from services.kernel import keys
 from services.kernel.redis_client import connect as connect_redis
 from services.sms.settings import Settings as SmsSettings
 from stack.embedded import ManagedProcess, free_port, start_postgres, start_redis
-from stack.migrate import apply_migrations
 from stack.services import operators as stack_operators
 from stack.supervisor import ROOT, Supervisor
 
@@ -240,6 +241,8 @@ class Sampler:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        #: The campaign's alert: ALERT, or its id once sent through alerting (--campaign alert).
+        self.alert = ALERT
         self.samples: list[tuple[float, dict[str, int]]] = []
 
     async def run(self) -> None:
@@ -249,7 +252,7 @@ class Sampler:
                 rows = await self.pool.fetch(
                     "SELECT operator, count(*) AS n FROM sms_messages"
                     " WHERE alert = $1 AND state = 'delivered' GROUP BY operator",
-                    ALERT,
+                    self.alert,
                     timeout=5,
                 )
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
@@ -751,7 +754,7 @@ async def _start_alerts(
             return f"+{ALERT_PREFIXES[i % len(ALERT_PREFIXES)]}{k * 100_000 + i:06d}"
 
         audiences[name] = Audience(ALERT_PLACES[k % len(ALERT_PLACES)], count(args), number)
-    if not audiences:
+    if not audiences and args.campaign != "alert":
         return
     env = {k: v for k, v in stack.sms_env.items() if not k.startswith("TOCSIN_")}
     env.update(
@@ -763,8 +766,22 @@ async def _start_alerts(
     stack.alerts = AlertServices(stack.supervisor, env)
     for name in ("targeting", "alerting"):
         await asyncio.to_thread(stack.alerts.start, name)
-    await stack.alerts.seed(database_url=database_url, audiences=audiences)
+    population = args.n * POPULATION_FACTOR if args.campaign == "alert" else 0
+    await stack.alerts.seed(database_url=database_url, audiences=audiences, population=population)
     print(f"alerting and targeting up; audiences {sorted(audiences)}", flush=True)
+
+
+async def _send_campaign(args: argparse.Namespace, stack: Stack, sampler: Sampler) -> None:
+    """The campaign as a test alert through alerting and targeting, to the circle around
+    Brussels whose audience is nearest --n; --n becomes what targeting queued."""
+    assert stack.alerts is not None
+    alert_id, audience = await stack.alerts.campaign(recipients=args.n)
+    sampler.alert = alert_id
+    await stack.alerts.send(alert_id)
+    alert = await stack.alerts.get(alert_id)
+    targeted = sum(c.targeted for c in alert.progress if c.channel == alerting_pb2.CHANNEL_SMS)
+    print(f"campaign alert {alert_id}: audience {audience}, {targeted} SMS queued", flush=True)
+    args.n = targeted
 
 
 async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack) -> dict[str, Any]:
@@ -774,7 +791,8 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
     stack.redis_dir.mkdir(parents=True, exist_ok=True)
     server = supervisor.add_server(start_redis(data_dir=stack.redis_dir, port=stack.redis_port))
     redis_url = stack.redis_url = server.url
-    await asyncio.to_thread(apply_migrations, database_url)
+    # The benchmarks' migration too: the synthetic population's bookkeeping (--campaign alert).
+    await asyncio.to_thread(migrate, database_url)
     # No connection kept open: PostgreSQL restarts under it (pg_restart).
     pool = await asyncpg.create_pool(database_url, min_size=0, max_size=2)
     await pool.execute("TRUNCATE sms_messages, sms_message_ids")
@@ -791,7 +809,8 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
         TOCSIN_INSECURE_DEV="1",
         TOCSIN_SMSC=",".join(f"{n}=127.0.0.1:{stack.ports[n]}" for n in names),
         TOCSIN_ROUTES=";".join(
-            f"{n}={p},{a}" for n, p, a in zip(names, PREFIXES, ALERT_PREFIXES, strict=False)
+            f"{n}={p},{a}" + "".join(f",324{d}" for d in range(i, 10, len(names)))
+            for i, (n, p, a) in enumerate(zip(names, PREFIXES, ALERT_PREFIXES, strict=False))
         ),
         TOCSIN_RATELIMIT_RULES=str(rules_file),
         TOCSIN_CLAIM_IDLE_S="3",
@@ -806,7 +825,10 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
     sampler = Sampler(pool)
     sampling = asyncio.create_task(sampler.run())
     t0 = time.monotonic()
-    await _produce(redis, args.n, len(names))
+    if args.campaign == "alert":
+        await _send_campaign(args, stack, sampler)
+    else:
+        await _produce(redis, args.n, len(names))
     # Normal rates, once the service is bound and sending.
     while True:
         if sampler.delivered():
@@ -852,7 +874,8 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
     elapsed = time.monotonic() - t0
     sampling.cancel()
     rows = await pool.fetch(
-        "SELECT state, count(*) AS n FROM sms_messages WHERE alert = $1 GROUP BY state", ALERT
+        "SELECT state, count(*) AS n FROM sms_messages WHERE alert = $1 GROUP BY state",
+        sampler.alert,
     )
     states = {str(r["state"]): int(r["n"]) for r in rows}
     await pool.close()
@@ -984,6 +1007,14 @@ def parser() -> argparse.ArgumentParser:
         help="seconds an alert sent through alerting may take to be complete",
     )
     p.add_argument("--cpu-hog", type=int, default=0, help="busy loops of cpu_hog (0: one per core)")
+    p.add_argument(
+        "--campaign",
+        choices=("stream", "alert"),
+        default="stream",
+        help="stream: the campaign written straight onto the SMS stream; alert: a test alert "
+        "through alerting and targeting to a synthetic population (N x 5 loaded, a zone around "
+        "Brussels of about N), which alerting can re-derive when Redis loses its data",
+    )
     p.add_argument("--faults", nargs="*", default=list(DEFAULT_FAULTS), choices=list(FAULTS))
     p.add_argument("--out", type=Path, default=RESULTS)
     return p
