@@ -3,9 +3,12 @@
 `python -m bench.faults --n 200000` (or `make bench-faults FAULTS_N=...`). Starts embedded
 PostgreSQL and Redis (persistent, so that it can restart with its data), one SMSC simulator
 process per operator of stack/operators.toml and one SMS service process, under a rate limit per
-operator. It writes N recipients (spread evenly over the operators) onto the SMS stream, measures
-each operator's normal rate, then injects the faults of FAULTS (a registry: `@fault(...)`), one
-after another, with a normal interval between them (docs/faults.md lists them).
+operator. It writes N recipients (spread evenly over the operators) onto the SMS stream (or,
+with `--campaign alert`, sends a test alert to about N of a synthetic population through
+alerting and targeting), measures each operator's normal rate, then injects the faults of FAULTS
+(a registry: `@fault(...)`), one after another, with a normal interval between them
+(docs/faults.md lists them). Alerting and targeting run when a fault sends an alert through
+them (bench/alertstack.py): kill -9 of either, an emergency mid-campaign.
 
 Per fault it records `recovery_s` (end of the fault to the hit operators' normal rate again),
 `other_operators_rate_share` (the rate the operators not hit kept during it, as a share of their
@@ -14,8 +17,9 @@ left between the fault's start and the next fault's, from their arrival times) a
 `duplicates_bound` (the in-flight window of what the fault killed or cut, from that process's
 settings), `stale_sent` (submit_sm the simulators saw after their validity: each fault also
 queues a small alert that expires half-way through it) and `lost` (the campaign's: recipients
-never delivered cannot be dated). Flat totals: `lost`, `duplicates_over_bound`, `stale_sent`,
-`max_recovery_s`, `min_other_operators_rate_share`, and whatever totals a fault declares, in
+never delivered cannot be dated; plus those of the fault's own alert). Flat totals: `lost`,
+`duplicates_over_bound`, `stale_sent`, `max_recovery_s`, `min_other_operators_rate_share`, and
+the totals faults declare (`emergency_first_sms_ms`, `rate_share_under_cpu_load`), in
 bench/results/faults.json.
 """
 
@@ -708,15 +712,10 @@ async def _inject(run: Run, kind: Fault, normal: dict[str, float]) -> dict[str, 
     }
 
 
-def _repeats(files: list[Path]) -> list[tuple[float, int]]:
+def _repeats(arrivals: Mapping[str, list[float]]) -> list[tuple[float, int]]:
     """For every destination that arrived more than once, over every simulator instance of the
     run: the wall-clock time of its first arrival, and how many arrivals followed it."""
-    times: dict[str, list[float]] = {}
-    for path in files:
-        if path.exists():
-            for dest, at in json.loads(path.read_text(encoding="utf-8")).items():
-                times.setdefault(dest, []).extend(at)
-    return [(min(at), len(at) - 1) for at in times.values() if len(at) > 1]
+    return [(min(at), len(at) - 1) for at in arrivals.values() if len(at) > 1]
 
 
 def _attribute(faults: list[dict[str, Any]], repeats: list[tuple[float, int]]) -> int:
@@ -902,7 +901,7 @@ def _figures(
     # Handed over, so not lost by the platform; shown apart.
     awaiting = states.get("submitted", 0)
     lost = args.n - states.get("delivered", 0) - awaiting
-    unblamed = _attribute(faults, _repeats(stack.arrival_files))
+    unblamed = _attribute(faults, _repeats(stack.arrivals()))
     over = unblamed + sum(max(0, f["duplicates"] - f["duplicates_bound"]) for f in faults)
     for f in faults:
         # Stale submits and undelivered recipients cannot be dated: the campaign's figures,
