@@ -244,9 +244,11 @@ async def _empty_places(targeting: grpc.aio.Channel, entity_id: int) -> AsyncIte
             lat = lat_min + (lat_max - lat_min) * (j + 0.5) / steps
             if not OUTLINE.contains(shapely.geometry.Point(lon, lat).buffer(0.02)):
                 continue
-            place = seed.Place(f"empty-{i}-{j}", lon, lat, EMPTY_RADIUS_M)
-            if await seed.audience(targeting, entity_id=entity_id, place=place) == 0:
-                yield place
+            # Nobody in three times the radius: targeting's count may miss an address near the
+            # edge of a small circle that its resolution then finds.
+            wide = seed.Place(f"empty-{i}-{j}", lon, lat, 3 * EMPTY_RADIUS_M)
+            if await seed.audience(targeting, entity_id=entity_id, place=wide) == 0:
+                yield replace(wide, radius_m=EMPTY_RADIUS_M)
 
 
 async def outcomes(pool: asyncpg.Pool, alert_id: str) -> dict[str, int]:

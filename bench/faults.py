@@ -68,6 +68,8 @@ TEXT = "BE-Alert TEST: this is a test of the warning system. No action is needed
 PREFIXES = ("32470", "32490", "32480")
 #: Prefixes of the numbers of the alerts sent through alerting (same operators, other blocks).
 ALERT_PREFIXES = ("32471", "32491", "32481")
+#: The SMS channel in alerting's progress.
+SMS = alerting_pb2.CHANNEL_SMS
 #: A hit operator has recovered once a second of its deliveries reaches this share of normal.
 RECOVERED_SHARE = 0.9
 #: Recipients per operator of the small alert each fault queues, which expires half-way through.
@@ -515,12 +517,17 @@ async def _alert_outcome(run: Run, name: str, alert_id: str, sent: float) -> dic
     final = await alerts.until_final(alert_id, timeout_s=run.args.alert_timeout_s)
     completion = time.monotonic() - sent
     states = await outcomes(run.sampler.pool, alert_id)
+    # What targeting queued (a subscriber of the population may live in the zone too); the
+    # subscribers registered for the fault if alerting does not answer.
     recipients = alerts.audiences[name].count
+    if final is not None:
+        recipients = sum(c.targeted for c in final.progress if c.channel == SMS) or recipients
     reached = states.get("delivered", 0) + states.get("submitted", 0)
     return {
         "alert_state": state_name(final),
         "alert_completed": final is not None and state_name(final) == "complete",
         "alert_completion_s": round(completion, 2) if final is not None else None,
+        "alert_registered": alerts.audiences[name].count,
         "alert_recipients": recipients,
         "alert_lost": recipients - reached,
         "alert_states": states,
@@ -673,7 +680,16 @@ async def cpu_hog(run: Run) -> dict[str, Any]:
         await asyncio.sleep(run.args.fault_s)
     finally:
         hog.stop()
-    return {"cpu_hog_processes": hog.processes, "_window": (start, time.time())}
+    # A campaign that ran dry during the hog sends less for want of work: the share then says
+    # nothing of the hog (raise --n).
+    left = run.args.n - run.sampler.delivered()
+    if left < run.args.rate * len(run.stack.names) * 2:
+        print(f"cpu_hog: only {left} of the campaign left at its end; raise --n", flush=True)
+    return {
+        "cpu_hog_processes": hog.processes,
+        "campaign_left_at_end": left,
+        "_window": (start, time.time()),
+    }
 
 
 async def _inject(run: Run, kind: Fault, normal: dict[str, float]) -> dict[str, Any]:
@@ -778,7 +794,7 @@ async def _send_campaign(args: argparse.Namespace, stack: Stack, sampler: Sample
     sampler.alert = alert_id
     await stack.alerts.send(alert_id)
     alert = await stack.alerts.get(alert_id)
-    targeted = sum(c.targeted for c in alert.progress if c.channel == alerting_pb2.CHANNEL_SMS)
+    targeted = sum(c.targeted for c in alert.progress if c.channel == SMS)
     print(f"campaign alert {alert_id}: audience {audience}, {targeted} SMS queued", flush=True)
     args.n = targeted
 
