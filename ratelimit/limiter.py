@@ -101,6 +101,7 @@ class Lease:
         windows: Sequence[tuple[SendLog, int]] = (),
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        gate: asyncio.Lock | None = None,
     ) -> None:
         #: The buckets the tokens came from.
         self.buckets = buckets
@@ -120,7 +121,13 @@ class Lease:
         self.caught_up = 0
         self._counters = tuple(forfeit_counters)
         self._windows = tuple(windows)
-        self._gate = asyncio.Lock()
+        #: Taken by whoever waits for the send windows. `Limiter` gives every lease it hands out
+        #: the same one, since they share the windows: waiters then go in the order they came.
+        #: With a gate per lease, each lease had one waiter at the windows and those of all the
+        #: live leases raced for every freed place, so a lease's queued tokens got a share of
+        #: the window that shrank with the number of leases racing (a campaign's stragglers
+        #: left 10-40 s after the others).
+        self._gate = gate or asyncio.Lock()
         self._clock = clock or _clock
         self._sleep = sleep or asyncio.sleep
 
@@ -171,7 +178,9 @@ class Lease:
                 # One caller at a time waits for the windows, in the order they came: the others
                 # queue without waking up at every send that a full window lets through.
                 async with self._gate:
-                    now = await self._window_open(now)
+                    # The clock read again: a send recorded at a time before the wait for the
+                    # gate would leave the window early and let one too many through later.
+                    now = await self._window_open(clock())
                     if now - due <= self.slack:
                         self._send(now, due)
                         return slot
@@ -233,6 +242,8 @@ class Limiter:
         self._configured: dict[str, float] = {}
         self._redis_clock = RedisClock()
         self._heartbeat: asyncio.Task[None] | None = None
+        #: The one queue for the send windows of every lease this limiter hands out.
+        self._window_gate = asyncio.Lock()
 
     @classmethod
     def from_rules(
@@ -359,6 +370,7 @@ class Limiter:
             slack=slack,
             forfeit_counters=[metrics.TOKENS_FORFEITED.labels(bucket=name) for name in names],
             windows=self._windows(specs, want, share),
+            gate=self._window_gate,
         )
 
     def _windows(

@@ -363,6 +363,27 @@ OPERATORS = dashboard(
                     width=16,
                     mappings=UP_DOWN,
                 ),
+                Panel(
+                    "SMPP sessions held",
+                    "Sessions each operator has open with us over all sms pods, against its"
+                    " max_sessions (a lease per session in Redis, docs/sms.md 'Session limit');"
+                    " only operators with a limit. Held at the limit, a pod that starts binds"
+                    " nothing for that operator until another lets a session go.",
+                    (
+                        Q(
+                            "sum by (operator) "
+                            f"(tocsin_smpp_sessions_held{sel(operator=OPERATOR)})",
+                            "{{operator}} held",
+                        ),
+                        Q(
+                            "max by (operator) "
+                            f"(tocsin_smpp_session_limit{sel(operator=OPERATOR)})",
+                            "{{operator}} limit",
+                        ),
+                    ),
+                    width=24,
+                    stack=False,
+                ),
             ),
         ),
         Row(

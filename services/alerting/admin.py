@@ -298,7 +298,7 @@ async def remove_member(
     )
     if contact is None:
         raise NotFound(f"group {group_id} has no member {member_id}", field="member_id")
-    await erase_queued_work(
+    tokens = await erase_queued_work(
         pool, redis, phone=contact["phone"], email=contact["email"], member=(group_id, member_id)
     )
     async with pool.acquire() as conn, conn.transaction():
@@ -312,7 +312,7 @@ async def remove_member(
         # Past deliveries of every channel too, in the same transaction (as a citizen's removal).
         for address in (deleted["phone"], deleted["email"]):
             if address:
-                await erase_address(conn, address=address)
+                await erase_address(conn, address=address, tokens=tokens.get(address))
 
 
 def _now() -> datetime:

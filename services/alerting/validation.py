@@ -97,12 +97,21 @@ def parse_zone(text: str, *, field: str = "spec.zone_geojson") -> Polygon | Mult
     return _parse_zone(text, field)
 
 
+#: A zone this small is parsed on the event loop (a few hundred positions: well under a
+#: millisecond), as is one already parsed (cached): the hop to a worker thread and back costs
+#: more than that (5 % of alerting's CPU per call in `make loadtest`'s mix).
+INLINE_ZONE_BYTES = 8 * 1024
+
+
 async def parse_zone_off_loop(text: str, *, field: str = "spec.zone_geojson") -> None:
-    """Parse a zone in a worker thread (a large one takes milliseconds): the result is cached,
-    so the domain's own `parse_zone` of the same text is then immediate."""
+    """Parse a large zone in a worker thread (it takes milliseconds): the result is cached, so
+    the domain's own `parse_zone` of the same text is then immediate."""
     if len(text) > MAX_ZONE_BYTES:
         raise InvalidArgument(field, f"at most {MAX_ZONE_BYTES // 1024} KiB of GeoJSON")
-    await asyncio.to_thread(_parse_zone, text, field)
+    if len(text) <= INLINE_ZONE_BYTES:
+        _parse_zone(text, field)
+    else:
+        await asyncio.to_thread(_parse_zone, text, field)
 
 
 # Drafts of one crisis repeat the same zone; shapely geometries are immutable, so sharing is safe.

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError, ResponseError
 from services.channel import codec, keys, metrics, store
 from services.channel.codec import PRIORITIES, Priority
 from services.channel.control import ControlCache
-from services.channel.erase import Tombstones, opaque_address
+from services.channel.erase import Tombstones
 from services.channel.lanes import Lane
 from services.channel.model import Entry, Job, State
 from services.channel.ports import Channel, J
@@ -99,6 +99,7 @@ class StreamConsumer(Generic[J]):
         recorder: Recorder,
         control: ControlCache,
         durability: Slots,
+        tombstones: Tombstones | None = None,
     ) -> None:
         self.cfg = config
         self._channel = channel
@@ -128,7 +129,7 @@ class StreamConsumer(Generic[J]):
         #: Recipients read and without a durable outcome, per (lane rank, route).
         self._held: dict[tuple[int, str], int] = {}
         #: Addresses erased (a citizen removed) while entries holding them were pending.
-        self._tombstones = Tombstones(redis, channel.name)
+        self._tombstones = Tombstones(redis, channel.name) if tombstones is None else tombstones
         recorder.on_durable = self._durable
 
     async def ensure_group(self) -> None:
@@ -309,9 +310,9 @@ class StreamConsumer(Generic[J]):
             # Work goes on with what was last read; senders check again before each delivery.
             logger.warning("reading alert control keys failed: %r", exc)
         try:
-            await self._tombstones.refresh()
+            await self._tombstones.check()
         except (RedisError, OSError) as exc:
-            # The entries are pending until acknowledged: the next take looks again.
+            # Senders and the recorder look again before they deliver or write.
             logger.warning("reading erased addresses failed: %r", exc)
         to_queue: list[J] = []
         channel, now = self._channel, time.time()
@@ -327,9 +328,8 @@ class StreamConsumer(Generic[J]):
             verdict = self._control.verdict(entry.alert, entry.version)
             for job in jobs:
                 if self._tombstones.erased(job.address):
-                    # Removed while this entry was pending: never sent, never recorded under
-                    # its address; counted as cancelled so the alert's counts still close.
-                    job.address = opaque_address()
+                    # Removed while this entry was pending: never sent; the recorder writes it
+                    # under its placeholder, counted as cancelled so the alert's counts close.
                     job.error = "recipient removed"
                     self._recorder.final(job, State.CANCELLED)
                 elif verdict is not None:
@@ -515,6 +515,8 @@ class StreamConsumer(Generic[J]):
                 continue
             try:
                 await self._control.refresh(self._alerts_in_flight())
+                # Removals too: a sender checks them before each delivery.
+                await self._tombstones.check()
             except (RedisError, OSError) as exc:
                 raise_if_cancelling()
                 logger.warning("reading alert control keys failed: %r", exc)

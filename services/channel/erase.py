@@ -10,10 +10,12 @@ A work entry is immutable and may be in one of three places when the removal lan
 - **pending** (in a consumer's hands, or waiting to be claimed from a dead one): left in place.
   A copy would send its other recipients twice (the worker hands back recipients still queued),
   and deleting it would lose their work when a claimer finds it gone. Instead the removal first
-  writes a tombstone (the address' SHA-256, until a deadline, in `keys.erased`) that the
-  consumer consults when it takes an entry: a tombstoned recipient is recorded `cancelled`
-  under an opaque address and never sent. The entry leaves Redis when it is acknowledged and
-  the stream trimmed.
+  writes a tombstone (the address' SHA-256, until a deadline, in `keys.erased`, with a random
+  token in `keys.erased_tokens`) that the worker consults when it takes an entry, before each
+  delivery and with each write of outcomes: a tombstoned recipient is never sent, and whatever
+  is recorded for it goes under its placeholder (`placeholder`), the address the delivery
+  records' erasure (services/channel/retention.py) gave its row. The entry leaves Redis when it
+  is acknowledged and the stream trimmed.
 
 Dead letters holding the address are deleted. Matching is on the address' exact JSON form in
 the `to` field, so an entry is decoded only when it holds the address.
@@ -21,6 +23,7 @@ the `to` field, so an entry is decoded only when it holds the address.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -39,6 +42,34 @@ SCAN_COUNT = 200
 TOMBSTONE_MARGIN_S = 7 * 24 * 3600
 #: Prefix of the opaque address that stands for an erased one in delivery records.
 ERASED_PREFIX = "erased:"
+
+# KEYS[1] tombstones (zset), KEYS[2] tokens (hash), KEYS[3] version; ARGV[1] now, ARGV[2] until,
+# ARGV[3] a fresh token, ARGV[4..] digests. Drops what expired, keeps the token of a digest
+# still tombstoned (the rows an earlier erasure renamed keep their placeholder), bumps the
+# version the workers watch. Answers the token of each digest, in order.
+_TOMBSTONE = """
+local zset, tokens, version = KEYS[1], KEYS[2], KEYS[3]
+local now, untl, fresh = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local expired = redis.call('ZRANGEBYSCORE', zset, '-inf', '(' .. now)
+for i = 1, #expired, 500 do
+  redis.call('HDEL', tokens, unpack(expired, i, math.min(i + 499, #expired)))
+end
+redis.call('ZREMRANGEBYSCORE', zset, '-inf', '(' .. now)
+local out = {}
+for i = 4, #ARGV do
+  local d = ARGV[i]
+  local token = redis.call('HGET', tokens, d)
+  if not token then
+    token = fresh
+    redis.call('HSET', tokens, d, token)
+  end
+  -- GT: a later deadline is never shortened; new members are added all the same.
+  redis.call('ZADD', zset, 'GT', untl, d)
+  out[#out + 1] = token
+end
+redis.call('INCR', version)
+return out
+"""
 
 # KEYS[1] stream; ARGV[1] group, ARGV[2] entry id, ARGV[3..] the copy's fields (none: delete).
 # Answers the copy's id, "deleted", "pending" or "gone".
@@ -77,9 +108,20 @@ def digest(address: str) -> str:
     return hashlib.sha256(address.encode()).hexdigest()
 
 
-def opaque_address() -> str:
-    """An address standing for an erased one in a delivery record (unique, meaningless)."""
-    return ERASED_PREFIX + secrets.token_hex(16)
+def new_token() -> str:
+    """A random token for one erasure: what makes its placeholders unguessable."""
+    return secrets.token_hex(16)
+
+
+def placeholder(token: str, alert: str, version: int) -> str:
+    """The address that stands for an erased one in the delivery records of (alert, version).
+
+    Computed from the erasure's random token, never from the address: the delivery records'
+    erasure (services/channel/retention.py, `_PLACEHOLDER`, the same formula in SQL) renames a
+    row to it, and a worker holding the tombstone's token records a late outcome under it, so
+    that outcome lands on the renamed row. Once the tombstone expires nobody can compute it.
+    """
+    return ERASED_PREFIX + hashlib.sha256(f"{token}:{alert}:{version}".encode()).hexdigest()
 
 
 @dataclass
@@ -92,6 +134,8 @@ class Erased:
     deleted: int = 0
     #: Pending entries left in place under a tombstone, by id.
     pending: list[str] = field(default_factory=list)
+    #: The erasure token of each address (for the delivery records' erasure).
+    tokens: dict[str, str] = field(default_factory=dict)
 
 
 def _text(v: Any) -> str:
@@ -121,15 +165,13 @@ def _copy_without(fields: Mapping[Any, Any], addresses: set[str]) -> list[str] |
 
 
 async def _tombstone(
-    redis: aioredis.Redis, channel: str, addresses: set[str], until: float
-) -> None:
-    key = keys.erased(channel)
-    now = time.time()
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.zremrangebyscore(key, "-inf", now)
-        # GT: a later deadline is never shortened; new members are added all the same.
-        pipe.zadd(key, {digest(a): until for a in addresses}, gt=True)
-        await pipe.execute()
+    redis: aioredis.Redis, channel: str, addresses: list[str], until: float
+) -> dict[str, str]:
+    """Tombstone `addresses` until `until`; their tokens (an earlier live one is kept)."""
+    keys_ = (keys.erased(channel), keys.erased_tokens(channel), keys.erased_version(channel))
+    args = [repr(time.time()), repr(until), new_token(), *(digest(a) for a in addresses)]
+    tokens: list[Any] = await redis.eval(_TOMBSTONE, 3, *keys_, *args)
+    return {a: _text(t) for a, t in zip(addresses, tokens, strict=True)}
 
 
 async def erase(redis: aioredis.Redis, *, channel: str, addresses: Iterable[str]) -> Erased:
@@ -138,8 +180,9 @@ async def erase(redis: aioredis.Redis, *, channel: str, addresses: Iterable[str]
     done = Erased()
     if not wanted:
         return done
+    ordered = sorted(wanted)
     # The tombstone first: an entry a consumer takes from now on drops the addresses.
-    await _tombstone(redis, channel, wanted, time.time() + TOMBSTONE_MARGIN_S)
+    done.tokens = await _tombstone(redis, channel, ordered, time.time() + TOMBSTONE_MARGIN_S)
     needles = _needles(wanted)
     stream, group = keys.stream(channel), keys.group(channel)
     latest_expiry = 0.0
@@ -155,7 +198,7 @@ async def erase(redis: aioredis.Redis, *, channel: str, addresses: Iterable[str]
         elif answer != "gone":
             done.rewritten += 1
     if latest_expiry:
-        await _tombstone(redis, channel, wanted, latest_expiry + TOMBSTONE_MARGIN_S)
+        await _tombstone(redis, channel, ordered, latest_expiry + TOMBSTONE_MARGIN_S)
     dead = keys.dead_letters(channel)
     found = [entry_id async for entry_id, _ in _holding(redis, dead, needles)]
     if found:
@@ -179,21 +222,54 @@ async def _holding(
 
 
 class Tombstones:
-    """The tombstones of one channel, as a consumer reads them (refreshed with each take)."""
+    """The tombstones of one channel as its worker sees them: a copy in memory, read again
+    whenever the erasers' version counter moved (one GET), so that the hot path costs a look
+    at an empty dict while nobody was removed."""
 
     def __init__(self, redis: aioredis.Redis, channel: str) -> None:
         self._redis = redis
         self._key = keys.erased(channel)
-        self._digests: frozenset[str] = frozenset()
+        self._tokens_key = keys.erased_tokens(channel)
+        self._version_key = keys.erased_version(channel)
+        self._version: bytes | str | None = None
+        #: Digest -> token of the live tombstones.
+        self._tokens: dict[str, str] = {}
+        # One read at a time: a slower read finishing last would put back an older set.
+        self._reading = asyncio.Lock()
+
+    def __bool__(self) -> bool:
+        return bool(self._tokens)
 
     async def refresh(self) -> None:
         """Read the live tombstones (a small set: removals during the entries' lifetime)."""
+        async with self._reading:
+            await self._read()
+
+    async def _read(self) -> None:
+        # The version before the set: a set read with an older version is read again later.
+        version = await self._redis.get(self._version_key)
         found = await self._redis.zrangebyscore(self._key, time.time(), "+inf")
-        self._digests = frozenset(_text(d) for d in found)
+        digests = [_text(d) for d in found]
+        tokens: list[Any] = await self._redis.hmget(self._tokens_key, digests) if digests else []
+        self._tokens = {d: _text(t) for d, t in zip(digests, tokens, strict=True) if t}
+        self._version = version if version is not None else b""
+
+    async def check(self) -> None:
+        """Read the tombstones again if an erasure happened since the last read (one GET)."""
+        async with self._reading:
+            if self._version is None or await self._redis.get(self._version_key) != self._version:
+                await self._read()
 
     def erased(self, address: str) -> bool:
         """Whether `address` was erased while work for it was pending."""
-        return bool(self._digests) and digest(address) in self._digests
+        return bool(self._tokens) and digest(address) in self._tokens
+
+    def placeholder(self, address: str, alert: str, version: int) -> str | None:
+        """What to record instead of `address` for (alert, version); None: not erased."""
+        if not self._tokens:
+            return None
+        token = self._tokens.get(digest(address))
+        return None if token is None else placeholder(token, alert, version)
 
 
 #: The channels whose streams carry each kind of contact.
@@ -201,9 +277,15 @@ PHONE_CHANNELS = ("sms", "voice")
 EMAIL_CHANNELS = ("email",)
 
 
-async def erase_contact(redis: aioredis.Redis, *, phone: str | None, email: str | None) -> None:
-    """Erase a person's number and e-mail address from every channel's stream."""
+async def erase_contact(
+    redis: aioredis.Redis, *, phone: str | None, email: str | None
+) -> dict[str, dict[str, str]]:
+    """Erase a person's number and e-mail address from every channel's stream; the erasure
+    token of each address, per channel (for retention.erase_address)."""
+    tokens: dict[str, dict[str, str]] = {}
     for channels, address in ((PHONE_CHANNELS, phone), (EMAIL_CHANNELS, email)):
         if address:
             for channel in channels:
-                await erase(redis, channel=channel, addresses=[address])
+                done = await erase(redis, channel=channel, addresses=[address])
+                tokens.setdefault(address, {})[channel] = done.tokens[address]
+    return tokens

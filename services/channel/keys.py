@@ -36,3 +36,15 @@ def erased(channel: str) -> str:
     """Tombstones of addresses erased while work for them was pending (services/channel/erase.py):
     a sorted set of SHA-256 digests scored by the time they may go."""
     return f"{STREAM_PREFIX}{channel}:erased"
+
+
+def erased_tokens(channel: str) -> str:
+    """The random token of each tombstone of `channel` (digest -> token, a hash), from which
+    the placeholder of an erased address in delivery records is computed."""
+    return f"{STREAM_PREFIX}{channel}:erased:tokens"
+
+
+def erased_version(channel: str) -> str:
+    """A counter every erasure of `channel` increments: workers read the tombstones again when
+    it moved."""
+    return f"{STREAM_PREFIX}{channel}:erased:version"

@@ -87,6 +87,7 @@ class Lane(Generic[J]):
         verdict: Callable[[str, int], State | None],
         retry_min_s: float,
         retry_max_s: float,
+        erased: Callable[[str], bool] = lambda address: False,
     ) -> None:
         if senders < 1:
             raise ValueError(f"route {route} needs at least one sender")
@@ -96,6 +97,8 @@ class Lane(Generic[J]):
         self._recorder = recorder
         self._slots = durability
         self._verdict = verdict
+        #: Whether an address was erased (a citizen removed) since its work was taken.
+        self._erased = erased
         self._retry_min = retry_min_s
         self._retry_max = retry_max_s
         self._queue: FairQueue[J] = FairQueue()
@@ -165,6 +168,9 @@ class Lane(Generic[J]):
             if taken is None:
                 continue
             job = taken
+            if self._erased_now(job):  # removed while it waited for the slot
+                slots.release()
+                continue
             sent_at = time.time()
             try:
                 answer = await channel.deliver(job)
@@ -195,7 +201,18 @@ class Lane(Generic[J]):
                 else:
                     self._later(job, delay)
 
+    def _erased_now(self, job: J) -> bool:
+        """Whether the job's address was erased: then it is recorded cancelled (under its
+        placeholder, by the recorder), never sent."""
+        if not self._erased(job.address):
+            return False
+        job.error = "recipient removed"
+        self._recorder.final(job, State.CANCELLED)
+        return True
+
     def _settled_without_sending(self, job: J) -> bool:
+        if self._erased_now(job):
+            return True
         verdict = self._verdict(job.entry.alert, job.entry.version)
         if verdict is not None:
             self._recorder.final(job, verdict)

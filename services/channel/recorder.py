@@ -8,6 +8,10 @@ A receipt may arrive before the submission it reports on is durable (an SMSC sen
 side has handled the submit_sm_resp, or before the next write): it then finds no row, stays
 buffered and is tried again after later writes until it matches or `receipt_hold_s` passes. The
 operator is answered only once the receipt is applied (the returned future), so a crash loses none.
+
+A recipient whose address was erased (a citizen removed) while the worker held its work is
+recorded under its placeholder (erase.Tombstones), read once the write holds the channel's
+erasure lock: its outcome lands on the row the removal renamed, never under the number.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from redis.exceptions import RedisError
 
 from services.channel import metrics, store
+from services.channel.erase import Tombstones
 from services.channel.model import Job, State
 from services.kernel.errors import DATABASE_UNAVAILABLE
 
@@ -34,6 +40,10 @@ _DB_ERRORS = DATABASE_UNAVAILABLE
 UNMATCHED_RETRY_S = 0.5
 #: Receipts unmatched for less than this are tried again with every write of submissions.
 YOUNG_S = 2.0
+#: A write waits at most this long for the tombstones' version (Redis slow or away: it goes on
+#: with the tombstones last read), and after such a failure does not ask for this many seconds.
+TOMBSTONES_WAIT_S = 0.25
+TOMBSTONES_BACKOFF_S = 1.0
 
 
 class ReceiptDropped(Exception):
@@ -84,6 +94,9 @@ class Recorder:
         self.on_receipts: Callable[[str, State, list[float]], None] = lambda r, s, t: None
         self._outcomes = metrics.OUTCOMES
         self._latency = metrics.RECEIPT_LATENCY
+        #: The channel's tombstones (set by the worker; None: nobody is ever erased here).
+        self.tombstones: Tombstones | None = None
+        self._tombstones_failed = -TOMBSTONES_BACKOFF_S
 
     @property
     def backlog(self) -> int:
@@ -212,7 +225,7 @@ class Recorder:
             w.rc_error.append(r.row[1])
             w.rc_at.append(r.at)
         try:
-            result = await self._write(w)
+            result = await self._write(w, self._erased_to_placeholders(sub, fin))
         except BaseException:
             self._unmatched[:0] = old
             raise
@@ -265,12 +278,53 @@ class Recorder:
         self._unmatched = keep
         return old
 
-    async def _write(self, w: store.Writes) -> store.ReceiptResult:
+    def _erased_to_placeholders(
+        self, sub: list[Job], fin: list[tuple[Job, State]]
+    ) -> Callable[[store.Writes], Awaitable[None]] | None:
+        """What puts the erased recipients of a batch under their placeholders, once the write
+        holds the erasure lock: the tombstones read again if an erasure happened meanwhile."""
+        tombstones = self.tombstones
+        if tombstones is None:
+            return None
+
+        async def prepare(w: store.Writes) -> None:
+            await self._check(tombstones)
+            if not tombstones:
+                return
+            for addresses, jobs in ((w.sub_address, sub), (w.fin_address, (j for j, _ in fin))):
+                for i, job in enumerate(jobs):
+                    e = job.entry
+                    erased = tombstones.placeholder(job.address, e.alert, e.version)
+                    if erased is not None:
+                        addresses[i] = erased
+                        w.er_alert.append(e.alert)
+                        w.er_version.append(e.version)
+                        w.er_address.append(job.address)
+                        w.er_placeholder.append(erased)
+
+        return prepare
+
+    async def _check(self, tombstones: Tombstones) -> None:
+        """Read the tombstones again if an erasure happened; with Redis slow or away, go on
+        with those last read (a removal needs Redis first, for its tombstone)."""
+        now = time.monotonic()
+        if now - self._tombstones_failed < TOMBSTONES_BACKOFF_S:
+            return
+        try:
+            async with asyncio.timeout(TOMBSTONES_WAIT_S):
+                await tombstones.check()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._tombstones_failed = now
+            logger.warning("reading the %s tombstones failed: %r", self.channel, exc)
+
+    async def _write(
+        self, w: store.Writes, prepare: Callable[[store.Writes], Awaitable[None]] | None = None
+    ) -> store.ReceiptResult:
         """Write on a connection kept for the recorder (a pool release costs a reset query)."""
         if self._conn is None:
             self._conn = await self._pool.acquire()
         try:
-            return await store.write(self._conn, self._tables, w)
+            return await store.write(self._conn, self._tables, w, prepare=prepare)
         except _DB_ERRORS:
             # Never reuse it: a server that went away mid-statement (a restart) can leave the
             # connection waiting for an answer that never comes, and the next BEGIN fails.

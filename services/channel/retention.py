@@ -3,7 +3,13 @@
 After `keep` a delivery row keeps what statistics and billing need (alert, version, operator,
 segments, state, times) and its phone number is replaced by an opaque token unique to the row
 (the primary key needs one); the SMSC message ids of the row, useless once receipts stopped,
-are deleted. A citizen's removal erases their number at once, whatever the row's age.
+are deleted. A citizen's removal erases their number at once, whatever the row's age: each row
+is renamed to its placeholder (services/channel/erase.py, `placeholder`), computed from the
+removal's random token, so that a worker that still holds work for the number records its late
+outcome on that same row; the row's message ids lead to the placeholder too (a receipt still
+on its way finds the row). The removal holds each channel's erasure lock
+(store.erase_lock) while it renames, so a worker's write of outcomes is wholly before it or
+wholly after, and after it the worker knows the tombstone (docs/security.md).
 The SQL is in this module alone (migrations 0021 and 0060 add `erased_at` and its index to the
 SMS, voice and e-mail tables); each channel service runs the retention of its own table.
 """
@@ -12,11 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from services.channel import store
+from services.channel.erase import new_token
 from services.channel.settings import ChannelSettings
 from services.kernel.errors import DATABASE_UNAVAILABLE
 
@@ -46,15 +55,18 @@ FROM old
 WHERE m.alert = old.alert AND m.version = old.version AND m.address = old.address
 """
 
-#: Every row of one number, whatever its age.
-_ERASE_ADDRESS = """
-WITH ids AS (
-    DELETE FROM {ch}_message_ids WHERE address = $1
+#: erase.placeholder in SQL: the erased address of the row (alert, version) under token $2.
+_PLACEHOLDER = (
+    "'erased:' || encode(sha256(convert_to($2 || ':' || alert || ':' || version, 'UTF8')), 'hex')"
 )
-UPDATE {ch}_messages
-SET address = 'erased:' || md5(alert || ':' || version || ':' || address || random()),
-    erased_at = now()
-WHERE address = $1
+
+#: Every row of one number ($1), whatever its age, renamed to its placeholder under token $2;
+#: its message ids follow it.
+_ERASE_ADDRESS = f"""
+WITH ids AS (
+    UPDATE {{ch}}_message_ids SET address = {_PLACEHOLDER} WHERE address = $1
+)
+UPDATE {{ch}}_messages SET address = {_PLACEHOLDER}, erased_at = now() WHERE address = $1
 """
 
 
@@ -62,8 +74,8 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-def _sql(template: str, channel: str) -> str:
-    if channel not in CHANNELS:
+def _sql(template: str, channel: str, *, known: Iterable[str] = CHANNELS) -> str:
+    if channel not in known or not channel.isidentifier():
         raise ValueError(f"no delivery records for channel {channel!r}")
     return template.replace("{ch}", channel)
 
@@ -80,11 +92,27 @@ async def erase_older_than(pool: asyncpg.Pool, *, keep: timedelta, channel: str 
 
 
 async def erase_address(
-    conn: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy, *, address: str
+    conn: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy,
+    *,
+    address: str,
+    tokens: Mapping[str, str] | None = None,
+    channels: Sequence[str] = CHANNELS,
 ) -> int:
     """Erase one number or e-mail address from every channel's delivery records (a citizen or
-    group member removed); rows erased."""
-    return sum([_count(await conn.execute(_sql(_ERASE_ADDRESS, ch), address)) for ch in CHANNELS])
+    group member removed), under the erasure token of each channel's tombstone (`tokens`,
+    from erase.erase_contact; a channel without one gets a fresh token); rows erased."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as acquired:
+            return await erase_address(acquired, address=address, tokens=tokens, channels=channels)
+    tokens = tokens or {}
+    erased = 0
+    async with conn.transaction():
+        # In a fixed order, so that two removals never wait for each other's locks.
+        for ch in sorted(channels):
+            sql = _sql(_ERASE_ADDRESS, ch, known=channels)
+            await conn.execute(store.ERASE_LOCK, store.erase_lock(ch))
+            erased += _count(await conn.execute(sql, address, tokens.get(ch) or new_token()))
+    return erased
 
 
 async def run_retention(pool: asyncpg.Pool, settings: ChannelSettings, *, channel: str) -> None:

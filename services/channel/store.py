@@ -9,7 +9,9 @@ names SMS gave them: `operator` is the route, `segments` the units, `message_ids
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+import hashlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -177,6 +179,43 @@ ORDER BY version DESC LIMIT 1
 """
 
 
+# A removal's erasure and the recorder's writes, ordered (docs/security.md): the removal holds
+# the channel's erasure lock while it renames the number's rows; each write of outcomes holds
+# it shared from its first statement, and only then reads the tombstones. So a write is wholly
+# before the renaming (which then finds its rows), or starts after it, knowing the tombstone.
+#: Taken by a removal, per channel, before renaming the rows (services/channel/retention.py).
+ERASE_LOCK = "SELECT pg_advisory_xact_lock($1)"
+_BEGIN = "BEGIN; SELECT pg_advisory_xact_lock_shared({lock})"
+
+
+def erase_lock(channel: str) -> int:
+    """The advisory lock key of `channel`'s erasures (a signed 64-bit integer)."""
+    return int.from_bytes(
+        hashlib.sha256(f"tocsin.erase.{channel}".encode()).digest()[:8], "big", signed=True
+    )
+
+
+# A recipient erased while this worker held its work: the row under its clear address (queued
+# after the erasure renamed it: the queue statement runs outside the lock) goes to its
+# placeholder ($4); a copy queued twice beside an already renamed row is dropped first. By
+# primary key, and only for the rare jobs of a tombstoned address.
+_UNQUEUE_ERASED = """
+DELETE FROM {messages} c
+USING unnest($1::text[], $2::int[], $3::text[], $4::text[]) AS u(alert, version, address, p)
+WHERE c.alert = u.alert AND c.version = u.version AND c.address = u.address
+  AND c.state = 'queued'
+  AND EXISTS (SELECT 1 FROM {messages} r
+              WHERE r.alert = u.alert AND r.version = u.version AND r.address = u.p)
+"""
+_RENAME_ERASED = """
+UPDATE {messages} m SET address = u.p, erased_at = now()
+FROM unnest($1::text[], $2::int[], $3::text[], $4::text[]) AS u(alert, version, address, p)
+WHERE m.alert = u.alert AND m.version = u.version AND m.address = u.address
+  AND NOT EXISTS (SELECT 1 FROM {messages} r
+                  WHERE r.alert = u.alert AND r.version = u.version AND r.address = u.p)
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Tables:
     """The statements of one channel's tables."""
@@ -189,6 +228,10 @@ class Tables:
     progress: str
     counts: str
     message: str
+    #: BEGIN, and the channel's erasure lock shared, in one round trip.
+    begin: str
+    unqueue_erased: str
+    rename_erased: str
 
     @classmethod
     def of(cls, channel: str) -> Tables:
@@ -205,6 +248,9 @@ class Tables:
             progress=_PROGRESS,
             counts=_COUNTS.format(**names),
             message=_MESSAGE.format(**names),
+            begin=_BEGIN.format(lock=erase_lock(channel)),
+            unqueue_erased=_UNQUEUE_ERASED.format(**names),
+            rename_erased=_RENAME_ERASED.format(**names),
         )
 
 
@@ -264,11 +310,17 @@ class Writes:
     rc_state: list[str]
     rc_error: list[str]
     rc_at: list[float]
+    #: Recipients erased while in hand: (alert, version, clear address) -> placeholder, whose
+    #: row the erasure may have missed (queued after it).
+    er_alert: list[str]
+    er_version: list[int]
+    er_address: list[str]
+    er_placeholder: list[str]
 
     @classmethod
     def empty(cls) -> Writes:
         """No changes."""
-        return cls(*([] for _ in range(25)))
+        return cls(*([] for _ in range(29)))
 
 
 class _Moves:
@@ -298,61 +350,25 @@ class _Moves:
 
 
 async def write(
-    conn: asyncpg.Connection | PoolConnectionProxy, tables: Tables, w: Writes
+    conn: asyncpg.Connection | PoolConnectionProxy,
+    tables: Tables,
+    w: Writes,
+    *,
+    prepare: Callable[[Writes], Awaitable[None]] | None = None,
 ) -> ReceiptResult:
     """Write submissions, final states and receipts in one transaction, in that order, and the
-    progress counters they move; watchers are notified at commit."""
-    moves = _Moves()
-    rows: list[asyncpg.Record] = []
-    async with conn.transaction():
-        if w.sub_alert:
-            moves.add(
-                await conn.fetch(
-                    tables.submitted,
-                    w.sub_alert,
-                    w.sub_version,
-                    w.sub_address,
-                    w.sub_ids,
-                    w.sub_bind,
-                    w.sub_attempts,
-                    w.sub_at,
-                    w.sub_state,
-                    w.sub_error,
-                    w.sub_done,
-                    w.sub_operator,
-                )
-            )
-        if w.fin_alert:
-            moves.add(
-                await conn.fetch(
-                    tables.final,
-                    w.fin_alert,
-                    w.fin_version,
-                    w.fin_address,
-                    w.fin_operator,
-                    w.fin_segments,
-                    w.fin_state,
-                    w.fin_error,
-                    w.fin_attempts,
-                    w.fin_at,
-                )
-            )
-        if w.rc_mid:
-            rows = await conn.fetch(
-                tables.receipts, w.rc_operator, w.rc_mid, w.rc_state, w.rc_error, w.rc_at
-            )
-            moves.add(r for r in rows if r["kind"] == 2)
-        if moves.alert:
-            await conn.execute(
-                tables.progress,
-                tables.channel,
-                moves.alert,
-                moves.version,
-                moves.state,
-                moves.n,
-                moves.units,
-                PROGRESS_CHANNEL,
-            )
+    progress counters they move; watchers are notified at commit. `prepare` runs once the
+    channel's erasure lock is held, before anything is written (the recorder puts erased
+    recipients under their placeholders there)."""
+    await conn.execute(tables.begin)
+    try:
+        rows = await _write_in_transaction(conn, tables, w, prepare)
+        await conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")
+        raise
     unmatched: list[int] = []
     changed: dict[tuple[str, str], list[float]] = {}
     for r in rows:
@@ -361,6 +377,71 @@ async def write(
         elif r["kind"] == 1:
             changed[(r["operator"], r["state"])] = list(r["latencies"])
     return ReceiptResult(unmatched, changed)
+
+
+async def _write_in_transaction(
+    conn: asyncpg.Connection | PoolConnectionProxy,
+    tables: Tables,
+    w: Writes,
+    prepare: Callable[[Writes], Awaitable[None]] | None,
+) -> list[asyncpg.Record]:
+    moves = _Moves()
+    rows: list[asyncpg.Record] = []
+    if prepare is not None:
+        await prepare(w)
+    if w.er_alert:
+        erased = (w.er_alert, w.er_version, w.er_address, w.er_placeholder)
+        await conn.execute(tables.unqueue_erased, *erased)
+        await conn.execute(tables.rename_erased, *erased)
+    if w.sub_alert:
+        moves.add(
+            await conn.fetch(
+                tables.submitted,
+                w.sub_alert,
+                w.sub_version,
+                w.sub_address,
+                w.sub_ids,
+                w.sub_bind,
+                w.sub_attempts,
+                w.sub_at,
+                w.sub_state,
+                w.sub_error,
+                w.sub_done,
+                w.sub_operator,
+            )
+        )
+    if w.fin_alert:
+        moves.add(
+            await conn.fetch(
+                tables.final,
+                w.fin_alert,
+                w.fin_version,
+                w.fin_address,
+                w.fin_operator,
+                w.fin_segments,
+                w.fin_state,
+                w.fin_error,
+                w.fin_attempts,
+                w.fin_at,
+            )
+        )
+    if w.rc_mid:
+        rows = await conn.fetch(
+            tables.receipts, w.rc_operator, w.rc_mid, w.rc_state, w.rc_error, w.rc_at
+        )
+        moves.add(r for r in rows if r["kind"] == 2)
+    if moves.alert:
+        await conn.execute(
+            tables.progress,
+            tables.channel,
+            moves.alert,
+            moves.version,
+            moves.state,
+            moves.n,
+            moves.units,
+            PROGRESS_CHANNEL,
+        )
+    return rows
 
 
 async def counts(

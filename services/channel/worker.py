@@ -22,6 +22,7 @@ from services.channel import keys
 from services.channel.codec import PRIORITIES
 from services.channel.consumer import ConsumerConfig, StreamConsumer
 from services.channel.control import ControlCache
+from services.channel.erase import Tombstones
 from services.channel.lanes import Lane
 from services.channel.ports import Channel, J
 from services.channel.recorder import Recorder
@@ -69,6 +70,9 @@ class ChannelWorker(Generic[J]):
         # A slot per delivery that can be at an operator without a durable trace.
         self.durability = Slots(sum(lanes.values()))
         control = ControlCache(redis)
+        #: Addresses erased while their work was in hand: never sent, recorded under placeholders.
+        self.tombstones = Tombstones(redis, channel.name)
+        recorder.tombstones = self.tombstones
         #: The control keys' verdicts, for a channel's last check before it hands work over.
         self.control = control
         self.lanes = {
@@ -79,6 +83,7 @@ class ChannelWorker(Generic[J]):
                 recorder=recorder,
                 durability=self.durability,
                 verdict=control.verdict,
+                erased=self.tombstones.erased,
                 retry_min_s=settings.retry_min_s,
                 retry_max_s=settings.retry_max_s,
             )
@@ -103,6 +108,7 @@ class ChannelWorker(Generic[J]):
             recorder=recorder,
             control=control,
             durability=self.durability,
+            tombstones=self.tombstones,
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -145,9 +145,10 @@ async def erase_queued_work(
     email: str | None,
     subscriber_id: int | None = None,
     member: tuple[int, int] | None = None,
-) -> None:
+) -> dict[str, dict[str, str]]:
     """Erase a removed person's number and e-mail address from the work streams, unless they
-    are still another subscriber's or group member's (that one's messages must still go)."""
+    are still another subscriber's or group member's (that one's messages must still go); the
+    erasure tokens per address and channel, for retention.erase_address."""
     group_id, member_id = member or (None, None)
     gone: dict[str, str | None] = {"phone": phone, "email": email}
     for column, address in list(gone.items()):
@@ -155,7 +156,7 @@ async def erase_queued_work(
             _LISTED_ELSEWHERE.format(column=column), address, subscriber_id, group_id, member_id
         ):
             gone[column] = None
-    await erase_contact(redis, phone=gone["phone"], email=gone["email"])
+    return await erase_contact(redis, phone=gone["phone"], email=gone["email"])
 
 
 async def remove(*, pool: asyncpg.Pool, redis: aioredis.Redis, subscriber_id: int) -> None:
@@ -168,7 +169,7 @@ async def remove(*, pool: asyncpg.Pool, redis: aioredis.Redis, subscriber_id: in
         raise NotFound(f"subscriber {subscriber_id} does not exist", field="subscriber_id")
     # Streams first: from the tombstone on, no worker records the number again, so the
     # erasure of the delivery records below is the last word (docs/security.md).
-    await erase_queued_work(
+    tokens = await erase_queued_work(
         pool, redis, phone=contact["phone"], email=contact["email"], subscriber_id=subscriber_id
     )
     async with pool.acquire() as conn, conn.transaction():
@@ -186,7 +187,7 @@ async def remove(*, pool: asyncpg.Pool, redis: aioredis.Redis, subscriber_id: in
         # channel too, in the same transaction.
         for address in (before["phone"], before["email"]):
             if address:
-                await erase_address(conn, address=address)
+                await erase_address(conn, address=address, tokens=tokens.get(address))
 
 
 async def _count(conn: Conn, cells: list[int], language: str, channels: int, sign: int) -> None:

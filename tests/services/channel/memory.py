@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS memory_message_ids (LIKE sms_message_ids INCLUDING AL
 class Peer:
     """The far end: answers `<id>\\t<address>` lines with `<id>\\t<reply>`, counting what it took.
 
-    `busy[address]` answers `busy` that many times first; addresses in `refuse` get `refused`.
+    `busy[address]` answers `busy` that many times first; addresses in `refuse` get `refused`;
+    a delivery to an address in `held` arrives (`arrived[address]` is set) and is answered only
+    once its event is set: a delivery in flight at the peer.
     """
 
     def __init__(self, *, delay_s: float = 0.0) -> None:
@@ -40,6 +42,8 @@ class Peer:
         self._took = asyncio.Event()
         self.busy: Counter[str] = Counter()
         self.refuse: set[str] = set()
+        self.held: dict[str, asyncio.Event] = {}
+        self.arrived: dict[str, asyncio.Event] = {}
         self.delay_s = delay_s
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -89,6 +93,9 @@ class Peer:
                     ident, _, address = line.decode().rstrip("\n").partition("\t")
                     if self.delay_s:
                         await asyncio.sleep(self.delay_s)
+                    if address in self.held:
+                        self.arrived.setdefault(address, asyncio.Event()).set()
+                        await self.held[address].wait()
                     writer.write(f"{ident}\t{self._answer(address)}\n".encode())
         finally:
             self._writers.discard(writer)
