@@ -3,9 +3,12 @@
 `python -m bench.faults --n 200000` (or `make bench-faults FAULTS_N=...`). Starts embedded
 PostgreSQL and Redis (persistent, so that it can restart with its data), one SMSC simulator
 process per operator of stack/operators.toml and one SMS service process, under a rate limit per
-operator. It writes N recipients (spread evenly over the operators) onto the SMS stream, measures
-each operator's normal rate, then injects the faults of FAULTS (a registry: `@fault(...)`), one
-after another, with a normal interval between them (docs/faults.md lists them).
+operator. It writes N recipients (spread evenly over the operators) onto the SMS stream (or,
+with `--campaign alert`, sends a test alert to about N of a synthetic population through
+alerting and targeting), measures each operator's normal rate, then injects the faults of FAULTS
+(a registry: `@fault(...)`), one after another, with a normal interval between them
+(docs/faults.md lists them). Alerting and targeting run when a fault sends an alert through
+them (bench/alertstack.py): kill -9 of either, an emergency mid-campaign.
 
 Per fault it records `recovery_s` (end of the fault to the hit operators' normal rate again),
 `other_operators_rate_share` (the rate the operators not hit kept during it, as a share of their
@@ -14,8 +17,9 @@ left between the fault's start and the next fault's, from their arrival times) a
 `duplicates_bound` (the in-flight window of what the fault killed or cut, from that process's
 settings), `stale_sent` (submit_sm the simulators saw after their validity: each fault also
 queues a small alert that expires half-way through it) and `lost` (the campaign's: recipients
-never delivered cannot be dated). Flat totals: `lost`, `duplicates_over_bound`, `stale_sent`,
-`max_recovery_s`, `min_other_operators_rate_share`, and whatever totals a fault declares, in
+never delivered cannot be dated; plus those of the fault's own alert). Flat totals: `lost`,
+`duplicates_over_bound`, `stale_sent`, `max_recovery_s`, `min_other_operators_rate_share`, and
+the totals faults declare (`emergency_first_sms_ms`, `rate_share_under_cpu_load`), in
 bench/results/faults.json.
 """
 
@@ -37,14 +41,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import grpc
 import redis.asyncio as aioredis
+from tocsin.alerting.v1 import alerting_pb2
 
+from bench.alertstack import PLACES as ALERT_PLACES
+from bench.alertstack import AlertServices, Audience, first_after, outcomes, state_name
+from bench.cpuhog import CpuHog, default_hogs
+from bench.load import migrate
+from bench.windows import busiest_window
+from loadtest.campaign import POPULATION_FACTOR
 from services.channel import codec
+from services.channel.keys import stream as lane_stream
 from services.kernel import keys
 from services.kernel.redis_client import connect as connect_redis
 from services.sms.settings import Settings as SmsSettings
 from stack.embedded import ManagedProcess, free_port, start_postgres, start_redis
-from stack.migrate import apply_migrations
 from stack.services import operators as stack_operators
 from stack.supervisor import ROOT, Supervisor
 
@@ -54,6 +66,10 @@ ALERT = "faults"
 TEXT = "BE-Alert TEST: this is a test of the warning system. No action is needed."
 #: National number prefixes of the bench's numbers, one per operator (in operators' order).
 PREFIXES = ("32470", "32490", "32480")
+#: Prefixes of the numbers of the alerts sent through alerting (same operators, other blocks).
+ALERT_PREFIXES = ("32471", "32491", "32481")
+#: The SMS channel in alerting's progress.
+SMS = alerting_pb2.CHANNEL_SMS
 #: A hit operator has recovered once a second of its deliveries reaches this share of normal.
 RECOVERED_SHARE = 0.9
 #: Recipients per operator of the small alert each fault queues, which expires half-way through.
@@ -85,9 +101,15 @@ class Stack:
         self.smscs: dict[str, subprocess.Popen[str]] = {}
         self.stopped: list[dict[str, Any]] = []
         self.arrival_files: list[Path] = []
+        self.arrival_operator: dict[Path, str] = {}
         self.sms: subprocess.Popen[bytes] | None = None
         self.sms_env: dict[str, str] = {}
         self.redis_port = 0
+        self.redis_url = ""
+        #: Alerting and targeting, when a fault needs them (bench/alertstack.py).
+        self.alerts: AlertServices | None = None
+        #: Wall-clock start and end of the normal rate's measurement.
+        self.normal_window = (0.0, 0.0)
         self.redis_dir = WORK / f"redis-{os.getpid()}"
         self.pg_dir = WORK / f"pg-{os.getpid()}"
 
@@ -115,6 +137,7 @@ class Stack:
             if line:
                 json.loads(line)
                 self.arrival_files.append(arrivals)
+                self.arrival_operator[arrivals] = name
                 self.smscs[name] = proc
                 return
             proc.wait(10)
@@ -138,6 +161,25 @@ class Stack:
     def start_sms(self) -> None:
         """Start the SMS service process."""
         self.sms = self.supervisor.spawn("sms", ["-m", "services.sms"], env=self.sms_env)
+
+    def arrivals_by_operator(self) -> dict[str, dict[str, list[float]]]:
+        """Per operator, every destination's arrival times at its simulators (wall clock), over
+        every simulator instance of the run (written as each stopped)."""
+        found: dict[str, dict[str, list[float]]] = {name: {} for name in self.names}
+        for path in self.arrival_files:
+            if path.exists():
+                mine = found[self.arrival_operator[path]]
+                for dest, at in json.loads(path.read_text(encoding="utf-8")).items():
+                    mine.setdefault(dest, []).extend(at)
+        return found
+
+    def arrivals(self) -> dict[str, list[float]]:
+        """Every destination's arrival times at the simulators."""
+        found: dict[str, list[float]] = {}
+        for arrivals in self.arrivals_by_operator().values():
+            for dest, at in arrivals.items():
+                found.setdefault(dest, []).extend(at)
+        return found
 
     def server(self, name: str) -> tuple[int, ManagedProcess]:
         """Index and process of the embedded store `name` (postgres, redis)."""
@@ -205,6 +247,8 @@ class Sampler:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        #: The campaign's alert: ALERT, or its id once sent through alerting (--campaign alert).
+        self.alert = ALERT
         self.samples: list[tuple[float, dict[str, int]]] = []
 
     async def run(self) -> None:
@@ -214,7 +258,7 @@ class Sampler:
                 rows = await self.pool.fetch(
                     "SELECT operator, count(*) AS n FROM sms_messages"
                     " WHERE alert = $1 AND state = 'delivered' GROUP BY operator",
-                    ALERT,
+                    self.alert,
                     timeout=5,
                 )
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
@@ -288,6 +332,14 @@ class Fault:
     totals: Mapping[str, Callable[[list[Any]], Any]] = field(default_factory=dict)
     #: How long before it started a duplicate's first copy may have left (see `_attribute`).
     lead_s: float = 0.5
+    #: Recipients its alert needs, registered before the campaign (None: it sends no alert
+    #: through alerting, which then need not run for it).
+    audience: Callable[[argparse.Namespace], int] | None = None
+    #: Whether the rate the other operators kept during it is an `other_operators_rate_share`
+    #: (not for a fault whose own alert takes the operators' rate, nor for the CPU hog).
+    measures_others: bool = True
+    #: Figures only the simulators' arrivals give, set at the end (they are written then).
+    finish: Callable[[Stack, dict[str, Any]], None] | None = None
 
 
 #: Every fault the bench can inject, in the default order (append with @fault).
@@ -309,6 +361,9 @@ def fault(
     bound: Callable[[Run], int] = _none,
     totals: Mapping[str, Callable[[list[Any]], Any]] | None = None,
     lead_s: float = IN_FLIGHT_LEAD_S,
+    audience: Callable[[argparse.Namespace], int] | None = None,
+    measures_others: bool = True,
+    finish: Callable[[Stack, dict[str, Any]], None] | None = None,
 ) -> Callable[
     [Callable[[Run], Awaitable[dict[str, Any]]]], Callable[[Run], Awaitable[dict[str, Any]]]
 ]:
@@ -317,7 +372,17 @@ def fault(
     def register(
         inject: Callable[[Run], Awaitable[dict[str, Any]]],
     ) -> Callable[[Run], Awaitable[dict[str, Any]]]:
-        FAULTS[name] = Fault(name, inject, hits, bound, dict(totals or {}), lead_s)
+        FAULTS[name] = Fault(
+            name,
+            inject,
+            hits,
+            bound,
+            dict(totals or {}),
+            lead_s,
+            audience,
+            measures_others,
+            finish,
+        )
         return inject
 
     return register
@@ -421,6 +486,212 @@ async def redis_lost(run: Run) -> dict[str, Any]:
     return {}
 
 
+# -- faults through alerting and targeting (bench/alertstack.py) ----------------------------
+
+
+def _alert_recipients(args: argparse.Namespace) -> int:
+    return int(args.alert_recipients)
+
+
+def _resolve_recipients(args: argparse.Namespace) -> int:
+    return int(args.resolve_recipients)
+
+
+def _alerts(run: Run) -> AlertServices:
+    if run.stack.alerts is None:
+        raise RuntimeError("alerting and targeting were not started for this fault")
+    return run.stack.alerts
+
+
+def _numbers(stack: Stack, fault_name: str) -> list[str]:
+    """The numbers of a fault's alert audience."""
+    assert stack.alerts is not None
+    audience = stack.alerts.audiences[fault_name]
+    return [audience.number(i) for i in range(audience.count)]
+
+
+async def _alert_outcome(run: Run, name: str, alert_id: str, sent: float) -> dict[str, Any]:
+    """Wait for the alert to be complete in alerting; its figures: state, time from SendAlert
+    to complete, recipients and those neither delivered nor handed to an SMSC (`alert_lost`)."""
+    alerts = _alerts(run)
+    final = await alerts.until_final(alert_id, timeout_s=run.args.alert_timeout_s)
+    completion = time.monotonic() - sent
+    states = await outcomes(run.sampler.pool, alert_id)
+    # What targeting queued (a subscriber of the population may live in the zone too); the
+    # subscribers registered for the fault if alerting does not answer.
+    recipients = alerts.audiences[name].count
+    if final is not None:
+        recipients = sum(c.targeted for c in final.progress if c.channel == SMS) or recipients
+    reached = states.get("delivered", 0) + states.get("submitted", 0)
+    return {
+        "alert_state": state_name(final),
+        "alert_completed": final is not None and state_name(final) == "complete",
+        "alert_completion_s": round(completion, 2) if final is not None else None,
+        "alert_registered": alerts.audiences[name].count,
+        "alert_recipients": recipients,
+        "alert_lost": recipients - reached,
+        "alert_states": states,
+    }
+
+
+@fault("alerting_kill9", audience=_alert_recipients, measures_others=False, lead_s=KILLED_LEAD_S)
+async def alerting_kill9(run: Run) -> dict[str, Any]:
+    """An emergency alert sent through SendAlert; alerting killed with SIGKILL as soon as
+    SendAlert returns, and started again: the alert must reach everyone once and end complete
+    (its settler folds the outcomes in after the restart)."""
+    alerts = _alerts(run)
+    alert_id = await alerts.create("alerting_kill9")
+    sent = time.monotonic()
+    await alerts.send(alert_id)
+    restart_s = await alerts.kill9("alerting")
+    outcome = await _alert_outcome(run, "alerting_kill9", alert_id, sent)
+    return {"restart_s": round(restart_s, 2), **outcome}
+
+
+async def _stream_head(redis: aioredis.Redis, stream: str) -> str:
+    """The last id ever added to `stream` (entries acknowledged and deleted included)."""
+    try:
+        info = await redis.xinfo_stream(stream)
+    except aioredis.ResponseError:
+        return "0-0"  # no such stream yet
+    return str(info["last-generated-id"])
+
+
+@fault("targeting_kill9", audience=_resolve_recipients, measures_others=False, lead_s=KILLED_LEAD_S)
+async def targeting_kill9(run: Run) -> dict[str, Any]:
+    """An emergency alert sent through SendAlert; targeting killed with SIGKILL as soon as its
+    first work entry is on the emergency lane, while it resolves the rest (a small audience may
+    be resolved by then: `send_alert_running_at_kill`, `resolve_cut`), and started again. A
+    SendAlert that failed leaves the alert sending, stopped: the bench sends it again, as an
+    operator would (`resumed_by_operator`)."""
+    alerts = _alerts(run)
+    alert_id = await alerts.create("targeting_kill9")
+    stream = lane_stream("sms", codec.priority_of("emergency"))
+    redis = connect_redis(run.stack.redis_url)
+    try:
+        before = await _stream_head(redis, stream)
+        sent = time.monotonic()
+        sending = asyncio.create_task(alerts.send(alert_id))
+        # Polling Redis: the entry's arrival is nothing this program can await.
+        while not sending.done():
+            if await _stream_head(redis, stream) != before:
+                break
+            await asyncio.sleep(0.002)
+    finally:
+        await redis.aclose()
+    running = not sending.done()
+    restart_s = await alerts.kill9("targeting")
+    error = None
+    try:
+        await sending
+    except grpc.aio.AioRpcError as exc:
+        error = exc.code().name
+    resumed = False
+    alert = await alerts.get(alert_id)
+    if alert.state == alerting_pb2.ALERT_STATE_SENDING:
+        await alerts.send(alert_id)  # resume the stopped send, as an operator would
+        resumed = True
+    outcome = await _alert_outcome(run, "targeting_kill9", alert_id, sent)
+    return {
+        "send_alert_running_at_kill": running,
+        "resolve_cut": error is not None or resumed,
+        "send_alert_error": error,
+        "resumed_by_operator": resumed,
+        "restart_s": round(restart_s, 2),
+        **outcome,
+    }
+
+
+def _first_sms(stack: Stack, figures: dict[str, Any]) -> None:
+    """`emergency_first_sms_ms`: from SendAlert to the first submit_sm of the emergency at a
+    simulator (wall clocks of one machine)."""
+    sent = figures.pop("_sent_wall")
+    first = first_after(stack.arrivals(), _numbers(stack, "priority_alert"), sent)
+    figures["emergency_first_sms_ms"] = (
+        round((first - sent) * 1000, 1) if first is not None else None
+    )
+
+
+@fault(
+    "priority_alert",
+    audience=_alert_recipients,
+    measures_others=False,
+    totals={"emergency_first_sms_ms": max},
+    finish=_first_sms,
+)
+async def priority_alert(run: Run) -> dict[str, Any]:
+    """An emergency alert sent through alerting while the campaign's test SMS (bulk lane) are
+    queued ahead of it: its first SMS must leave within a second."""
+    alerts = _alerts(run)
+    alert_id = await alerts.create("priority_alert")
+    queued = run.args.n - run.sampler.delivered()
+    sent, sent_wall = time.monotonic(), time.time()
+    await alerts.send(alert_id)
+    send_ms = (time.monotonic() - sent) * 1000
+    outcome = await _alert_outcome(run, "priority_alert", alert_id, sent)
+    return {
+        "queued_ahead": queued,
+        "send_alert_ms": round(send_ms, 1),
+        "_sent_wall": sent_wall,
+        **outcome,
+    }
+
+
+def _submits(stack: Stack, t0: float, t1: float) -> dict[str, list[float]]:
+    """Per operator, the simulators' arrival times between t0 and t1 (every alert's)."""
+    found: dict[str, list[float]] = {name: [] for name in stack.names}
+    for name, arrivals in stack.arrivals_by_operator().items():
+        found[name].extend(t for at in arrivals.values() for t in at if t0 <= t < t1)
+    return found
+
+
+def _cpu_load_share(stack: Stack, figures: dict[str, Any]) -> None:
+    """`rate_share_under_cpu_load`: submit_sm per second at the simulators during the hog over
+    those of the normal measurement; the busiest second of an operator against its rate."""
+    h0, h1 = figures.pop("_window")
+    n0, n1 = stack.normal_window
+    during, normal = _submits(stack, h0, h1), _submits(stack, n0, n1)
+    rate = sum(len(t) for t in during.values()) / max(h1 - h0, 1e-9)
+    base = sum(len(t) for t in normal.values()) / max(n1 - n0, 1e-9)
+    busiest = max((busiest_window(t) for t in during.values()), default=0)
+    figures.update(
+        submit_sm_per_s_under_cpu_load=round(rate, 1),
+        normal_submit_sm_per_s=round(base, 1),
+        configured_submit_sm_per_s=stack.args.rate * len(stack.names),
+        rate_share_under_cpu_load=round(rate / base, 4) if base else None,
+        busiest_second_submit_sm=busiest,
+        rate_per_operator_submit_sm_per_s=stack.args.rate,
+    )
+
+
+@fault(
+    "cpu_hog",
+    measures_others=False,
+    totals={"rate_share_under_cpu_load": min},
+    finish=_cpu_load_share,
+)
+async def cpu_hog(run: Run) -> dict[str, Any]:
+    """--cpu-hog busy loops (one per core by default: bench/cpuhog.py) on the same cores for
+    --fault-s: the campaign must keep its rate, and never go above it."""
+    hog = CpuHog(run.args.cpu_hog or default_hogs())
+    start = time.time()
+    hog.start()
+    try:
+        await asyncio.sleep(run.args.fault_s)
+    finally:
+        hog.stop()
+    # A campaign that ran dry during the hog sends less for want of work: the share then says
+    # nothing of the hog (raise --n).
+    left = run.args.n - run.sampler.delivered()
+    if left < run.args.rate * len(run.stack.names) * 2:
+        print(f"cpu_hog: only {left} of the campaign left at its end; raise --n", flush=True)
+    return {
+        "cpu_hog_processes": hog.processes,
+        "campaign_left_at_end": left,
+        "_window": (start, time.time()),
+    }
+
+
 async def _inject(run: Run, kind: Fault, normal: dict[str, float]) -> dict[str, Any]:
     args, names, sampler = run.args, run.stack.names, run.sampler
     hit = run.hit
@@ -429,7 +700,9 @@ async def _inject(run: Run, kind: Fault, normal: dict[str, float]) -> dict[str, 
     print(f"fault {kind.name}: {', '.join(hit)}", flush=True)
     extra = await kind.inject(run)
     end = time.monotonic()
-    during = sampler.rate(others, start, end) if end - start >= 1.0 else None
+    during = (
+        sampler.rate(others, start, end) if end - start >= 1.0 and kind.measures_others else None
+    )
     base = sum(normal[op] for op in others)
     recovery: float | None = None
     target = RECOVERED_SHARE * sum(normal[op] for op in hit)
@@ -455,15 +728,10 @@ async def _inject(run: Run, kind: Fault, normal: dict[str, float]) -> dict[str, 
     }
 
 
-def _repeats(files: list[Path]) -> list[tuple[float, int]]:
+def _repeats(arrivals: Mapping[str, list[float]]) -> list[tuple[float, int]]:
     """For every destination that arrived more than once, over every simulator instance of the
     run: the wall-clock time of its first arrival, and how many arrivals followed it."""
-    times: dict[str, list[float]] = {}
-    for path in files:
-        if path.exists():
-            for dest, at in json.loads(path.read_text(encoding="utf-8")).items():
-                times.setdefault(dest, []).extend(at)
-    return [(min(at), len(at) - 1) for at in times.values() if len(at) > 1]
+    return [(min(at), len(at) - 1) for at in arrivals.values() if len(at) > 1]
 
 
 def _attribute(faults: list[dict[str, Any]], repeats: list[tuple[float, int]]) -> int:
@@ -485,14 +753,61 @@ def _attribute(faults: list[dict[str, Any]], repeats: list[tuple[float, int]]) -
     return before
 
 
+async def _start_alerts(
+    args: argparse.Namespace, stack: Stack, *, database_url: str, redis_url: str
+) -> None:
+    """Targeting and alerting, seeded with an issuer and each alert fault's subscribers (in a
+    city and a block of numbers of its own), when a fault of the run sends an alert."""
+    audiences: dict[str, Audience] = {}
+    for name in args.faults:
+        count = FAULTS[name].audience
+        if count is None or name in audiences:
+            continue
+        k = len(audiences)
+
+        def number(i: int, k: int = k) -> str:
+            return f"+{ALERT_PREFIXES[i % len(ALERT_PREFIXES)]}{k * 100_000 + i:06d}"
+
+        audiences[name] = Audience(ALERT_PLACES[k % len(ALERT_PLACES)], count(args), number)
+    if not audiences and args.campaign != "alert":
+        return
+    env = {k: v for k, v in stack.sms_env.items() if not k.startswith("TOCSIN_")}
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        TOCSIN_SMS_ADDR=f"127.0.0.1:{stack.sms_env['TOCSIN_GRPC_PORT']}",
+        TOCSIN_LOG_LEVEL="WARNING",
+    )
+    stack.alerts = AlertServices(stack.supervisor, env)
+    for name in ("targeting", "alerting"):
+        await asyncio.to_thread(stack.alerts.start, name)
+    population = args.n * POPULATION_FACTOR if args.campaign == "alert" else 0
+    await stack.alerts.seed(database_url=database_url, audiences=audiences, population=population)
+    print(f"alerting and targeting up; audiences {sorted(audiences)}", flush=True)
+
+
+async def _send_campaign(args: argparse.Namespace, stack: Stack, sampler: Sampler) -> None:
+    """The campaign as a test alert through alerting and targeting, to the circle around
+    Brussels whose audience is nearest --n; --n becomes what targeting queued."""
+    assert stack.alerts is not None
+    alert_id, audience = await stack.alerts.campaign(recipients=args.n)
+    sampler.alert = alert_id
+    await stack.alerts.send(alert_id)
+    alert = await stack.alerts.get(alert_id)
+    targeted = sum(c.targeted for c in alert.progress if c.channel == SMS)
+    print(f"campaign alert {alert_id}: audience {audience}, {targeted} SMS queued", flush=True)
+    args.n = targeted
+
+
 async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack) -> dict[str, Any]:
     names = stack.names
     database_url = supervisor.postgres(data_dir=stack.pg_dir, fast_unsafe=True)
     stack.redis_port = free_port()
     stack.redis_dir.mkdir(parents=True, exist_ok=True)
     server = supervisor.add_server(start_redis(data_dir=stack.redis_dir, port=stack.redis_port))
-    redis_url = server.url
-    await asyncio.to_thread(apply_migrations, database_url)
+    redis_url = stack.redis_url = server.url
+    # The benchmarks' migration too: the synthetic population's bookkeeping (--campaign alert).
+    await asyncio.to_thread(migrate, database_url)
     # No connection kept open: PostgreSQL restarts under it (pg_restart).
     pool = await asyncpg.create_pool(database_url, min_size=0, max_size=2)
     await pool.execute("TRUNCATE sms_messages, sms_message_ids")
@@ -508,7 +823,10 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
         TOCSIN_METRICS_PORT="0",
         TOCSIN_INSECURE_DEV="1",
         TOCSIN_SMSC=",".join(f"{n}=127.0.0.1:{stack.ports[n]}" for n in names),
-        TOCSIN_ROUTES=";".join(f"{n}={p}" for n, p in zip(names, PREFIXES, strict=False)),
+        TOCSIN_ROUTES=";".join(
+            f"{n}={p},{a}" + "".join(f",324{d}" for d in range(i, 10, len(names)))
+            for i, (n, p, a) in enumerate(zip(names, PREFIXES, ALERT_PREFIXES, strict=False))
+        ),
         TOCSIN_RATELIMIT_RULES=str(rules_file),
         TOCSIN_CLAIM_IDLE_S="3",
         TOCSIN_LOG_LEVEL="WARNING",
@@ -517,20 +835,25 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
         env["TOCSIN_MAX_IN_FLIGHT"] = str(args.max_in_flight)
     stack.sms_env = env
     stack.start_sms()
+    await _start_alerts(args, stack, database_url=database_url, redis_url=redis_url)
     redis = connect_redis(redis_url)
     sampler = Sampler(pool)
     sampling = asyncio.create_task(sampler.run())
     t0 = time.monotonic()
-    await _produce(redis, args.n, len(names))
+    if args.campaign == "alert":
+        await _send_campaign(args, stack, sampler)
+    else:
+        await _produce(redis, args.n, len(names))
     # Normal rates, once the service is bound and sending.
     while True:
         if sampler.delivered():
             break
         await asyncio.sleep(0.5)  # polling PostgreSQL's counts: nothing to await on
     await asyncio.sleep(2.0)  # past the start: every bind up, leases flowing
-    m0 = time.monotonic()
+    m0, w0 = time.monotonic(), time.time()
     await asyncio.sleep(args.normal_s)
     m1 = time.monotonic()
+    stack.normal_window = (w0, time.time())
     normal = {op: sampler.rate([op], m0, m1) for op in names}
     faults: list[dict[str, Any]] = []
     for i, kind in enumerate(FAULTS[name] for name in args.faults):
@@ -540,16 +863,20 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
         # A small alert that expires half-way through the fault: nothing of it may be handed
         # to an operator after that (the simulators count such submits as stale).
         expiring = f"{ALERT}-expiring-{i}"
-        try:
-            await _produce(
-                redis,
-                EXPIRING_PER_OPERATOR * len(names),
-                len(names),
-                alert=expiring,
-                expires_s=max(0.5, args.fault_s / 2),
-            )
-        except (OSError, aioredis.RedisError) as exc:
-            print(f"expiring alert of {kind.name} not queued: {exc!r}", flush=True)
+        # Twice: after a Redis restart the client's first command meets its dead connection.
+        for attempt in range(2):
+            try:
+                await _produce(
+                    redis,
+                    EXPIRING_PER_OPERATOR * len(names),
+                    len(names),
+                    alert=expiring,
+                    expires_s=max(0.5, args.fault_s / 2),
+                )
+                break
+            except (OSError, aioredis.RedisError) as exc:
+                if attempt:
+                    print(f"expiring alert of {kind.name} not queued: {exc!r}", flush=True)
         run = Run(stack, args, kind.hits(names), sampler)
         faults.append(await _inject(run, kind, normal))
         await asyncio.sleep(args.normal_s)
@@ -562,7 +889,8 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
     elapsed = time.monotonic() - t0
     sampling.cancel()
     rows = await pool.fetch(
-        "SELECT state, count(*) AS n FROM sms_messages WHERE alert = $1 GROUP BY state", ALERT
+        "SELECT state, count(*) AS n FROM sms_messages WHERE alert = $1 GROUP BY state",
+        sampler.alert,
     )
     states = {str(r["state"]): int(r["n"]) for r in rows}
     await pool.close()
@@ -589,12 +917,17 @@ def _figures(
     # Handed over, so not lost by the platform; shown apart.
     awaiting = states.get("submitted", 0)
     lost = args.n - states.get("delivered", 0) - awaiting
-    unblamed = _attribute(faults, _repeats(stack.arrival_files))
+    unblamed = _attribute(faults, _repeats(stack.arrivals()))
     over = unblamed + sum(max(0, f["duplicates"] - f["duplicates_bound"]) for f in faults)
     for f in faults:
-        # Stale submits and undelivered recipients cannot be dated: the campaign's figures.
-        f.update(lost=lost, stale_sent=stale)
+        # Stale submits and undelivered recipients cannot be dated: the campaign's figures,
+        # and those of the fault's own alert.
+        f.update(lost=lost + f.get("alert_lost", 0), stale_sent=stale)
         del f["started_at"], f["lead_s"]
+        finish = FAULTS[f["fault"]].finish
+        if finish is not None:
+            finish(stack, f)
+    lost += sum(f.get("alert_lost", 0) for f in faults)
     recoveries = [f["recovery_s"] for f in faults]
     shares = [f["other_operators_rate_share"] for f in faults if f["other_operators_rate_share"]]
     figures: dict[str, Any] = {
@@ -614,6 +947,9 @@ def _figures(
         "max_recovery_s": None if None in recoveries or not recoveries else max(recoveries),
         "min_other_operators_rate_share": min(shares) if shares else None,
     }
+    for kind in FAULTS.values():
+        for key in kind.totals:
+            figures[key] = None  # every total named, null when its fault was not injected
     for f in faults:
         for key, combine in FAULTS[f["fault"]].totals.items():
             values = [g[key] for g in faults if g.get(key) is not None]
@@ -634,8 +970,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(WORK / f"redis-{os.getpid()}", ignore_errors=True)
 
 
-#: Faults of a default run, in order: those that must hold every target today. `redis_lost`
-#: (stream entries unread when Redis lost its data are not re-derived yet) is run on demand.
+#: Faults of a default run, in order. `redis_lost` joins them with --campaign alert only: the
+#: unread entries of a campaign written straight onto the stream cannot be re-derived.
 DEFAULT_FAULTS = (
     "smsc_down",
     "smsc_throttled",
@@ -644,7 +980,18 @@ DEFAULT_FAULTS = (
     "sms_kill9",
     "pg_restart",
     "redis_restart",
+    "alerting_kill9",
+    "targeting_kill9",
+    "priority_alert",
+    "cpu_hog",
 )
+
+
+def default_faults(campaign: str) -> list[str]:
+    """The faults of a default run: with the campaign sent as an alert (which alerting can
+    re-derive from PostgreSQL), `redis_lost` too, last (its duplicates, the known re-queue of
+    recipients still waiting in the SMS process, are then blamed on it alone)."""
+    return [*DEFAULT_FAULTS, *(("redis_lost",) if campaign == "alert" else ())]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -663,7 +1010,40 @@ def parser() -> argparse.ArgumentParser:
         help="the SMS process's TOCSIN_MAX_IN_FLIGHT (0: its default); a small run scales it "
         "down with the campaign so that a fault's backlog meets it as a full run's does",
     )
-    p.add_argument("--faults", nargs="*", default=list(DEFAULT_FAULTS), choices=list(FAULTS))
+    p.add_argument(
+        "--alert-recipients",
+        type=int,
+        default=300,
+        help="recipients of the alerts of alerting_kill9 and priority_alert",
+    )
+    p.add_argument(
+        "--resolve-recipients",
+        type=int,
+        default=10_000,
+        help="recipients of targeting_kill9's alert: enough that resolving it takes a while",
+    )
+    p.add_argument(
+        "--alert-timeout-s",
+        type=float,
+        default=120.0,
+        help="seconds an alert sent through alerting may take to be complete",
+    )
+    p.add_argument("--cpu-hog", type=int, default=0, help="busy loops of cpu_hog (0: one per core)")
+    p.add_argument(
+        "--campaign",
+        choices=("stream", "alert"),
+        default="stream",
+        help="stream: the campaign written straight onto the SMS stream; alert: a test alert "
+        "through alerting and targeting to a synthetic population (N x 5 loaded, a zone around "
+        "Brussels of about N), which alerting can re-derive when Redis loses its data",
+    )
+    p.add_argument(
+        "--faults",
+        nargs="*",
+        default=None,
+        choices=list(FAULTS),
+        help="faults in order (default: DEFAULT_FAULTS, and redis_lost last with --campaign alert)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     return p
 
@@ -671,6 +1051,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run, print and write the figures."""
     args = parser().parse_args(argv)
+    if args.faults is None:
+        args.faults = default_faults(args.campaign)
     figures = asyncio.run(run(args))
     print(json.dumps(figures, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

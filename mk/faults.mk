@@ -3,12 +3,17 @@
 #   make bench-faults                     # 200,000 SMS, 60 s faults
 #   make bench-faults FAULTS_N=20000 FAULT_S=5   # a short run
 #   make bench-faults FAULTS="redis_lost"        # chosen faults (bench/faults.py FAULTS)
+#   make bench-faults FAULTS_CPU_HOG=4           # busy loops of the cpu_hog fault (default: one per core)
+#   make bench-faults FAULTS_CAMPAIGN=alert      # the campaign as an alert; redis_lost joins the run
 FAULTS_N ?=
 FAULT_S ?=
 FAULTS ?=
+FAULTS_CPU_HOG ?=
+FAULTS_CAMPAIGN ?=
 
 .PHONY: bench-faults
 
 bench-faults: setup
 	$(PY) -m bench.faults $(if $(FAULTS_N),--n $(FAULTS_N)) $(if $(FAULT_S),--fault-s $(FAULT_S)) \
-		$(if $(FAULTS),--faults $(FAULTS))
+		$(if $(FAULTS),--faults $(FAULTS)) $(if $(FAULTS_CPU_HOG),--cpu-hog $(FAULTS_CPU_HOG)) \
+		$(if $(FAULTS_CAMPAIGN),--campaign $(FAULTS_CAMPAIGN))
