@@ -128,6 +128,11 @@ class StreamConsumer(Generic[J]):
         self._fed: dict[str, float] = {}
         #: Recipients read and without a durable outcome, per (lane rank, route).
         self._held: dict[tuple[int, str], int] = {}
+        #: The recipients this process holds (queued in a lane, with a sender, waiting to retry)
+        #: until their outcome is durable, by (alert, version, address). A recipient queued again
+        #: meanwhile (its alert resolved again: a resumed send, Redis's data lost and repaired)
+        #: finds its row still `queued` and would be sent a second time; it is not.
+        self._holding: dict[tuple[str, int, str], Job] = {}
         #: Addresses erased (a citizen removed) while entries holding them were pending.
         self._tombstones = Tombstones(redis, channel.name) if tombstones is None else tombstones
         recorder.on_durable = self._durable
@@ -368,13 +373,19 @@ class StreamConsumer(Generic[J]):
                 await asyncio.sleep(0.5)
         per_route: dict[str, list[J]] = {}
         done: list[Job] = []
+        holding = self._holding
         for job in jobs:
             key = (job.entry.alert, job.entry.version, job.address)
-            if key in send:
+            if key in send and key not in holding:
                 send.discard(key)  # a second copy in this read waits for nothing
+                job.held_as = key
+                holding[key] = job
                 per_route.setdefault(job.route, []).append(job)
             else:
-                done.append(job)  # already has an outcome from an earlier attempt
+                # Already has an outcome from an earlier attempt, or this process holds it from
+                # an earlier entry: that copy's entry stays pending until its outcome is durable,
+                # so this one may be acknowledged now.
+                done.append(job)
         fed = time.monotonic()
         for route, part in per_route.items():
             self._lanes[route].put(part)
@@ -431,8 +442,11 @@ class StreamConsumer(Generic[J]):
     # -- outcomes -----------------------------------------------------------------------------
     def _durable(self, jobs: list[Job]) -> None:
         """Jobs whose outcome is written: free their slots, acknowledge finished entries."""
-        held, lanes = self._held, self.lanes
+        held, lanes, holding = self._held, self.lanes, self._holding
         for job in jobs:
+            if job.held_as is not None:
+                holding.pop(job.held_as, None)
+                job.held_as = None
             key = (job.entry.rank, job.route)
             held[key] = held.get(key, 0) - 1
             if job.holds_slot:

@@ -62,3 +62,6 @@ class Job:
     error: str = ""
     #: Whether it holds a slot of the durability window (released once its state is written).
     holds_slot: bool = False
+    #: (alert, version, address) under which this process holds it from its queueing until its
+    #: outcome is durable (Consumer._holding); None for a copy that was not queued.
+    held_as: tuple[str, int, str] | None = None
