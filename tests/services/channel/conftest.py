@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from services.channel import keys
+from services.channel.model import Job
+from services.channel.worker import ChannelWorker, make_recorder
 from stack.embedded import free_port
 from tests.services.channel import memory, work
 from tests.services.kernel.conftest import ServiceProcess, service_env
@@ -204,3 +207,59 @@ async def harness(
 
 
 __all__ += ["ROUTES", "numbers"]
+
+
+# -- the memory channel's worker in the test's own process ----------------------------------
+
+#: The memory test channel's name.
+CHANNEL = memory.NAME
+
+
+class Running:
+    """The memory channel's worker in this process (one sender), and its gated peer."""
+
+    def __init__(self, peer: memory.Peer, worker: ChannelWorker[Job]) -> None:
+        self.peer = peer
+        self.worker = worker
+
+
+@pytest.fixture
+async def running_memory(
+    pg_dsn: str, redis_url: str, pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> AsyncIterator[Running]:
+    await pg_pool.execute(memory.TABLES_SQL)
+    peer = memory.Peer()
+    await peer.start()
+    client = memory.PeerClient("127.0.0.1", peer.port)
+    values: dict[str, Any] = {
+        "DATABASE_URL": pg_dsn,
+        "REDIS_URL": redis_url,
+        "senders": 1,
+        # The worker reads tombstones with its control keys: soon, in tests of removals.
+        "control_refresh_s": 0.05,
+        "log_level": "WARNING",
+    }
+    settings = memory.Settings(**values)
+    worker: ChannelWorker[Job] = ChannelWorker(
+        channel=memory.MemoryChannel(client, senders=1),
+        settings=settings,
+        pool=pg_pool,
+        redis=redis_client,
+        recorder=make_recorder(channel=CHANNEL, settings=settings, pool=pg_pool),
+    )
+    yield Running(peer, worker)
+    for event in peer.held.values():
+        event.set()
+    await client.close()
+    await peer.stop()
+
+
+@contextlib.asynccontextmanager
+async def working(worker: ChannelWorker[Job]) -> AsyncIterator[None]:
+    task = asyncio.create_task(worker.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

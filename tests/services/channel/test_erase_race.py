@@ -5,9 +5,8 @@ and the number is nowhere in the delivery records afterwards, the counters exact
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -18,62 +17,12 @@ from services.channel import erase, keys, store
 from services.channel.model import Entry, Job, State
 from services.channel.recorder import Recorder
 from services.channel.retention import erase_address
-from services.channel.worker import ChannelWorker, make_recorder
-from tests.services.channel import memory, work
+from tests.services.channel import work
+from tests.services.channel.conftest import CHANNEL, Running, working
 from tests.services.sms.conftest import numbers
 
 ALERT = "e7a5e000-0000-4000-8000-0000000000a1"
-CHANNEL = memory.NAME
 TEXTS = {"en": "Test alert: stay indoors."}
-
-
-class Running:
-    """The memory channel's worker in this process (one sender), and its gated peer."""
-
-    def __init__(self, peer: memory.Peer, worker: ChannelWorker[Job]) -> None:
-        self.peer = peer
-        self.worker = worker
-
-
-@pytest.fixture
-async def running(
-    pg_dsn: str, redis_url: str, pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
-) -> AsyncIterator[Running]:
-    await pg_pool.execute(memory.TABLES_SQL)
-    peer = memory.Peer()
-    await peer.start()
-    client = memory.PeerClient("127.0.0.1", peer.port)
-    values: dict[str, Any] = {
-        "DATABASE_URL": pg_dsn,
-        "REDIS_URL": redis_url,
-        "senders": 1,
-        "control_refresh_s": 0.05,
-        "log_level": "WARNING",
-    }
-    settings = memory.Settings(**values)
-    worker: ChannelWorker[Job] = ChannelWorker(
-        channel=memory.MemoryChannel(client, senders=1),
-        settings=settings,
-        pool=pg_pool,
-        redis=redis_client,
-        recorder=make_recorder(channel=CHANNEL, settings=settings, pool=pg_pool),
-    )
-    yield Running(peer, worker)
-    for event in peer.held.values():
-        event.set()
-    await client.close()
-    await peer.stop()
-
-
-@contextlib.asynccontextmanager
-async def _working(worker: ChannelWorker[Job]) -> AsyncIterator[None]:
-    task = asyncio.create_task(worker.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _remove(pool: asyncpg.Pool, redis: aioredis.Redis, address: str) -> str:
@@ -121,14 +70,14 @@ async def _add(redis: aioredis.Redis, to: Sequence[str]) -> None:
 
 
 async def test_a_job_waiting_in_a_lane_when_the_removal_lands_is_never_sent(
-    running: Running, pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+    running_memory: Running, pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
     first, gone, *others = numbers(5, start=700)
-    peer, worker = running.peer, running.worker
+    peer, worker = running_memory.peer, running_memory.worker
     release = peer.held[first] = asyncio.Event()
     peer.arrived[first] = asyncio.Event()
     await _add(redis_client, [first, gone, *others])
-    async with asyncio.timeout(60), _working(worker):
+    async with asyncio.timeout(60), working(worker):
         # The one sender is busy with `first` at the peer: `gone` was taken from the stream,
         # recorded queued and waits in the lane.
         await peer.arrived[first].wait()
@@ -159,14 +108,14 @@ async def test_a_job_waiting_in_a_lane_when_the_removal_lands_is_never_sent(
 
 
 async def test_a_delivery_in_flight_when_the_removal_lands_is_recorded_on_the_renamed_row(
-    running: Running, pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+    running_memory: Running, pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
     gone, *others = numbers(4, start=800)
-    peer, worker = running.peer, running.worker
+    peer, worker = running_memory.peer, running_memory.worker
     release = peer.held[gone] = asyncio.Event()
     peer.arrived[gone] = asyncio.Event()
     await _add(redis_client, [gone, *others])
-    async with asyncio.timeout(60), _working(worker):
+    async with asyncio.timeout(60), working(worker):
         await peer.arrived[gone].wait()  # at the peer, its answer held back
         token = await _remove(pg_pool, redis_client, gone)
         placeholder = erase.placeholder(token, ALERT, 1)

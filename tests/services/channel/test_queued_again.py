@@ -5,48 +5,16 @@ row is still `queued`, which the queue statement answers as 'to send'."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
 import redis.asyncio as aioredis
 
 from services.channel import keys
-from services.channel.model import Job
-from services.channel.worker import ChannelWorker, make_recorder
-from tests.services.channel import memory, work
-from tests.services.channel.test_erase_race import ALERT, CHANNEL, TEXTS, Running, _working
+from tests.services.channel import work
+from tests.services.channel.conftest import CHANNEL, Running, working
+from tests.services.channel.test_erase_race import ALERT, TEXTS
 from tests.services.sms.conftest import numbers
-
-
-@pytest.fixture
-async def running(
-    pg_dsn: str, redis_url: str, pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
-) -> AsyncIterator[Running]:
-    await pg_pool.execute(memory.TABLES_SQL)
-    peer = memory.Peer()
-    await peer.start()
-    client = memory.PeerClient("127.0.0.1", peer.port)
-    values: dict[str, Any] = {
-        "DATABASE_URL": pg_dsn,
-        "REDIS_URL": redis_url,
-        "senders": 1,
-        "log_level": "WARNING",
-    }
-    settings = memory.Settings(**values)
-    worker: ChannelWorker[Job] = ChannelWorker(
-        channel=memory.MemoryChannel(client, senders=1),
-        settings=settings,
-        pool=pg_pool,
-        redis=redis_client,
-        recorder=make_recorder(channel=CHANNEL, settings=settings, pool=pg_pool),
-    )
-    yield Running(peer, worker)
-    for event in peer.held.values():
-        event.set()
-    await client.close()
-    await peer.stop()
 
 
 async def _pending(redis: aioredis.Redis) -> int:
@@ -54,16 +22,16 @@ async def _pending(redis: aioredis.Redis) -> int:
 
 
 async def test_a_recipient_queued_again_while_its_first_copy_waits_is_delivered_once(
-    running: Running, pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+    running_memory: Running, pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
     first, *waiting = numbers(4, start=400)
-    peer, worker = running.peer, running.worker
+    peer, worker = running_memory.peer, running_memory.worker
     release = peer.held[first] = asyncio.Event()
     peer.arrived[first] = asyncio.Event()
     await work.add_work(
         redis_client, channel=CHANNEL, alert=ALERT, to=[first, *waiting], texts=TEXTS
     )
-    async with asyncio.timeout(60), _working(worker):
+    async with asyncio.timeout(60), working(worker):
         # The one sender is held at the peer with `first`; the others wait in the lane, queued.
         await peer.arrived[first].wait()
         # The alert resolved again: every recipient in a new entry, the held one included.
