@@ -53,6 +53,7 @@ from bench.windows import busiest_window
 from loadtest.campaign import POPULATION_FACTOR
 from services.channel import codec
 from services.channel.keys import stream as lane_stream
+from services.email.settings import Settings as EmailSettings
 from services.kernel import keys
 from services.kernel.redis_client import connect as connect_redis
 from services.sms.settings import Settings as SmsSettings
@@ -68,8 +69,9 @@ TEXT = "BE-Alert TEST: this is a test of the warning system. No action is needed
 PREFIXES = ("32470", "32490", "32480")
 #: Prefixes of the numbers of the alerts sent through alerting (same operators, other blocks).
 ALERT_PREFIXES = ("32471", "32491", "32481")
-#: The SMS channel in alerting's progress.
+#: The SMS and e-mail channels in alerting's progress.
 SMS = alerting_pb2.CHANNEL_SMS
+EMAIL = alerting_pb2.CHANNEL_EMAIL
 #: A hit operator has recovered once a second of its deliveries reaches this share of normal.
 RECOVERED_SHARE = 0.9
 #: Recipients per operator of the small alert each fault queues, which expires half-way through.
@@ -108,6 +110,8 @@ class Stack:
         self.redis_url = ""
         #: Alerting and targeting, when a fault needs them (bench/alertstack.py).
         self.alerts: AlertServices | None = None
+        #: The SMTP relay simulator of the e-mail process, when a fault sends e-mail.
+        self.relay: subprocess.Popen[str] | None = None
         #: Wall-clock start and end of the normal rate's measurement.
         self.normal_window = (0.0, 0.0)
         self.redis_dir = WORK / f"redis-{os.getpid()}"
@@ -340,6 +344,8 @@ class Fault:
     measures_others: bool = True
     #: Figures only the simulators' arrivals give, set at the end (they are written then).
     finish: Callable[[Stack, dict[str, Any]], None] | None = None
+    #: The channel its alert goes by (`email`: the e-mail process and its relay run for it).
+    channel: str = "sms"
 
 
 #: Every fault the bench can inject, in the default order (append with @fault).
@@ -364,6 +370,7 @@ def fault(
     audience: Callable[[argparse.Namespace], int] | None = None,
     measures_others: bool = True,
     finish: Callable[[Stack, dict[str, Any]], None] | None = None,
+    channel: str = "sms",
 ) -> Callable[
     [Callable[[Run], Awaitable[dict[str, Any]]]], Callable[[Run], Awaitable[dict[str, Any]]]
 ]:
@@ -382,6 +389,7 @@ def fault(
             audience,
             measures_others,
             finish,
+            channel,
         )
         return inject
 
@@ -510,18 +518,22 @@ def _numbers(stack: Stack, fault_name: str) -> list[str]:
     return [audience.number(i) for i in range(audience.count)]
 
 
-async def _alert_outcome(run: Run, name: str, alert_id: str, sent: float) -> dict[str, Any]:
+async def _alert_outcome(
+    run: Run, name: str, alert_id: str, sent: float, *, channel: int = SMS
+) -> dict[str, Any]:
     """Wait for the alert to be complete in alerting; its figures: state, time from SendAlert
-    to complete, recipients and those neither delivered nor handed to an SMSC (`alert_lost`)."""
+    to complete, recipients and those neither delivered nor handed to an SMSC or the relay
+    (`alert_lost`), from the records of `channel` (SMS, EMAIL)."""
     alerts = _alerts(run)
     final = await alerts.until_final(alert_id, timeout_s=run.args.alert_timeout_s)
     completion = time.monotonic() - sent
-    states = await outcomes(run.sampler.pool, alert_id)
+    table = "email_messages" if channel == EMAIL else "sms_messages"
+    states = await outcomes(run.sampler.pool, alert_id, table)
     # What targeting queued (a subscriber of the population may live in the zone too); the
     # subscribers registered for the fault if alerting does not answer.
     recipients = alerts.audiences[name].count
     if final is not None:
-        recipients = sum(c.targeted for c in final.progress if c.channel == SMS) or recipients
+        recipients = sum(c.targeted for c in final.progress if c.channel == channel) or recipients
     reached = states.get("delivered", 0) + states.get("submitted", 0)
     return {
         "alert_state": state_name(final),
@@ -599,6 +611,103 @@ async def targeting_kill9(run: Run) -> dict[str, Any]:
         "resumed_by_operator": resumed,
         "restart_s": round(restart_s, 2),
         **outcome,
+    }
+
+
+def _email_recipients(args: argparse.Namespace) -> int:
+    return int(args.email_recipients)
+
+
+def _email_settings(run: Run) -> EmailSettings:
+    """The e-mail process's settings, read from its environment as it reads them."""
+    env = dict(_alerts(run).env)
+    env.update(_alerts(run).extra_env["email"])
+    with _environment(env):
+        return EmailSettings()  # type: ignore[call-arg]  # URLs from the environment
+
+
+def _email_window(run: Run) -> int:
+    """What the relay may have taken from the killed e-mail process without a durable trace:
+    one transaction of up to TOCSIN_SMTP_BATCH recipients on each of its connections."""
+    settings = _email_settings(run)
+    return settings.smtp_connections * settings.smtp_batch
+
+
+def _start_relay(stack: Stack, delay_s: float) -> int:
+    """The SMTP relay simulator of the e-mail process, answering each RCPT and DATA after
+    `delay_s` (a slow relay: the kill lands mid-alert); its port."""
+    proc = stack.supervisor.spawn(
+        "smtp-relay",
+        ["-m", "simulators.smtp", "--port", "0", "--delay-s", str(delay_s)],
+        output="pipe",
+        errors="log" if stack.supervisor.log_dir is not None else "null",
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError("the SMTP relay simulator did not start")
+    stack.relay = proc
+    return int(json.loads(line)["port"])
+
+
+def _stop_relay(stack: Stack) -> dict[str, Any]:
+    """Stop the relay simulator; what it took (`received`, `recipients`, `duplicates`...)."""
+    proc, stack.relay = stack.relay, None
+    assert proc is not None
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    for line in out.splitlines():
+        data: dict[str, Any] = json.loads(line)
+        if data.get("event") == "stopped":
+            return data
+    raise RuntimeError("the SMTP relay simulator stopped without its counts")
+
+
+@fault(
+    "email_kill9",
+    audience=_email_recipients,
+    bound=_email_window,
+    measures_others=False,
+    lead_s=KILLED_LEAD_S,
+    channel="email",
+)
+async def email_kill9(run: Run) -> dict[str, Any]:
+    """An emergency e-mail alert sent through SendAlert; the e-mail process killed with SIGKILL
+    once the relay simulator (slowed by --email-relay-delay-s) has taken its first e-mails of
+    it, and started again: its entries are claimed after TOCSIN_CLAIM_IDLE_S, and the alert must
+    reach every address once (repeats at the relay at most its window: `_email_window`)."""
+    alerts = _alerts(run)
+    pool = run.sampler.pool
+    alert_id = await alerts.create("email_kill9", EMAIL)
+    sent = time.monotonic()
+    await alerts.send(alert_id)
+    deadline = sent + run.args.alert_timeout_s
+    delivered = 0
+    # Polling PostgreSQL: the relay's acceptance is nothing this program can await.
+    while time.monotonic() < deadline:
+        delivered = int(
+            await pool.fetchval(
+                "SELECT count(*) FROM email_messages WHERE alert = $1 AND state = 'delivered'",
+                alert_id,
+            )
+        )
+        if delivered:
+            break
+        await asyncio.sleep(0.02)
+    restart_s = await alerts.kill9("email")
+    outcome = await _alert_outcome(run, "email_kill9", alert_id, sent, channel=EMAIL)
+    relay = _stop_relay(run.stack)
+    registered = alerts.audiences["email_kill9"].count
+    return {
+        "delivered_at_kill": delivered,
+        "killed_mid_alert": 0 < delivered < registered,
+        "restart_s": round(restart_s, 2),
+        **outcome,
+        # Addresses the relay never took (of those registered for the fault: nobody else lives
+        # in its zone with an e-mail address), and its repeats of one address.
+        "relay_recipients": int(relay["recipients"]),
+        "relay_lost": registered - int(relay["recipients"]),
+        "channel_duplicates": int(relay["duplicates"]),
     }
 
 
@@ -739,7 +848,8 @@ def _attribute(faults: list[dict[str, Any]], repeats: list[tuple[float, int]]) -
     its `lead_s`) and the next fault's (the second copy may leave much later, queued behind the
     backlog); return the repeats before the first fault (no fault to blame)."""
     for f in faults:
-        f["duplicates"] = 0
+        # Repeats a fault counted itself (at a relay the SMSC simulators' arrivals miss).
+        f["duplicates"] = f.pop("channel_duplicates", 0)
     before = 0
     for first, n in repeats:
         owner = None
@@ -768,7 +878,15 @@ async def _start_alerts(
         def number(i: int, k: int = k) -> str:
             return f"+{ALERT_PREFIXES[i % len(ALERT_PREFIXES)]}{k * 100_000 + i:06d}"
 
-        audiences[name] = Audience(ALERT_PLACES[k % len(ALERT_PLACES)], count(args), number)
+        def email(i: int, k: int = k) -> str:
+            return f"faults-{k}-{i}@example.test"
+
+        audiences[name] = Audience(
+            ALERT_PLACES[k % len(ALERT_PLACES)],
+            count(args),
+            number,
+            email if FAULTS[name].channel == "email" else None,
+        )
     if not audiences and args.campaign != "alert":
         return
     env = {k: v for k, v in stack.sms_env.items() if not k.startswith("TOCSIN_")}
@@ -779,6 +897,20 @@ async def _start_alerts(
         TOCSIN_LOG_LEVEL="WARNING",
     )
     stack.alerts = AlertServices(stack.supervisor, env)
+    if any(FAULTS[name].channel == "email" for name in audiences):
+        stack.alerts.channels = "sms,email"
+        relay = await asyncio.to_thread(_start_relay, stack, args.email_relay_delay_s)
+        stack.alerts.extra_env["email"] = {
+            "TOCSIN_SMTP_HOST": "127.0.0.1",
+            "TOCSIN_SMTP_PORT": str(relay),
+            "TOCSIN_SMTP_TLS": "none",
+            "TOCSIN_BOUNCE_PORT": "-1",
+            # Few connections and small transactions: a slow relay, an alert of a few seconds.
+            "TOCSIN_SMTP_CONNECTIONS": "2",
+            "TOCSIN_SMTP_BATCH": "10",
+            "TOCSIN_CLAIM_IDLE_S": "3",
+        }
+        await asyncio.to_thread(stack.alerts.start, "email")
     for name in ("targeting", "alerting"):
         await asyncio.to_thread(stack.alerts.start, name)
     population = args.n * POPULATION_FACTOR if args.campaign == "alert" else 0
@@ -1021,6 +1153,19 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=10_000,
         help="recipients of targeting_kill9's alert: enough that resolving it takes a while",
+    )
+    p.add_argument(
+        "--email-recipients",
+        type=int,
+        default=300,
+        help="e-mail addresses of email_kill9's alert",
+    )
+    p.add_argument(
+        "--email-relay-delay-s",
+        type=float,
+        default=0.02,
+        help="seconds the SMTP relay simulator waits before each RCPT and DATA answer "
+        "(email_kill9: the kill lands while the alert's e-mails are being sent)",
     )
     p.add_argument(
         "--alert-timeout-s",
