@@ -70,6 +70,8 @@ class Audience:
     number: Callable[[int], str]
     #: The i-th one's e-mail address, for a fault whose alert goes by e-mail (None: SMS only).
     email: Callable[[int], str] | None = None
+    #: The channel they registered for (targeting's Channel), by phone unless `email` is given.
+    channel: int = targeting_pb2.CHANNEL_SMS
 
 
 @dataclass
@@ -84,7 +86,7 @@ class AlertServices:
     issuer: seed.Metadata = ()
     entity_id: int = 0
     audiences: dict[str, Audience] = field(default_factory=dict)
-    #: Channels alerting delivers (TOCSIN_ENABLED_CHANNELS): `sms,email` once a fault needs it.
+    #: Channels alerting delivers (TOCSIN_ENABLED_CHANNELS): `sms,email...` as faults need.
     channels: str = "sms"
     #: Environment of a channel process started beside them (`email`: its relay), by name.
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -179,11 +181,7 @@ class AlertServices:
                     concurrency=8,
                     # E-mail only for a fault whose alert goes by e-mail.
                     email=audience.email,
-                    channels=(
-                        (targeting_pb2.CHANNEL_SMS,)
-                        if audience.email is None
-                        else (targeting_pb2.CHANNEL_EMAIL,)
-                    ),
+                    channels=(audience.channel,),
                 )
                 self.audiences[name] = audience
 
@@ -272,7 +270,7 @@ async def _empty_places(targeting: grpc.aio.Channel, entity_id: int) -> AsyncIte
 
 
 #: The channels' tables of delivery records `outcomes` reads.
-TABLES = ("sms_messages", "email_messages")
+TABLES = ("sms_messages", "email_messages", "voice_messages")
 
 
 async def outcomes(

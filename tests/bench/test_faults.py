@@ -131,22 +131,26 @@ def test_a_campaign_sent_as_an_alert_is_re_derived_when_redis_loses_its_data(
     assert figures["duplicates_over_bound"] == 0
 
 
-# The e-mail process and its relay simulator beside alerting and targeting, one fault: about
-# 30 s alone. The relay answers each RCPT and DATA after 50 ms, so that 120 e-mails in
-# transactions of 10 on 2 connections take a few seconds and the kill lands mid-alert.
-@pytest.mark.timeout(150)
-def test_an_email_alert_survives_a_kill_9_of_the_email_process(tmp_path: Path) -> None:
+# The e-mail and voice processes with their peers beside alerting and targeting, one fault each:
+# about 60 s alone. The relay answers each RCPT and DATA after 50 ms, so that 120 e-mails in
+# transactions of 10 on 2 connections take a few seconds; 30 calls on 10 trunk channels ring 1 s
+# each: both kills land mid-alert.
+@pytest.mark.timeout(200)
+def test_alerts_survive_a_kill_9_of_the_email_and_voice_processes(tmp_path: Path) -> None:
     small = (
-        "--n 6000 --rate 100 --fault-s 1.5 --normal-s 1 --recovery-max-s 10 --stall-s 30"
+        "--n 12000 --rate 100 --fault-s 1.5 --normal-s 1 --recovery-max-s 10 --stall-s 30"
         " --max-in-flight 300 --email-recipients 120 --email-relay-delay-s 0.05"
-        " --alert-timeout-s 60 --faults email_kill9"
+        " --voice-recipients 30 --voice-channels 10 --alert-timeout-s 60"
+        " --faults email_kill9 voice_kill9"
     )
-    figures = _run(tmp_path, small, timeout_s=140)
-    (fault,) = figures["faults"]
-    assert fault["fault"] == "email_kill9"
-    assert fault["killed_mid_alert"], fault
-    assert fault["alert_completed"], fault
-    assert fault["alert_lost"] == 0, fault
-    assert fault["relay_lost"] == 0, fault
-    assert fault["duplicates"] <= fault["duplicates_bound"], fault
+    figures = _run(tmp_path, small, timeout_s=190)
+    assert figures["faults_injected"] == ["email_kill9", "voice_kill9"]
+    for fault in figures["faults"]:
+        assert fault["killed_mid_alert"], fault
+        assert fault["alert_completed"], fault
+        assert fault["alert_lost"] == 0, fault
+        assert fault["duplicates"] <= fault["duplicates_bound"], fault
+    email, voice = figures["faults"]
+    assert email["relay_lost"] == 0, email
+    assert voice["trunk_lost"] == 0, voice
     assert figures["duplicates_over_bound"] == 0
