@@ -25,6 +25,7 @@ import asyncpg
 import grpc
 import shapely.geometry
 from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
+from tocsin.targeting.v1 import targeting_pb2
 
 from bench.load import load_population
 from bench.population import OUTLINE
@@ -67,6 +68,10 @@ class Audience:
     place: seed.Place
     count: int
     number: Callable[[int], str]
+    #: The i-th one's e-mail address, for a fault whose alert goes by e-mail (None: SMS only).
+    email: Callable[[int], str] | None = None
+    #: The channel they registered for (targeting's Channel), by phone unless `email` is given.
+    channel: int = targeting_pb2.CHANNEL_SMS
 
 
 @dataclass
@@ -81,30 +86,37 @@ class AlertServices:
     issuer: seed.Metadata = ()
     entity_id: int = 0
     audiences: dict[str, Audience] = field(default_factory=dict)
+    #: Channels alerting delivers (TOCSIN_ENABLED_CHANNELS): `sms,email...` as faults need.
+    channels: str = "sms"
+    #: Environment of a channel process started beside them (`email`: its relay), by name.
+    extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
     _jwt_key: str = field(default_factory=lambda: secrets.token_urlsafe(48))
 
     def address(self, name: str) -> str:
         """The gRPC address of `name` (the same across restarts)."""
+        self.ports.setdefault(name, free_port())
         return f"127.0.0.1:{self.ports[name]}"
 
     def start(self, name: str) -> None:
         """Start `name` and wait until it is SERVING (blocking: run it in a thread)."""
         env = dict(self.env)
+        address = self.address(name)
         env.update(
             TOCSIN_GRPC_PORT=str(self.ports[name]),
             TOCSIN_METRICS_PORT="0",
             TOCSIN_INSECURE_DEV="1",
             TOCSIN_JWT_KEY=self._jwt_key,
             TOCSIN_TARGETING_ADDR=self.address("targeting"),
-            TOCSIN_ENABLED_CHANNELS="sms",
+            TOCSIN_ENABLED_CHANNELS=self.channels,
             # Settle and resume often: a fault's figures wait for the alert's completion.
             TOCSIN_SETTLE_INTERVAL_S="0.5",
         )
+        env.update(self.extra_env.get(name, {}))
         self.procs[name] = self.supervisor.spawn(name, ["-m", f"services.{name}"], env=env)
         # The supervisor refuses to wait while any child it started has exited: the processes
         # earlier faults killed or stopped on purpose (a new one runs in their place).
         self.supervisor.children = [c for c in self.supervisor.children if c.popen.poll() is None]
-        self.supervisor.wait_serving(name, self.address(name))
+        self.supervisor.wait_serving(name, address)
 
     async def kill9(self, name: str) -> float:
         """SIGKILL `name`, start it again; the seconds until it is SERVING again."""
@@ -167,6 +179,9 @@ class AlertServices:
                     count=audience.count,
                     number=audience.number,
                     concurrency=8,
+                    # E-mail only for a fault whose alert goes by e-mail.
+                    email=audience.email,
+                    channels=(audience.channel,),
                 )
                 self.audiences[name] = audience
 
@@ -190,10 +205,13 @@ class AlertServices:
             )
         return str(alert.id), count
 
-    async def create(self, fault: str) -> str:
-        """An emergency SMS alert (one segment per language) to `fault`'s audience: its id."""
+    async def create(self, fault: str, channel: int = alerting_pb2.CHANNEL_SMS) -> str:
+        """An emergency alert (one SMS segment per language) to `fault`'s audience on `channel`:
+        its id."""
         audience = self.audiences[fault]
         spec = seed.alert_spec(place=audience.place, kind=alerting_pb2.ALERT_KIND_EMERGENCY)
+        del spec.channels[:]
+        spec.channels.append(channel)  # type: ignore[arg-type]
         async with self.channel() as alerting:
             alert = await seed.create_alert(
                 alerting, self.issuer, spec=spec, key=f"faults-{fault}-{secrets.token_hex(4)}"
@@ -251,10 +269,19 @@ async def _empty_places(targeting: grpc.aio.Channel, entity_id: int) -> AsyncIte
                 yield replace(wide, radius_m=EMPTY_RADIUS_M)
 
 
-async def outcomes(pool: asyncpg.Pool, alert_id: str) -> dict[str, int]:
-    """The alert's SMS recipients per state, from PostgreSQL (the SMS process's records)."""
+#: The channels' tables of delivery records `outcomes` reads.
+TABLES = ("sms_messages", "email_messages", "voice_messages")
+
+
+async def outcomes(
+    pool: asyncpg.Pool, alert_id: str, table: str = "sms_messages"
+) -> dict[str, int]:
+    """The alert's recipients per state in a channel's `table` (one of TABLES), from PostgreSQL
+    (the channel process's records)."""
+    if table not in TABLES:
+        raise ValueError(f"table: not one of {TABLES}: {table!r}")
     rows = await pool.fetch(
-        "SELECT state, count(*) AS n FROM sms_messages WHERE alert = $1 GROUP BY state", alert_id
+        f"SELECT state, count(*) AS n FROM {table} WHERE alert = $1 GROUP BY state", alert_id
     )
     return {str(r["state"]): int(r["n"]) for r in rows}
 

@@ -44,6 +44,7 @@ import asyncpg
 import grpc
 import redis.asyncio as aioredis
 from tocsin.alerting.v1 import alerting_pb2
+from tocsin.targeting.v1 import targeting_pb2
 
 from bench.alertstack import PLACES as ALERT_PLACES
 from bench.alertstack import AlertServices, Audience, first_after, outcomes, state_name
@@ -53,9 +54,11 @@ from bench.windows import busiest_window
 from loadtest.campaign import POPULATION_FACTOR
 from services.channel import codec
 from services.channel.keys import stream as lane_stream
+from services.email.settings import Settings as EmailSettings
 from services.kernel import keys
 from services.kernel.redis_client import connect as connect_redis
 from services.sms.settings import Settings as SmsSettings
+from services.voice.settings import Settings as VoiceSettings
 from stack.embedded import ManagedProcess, free_port, start_postgres, start_redis
 from stack.services import operators as stack_operators
 from stack.supervisor import ROOT, Supervisor
@@ -68,8 +71,12 @@ TEXT = "BE-Alert TEST: this is a test of the warning system. No action is needed
 PREFIXES = ("32470", "32490", "32480")
 #: Prefixes of the numbers of the alerts sent through alerting (same operators, other blocks).
 ALERT_PREFIXES = ("32471", "32491", "32481")
-#: The SMS channel in alerting's progress.
+#: The SMS, e-mail and voice channels in alerting's progress.
 SMS = alerting_pb2.CHANNEL_SMS
+EMAIL = alerting_pb2.CHANNEL_EMAIL
+VOICE = alerting_pb2.CHANNEL_VOICE
+#: Each channel's table of delivery records.
+TABLES: dict[int, str] = {SMS: "sms_messages", EMAIL: "email_messages", VOICE: "voice_messages"}
 #: A hit operator has recovered once a second of its deliveries reaches this share of normal.
 RECOVERED_SHARE = 0.9
 #: Recipients per operator of the small alert each fault queues, which expires half-way through.
@@ -108,6 +115,8 @@ class Stack:
         self.redis_url = ""
         #: Alerting and targeting, when a fault needs them (bench/alertstack.py).
         self.alerts: AlertServices | None = None
+        #: The peers of the channel processes faults start (`smtp-relay`, `siptrunk`), by name.
+        self.peers: dict[str, subprocess.Popen[str]] = {}
         #: Wall-clock start and end of the normal rate's measurement.
         self.normal_window = (0.0, 0.0)
         self.redis_dir = WORK / f"redis-{os.getpid()}"
@@ -340,6 +349,8 @@ class Fault:
     measures_others: bool = True
     #: Figures only the simulators' arrivals give, set at the end (they are written then).
     finish: Callable[[Stack, dict[str, Any]], None] | None = None
+    #: The channel its alert goes by (`email`: the e-mail process and its relay run for it).
+    channel: str = "sms"
 
 
 #: Every fault the bench can inject, in the default order (append with @fault).
@@ -364,6 +375,7 @@ def fault(
     audience: Callable[[argparse.Namespace], int] | None = None,
     measures_others: bool = True,
     finish: Callable[[Stack, dict[str, Any]], None] | None = None,
+    channel: str = "sms",
 ) -> Callable[
     [Callable[[Run], Awaitable[dict[str, Any]]]], Callable[[Run], Awaitable[dict[str, Any]]]
 ]:
@@ -382,6 +394,7 @@ def fault(
             audience,
             measures_others,
             finish,
+            channel,
         )
         return inject
 
@@ -510,18 +523,21 @@ def _numbers(stack: Stack, fault_name: str) -> list[str]:
     return [audience.number(i) for i in range(audience.count)]
 
 
-async def _alert_outcome(run: Run, name: str, alert_id: str, sent: float) -> dict[str, Any]:
+async def _alert_outcome(
+    run: Run, name: str, alert_id: str, sent: float, *, channel: int = SMS
+) -> dict[str, Any]:
     """Wait for the alert to be complete in alerting; its figures: state, time from SendAlert
-    to complete, recipients and those neither delivered nor handed to an SMSC (`alert_lost`)."""
+    to complete, recipients and those neither delivered nor handed to an SMSC or the relay
+    (`alert_lost`), from the records of `channel` (SMS, EMAIL)."""
     alerts = _alerts(run)
     final = await alerts.until_final(alert_id, timeout_s=run.args.alert_timeout_s)
     completion = time.monotonic() - sent
-    states = await outcomes(run.sampler.pool, alert_id)
+    states = await outcomes(run.sampler.pool, alert_id, TABLES[channel])
     # What targeting queued (a subscriber of the population may live in the zone too); the
     # subscribers registered for the fault if alerting does not answer.
     recipients = alerts.audiences[name].count
     if final is not None:
-        recipients = sum(c.targeted for c in final.progress if c.channel == SMS) or recipients
+        recipients = sum(c.targeted for c in final.progress if c.channel == channel) or recipients
     reached = states.get("delivered", 0) + states.get("submitted", 0)
     return {
         "alert_state": state_name(final),
@@ -599,6 +615,160 @@ async def targeting_kill9(run: Run) -> dict[str, Any]:
         "resumed_by_operator": resumed,
         "restart_s": round(restart_s, 2),
         **outcome,
+    }
+
+
+def _email_recipients(args: argparse.Namespace) -> int:
+    return int(args.email_recipients)
+
+
+def _voice_recipients(args: argparse.Namespace) -> int:
+    return int(args.voice_recipients)
+
+
+def _email_settings(run: Run) -> EmailSettings:
+    """The e-mail process's settings, read from its environment as it reads them."""
+    with _environment(_channel_env(run, "email")):
+        return EmailSettings()  # type: ignore[call-arg]  # URLs from the environment
+
+
+def _voice_settings(run: Run) -> VoiceSettings:
+    """The voice process's settings, read from its environment as it reads them."""
+    with _environment(_channel_env(run, "voice")):
+        return VoiceSettings()  # type: ignore[call-arg]  # URLs from the environment
+
+
+def _channel_env(run: Run, name: str) -> dict[str, str]:
+    env = dict(_alerts(run).env)
+    env.update(_alerts(run).extra_env[name])
+    return env
+
+
+def _email_window(run: Run) -> int:
+    """What the relay may have taken from the killed e-mail process without a durable trace:
+    one transaction of up to TOCSIN_SMTP_BATCH recipients on each of its connections."""
+    settings = _email_settings(run)
+    return settings.smtp_connections * settings.smtp_batch
+
+
+def _voice_window(run: Run) -> int:
+    """Calls the killed voice process may have had answered without a durable trace: every
+    channel of its trunks (TOCSIN_TRUNK_CHANNELS each)."""
+    return sum(t.channels for t in _voice_settings(run).trunk_specs())
+
+
+def _start_peer(stack: Stack, name: str, args: list[str]) -> int:
+    """A channel process's peer simulator (`python <args>`, which prints its port on a
+    `listening` line): its port."""
+    proc = stack.supervisor.spawn(
+        name,
+        args,
+        output="pipe",
+        errors="log" if stack.supervisor.log_dir is not None else "null",
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"the {name} simulator did not start")
+    stack.peers[name] = proc
+    return int(json.loads(line)["port"])
+
+
+def _stop_peer(stack: Stack, name: str) -> dict[str, Any]:
+    """Stop a peer simulator; the counts of its `stopped` line."""
+    proc = stack.peers.pop(name)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    for line in out.splitlines():
+        data: dict[str, Any] = json.loads(line)
+        if data.get("event") == "stopped":
+            return data
+    raise RuntimeError(f"the {name} simulator stopped without its counts")
+
+
+async def _kill_once_delivered(run: Run, name: str, channel: int) -> dict[str, Any]:
+    """Send fault `name`'s emergency alert on `channel`, kill the channel's process with
+    SIGKILL once its first recipient is `delivered` (polling PostgreSQL: nothing this program
+    can await), start it again and wait for the alert's completion: their figures."""
+    alerts = _alerts(run)
+    alert_id = await alerts.create(name, channel)
+    sent = time.monotonic()
+    await alerts.send(alert_id)
+    deadline = sent + run.args.alert_timeout_s
+    delivered = 0
+    while time.monotonic() < deadline:
+        delivered = int(
+            await run.sampler.pool.fetchval(
+                f"SELECT count(*) FROM {TABLES[channel]} WHERE alert = $1 AND state = 'delivered'",
+                alert_id,
+            )
+        )
+        if delivered:
+            break
+        await asyncio.sleep(0.02)
+    process = "email" if channel == EMAIL else "voice"
+    restart_s = await alerts.kill9(process)
+    outcome = await _alert_outcome(run, name, alert_id, sent, channel=channel)
+    return {
+        "delivered_at_kill": delivered,
+        "killed_mid_alert": 0 < delivered < alerts.audiences[name].count,
+        "restart_s": round(restart_s, 2),
+        **outcome,
+    }
+
+
+@fault(
+    "email_kill9",
+    audience=_email_recipients,
+    bound=_email_window,
+    measures_others=False,
+    lead_s=KILLED_LEAD_S,
+    channel="email",
+)
+async def email_kill9(run: Run) -> dict[str, Any]:
+    """An emergency e-mail alert sent through SendAlert; the e-mail process killed with SIGKILL
+    once the relay simulator (slowed by --email-relay-delay-s) has taken its first e-mails of
+    it, and started again: its entries are claimed after TOCSIN_CLAIM_IDLE_S, and the alert must
+    reach every address once (repeats at the relay at most its window: `_email_window`)."""
+    figures = await _kill_once_delivered(run, "email_kill9", EMAIL)
+    relay = _stop_peer(run.stack, "smtp-relay")
+    registered = _alerts(run).audiences["email_kill9"].count
+    return {
+        **figures,
+        # Addresses the relay never took (of those registered for the fault: nobody else lives
+        # in its zone with an e-mail address), and its repeats of one address.
+        "relay_recipients": int(relay["recipients"]),
+        "relay_lost": registered - int(relay["recipients"]),
+        "channel_duplicates": int(relay["duplicates"]),
+    }
+
+
+@fault(
+    "voice_kill9",
+    audience=_voice_recipients,
+    bound=_voice_window,
+    measures_others=False,
+    lead_s=KILLED_LEAD_S,
+    channel="voice",
+)
+async def voice_kill9(run: Run) -> dict[str, Any]:
+    """An emergency voice alert sent through SendAlert; the voice process killed with SIGKILL
+    once the first call of it was answered and recorded (the SIP trunk simulator answers every
+    call after --voice-ring-s), while the next calls ring or play, and started again: the calls
+    it had in the air were answered without a record, and are made again once its entries are
+    claimed (at most its trunks' channels: `_voice_window`)."""
+    figures = await _kill_once_delivered(run, "voice_kill9", VOICE)
+    trunk = _stop_peer(run.stack, "siptrunk")
+    registered = _alerts(run).audiences["voice_kill9"].count
+    return {
+        **figures,
+        # Numbers the trunk never got a call for; answered calls beyond one per number (the
+        # trunk answers every call: a repeat is a second call of someone who picked up).
+        "trunk_numbers": int(trunk["numbers"]),
+        "trunk_lost": registered - int(trunk["numbers"]),
+        "trunk_answered": int(trunk["answered"]),
+        "trunk_numbers_answered_twice": int(trunk["numbers_answered_twice"]),
+        "channel_duplicates": int(trunk["answered"]) - int(trunk["numbers"]),
     }
 
 
@@ -739,7 +909,8 @@ def _attribute(faults: list[dict[str, Any]], repeats: list[tuple[float, int]]) -
     its `lead_s`) and the next fault's (the second copy may leave much later, queued behind the
     backlog); return the repeats before the first fault (no fault to blame)."""
     for f in faults:
-        f["duplicates"] = 0
+        # Repeats a fault counted itself (at a relay the SMSC simulators' arrivals miss).
+        f["duplicates"] = f.pop("channel_duplicates", 0)
     before = 0
     for first, n in repeats:
         owner = None
@@ -768,7 +939,17 @@ async def _start_alerts(
         def number(i: int, k: int = k) -> str:
             return f"+{ALERT_PREFIXES[i % len(ALERT_PREFIXES)]}{k * 100_000 + i:06d}"
 
-        audiences[name] = Audience(ALERT_PLACES[k % len(ALERT_PLACES)], count(args), number)
+        def email(i: int, k: int = k) -> str:
+            return f"faults-{k}-{i}@example.test"
+
+        channel = FAULTS[name].channel
+        audiences[name] = Audience(
+            ALERT_PLACES[k % len(ALERT_PLACES)],
+            count(args),
+            number,
+            email if channel == "email" else None,
+            targeting_pb2.Channel.Value(f"CHANNEL_{channel.upper()}"),
+        )
     if not audiences and args.campaign != "alert":
         return
     env = {k: v for k, v in stack.sms_env.items() if not k.startswith("TOCSIN_")}
@@ -779,11 +960,58 @@ async def _start_alerts(
         TOCSIN_LOG_LEVEL="WARNING",
     )
     stack.alerts = AlertServices(stack.supervisor, env)
+    channels = sorted({FAULTS[name].channel for name in audiences} - {"sms"})
+    stack.alerts.channels = ",".join(("sms", *channels))
+    for channel in channels:
+        stack.alerts.extra_env[channel] = await asyncio.to_thread(
+            _channel_peer, args, stack, channel
+        )
+        await asyncio.to_thread(stack.alerts.start, channel)
     for name in ("targeting", "alerting"):
         await asyncio.to_thread(stack.alerts.start, name)
     population = args.n * POPULATION_FACTOR if args.campaign == "alert" else 0
     await stack.alerts.seed(database_url=database_url, audiences=audiences, population=population)
     print(f"alerting and targeting up; audiences {sorted(audiences)}", flush=True)
+
+
+def _channel_peer(args: argparse.Namespace, stack: Stack, channel: str) -> dict[str, str]:
+    """Start the peer simulator of `channel`'s process (email: a slowed SMTP relay; voice: a
+    SIP trunk answering every call after a ring); that process's environment for it."""
+    if channel == "email":
+        relay = _start_peer(
+            stack,
+            "smtp-relay",
+            ["-m", "simulators.smtp", "--port", "0", "--delay-s", str(args.email_relay_delay_s)],
+        )
+        return {
+            "TOCSIN_SMTP_HOST": "127.0.0.1",
+            "TOCSIN_SMTP_PORT": str(relay),
+            "TOCSIN_SMTP_TLS": "none",
+            "TOCSIN_BOUNCE_PORT": "-1",
+            # Few connections and small transactions: a slow relay, an alert of a few seconds.
+            "TOCSIN_SMTP_CONNECTIONS": "2",
+            "TOCSIN_SMTP_BATCH": "10",
+            "TOCSIN_CLAIM_IDLE_S": "3",
+        }
+    if channel == "voice":
+        trunk = _start_peer(
+            stack,
+            "siptrunk",
+            ["-m", "simulators.siptrunk", "--port", "0", "--ring-delay", str(args.voice_ring_s)],
+        )
+        return {
+            "TOCSIN_TRUNKS": f"trunkA=127.0.0.1:{trunk}",
+            # Few channels: the alert's calls go in rounds, the kill lands between them.
+            "TOCSIN_TRUNK_CHANNELS": str(args.voice_channels),
+            "TOCSIN_REPEAT": "1",
+            "TOCSIN_RING_TIMEOUT_S": "10",
+            "TOCSIN_RETRY_MIN_S": "1",
+            "TOCSIN_RETRY_MAX_S": "2",
+            # The killed process's channel leases lapse soon, for its successor to call.
+            "TOCSIN_CHANNEL_LEASE_S": "10",
+            "TOCSIN_CLAIM_IDLE_S": "3",
+        }
+    raise ValueError(f"channel: no peer for {channel!r}")
 
 
 async def _send_campaign(args: argparse.Namespace, stack: Stack, sampler: Sampler) -> None:
@@ -1021,6 +1249,34 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=10_000,
         help="recipients of targeting_kill9's alert: enough that resolving it takes a while",
+    )
+    p.add_argument(
+        "--email-recipients",
+        type=int,
+        default=300,
+        help="e-mail addresses of email_kill9's alert",
+    )
+    p.add_argument(
+        "--email-relay-delay-s",
+        type=float,
+        default=0.02,
+        help="seconds the SMTP relay simulator waits before each RCPT and DATA answer "
+        "(email_kill9: the kill lands while the alert's e-mails are being sent)",
+    )
+    p.add_argument(
+        "--voice-recipients", type=int, default=60, help="numbers of voice_kill9's alert"
+    )
+    p.add_argument(
+        "--voice-channels",
+        type=int,
+        default=10,
+        help="voice_kill9: concurrent calls of the voice process's trunk (TOCSIN_TRUNK_CHANNELS)",
+    )
+    p.add_argument(
+        "--voice-ring-s",
+        type=float,
+        default=1.0,
+        help="voice_kill9: seconds the SIP trunk simulator rings before it answers",
     )
     p.add_argument(
         "--alert-timeout-s",

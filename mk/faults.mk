@@ -3,6 +3,7 @@
 #   make bench-faults                     # 200,000 SMS, 60 s faults
 #   make bench-faults FAULTS_N=20000 FAULT_S=5   # a short run
 #   make bench-faults FAULTS="redis_lost"        # chosen faults (bench/faults.py FAULTS)
+#   make bench-faults FAULTS="email_kill9 voice_kill9"  # e-mail, voice killed mid-alert (not default)
 #   make bench-faults FAULTS_CPU_HOG=4           # busy loops of the cpu_hog fault (default: one per core)
 #   make bench-faults FAULTS_CAMPAIGN=alert      # the campaign as an alert; redis_lost joins the run
 FAULTS_N ?=

@@ -232,9 +232,11 @@ async def register_subscribers(
     progress: Callable[[int], None] = lambda _: None,
     channels: Sequence[int] = (targeting_pb2.CHANNEL_SMS,),
     number: Callable[[int], str] | None = None,
+    email: Callable[[int], str] | None = None,
 ) -> None:
     """Register `count` subscribers (SMS only, unless `channels` says) at home inside the place's
-    zone; `number` gives the i-th one's phone (the operators' mobiles by default)."""
+    zone; `number` gives the i-th one's phone (the operators' mobiles by default); `email`, when
+    given, the i-th one's e-mail address instead of a phone."""
     stub = targeting_pb2_grpc.TargetingStub(channel)
     rng = random.Random(seed)
     points = [place.random_point(rng) for _ in range(first + count)][first:]
@@ -250,7 +252,10 @@ async def register_subscribers(
             await stub.RegisterSubscriber(
                 targeting_pb2.RegisterSubscriberRequest(
                     subscriber=targeting_pb2.Subscriber(
-                        phone=(number or (lambda n: phone(n, block=block)))(first + i),
+                        phone=""
+                        if email is not None
+                        else (number or (lambda n: phone(n, block=block)))(first + i),
+                        email=email(first + i) if email is not None else "",
                         language=langs[i],
                         channels=channels,  # type: ignore[arg-type]
                         addresses=[

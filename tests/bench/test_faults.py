@@ -18,6 +18,17 @@ from bench.faults import (
 )
 from tests.bench.conftest import run_bench
 
+
+def _run(tmp_path: Path, small: str, *, timeout_s: float) -> dict[str, Any]:
+    """`python -m bench.faults <small>`: its figures, once it exited 0."""
+    out = tmp_path / "faults.json"
+    done = run_bench("bench.faults", [*small.split(), "--out", str(out)], timeout_s=timeout_s)
+    assert out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    figures: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    assert done.returncode == 0, json.dumps(figures, indent=1)
+    return figures
+
+
 #: The faults sent as alerts through alerting and targeting (their own figures).
 ALERT_FAULTS = ("alerting_kill9", "targeting_kill9", "priority_alert")
 
@@ -26,17 +37,13 @@ ALERT_FAULTS = ("alerting_kill9", "targeting_kill9", "priority_alert")
 # seeded: about two minutes alone, more on a busy machine.
 @pytest.mark.timeout(330)
 def test_a_small_campaign_survives_every_injected_fault(tmp_path: Path) -> None:
-    out = tmp_path / "faults.json"
     # 20,000 SMS at 300/s outlast eleven faults of 1.5 s, their recoveries and the alerts'.
     small = (
         "--n 20000 --rate 100 --fault-s 1.5 --normal-s 1 --recovery-max-s 10 --stall-s 45"
         " --max-in-flight 1000 --alert-recipients 90 --resolve-recipients 600"
         " --alert-timeout-s 60"
     )
-    done = run_bench("bench.faults", [*small.split(), "--out", str(out)], timeout_s=320)
-    assert out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
-    figures = json.loads(out.read_text(encoding="utf-8"))
-    assert done.returncode == 0, json.dumps(figures, indent=1)
+    figures = _run(tmp_path, small, timeout_s=320)
     assert figures["faults_injected"] == list(DEFAULT_FAULTS)
     assert figures["lost"] == 0
     assert figures["stale_sent"] == 0
@@ -108,15 +115,11 @@ def test_a_killed_process_s_duplicates_are_not_blamed_on_the_fault_after_it() ->
 def test_a_campaign_sent_as_an_alert_is_re_derived_when_redis_loses_its_data(
     tmp_path: Path,
 ) -> None:
-    out = tmp_path / "faults.json"
     small = (
         "--campaign alert --n 15000 --rate 500 --fault-s 1.5 --normal-s 1 --recovery-max-s 10"
         " --stall-s 30 --max-in-flight 100 --faults redis_lost"
     )
-    done = run_bench("bench.faults", [*small.split(), "--out", str(out)], timeout_s=230)
-    assert out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
-    figures = json.loads(out.read_text(encoding="utf-8"))
-    assert done.returncode == 0, json.dumps(figures, indent=1)
+    figures = _run(tmp_path, small, timeout_s=230)
     assert figures["faults_injected"] == ["redis_lost"]
     # What targeting queued for the alert, every one of them delivered: the entries Redis lost
     # unread were resolved again from PostgreSQL, and nobody the SMS process still held sent
@@ -125,4 +128,29 @@ def test_a_campaign_sent_as_an_alert_is_re_derived_when_redis_loses_its_data(
     assert figures["states"] == {"delivered": figures["n"]}
     assert figures["lost"] == 0
     assert figures["stale_sent"] == 0
+    assert figures["duplicates_over_bound"] == 0
+
+
+# The e-mail and voice processes with their peers beside alerting and targeting, one fault each:
+# about 60 s alone. The relay answers each RCPT and DATA after 50 ms, so that 120 e-mails in
+# transactions of 10 on 2 connections take a few seconds; 30 calls on 10 trunk channels ring 1 s
+# each: both kills land mid-alert.
+@pytest.mark.timeout(200)
+def test_alerts_survive_a_kill_9_of_the_email_and_voice_processes(tmp_path: Path) -> None:
+    small = (
+        "--n 12000 --rate 100 --fault-s 1.5 --normal-s 1 --recovery-max-s 10 --stall-s 30"
+        " --max-in-flight 300 --email-recipients 120 --email-relay-delay-s 0.05"
+        " --voice-recipients 30 --voice-channels 10 --alert-timeout-s 60"
+        " --faults email_kill9 voice_kill9"
+    )
+    figures = _run(tmp_path, small, timeout_s=190)
+    assert figures["faults_injected"] == ["email_kill9", "voice_kill9"]
+    for fault in figures["faults"]:
+        assert fault["killed_mid_alert"], fault
+        assert fault["alert_completed"], fault
+        assert fault["alert_lost"] == 0, fault
+        assert fault["duplicates"] <= fault["duplicates_bound"], fault
+    email, voice = figures["faults"]
+    assert email["relay_lost"] == 0, email
+    assert voice["trunk_lost"] == 0, voice
     assert figures["duplicates_over_bound"] == 0
