@@ -61,6 +61,9 @@ class Report:
     calls: int = 0
     #: Tokens granted by those calls, including leases reserved to start after the end.
     reserved: float = 0.0
+    #: Acquire calls Redis refused (the bucket's wait past max_wait; the caller slept on the
+    #: retry-after it was given, then asked again).
+    refused: int = 0
     #: Leases granted by the local fallback.
     fallback_leases: int = 0
     #: Wall time at which the senders started.
@@ -74,6 +77,7 @@ class Report:
             sends=[float(t) for t in data["sends"]],
             calls=int(data["calls"]),
             reserved=float(data["reserved"]),
+            refused=int(data.get("refused", 0)),
             fallback_leases=int(data["fallback_leases"]),
             start_at=float(data["start_at"]),
         )
@@ -128,6 +132,8 @@ async def run(url: str, load: Load) -> Report:
         await client.aclose()
     sample = REGISTRY.get_sample_value("tocsin_ratelimit_tokens_granted_total", {"bucket": BUCKET})
     report.reserved = sample or 0.0
+    refused = REGISTRY.get_sample_value("tocsin_ratelimit_refusals_total", {"bucket": BUCKET})
+    report.refused = int(refused or 0)
     return report
 
 
