@@ -112,6 +112,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         units=Units(segment_count),
         preview_cache_s=settings.preview_cache_s,
         max_sms_segments=settings.max_sms_segments,
+        resolve_retry_s=settings.resolve_retry_s,
     )
     names = add_servicers(
         kernel.server,

@@ -92,6 +92,7 @@ class Alerts:
         preview_cache_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         max_sms_segments: int = MAX_SMS_SEGMENTS,
+        resolve_retry_s: float = 20.0,
     ) -> None:
         self._max_sms_segments = max_sms_segments
         self._pool = pool
@@ -108,7 +109,11 @@ class Alerts:
             ttl_s=ENTITY_CACHE_S, max_entries=MAX_CACHED, clock=clock
         )
         self.dispatcher = Dispatcher(
-            pool=pool, redis=redis, targeting=targeting, broadcasts=broadcasts
+            pool=pool,
+            redis=redis,
+            targeting=targeting,
+            broadcasts=broadcasts,
+            resolve_retry_s=resolve_retry_s,
         )
 
     async def visible(self, *, principal: Principal, alert_id: str) -> Alert:

@@ -33,8 +33,14 @@ from services.alerting.permissions import EntityInfo
 from services.alerting.ports import Broadcasts, Targeting
 from services.alerting.texts import channel_texts
 from services.kernel import keys
+from services.kernel.errors import PeerDown
 
 logger = logging.getLogger(__name__)
+
+#: Seconds before the first new try of a Resolve cut by targeting going away, doubled up to
+#: RESOLVE_BACKOFF_MAX_S between the next.
+RESOLVE_BACKOFF_S = 0.25
+RESOLVE_BACKOFF_MAX_S = 2.0
 
 
 def now_utc() -> datetime:
@@ -57,8 +63,12 @@ class Dispatcher:
         redis: aioredis.Redis,
         targeting: Targeting,
         broadcasts: Broadcasts,
+        resolve_retry_s: float = 20.0,
     ) -> None:
         self._pool = pool
+        #: For how long a Resolve cut by targeting going away (a restart) is tried again
+        #: before the send stops part-way (then SendAlert resumes it).
+        self._resolve_retry_s = resolve_retry_s
         self._redis = redis
         self._targeting = targeting
         self._broadcasts = broadcasts
@@ -170,25 +180,56 @@ class Dispatcher:
         channels = registered(spec)
         if not channels:
             return {}
-        targeted = await self._targeting.resolve(
-            entity_id=alert.entity_id,
-            alert_id=alert.id,
-            version=alert.version,
-            kind=spec.kind.value,
-            expires=spec.expires.timestamp(),
-            sender=spec.sender,
-            texts=with_number(
-                channel_texts(kind=spec.kind, infos=spec.infos),
-                number=await open_number(self._pool, alert_id=alert.id),
-            ),
-            channels=channels,
-            zone_geojson=spec.zone_geojson,
-            group_ids=spec.group_ids,
+        texts = with_number(
+            channel_texts(kind=spec.kind, infos=spec.infos),
+            number=await open_number(self._pool, alert_id=alert.id),
         )
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._resolve_retry_s
+        pause = RESOLVE_BACKOFF_S
+        while True:
+            try:
+                targeted = await self._targeting.resolve(
+                    entity_id=alert.entity_id,
+                    alert_id=alert.id,
+                    version=alert.version,
+                    kind=spec.kind.value,
+                    expires=spec.expires.timestamp(),
+                    sender=spec.sender,
+                    texts=texts,
+                    channels=channels,
+                    zone_geojson=spec.zone_geojson,
+                    group_ids=spec.group_ids,
+                )
+                break
+            except PeerDown as exc:
+                # Targeting went away (a restart): what it queued stays queued, and the
+                # channels drop the recipients a second resolution queues again.
+                if loop.time() + pause > give_up or not await self._still_wanted(alert):
+                    raise
+                logger.warning(
+                    "resolving alert %s version %d was cut (%s): trying again in %.2f s",
+                    alert.id,
+                    alert.version,
+                    exc.message,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RESOLVE_BACKOFF_MAX_S)
         for channel, n in targeted.items():
             if count:
                 ALERT_MESSAGES.labels(channel.value, "queued").inc(n)
         return targeted
+
+    async def _still_wanted(self, alert: Alert) -> bool:
+        """Whether the alert's current version is still to be sent (not cancelled, expired or
+        replaced by a newer version meanwhile)."""
+        current = await store.fetch(self._pool, alert_id=alert.id)
+        return (
+            current is not None
+            and current.version == alert.version
+            and current.state in (State.SENDING, State.SENT)
+        )
 
     async def _broadcast(self, alert: Alert, cap_xml: str) -> None:
         """Request the presence channels and add what was requested to the alert's counts."""

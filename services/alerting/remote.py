@@ -21,6 +21,7 @@ from services.kernel.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PeerDown,
     PermissionDenied,
     ServiceError,
     Unavailable,
@@ -50,6 +51,8 @@ def remote_error(exc: grpc.aio.AioRpcError, *, service: str) -> ServiceError:
         return FailedPrecondition(f"{service}: {details}")
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return Unimplemented(f"{service}: {details}")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return PeerDown(f"{service} unavailable ({code.name}): retry")
     return Unavailable(f"{service} unavailable ({code.name}): retry")
 
 
@@ -142,7 +145,7 @@ class TargetingClient:
         except grpc.aio.AioRpcError as exc:
             raise remote_error(exc, service="targeting") from None
         if not done:
-            raise Unavailable("targeting ended Resolve before everything was enqueued: retry")
+            raise PeerDown("targeting ended Resolve before everything was enqueued: retry")
         return counts
 
 

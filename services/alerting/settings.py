@@ -58,6 +58,9 @@ class Settings(ServiceSettings):
     watch_interval_s: float = Field(default=0.5, gt=0)
     # Seconds a call to targeting or the SMS service may take (Resolve gets 20 times this).
     rpc_timeout_s: float = Field(default=10.0, gt=0)
+    # Seconds a Resolve cut by targeting going away (a restart) is tried again before the send
+    # stops part-way, to be resumed by SendAlert (0: never tried again).
+    resolve_retry_s: float = Field(default=20.0, ge=0)
     # Seconds a checked token (signature, expiry, account enabled) is trusted without checking
     # again: a disabled account's tokens stop within this time on other replicas (0: every call).
     auth_cache_s: float = Field(default=1.0, ge=0, le=10)

@@ -86,6 +86,11 @@ class Unavailable(ServiceError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class PeerDown(Unavailable):
+    """A service this one calls could not be reached or went away mid-call (its process
+    restarting): worth trying again shortly, unlike a peer that answered with an error."""
+
+
 class Unimplemented(ServiceError):
     """The call is declared in the API but its channel is not built yet."""
 

@@ -303,6 +303,17 @@ async def test_update_reaches_the_same_phones_once_with_the_new_text(platform: P
     assert all(t == ["Gevaar geweken"] for t in texts.values())
 
 
+async def delivered_once(platform: Platform, pg_pool: asyncpg.Pool, alert_id: str) -> None:
+    """Every citizen's SMS recorded delivered, and each phone got exactly one text."""
+    counts = await channel_work.wait_states(
+        pg_pool, channel="sms", alert=alert_id, total=CITIZENS, states=["delivered"]
+    )
+    assert counts == {"delivered": CITIZENS}
+    texts = platform.texts()
+    assert sorted(texts) == sorted(f"32470{i:06d}" for i in range(CITIZENS))
+    assert all(len(t) == 1 for t in texts.values())
+
+
 def sms_and_email() -> pb.AlertSpec:
     """A Dutch emergency alert to the zone by SMS and e-mail."""
     return spec(
@@ -350,14 +361,8 @@ async def test_a_send_stopped_part_way_is_resumable_and_not_a_draft(
 
     assert resumed.state == pb.ALERT_STATE_SENT
     # The e-mail recipients wait for an e-mail service this platform does not run.
-    counts = await channel_work.wait_states(
-        pg_pool, channel="sms", alert=draft.id, total=CITIZENS, states=["delivered"]
-    )
-    assert counts == {"delivered": CITIZENS}
-    texts = platform.texts()
     # Each phone once: the recipients queued before the failure are not sent twice.
-    assert sorted(texts) == sorted(f"32470{i:06d}" for i in range(CITIZENS))
-    assert all(len(t) == 1 for t in texts.values())
+    await delivered_once(platform, pg_pool, draft.id)
     email = channel_keys.stream("email", codec.Priority.EMERGENCY)
     assert await redis_client.xlen(email) > 0
 
