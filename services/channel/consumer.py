@@ -149,6 +149,10 @@ class StreamConsumer(Generic[J]):
     async def run(self) -> None:
         """Read, claim, refresh, acknowledge, until cancelled."""
         await self.ensure_group()
+        # Known to removals before the first read: one answered from now on waits for this
+        # consumer to have its tombstone (entries taken later are checked as they are taken).
+        await self._tombstones.check()
+        await self._tombstones.report(self.cfg.consumer, every_s=self.cfg.control_refresh_s)
         async with asyncio.TaskGroup() as group:
             name = self._name
             for lane in self.lanes:
@@ -522,15 +526,17 @@ class StreamConsumer(Generic[J]):
         return {e.alert for e in self.entries.values()}
 
     async def _control_loop(self) -> None:
+        every = self.cfg.control_refresh_s
         while True:
             raise_if_cancelling()
-            await asyncio.sleep(self.cfg.control_refresh_s)
-            if not self.entries:
-                continue
+            await asyncio.sleep(every)
             try:
-                await self._control.refresh(self._alerts_in_flight())
-                # Removals too: a sender checks them before each delivery.
+                if self.entries:
+                    await self._control.refresh(self._alerts_in_flight())
+                # Removals too, held work or not: a sender checks them before each delivery,
+                # and a removal is answered once every live consumer says it has them.
                 await self._tombstones.check()
+                await self._tombstones.report(self.cfg.consumer, every_s=every)
             except (RedisError, OSError) as exc:
                 raise_if_cancelling()
                 logger.warning("reading alert control keys failed: %r", exc)

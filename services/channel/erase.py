@@ -17,6 +17,11 @@ A work entry is immutable and may be in one of three places when the removal lan
   records' erasure (services/channel/retention.py) gave its row. The entry leaves Redis when it
   is acknowledged and the stream trimmed.
 
+The removal is answered only once every live consumer of the channel has applied its tombstone
+(each reports the version it applied with its control keys, every `control_refresh_s`;
+`caught_up`), and senders look again right before handing work over (the SMS bind after its
+rate-limit token): from the answer on, nothing goes to the address.
+
 Dead letters holding the address are deleted. Matching is on the address' exact JSON form in
 the `to` field, so an entry is decoded only when it holds the address.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -34,6 +40,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from services.channel import codec, keys
+
+logger = logging.getLogger(__name__)
 
 #: Entries read per XRANGE while looking for an address.
 SCAN_COUNT = 200
@@ -46,7 +54,7 @@ ERASED_PREFIX = "erased:"
 # KEYS[1] tombstones (zset), KEYS[2] tokens (hash), KEYS[3] version; ARGV[1] now, ARGV[2] until,
 # ARGV[3] a fresh token, ARGV[4..] digests. Drops what expired, keeps the token of a digest
 # still tombstoned (the rows an earlier erasure renamed keep their placeholder), bumps the
-# version the workers watch. Answers the token of each digest, in order.
+# version the workers watch. Answers the token of each digest, in order, then the new version.
 _TOMBSTONE = """
 local zset, tokens, version = KEYS[1], KEYS[2], KEYS[3]
 local now, untl, fresh = tonumber(ARGV[1]), ARGV[2], ARGV[3]
@@ -67,7 +75,7 @@ for i = 4, #ARGV do
   redis.call('ZADD', zset, 'GT', untl, d)
   out[#out + 1] = token
 end
-redis.call('INCR', version)
+out[#out + 1] = redis.call('INCR', version)
 return out
 """
 
@@ -136,6 +144,11 @@ class Erased:
     pending: list[str] = field(default_factory=list)
     #: The erasure token of each address (for the delivery records' erasure).
     tokens: dict[str, str] = field(default_factory=dict)
+    #: The tombstones' version this erasure made (what the consumers must have applied).
+    version: int = 0
+    #: Whether every live consumer applied it before the erasure returned (False: one did not
+    #: answer within CAUGHT_UP_WAIT_S; it applies it when it next reads its control keys).
+    caught_up: bool = True
 
 
 def _text(v: Any) -> str:
@@ -166,23 +179,29 @@ def _copy_without(fields: Mapping[Any, Any], addresses: set[str]) -> list[str] |
 
 async def _tombstone(
     redis: aioredis.Redis, channel: str, addresses: list[str], until: float
-) -> dict[str, str]:
-    """Tombstone `addresses` until `until`; their tokens (an earlier live one is kept)."""
+) -> tuple[dict[str, str], int]:
+    """Tombstone `addresses` until `until`; their tokens (an earlier live one is kept), and the
+    tombstones' new version."""
     keys_ = (keys.erased(channel), keys.erased_tokens(channel), keys.erased_version(channel))
     args = [repr(time.time()), repr(until), new_token(), *(digest(a) for a in addresses)]
-    tokens: list[Any] = await redis.eval(_TOMBSTONE, 3, *keys_, *args)
-    return {a: _text(t) for a, t in zip(addresses, tokens, strict=True)}
+    *tokens, version = await redis.eval(_TOMBSTONE, 3, *keys_, *args)
+    return {a: _text(t) for a, t in zip(addresses, tokens, strict=True)}, int(version)
 
 
-async def erase(redis: aioredis.Redis, *, channel: str, addresses: Iterable[str]) -> Erased:
-    """Erase `addresses` from `channel`'s stream and dead letters (see the module's docstring)."""
+async def erase(
+    redis: aioredis.Redis, *, channel: str, addresses: Iterable[str], wait: bool = True
+) -> Erased:
+    """Erase `addresses` from `channel`'s stream and dead letters (see the module's docstring);
+    with `wait`, return once every live consumer applied the tombstones (`caught_up`)."""
     wanted = {a for a in addresses if a}
     done = Erased()
     if not wanted:
         return done
     ordered = sorted(wanted)
     # The tombstone first: an entry a consumer takes from now on drops the addresses.
-    done.tokens = await _tombstone(redis, channel, ordered, time.time() + TOMBSTONE_MARGIN_S)
+    done.tokens, done.version = await _tombstone(
+        redis, channel, ordered, time.time() + TOMBSTONE_MARGIN_S
+    )
     needles = _needles(wanted)
     stream, group = keys.stream(channel), keys.group(channel)
     latest_expiry = 0.0
@@ -203,7 +222,61 @@ async def erase(redis: aioredis.Redis, *, channel: str, addresses: Iterable[str]
     found = [entry_id async for entry_id, _ in _holding(redis, dead, needles)]
     if found:
         done.deleted += int(await redis.xdel(dead, *found))
+    if wait:
+        done.caught_up = await caught_up(redis, channel=channel, version=done.version)
     return done
+
+
+#: A removal waits at most this long for the consumers to apply its tombstones.
+CAUGHT_UP_WAIT_S = 5.0
+#: A consumer whose last report is older than this many of its refresh intervals (plus a
+#: second) is taken for gone: a removal does not wait for it (it reads the tombstones with its
+#: entries when it comes back).
+_LIVE_INTERVALS = 4
+#: Reports older than this are deleted by the next removal (consumers that went away).
+_FORGET_S = 3600.0
+
+
+async def caught_up(
+    redis: aioredis.Redis, *, channel: str, version: int, wait_s: float = CAUGHT_UP_WAIT_S
+) -> bool:
+    """Wait until every live consumer of `channel` applied the tombstones of `version`
+    (Tombstones.report); False if one has not within `wait_s`."""
+    key = keys.erased_seen(channel)
+    deadline = time.monotonic() + wait_s
+    while True:
+        behind: list[str] = []
+        forget: list[Any] = []
+        now = time.time()
+        reports: dict[Any, Any] = await redis.hgetall(key)
+        for consumer, report in reports.items():
+            try:
+                seen, at, every = (float(x) for x in _text(report).split())
+            except ValueError:
+                forget.append(consumer)
+                continue
+            if now - at > _FORGET_S:
+                forget.append(consumer)
+            elif seen < version and now - at <= _LIVE_INTERVALS * every + 1.0:
+                behind.append(_text(consumer))
+        if forget:
+            await redis.hdel(key, *forget)
+        if not behind:
+            return True
+        if time.monotonic() >= deadline:
+            logger.warning(
+                "%d %s consumers did not apply a removal within %.1f s: %s",
+                len(behind),
+                channel,
+                wait_s,
+                ", ".join(sorted(behind)),
+            )
+            return False
+        await asyncio.sleep(CAUGHT_UP_POLL_S)
+
+
+#: How often a waiting removal reads the consumers' reports.
+CAUGHT_UP_POLL_S = 0.02
 
 
 async def _holding(
@@ -231,6 +304,7 @@ class Tombstones:
         self._key = keys.erased(channel)
         self._tokens_key = keys.erased_tokens(channel)
         self._version_key = keys.erased_version(channel)
+        self._seen_key = keys.erased_seen(channel)
         self._version: bytes | str | None = None
         #: Digest -> token of the live tombstones.
         self._tokens: dict[str, str] = {}
@@ -260,6 +334,13 @@ class Tombstones:
             if self._version is None or await self._redis.get(self._version_key) != self._version:
                 await self._read()
 
+    async def report(self, consumer: str, *, every_s: float) -> None:
+        """Tell the erasers which tombstones `consumer` applies (read every `every_s`)."""
+        version = int(self._version or 0)
+        await self._redis.hset(
+            self._seen_key, consumer, f"{version} {time.time():.3f} {every_s:g}"
+        )
+
     def erased(self, address: str) -> bool:
         """Whether `address` was erased while work for it was pending."""
         return bool(self._tokens) and digest(address) in self._tokens
@@ -283,9 +364,15 @@ async def erase_contact(
     """Erase a person's number and e-mail address from every channel's stream; the erasure
     token of each address, per channel (for retention.erase_address)."""
     tokens: dict[str, dict[str, str]] = {}
+    made: dict[str, int] = {}
     for channels, address in ((PHONE_CHANNELS, phone), (EMAIL_CHANNELS, email)):
         if address:
             for channel in channels:
-                done = await erase(redis, channel=channel, addresses=[address])
+                done = await erase(redis, channel=channel, addresses=[address], wait=False)
                 tokens.setdefault(address, {})[channel] = done.tokens[address]
+                made[channel] = done.version
+    # Every channel's consumers at once: the removal is answered once none will send.
+    await asyncio.gather(
+        *(caught_up(redis, channel=channel, version=v) for channel, v in made.items())
+    )
     return tokens

@@ -44,6 +44,13 @@ def erased_tokens(channel: str) -> str:
     return f"{STREAM_PREFIX}{channel}:erased:tokens"
 
 
+def erased_seen(channel: str) -> str:
+    """The tombstones' version each live consumer of `channel` has applied (a hash: consumer ->
+    "<version> <unix time> <refresh seconds>"): a removal waits until every live one has its
+    tombstone, so that nothing goes to the address once the removal is answered."""
+    return f"{STREAM_PREFIX}{channel}:erased:seen"
+
+
 def erased_version(channel: str) -> str:
     """A counter every erasure of `channel` increments: workers read the tombstones again when
     it moved."""

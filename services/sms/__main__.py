@@ -226,6 +226,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         channel=channel, settings=settings, pool=kernel.pg, redis=kernel.redis, recorder=recorder
     )
     channel.verdict = worker.control.verdict
+    channel.erased = worker.tombstones.erased
     for op_binds in binds.values():
         for bind in op_binds:
             await bind.client.start()

@@ -83,6 +83,9 @@ class SmsChannel:
         #: The worker's view of the alerts' control keys (`ControlCache.verdict`), set once the
         #: worker exists: the last check before each submit_sm, reconnect included.
         self.verdict: Callable[[str, int], State | None] = _no_verdict
+        #: Whether an address was removed (`Tombstones.erased`), set with `verdict`: a job that
+        #: waited for its token past a removal is not handed over.
+        self.erased: Callable[[str], bool] = _never_erased
 
     def lanes(self) -> dict[str, int]:
         """Operators and the sum of their binds' windows."""
@@ -148,13 +151,15 @@ class SmsChannel:
         cancelled, superseded or have expired meanwhile: then nothing of it is handed over.
         """
         take = self._pacers[job.route].take
-        entry = job.entry
+        entry, address = job.entry, job.address
 
         async def pace() -> bool:
             if self._stale(entry):
                 return False
             await take()
-            return not self._stale(entry)  # the wait for a token may be long too
+            # The wait for a token may be long too: an alert cancelled or a number removed
+            # meanwhile is not handed over (withdrawn: the lane records why).
+            return not (self._stale(entry) or self.erased(address))
 
         return pace
 
@@ -226,6 +231,10 @@ class SmsChannel:
 
 def _no_verdict(alert: str, version: int) -> State | None:
     return None
+
+
+def _never_erased(address: str) -> bool:
+    return False
 
 
 #: Answers without anything of their own, made once.

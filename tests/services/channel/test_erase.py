@@ -148,3 +148,49 @@ async def test_the_worker_never_sends_to_nor_records_an_address_erased_while_pen
     await harness.wait_acknowledged(redis_client)
     counters = await harness.counters(pg_pool, alert=ALERT)
     assert {state: n for state, (n, _) in counters.items()} == {"delivered": 10, "cancelled": 1}
+
+
+async def test_a_removal_is_answered_once_every_live_consumer_has_its_tombstone(
+    redis_client: aioredis.Redis,
+) -> None:
+    gone = numbers(1, start=950)[0]
+    # Two consumers as the worker runs them (they report with their control keys), and one
+    # whose last report is old: gone, not waited for.
+    live = {name: erase.Tombstones(redis_client, CHANNEL) for name in ("a", "b")}
+    for name, tombstones in live.items():
+        await tombstones.check()
+        await tombstones.report(name, every_s=0.5)
+    dead = erase.Tombstones(redis_client, CHANNEL)
+    await dead.check()
+    await dead.report("dead", every_s=0.01)
+    await asyncio.sleep(1.1)  # older than 4 of its intervals and a second
+    for name, tombstones in live.items():
+        await tombstones.report(name, every_s=0.5)
+
+    removal = asyncio.create_task(erase.erase(redis_client, channel=CHANNEL, addresses=[gone]))
+    await asyncio.sleep(0.2)
+    assert not removal.done()  # neither live consumer has the tombstone yet
+    await live["a"].check()
+    await live["a"].report("a", every_s=0.5)
+    await asyncio.sleep(0.2)
+    assert not removal.done()  # "b" has not
+    await live["b"].check()
+    await live["b"].report("b", every_s=0.5)
+    async with asyncio.timeout(5):
+        done = await removal
+    assert done.caught_up
+    assert all(t.erased(gone) for t in live.values())
+    assert not dead.erased(gone)
+
+
+async def test_a_removal_does_not_wait_for_ever_on_a_consumer_that_stopped_answering(
+    redis_client: aioredis.Redis,
+) -> None:
+    stuck = erase.Tombstones(redis_client, CHANNEL)
+    await stuck.check()
+    await stuck.report("stuck", every_s=5.0)  # counted live for 21 s
+    done = await erase.erase(redis_client, channel=CHANNEL, addresses=numbers(1, start=960))
+    version = done.version
+    assert (
+        await erase.caught_up(redis_client, channel=CHANNEL, version=version, wait_s=0.2) is False
+    )
