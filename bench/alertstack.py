@@ -227,6 +227,15 @@ class AlertServices:
                 timeout=seed.CALL_TIMEOUT_S,
             )
 
+    async def cancel(self, alert_id: str) -> alerting_pb2.Alert:
+        """CancelAlert (alerting withdraws the alert's broadcasts before it answers)."""
+        async with self.channel() as alerting:
+            return await alerting_pb2_grpc.AlertingServiceStub(alerting).CancelAlert(
+                alerting_pb2.CancelAlertRequest(alert_id=alert_id),
+                metadata=self.issuer,
+                timeout=seed.CALL_TIMEOUT_S,
+            )
+
     async def get(self, alert_id: str) -> alerting_pb2.Alert:
         """GetAlert."""
         async with self.channel() as alerting:
@@ -267,6 +276,35 @@ async def _empty_places(targeting: grpc.aio.Channel, entity_id: int) -> AsyncIte
             wide = seed.Place(f"empty-{i}-{j}", lon, lat, 3 * EMPTY_RADIUS_M)
             if await seed.audience(targeting, entity_id=entity_id, place=wide) == 0:
                 yield replace(wide, radius_m=EMPTY_RADIUS_M)
+
+
+#: Cell sites each operator gets over a cell broadcast fault's zone, and their radius.
+CELLS_PER_OPERATOR = 3
+CELL_RADIUS_M = 500.0
+
+
+async def seed_cells(
+    database_url: str, *, place: seed.Place, operators: list[str], fault: str
+) -> dict[str, list[str]]:
+    """CELLS_PER_OPERATOR cell sites of every operator around the place's centre (targeting
+    finds the cells in an alert's zone in `cell_sites`; cell broadcast needs them): their ids,
+    per operator."""
+    cells = {op: [f"{op}-{fault}-{i}" for i in range(CELLS_PER_OPERATOR)] for op in operators}
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.executemany(
+            "INSERT INTO cell_sites (operator, cell_id, lon, lat, radius_m)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            [
+                # A few tens of metres apart, well inside the zone.
+                (op, cell, place.lon + 0.0003 * i, place.lat, CELL_RADIUS_M)
+                for op, ids in cells.items()
+                for i, cell in enumerate(ids)
+            ],
+        )
+    finally:
+        await conn.close()
+    return cells
 
 
 #: The channels' tables of delivery records `outcomes` reads.

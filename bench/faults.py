@@ -8,7 +8,9 @@ with `--campaign alert`, sends a test alert to about N of a synthetic population
 alerting and targeting), measures each operator's normal rate, then injects the faults of FAULTS
 (a registry: `@fault(...)`), one after another, with a normal interval between them
 (docs/faults.md lists them). Alerting and targeting run when a fault sends an alert through
-them (bench/alertstack.py): kill -9 of either, an emergency mid-campaign.
+them (bench/alertstack.py): kill -9 of either, an emergency mid-campaign; on demand only
+(CHANNEL_FAULTS), kill -9 of the e-mail, voice and cell broadcast processes mid-alert, each
+started with its peer simulators for its fault.
 
 Per fault it records `recovery_s` (end of the fault to the hit operators' normal rate again),
 `other_operators_rate_share` (the rate the operators not hit kept during it, as a share of their
@@ -20,7 +22,7 @@ queues a small alert that expires half-way through it) and `lost` (the campaign'
 never delivered cannot be dated; plus those of the fault's own alert). Flat totals: `lost`,
 `duplicates_over_bound`, `stale_sent`, `max_recovery_s`, `min_other_operators_rate_share`, and
 the totals faults declare (`emergency_first_sms_ms`, `rate_share_under_cpu_load`), in
-bench/results/faults.json.
+bench/results/faults.json (bench/results/faults_channels.json when only CHANNEL_FAULTS run).
 """
 
 from __future__ import annotations
@@ -47,11 +49,20 @@ from tocsin.alerting.v1 import alerting_pb2
 from tocsin.targeting.v1 import targeting_pb2
 
 from bench.alertstack import PLACES as ALERT_PLACES
-from bench.alertstack import AlertServices, Audience, first_after, outcomes, state_name
+from bench.alertstack import (
+    AlertServices,
+    Audience,
+    first_after,
+    outcomes,
+    seed_cells,
+    state_name,
+)
 from bench.cpuhog import CpuHog, default_hogs
 from bench.load import migrate
+from bench.realtime import prioritise
 from bench.windows import busiest_window
 from loadtest.campaign import POPULATION_FACTOR
+from services.cellbroadcast import identifiers
 from services.channel import codec
 from services.channel.keys import stream as lane_stream
 from services.email.settings import Settings as EmailSettings
@@ -59,12 +70,16 @@ from services.kernel import keys
 from services.kernel.redis_client import connect as connect_redis
 from services.sms.settings import Settings as SmsSettings
 from services.voice.settings import Settings as VoiceSettings
+from simulators.cbc.config import CbcConfig
+from simulators.cbc.server import CbcSimulator
 from stack.embedded import ManagedProcess, free_port, start_postgres, start_redis
 from stack.services import operators as stack_operators
 from stack.supervisor import ROOT, Supervisor
 
 WORK = ROOT / "var" / "bench-faults"
 RESULTS = ROOT / "bench" / "results" / "faults.json"
+#: Where a run of the on-demand channel faults alone (CHANNEL_FAULTS) writes by default.
+RESULTS_CHANNELS = ROOT / "bench" / "results" / "faults_channels.json"
 ALERT = "faults"
 TEXT = "BE-Alert TEST: this is a test of the warning system. No action is needed."
 #: National number prefixes of the bench's numbers, one per operator (in operators' order).
@@ -75,6 +90,7 @@ ALERT_PREFIXES = ("32471", "32491", "32481")
 SMS = alerting_pb2.CHANNEL_SMS
 EMAIL = alerting_pb2.CHANNEL_EMAIL
 VOICE = alerting_pb2.CHANNEL_VOICE
+CELL_BROADCAST = alerting_pb2.CHANNEL_CELL_BROADCAST
 #: Each channel's table of delivery records.
 TABLES: dict[int, str] = {SMS: "sms_messages", EMAIL: "email_messages", VOICE: "voice_messages"}
 #: A hit operator has recovered once a second of its deliveries reaches this share of normal.
@@ -117,6 +133,9 @@ class Stack:
         self.alerts: AlertServices | None = None
         #: The peers of the channel processes faults start (`smtp-relay`, `siptrunk`), by name.
         self.peers: dict[str, subprocess.Popen[str]] = {}
+        #: The operators' CBC simulators (cellbroadcast_kill9), in this process as the cell
+        #: broadcast tests run them: every request they saw is read from their state.
+        self.cbcs: dict[str, CbcSimulator] = {}
         #: Wall-clock start and end of the normal rate's measurement.
         self.normal_window = (0.0, 0.0)
         self.redis_dir = WORK / f"redis-{os.getpid()}"
@@ -349,7 +368,8 @@ class Fault:
     measures_others: bool = True
     #: Figures only the simulators' arrivals give, set at the end (they are written then).
     finish: Callable[[Stack, dict[str, Any]], None] | None = None
-    #: The channel its alert goes by (`email`: the e-mail process and its relay run for it).
+    #: The channel its alert goes by (`email`: the e-mail process and its relay run for it;
+    #: `cell_broadcast`: the cell broadcast process and a CBC simulator per operator).
     channel: str = "sms"
 
 
@@ -577,9 +597,10 @@ async def _stream_head(redis: aioredis.Redis, stream: str) -> str:
 async def targeting_kill9(run: Run) -> dict[str, Any]:
     """An emergency alert sent through SendAlert; targeting killed with SIGKILL as soon as its
     first work entry is on the emergency lane, while it resolves the rest (a small audience may
-    be resolved by then: `send_alert_running_at_kill`, `resolve_cut`), and started again. A
-    SendAlert that failed leaves the alert sending, stopped: the bench sends it again, as an
-    operator would (`resumed_by_operator`)."""
+    be resolved by then: `send_alert_running_at_kill`, `resolve_cut`), and started again.
+    alerting tries the cut Resolve again by itself (`resolve_retry_s`): SendAlert answers once
+    targeting is back. Should it fail all the same, the alert stays sending, stopped, and the
+    bench sends it again, as an operator would (`resumed_by_operator`)."""
     alerts = _alerts(run)
     alert_id = await alerts.create("targeting_kill9")
     stream = lane_stream("sms", codec.priority_of("emergency"))
@@ -610,7 +631,8 @@ async def targeting_kill9(run: Run) -> dict[str, Any]:
     outcome = await _alert_outcome(run, "targeting_kill9", alert_id, sent)
     return {
         "send_alert_running_at_kill": running,
-        "resolve_cut": error is not None or resumed,
+        # SendAlert still running at the kill: its Resolve stream was cut.
+        "resolve_cut": running or error is not None or resumed,
         "send_alert_error": error,
         "resumed_by_operator": resumed,
         "restart_s": round(restart_s, 2),
@@ -772,6 +794,176 @@ async def voice_kill9(run: Run) -> dict[str, Any]:
     }
 
 
+def _no_recipients(_args: argparse.Namespace) -> int:
+    """A presence channel reaches phones in the zone, nobody registered: a zone, no audience."""
+    return 0
+
+
+def _cbc_messages(alert: alerting_pb2.Alert) -> set[int]:
+    """The CBS message identifiers of the alert at every CBC (services/cellbroadcast's table):
+    its first language's, and the additional-language one for the others."""
+    spec = alert.spec
+    primary = identifiers.identifier(
+        kind=alerting_pb2.AlertKind.Name(spec.kind).removeprefix("ALERT_KIND_").lower(),
+        severity=spec.severity,
+        urgency=spec.urgency,
+        certainty=spec.certainty,
+    )
+    extra = {primary + identifiers.ADDITIONAL_LANGUAGE_OFFSET} if len(spec.infos) > 1 else set()
+    return {primary, *extra}
+
+
+def cbc_accounting(
+    requests: Mapping[str, list[tuple[str, int | None, int]]], expected: set[int]
+) -> dict[str, int]:
+    """The figures of what the CBCs saw (per operator, every request in order as (method, message
+    identifier, HTTP status)) for an alert on the `expected` identifiers at each of them:
+
+    - `cbc_operators_lost`: operators where one of them was never created (201);
+    - `cbc_duplicates`: creations (201) beyond one per operator and identifier: a broadcast
+      started twice. osmo-cbc holds one message per identifier and answers a second create 409,
+      so a repeated create is refused, not broadcast twice; only a delete between two creates
+      could make one;
+    - `cbc_repeat_creates`: create requests (POST) beyond one per operator and identifier,
+      whatever their answer (409 for a repeat of a broadcast the CBC holds);
+    - `cbc_messages_active`: the expected messages still held at the end (created, not deleted).
+    """
+    lost = duplicates = repeats = active = 0
+    for seen in requests.values():
+        posts = [(i, status) for method, i, status in seen if method == "POST" and i in expected]
+        created = [i for i, status in posts if status == 201]
+        deleted = [i for method, i, status in seen if method == "DELETE" and status == 200]
+        lost += any(i not in created for i in expected)
+        duplicates += sum(max(0, created.count(i) - 1) for i in expected)
+        repeats += sum(max(0, [p for p, _ in posts].count(i) - 1) for i in expected)
+        active += sum(max(0, created.count(i) - deleted.count(i)) for i in expected)
+    return {
+        "cbc_operators_lost": lost,
+        "cbc_duplicates": duplicates,
+        "cbc_repeat_creates": repeats,
+        "cbc_messages_active": active,
+    }
+
+
+def _cbc_requests(stack: Stack, since: Mapping[str, int]) -> dict[str, list[Any]]:
+    """Per operator, the requests its CBC simulator saw since `since` (the count of its events
+    then): (method, message identifier, status)."""
+    return {
+        op: [(e.method, e.message_id, e.status) for e in sim.state.events[since[op] :]]
+        for op, sim in stack.cbcs.items()
+    }
+
+
+async def _until(done: Callable[[], bool], deadline: float) -> float | None:
+    """Poll `done` every 10 ms (the simulators run in this loop: nothing to await on) until it
+    holds, or `deadline` (monotonic) passes: the monotonic time it held, or None."""
+    while True:
+        if done():
+            return time.monotonic()
+        if time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(0.01)
+
+
+async def _cb_states(run: Run, alert_id: str) -> dict[str, int]:
+    """The cell broadcast service's records of the alert (cb_requests): action/state counts."""
+    rows = await run.sampler.pool.fetch(
+        "SELECT action, state, count(*) AS n FROM cb_requests"
+        " WHERE alert_id = $1 AND channel = 'cell_broadcast' GROUP BY action, state",
+        alert_id,
+    )
+    return {f"{r['action']}/{r['state']}": int(r["n"]) for r in rows}
+
+
+@fault(
+    "cellbroadcast_kill9",
+    audience=_no_recipients,
+    measures_others=False,
+    lead_s=KILLED_LEAD_S,
+    channel="cell_broadcast",
+)
+async def cellbroadcast_kill9(run: Run) -> dict[str, Any]:
+    """An emergency cell broadcast alert sent through SendAlert (the bench's issuer is the
+    national crisis centre: a zone; emergencies may use the presence channels); the cell
+    broadcast process killed with SIGKILL as soon as a CBC simulator created the first of its
+    messages, while the CBCs hold their answers (--cbc-latency-s), and started again: the rows
+    it leased are taken over once their lease ran out, the creates it never heard answered are
+    sent again (409: the CBC holds them), the rest posted. Once every CBC holds the alert, it
+    is cancelled through alerting, and every CBC must have deleted it by the time CancelAlert
+    answered plus --cbc-settle-s."""
+    alerts, stack, args = _alerts(run), run.stack, run.args
+    since = {op: len(sim.state.events) for op, sim in stack.cbcs.items()}
+    sims = list(stack.cbcs.values())
+    alert_id = await alerts.create("cellbroadcast_kill9", CELL_BROADCAST)
+    expected = _cbc_messages(await alerts.get(alert_id))
+    sent = time.monotonic()
+    deadline = sent + args.alert_timeout_s
+    sending = asyncio.create_task(alerts.send(alert_id))
+
+    def created() -> int:
+        return sum(r[2] == 201 for reqs in _cbc_requests(stack, since).values() for r in reqs)
+
+    await _until(lambda: created() > 0 or sending.done(), deadline)
+    at_kill = created()
+    running = not sending.done()
+    restart_s = await alerts.kill9("cellbroadcast")
+    for sim in sims:
+        sim.set(latency_s=0.0)  # the kill landed; the CBCs answer at once from now on
+    error = None
+    try:
+        await sending
+    except grpc.aio.AioRpcError as exc:
+        error = exc.code().name
+    held = await _until(lambda: all(expected <= set(sim.state.active) for sim in sims), deadline)
+    states_held = await _cb_states(run, alert_id)
+    state = state_name(await alerts.get(alert_id))
+    cancel = time.monotonic()
+    # Watched from the cancel on: the CBCs may delete before CancelAlert answers.
+    withdrawn = asyncio.create_task(
+        _until(
+            lambda: not any(expected & set(sim.state.active) for sim in sims),
+            cancel + args.alert_timeout_s,
+        )
+    )
+    try:
+        await alerts.cancel(alert_id)
+        answered = time.monotonic()
+        await asyncio.sleep(args.cbc_settle_s)
+        stale = sum(len(expected & set(sim.state.active)) for sim in sims)
+        gone = await withdrawn
+    finally:
+        withdrawn.cancel()
+    requests = _cbc_requests(stack, since)
+    counts = cbc_accounting(requests, expected)
+    return {
+        "send_alert_running_at_kill": running,
+        "send_alert_error": error,
+        "cbc_created_at_kill": at_kill,
+        "killed_mid_broadcast": 0 < at_kill < len(expected) * len(sims),
+        "restart_s": round(restart_s, 2),
+        "alert_state": state,
+        "cbc_operators": len(sims),
+        "cbc_message_ids": sorted(expected),
+        "broadcast_completed": held is not None,
+        # SendAlert to every CBC holding every message of the alert.
+        "broadcast_complete_s": round(held - sent, 2) if held is not None else None,
+        "cb_states_broadcast": states_held,
+        "cancel_answer_s": round(answered - cancel, 2),
+        # CancelAlert to no CBC holding any message of the alert.
+        "withdrawn_s": round(gone - cancel, 2) if gone is not None else None,
+        "cb_states_withdrawn": await _cb_states(run, alert_id),
+        **counts,
+        # Requests to one operator about one alert go one at a time, its messages one after the
+        # other: the kill cut at most one create per CBC whose answer was never recorded.
+        "cbc_repeat_creates_bound": len(sims),
+        "cbc_requests": requests,
+        # Into the fault's (and the run's) lost, duplicates and stale_sent.
+        "alert_lost": counts["cbc_operators_lost"],
+        "channel_duplicates": counts["cbc_duplicates"],
+        "alert_stale_sent": stale,
+    }
+
+
 def _first_sms(stack: Stack, figures: dict[str, Any]) -> None:
     """`emergency_first_sms_ms`: from SendAlert to the first submit_sm of the emergency at a
     simulator (wall clocks of one machine)."""
@@ -834,6 +1026,13 @@ def _cpu_load_share(stack: Stack, figures: dict[str, Any]) -> None:
     )
 
 
+def _simulators_at(stack: Stack, priority: str) -> str:
+    """Every SMSC simulator process's threads at `priority` (bench/realtime.py) where allowed:
+    the one they all got (`fifo`, `normal`...), or `mixed`."""
+    got = {prioritise(priority, proc.pid) for proc in stack.smscs.values()}
+    return got.pop() if len(got) == 1 else "mixed"
+
+
 @fault(
     "cpu_hog",
     measures_others=False,
@@ -842,14 +1041,20 @@ def _cpu_load_share(stack: Stack, figures: dict[str, Any]) -> None:
 )
 async def cpu_hog(run: Run) -> dict[str, Any]:
     """--cpu-hog busy loops (one per core by default: bench/cpuhog.py) on the same cores for
-    --fault-s: the campaign must keep its rate, and never go above it."""
+    --fault-s, the SMSC simulators at real-time priority meanwhile where allowed
+    (`simulator_priority`): the campaign must keep its rate, and never go above it."""
     hog = CpuHog(run.args.cpu_hog or default_hogs())
     start = time.time()
     hog.start()
+    # The SMSC simulators at real-time FIFO priority 1 where allowed (as loadtest/campaign.py
+    # runs its own): a simulator the hogs stall reads the submits of a second late and dates
+    # them all in the next one, bunching arrivals into one second.
+    priority = _simulators_at(run.stack, "fifo")
     try:
         await asyncio.sleep(run.args.fault_s)
     finally:
         hog.stop()
+        _simulators_at(run.stack, "normal")
     # A campaign that ran dry during the hog sends less for want of work: the share then says
     # nothing of the hog (raise --n).
     left = run.args.n - run.sampler.delivered()
@@ -857,6 +1062,7 @@ async def cpu_hog(run: Run) -> dict[str, Any]:
         print(f"cpu_hog: only {left} of the campaign left at its end; raise --n", flush=True)
     return {
         "cpu_hog_processes": hog.processes,
+        "simulator_priority": priority,
         "campaign_left_at_end": left,
         "_window": (start, time.time()),
     }
@@ -948,7 +1154,10 @@ async def _start_alerts(
             count(args),
             number,
             email if channel == "email" else None,
-            targeting_pb2.Channel.Value(f"CHANNEL_{channel.upper()}"),
+            # A presence channel's fault registers nobody (its count is 0).
+            targeting_pb2.CHANNEL_SMS
+            if channel == "cell_broadcast"
+            else targeting_pb2.Channel.Value(f"CHANNEL_{channel.upper()}"),
         )
     if not audiences and args.campaign != "alert":
         return
@@ -963,15 +1172,56 @@ async def _start_alerts(
     channels = sorted({FAULTS[name].channel for name in audiences} - {"sms"})
     stack.alerts.channels = ",".join(("sms", *channels))
     for channel in channels:
-        stack.alerts.extra_env[channel] = await asyncio.to_thread(
-            _channel_peer, args, stack, channel
-        )
-        await asyncio.to_thread(stack.alerts.start, channel)
+        process = PROCESSES[channel]
+        if channel == "cell_broadcast":
+            stack.alerts.extra_env[process] = await _cbc_peers(args, stack)
+            stack.alerts.extra_env["alerting"] = {
+                "TOCSIN_CELLBROADCAST_ADDR": stack.alerts.address(process)
+            }
+        else:
+            stack.alerts.extra_env[process] = await asyncio.to_thread(
+                _channel_peer, args, stack, channel
+            )
+        await asyncio.to_thread(stack.alerts.start, process)
     for name in ("targeting", "alerting"):
         await asyncio.to_thread(stack.alerts.start, name)
     population = args.n * POPULATION_FACTOR if args.campaign == "alert" else 0
     await stack.alerts.seed(database_url=database_url, audiences=audiences, population=population)
+    for name in audiences:
+        if FAULTS[name].channel == "cell_broadcast":
+            # Cells of every operator over the fault's zone (where it ended up: with a
+            # population loaded, somewhere nobody lives).
+            await seed_cells(
+                database_url,
+                place=stack.alerts.audiences[name].place,
+                operators=list(stack.cbcs),
+                fault=name,
+            )
     print(f"alerting and targeting up; audiences {sorted(audiences)}", flush=True)
+
+
+#: The process of each channel a fault may start beside alerting (`python -m services.<it>`).
+PROCESSES = {"email": "email", "voice": "voice", "cell_broadcast": "cellbroadcast"}
+
+
+async def _cbc_peers(args: argparse.Namespace, stack: Stack) -> dict[str, str]:
+    """One CBC simulator per operator, in this process as tests/services/cellbroadcast start
+    them, answering --cbc-latency-s late (the work done at once: a process killed meanwhile
+    never hears that its creates were taken); the cell broadcast process's environment."""
+    for name in stack.names:
+        sim = CbcSimulator(CbcConfig(name=name, latency_s=args.cbc_latency_s, lbsms=False))
+        await sim.start()
+        stack.cbcs[name] = sim
+    return {
+        "TOCSIN_CBC": ",".join(f"{n}=http://127.0.0.1:{s.port}" for n, s in stack.cbcs.items()),
+        # Answers late but within the request timeout: nothing is retried before the kill.
+        "TOCSIN_REQUEST_TIMEOUT_S": str(max(2.0, 4 * args.cbc_latency_s)),
+        "TOCSIN_RETRY_MIN_S": "0.2",
+        "TOCSIN_RETRY_MAX_S": "1",
+        # The killed process's leases lapse soon and are swept up at once by its successor.
+        "TOCSIN_LEASE_S": "3",
+        "TOCSIN_SWEEP_S": "0.5",
+    }
 
 
 def _channel_peer(args: argparse.Namespace, stack: Stack, channel: str) -> dict[str, str]:
@@ -1127,6 +1377,8 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
     await asyncio.to_thread(stack.sms.wait, 60)
     for name in list(stack.smscs):
         stack.stop_smsc(name)
+    for sim in stack.cbcs.values():
+        await sim.stop()
     return _figures(args, stack, faults, normal, states=states, elapsed=elapsed)
 
 
@@ -1150,12 +1402,16 @@ def _figures(
     for f in faults:
         # Stale submits and undelivered recipients cannot be dated: the campaign's figures,
         # and those of the fault's own alert.
-        f.update(lost=lost + f.get("alert_lost", 0), stale_sent=stale)
+        f.update(
+            lost=lost + f.get("alert_lost", 0), stale_sent=stale + f.get("alert_stale_sent", 0)
+        )
         del f["started_at"], f["lead_s"]
         finish = FAULTS[f["fault"]].finish
         if finish is not None:
             finish(stack, f)
     lost += sum(f.get("alert_lost", 0) for f in faults)
+    # Broadcasts a CBC still held after the alert's cancel (cellbroadcast_kill9).
+    stale += sum(f.get("alert_stale_sent", 0) for f in faults)
     recoveries = [f["recovery_s"] for f in faults]
     shares = [f["other_operators_rate_share"] for f in faults if f["other_operators_rate_share"]]
     figures: dict[str, Any] = {
@@ -1213,6 +1469,11 @@ DEFAULT_FAULTS = (
     "priority_alert",
     "cpu_hog",
 )
+
+
+#: Faults on demand only (not in a default run): kill -9 of the channel processes besides SMS,
+#: each started with its peer simulators for its fault. Run alone, they write RESULTS_CHANNELS.
+CHANNEL_FAULTS = ("email_kill9", "voice_kill9", "cellbroadcast_kill9")
 
 
 def default_faults(campaign: str) -> list[str]:
@@ -1279,6 +1540,20 @@ def parser() -> argparse.ArgumentParser:
         help="voice_kill9: seconds the SIP trunk simulator rings before it answers",
     )
     p.add_argument(
+        "--cbc-latency-s",
+        type=float,
+        default=0.5,
+        help="cellbroadcast_kill9: seconds the CBC simulators hold each answer until the kill "
+        "(their work done at once), so that the kill lands with creates unanswered",
+    )
+    p.add_argument(
+        "--cbc-settle-s",
+        type=float,
+        default=1.0,
+        help="cellbroadcast_kill9: seconds after CancelAlert's answer by which every CBC must "
+        "have deleted the alert (what one still holds then is stale_sent)",
+    )
+    p.add_argument(
         "--alert-timeout-s",
         type=float,
         default=120.0,
@@ -1300,7 +1575,13 @@ def parser() -> argparse.ArgumentParser:
         choices=list(FAULTS),
         help="faults in order (default: DEFAULT_FAULTS, and redis_lost last with --campaign alert)",
     )
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where the figures go (default: faults_channels.json for CHANNEL_FAULTS alone, "
+        "faults.json otherwise)",
+    )
     return p
 
 
@@ -1309,6 +1590,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.faults is None:
         args.faults = default_faults(args.campaign)
+    if args.out is None:
+        alone = args.faults and set(args.faults) <= set(CHANNEL_FAULTS)
+        args.out = RESULTS_CHANNELS if alone else RESULTS
     figures = asyncio.run(run(args))
     print(json.dumps(figures, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import math
@@ -65,6 +64,7 @@ from tocsin.alerting.v1 import alerting_pb2, alerting_pb2_grpc
 from bench.cpuhog import CpuHog
 from bench.load import load_population, migrate
 from bench.population import OUTLINE
+from bench.realtime import prioritise as _prioritise
 from bench.windows import busiest_window, per_window, rate_share
 from gateways.smpp import pdu as P
 from ratelimit.config import Rules
@@ -586,23 +586,6 @@ def _simulator_priority(args: argparse.Namespace) -> str:
     if args.simulator_priority is not None:
         return str(args.simulator_priority)
     return "fifo" if args.cpu_hog else "normal"
-
-
-def _prioritise(priority: str) -> str:
-    """Run this program's threads (the event loop, hence the simulators, and gRPC's poller, which
-    takes the GIL too) at `priority` where allowed; return the priority of the event loop's thread
-    then. Children started before keep theirs (the services, PostgreSQL, the hogs)."""
-    for task in Path("/proc/self/task").iterdir():
-        tid = int(task.name)
-        with contextlib.suppress(OSError):
-            if priority == "fifo":
-                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(1))
-                continue
-            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-            os.setpriority(os.PRIO_PROCESS, tid, -10 if priority == "nice" else 0)
-    if os.sched_getscheduler(0) == os.SCHED_FIFO:
-        return "fifo"
-    return "nice" if os.getpriority(os.PRIO_PROCESS, 0) < 0 else "normal"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,10 @@ stale, duplicates within the window of what each fault killed or cut (issue 16).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,9 @@ from bench.faults import (
     IN_FLIGHT_LEAD_S,
     KILLED_LEAD_S,
     _attribute,
+    cbc_accounting,
 )
+from bench.realtime import prioritise
 from tests.bench.conftest import run_bench
 
 
@@ -154,3 +160,104 @@ def test_alerts_survive_a_kill_9_of_the_email_and_voice_processes(tmp_path: Path
     assert email["relay_lost"] == 0, email
     assert voice["trunk_lost"] == 0, voice
     assert figures["duplicates_over_bound"] == 0
+
+
+def test_cbc_accounting_counts_lost_operators_repeated_creates_and_second_broadcasts() -> None:
+    expected = {4375, 4388}
+    seen: dict[str, list[tuple[str, int | None, int]]] = {
+        # The kill cut 4375's answer: created again, 409 (the CBC holds it); then withdrawn.
+        "a": [
+            ("POST", 4375, 201),
+            ("POST", 4375, 409),
+            ("POST", 4388, 201),
+            ("DELETE", 4375, 200),
+            ("DELETE", 4388, 200),
+        ],
+        # 4388 refused for good, never created: this operator never got the whole alert.
+        "b": [("POST", 4375, 201), ("POST", 4388, 400), ("DELETE", 4375, 200)],
+        # Deleted and created again: broadcast twice; the second copy still held at the end.
+        "c": [
+            ("POST", 4375, 201),
+            ("POST", 4388, 201),
+            ("DELETE", 4375, 200),
+            ("POST", 4375, 201),
+            ("POST", 9999, 201),  # another alert's identifier: not counted
+        ],
+    }
+    assert cbc_accounting(seen, expected) == {
+        "cbc_operators_lost": 1,
+        "cbc_duplicates": 1,
+        "cbc_repeat_creates": 2,
+        "cbc_messages_active": 2,
+    }
+
+
+# PostgreSQL, Redis, the SMS process, alerting, targeting and the cell broadcast process with a
+# CBC simulator per operator, one fault: about 30 s alone.
+@pytest.mark.timeout(200)
+def test_a_broadcast_survives_a_kill_9_of_the_cell_broadcast_process(tmp_path: Path) -> None:
+    small = (
+        "--n 6000 --rate 100 --fault-s 1.5 --normal-s 1 --recovery-max-s 10 --stall-s 30"
+        " --max-in-flight 300 --alert-timeout-s 30 --faults cellbroadcast_kill9"
+    )
+    figures = _run(tmp_path, small, timeout_s=190)
+    assert figures["faults_injected"] == ["cellbroadcast_kill9"]
+    (fault,) = figures["faults"]
+    # Killed once the first create was taken, its answer held back: the creates it never heard
+    # answered are sent again by its successor, and refused 409 as a repeat.
+    assert fault["cbc_created_at_kill"] >= 1, fault
+    assert fault["killed_mid_broadcast"], fault
+    assert fault["broadcast_completed"], fault
+    assert fault["withdrawn_s"] is not None, fault
+    expected = set(fault["cbc_message_ids"])
+    assert len(expected) == 2  # four languages: the first's identifier, the others' one
+    requests = fault["cbc_requests"]
+    assert len(requests) == fault["cbc_operators"] == 3
+    # The figures again, from what the simulators saw.
+    lost = duplicates = repeats = conflicts = 0
+    for seen in requests.values():
+        creates = Counter(i for method, i, status in seen if method == "POST" and status == 201)
+        posts = Counter(i for method, i, _ in seen if method == "POST")
+        deletes = Counter(i for method, i, status in seen if method == "DELETE" and status == 200)
+        lost += not expected <= set(creates)
+        duplicates += sum(n - 1 for n in creates.values())
+        repeats += sum(n - 1 for n in posts.values())
+        conflicts += sum(1 for method, _, status in seen if method == "POST" and status == 409)
+        assert deletes == creates, seen  # every broadcast withdrawn
+    assert conflicts >= 1, requests
+    assert (fault["cbc_operators_lost"], fault["alert_lost"]) == (lost, lost) == (0, 0)
+    assert (fault["cbc_duplicates"], fault["duplicates"]) == (duplicates, duplicates) == (0, 0)
+    assert fault["cbc_repeat_creates"] == repeats == conflicts
+    assert repeats <= fault["cbc_repeat_creates_bound"]
+    assert fault["cbc_messages_active"] == 0
+    assert fault["alert_stale_sent"] == fault["stale_sent"] == figures["stale_sent"] == 0
+    assert fault["cb_states_withdrawn"] == {"broadcast/withdrawn": 3, "withdraw/accepted": 3}
+    assert figures["lost"] == 0
+    assert figures["duplicates_over_bound"] == 0
+
+
+def test_a_simulator_process_s_threads_go_real_time_and_back() -> None:
+    # A process with a second thread, as the SMSC simulators' (the event loop and others).
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import threading, time; threading.Thread(target=time.sleep,"
+            " args=(30,)).start(); print(flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+    ) as child:
+        try:
+            assert child.stdout is not None
+            child.stdout.readline()  # both threads up
+            tids = [int(t.name) for t in Path(f"/proc/{child.pid}/task").iterdir()]
+            assert len(tids) >= 2
+            got = prioritise("fifo", child.pid)
+            # FIFO where this test may set it (CAP_SYS_NICE, an RLIMIT_RTPRIO), else as usual.
+            want = os.SCHED_FIFO if got == "fifo" else os.SCHED_OTHER
+            assert got in ("fifo", "normal")
+            assert {os.sched_getscheduler(t) for t in tids} == {want}
+            assert prioritise("normal", child.pid) == "normal"
+            assert {os.sched_getscheduler(t) for t in tids} == {os.SCHED_OTHER}
+        finally:
+            child.kill()
