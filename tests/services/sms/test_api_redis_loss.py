@@ -17,6 +17,7 @@ from gateways.smpp import segment_count
 from services.channel import codec, keys
 from services.kernel import keys as shared_keys
 from services.kernel.redis_client import connect as connect_redis
+from services.sms import batches as api_batches
 from services.sms import keys as sms_keys
 from services.sms.api import SmsApi
 from services.sms.repair import ApiRepair, Repaired
@@ -205,3 +206,20 @@ async def test_the_repair_runs_once_over_processes_and_again_after_one_cut_short
         assert await redis.xlen(bulk) == 3
     finally:
         await redis.aclose()
+
+
+async def test_a_batch_keeps_no_number_and_is_forgotten_a_day_after_it_expired(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    sent = await api(pg_pool, redis_client).send(
+        key="kept", to=numbers(3), text="Kept.", sender="POLICE", ttl_s=1, field="to"
+    )
+
+    row = await pg_pool.fetchrow("SELECT * FROM sms_api_batches WHERE batch_id = $1", sent.batch_id)
+    assert row is not None
+    assert (row["sender"], row["text"], row["entity"]) == ("POLICE", "Kept.", "api:")
+    assert not any(n in str(v) for n in numbers(3) for v in dict(row).values())
+    await asyncio.sleep(1.1)  # expired, but not a day ago
+    assert await api_batches.forget_expired(pg_pool) == 0
+    assert await api_batches.forget_expired(pg_pool, keep_s=0) == 1
+    assert await pg_pool.fetchval("SELECT count(*) FROM sms_api_batches") == 0
