@@ -32,12 +32,13 @@ from services.channel.units import Units
 from services.channel.worker import DRAIN_WRITE_S, ChannelWorker, make_recorder, run_or_stop
 from services.kernel import Kernel, SettingsError, load_settings, run_service
 from services.kernel.process import dies_with_parent
-from services.sms import metrics
+from services.sms import batches, metrics
 from services.sms.api import SmsApi
 from services.sms.channel import NAME, SmsChannel, receipt_row
 from services.sms.clients import ApiClients
 from services.sms.model import SmsJob
 from services.sms.ports import Outcome, Submission, SubmitAnswer
+from services.sms.repair import ApiRepair, run_repair
 from services.sms.routing import Router
 from services.sms.servicer import SmsServicer
 from services.sms.sessions import SessionLeases
@@ -244,6 +245,18 @@ async def build(kernel: Kernel[Settings]) -> None:
     kernel.add_background(
         run_retention(kernel.pg, settings, channel="sms"),
         name="sms-retention",
+    )
+    # API batches whose stream entries Redis lost: at start-up, then whenever its marker is gone.
+    kernel.add_background(
+        run_repair(
+            ApiRepair(pool=kernel.pg, redis=kernel.redis),
+            interval_s=settings.api_repair_interval_s,
+        ),
+        name="sms-api-repair",
+    )
+    kernel.add_background(
+        batches.run_retention(kernel.pg, interval_s=settings.retention_interval_s),
+        name="sms-api-batch-retention",
     )
     kernel.add_service_name(sms_pb2.DESCRIPTOR.services_by_name["SmsService"].full_name)
 

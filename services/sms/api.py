@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 
-from services.channel import codec, keys, store
+from services.channel import store
 from services.channel.control import API_PREFIX
 from services.channel.model import State
 from services.kernel import context
 from services.kernel.cache import TtlCache
 from services.kernel.errors import AlreadyExists, InvalidArgument, NotFound
+from services.sms import batches
 from services.sms.channel import NAME
 from services.sms.clients import ApiClients
 from services.sms.routing import Router, is_e164
@@ -193,23 +194,18 @@ class SmsApi:
                 operators=[self._router.route(n) for n in numbers],
                 segments=[segments] * len(numbers),
             )
-            # Written before commit: if this fails nothing is kept and the caller may retry.
-            header = codec.Header(
-                alert=batch_id,
-                version=1,
-                kind="general",
-                expires=expires,
+            head = batches.header(
+                batch_id=batch_id,
                 sender=sender,
-                texts={"en": text},
-                # The API's callers share their lane fairly, each as one entity.
-                entity=f"{API_PREFIX}{caller}",
+                text=text,
+                expires=expires,
+                entity=batches.entity_of(caller),
             )
-            # API traffic goes after every alert: the bulk lane, with tests and exercises.
-            stream = keys.stream(NAME, codec.Priority.BULK)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for fields in codec.entries(header, [(n, "en") for n in numbers]):
-                    pipe.xadd(stream, fields)  # type: ignore[arg-type]
-                await pipe.execute()
+            # What the entries carry besides the numbers, kept with them: a Redis that loses
+            # its data before the workers read the entries loses nothing (services/sms/repair.py).
+            await batches.record(conn, head, text=text)
+            # Written before commit: if this fails nothing is kept and the caller may retry.
+            await batches.enqueue(self._redis, head, numbers)
         self._clients.audit(
             caller=caller, batch_id=batch_id, recipients=len(numbers), sender=sender
         )

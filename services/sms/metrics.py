@@ -38,3 +38,11 @@ SESSION_LIMIT = Gauge(
     "SMPP sessions the operator allows over every sms process (max_sessions)",
     ["operator"],
 )
+API_BATCHES_REQUEUED = Counter(
+    "tocsin_sms_api_batches_requeued_total",
+    "SMS API batches whose stream entries Redis lost, written again from PostgreSQL",
+)
+API_RECIPIENTS_REQUEUED = Counter(
+    "tocsin_sms_api_recipients_requeued_total",
+    "recipients still queued of SMS API batches whose stream entries Redis lost, queued again",
+)

@@ -153,6 +153,10 @@ class Settings(ChannelSettings):
     # Platform teams allowed on the SMS API, by certificate name: JSON
     # {"api-police": {"senders": ["POLICE"], "daily_quota": 10000}} (services/sms/clients.py).
     api_clients: str = "{}"
+    # Seconds between two looks at whether Redis lost its data (the SMS service's marker key,
+    # one EXISTS): then the stream entries of API batches still queued are written again from
+    # PostgreSQL (services/sms/repair.py). The first look is at start-up.
+    api_repair_interval_s: float = Field(default=2.0, gt=0)
 
     #: Operator environment name -> {"system_id"|"password": value}, read with the settings.
     _accounts: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
