@@ -32,7 +32,7 @@ async def test_documented_sms_and_stream_metrics_are_exported(
     text = generate_latest(REGISTRY).decode()
 
     names = documented("SMS service") + documented("Streams")
-    assert len(names) == 13
+    assert len(names) == 15
     for name in names:
         assert f"# TYPE {name} " in text, name
     for sample in (
