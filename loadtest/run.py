@@ -10,8 +10,12 @@ not meet the asyncio seeding code), once per phase:
 
 - `mix`: the target's measure. Issuers only (preview, get, create), each calling as soon as its
   last call answered: the rate the alerting API holds and its latency at that rate.
+- `steady`: every kind of user, paced so that together they offer `--steady-rate` calls per
+  second (500: about what the full phase served when the reads' p99 was first measured, 474/s),
+  under what the stack serves: the reads' latency without a queue of callers in front of them.
 - `full`: every kind of user at its own pace: issuers, crisis cells watching an alert, platform
-  teams on the SMS API.
+  teams on the SMS API (70 users at 20 calls/s: more than two cores serve, a closed loop whose
+  latency is mostly its queue).
 
 Writes Locust's CSV and HTML reports per phase and `loadtest.json`, and stops everything it
 started. The target (1,000 calls/s of the preview/get/create mix, p99 < 20 ms) is reported,
@@ -177,6 +181,10 @@ def _phases(args: argparse.Namespace) -> list[Phase]:
         # The target's measure: issuers previewing, reading and drafting, each call as soon as
         # the last one answered. Throughput and latency of the alerting API alone.
         "mix": Phase("mix", args.mix_users, args.mix_users, 0.0, ("AlertingUser",)),
+        # Everything at once, under capacity: the reads' latency without a queue of callers.
+        "steady": Phase(
+            "steady", args.users, args.spawn_rate, args.steady_rate / max(args.users, 1), ()
+        ),
         # Everything at once, each user at its own pace: the mix, watchers, the SMS API.
         "full": Phase("full", args.users, args.spawn_rate, args.user_rate, ()),
     }
@@ -220,6 +228,10 @@ def _run_phase(
     return figures
 
 
+#: The read calls whose latency under load the reads' target is about (p99 under 100 ms).
+READS = ("GetAlert", "WatchAlert", "PreviewAlert", "GetBatch")
+
+
 def _report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     """loadtest.json: the full phase's figures at the top, the mix phase's as the target's."""
     top = results.get("full") or next(iter(results.values()))
@@ -236,8 +248,19 @@ def _report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> dic
         name: {k: v for k, v in figures.items() if k != "target"}
         for name, figures in results.items()
     }
+    steady = results.get("steady")
+    if steady is not None:
+        reads = {name: steady["by_method"][name] for name in READS if name in steady["by_method"]}
+        report["steady"] = {
+            "offered_rps": args.steady_rate,
+            "rps": steady["rps"],
+            "p99_ms": steady["p99_ms"],
+            "reads_p99_ms": max((r["p99_ms"] for r in reads.values()), default=0),
+            "reads": {name: {"rps": r["rps"], "p99_ms": r["p99_ms"]} for name, r in reads.items()},
+        }
     report["config"] = {
         "time": args.time,
+        "steady_rate": args.steady_rate,
         "mix_users": args.mix_users,
         "users": args.users,
         "spawn_rate": args.spawn_rate,
@@ -250,14 +273,15 @@ def _report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> dic
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Start, seed, load (phase by phase), report, stop."""
+def parser() -> argparse.ArgumentParser:
+    """The command line (defaults from the LOADTEST_* environment)."""
     parser = argparse.ArgumentParser(prog="python -m loadtest.run", description=__doc__)
     parser.add_argument("--time", default=os.environ.get("LOADTEST_TIME", "60s"))
     parser.add_argument(
         "--phases",
-        default=os.environ.get("LOADTEST_PHASES", "mix,full"),
-        help="which runs, in order: mix (the target's measure), full (every user)",
+        default=os.environ.get("LOADTEST_PHASES", "mix,steady,full"),
+        help="which runs, in order: mix (the target's measure), steady (every user, under"
+        " capacity), full (every user, past it)",
     )
     parser.add_argument(
         "--mix-users",
@@ -274,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=float(os.environ.get("LOADTEST_USER_RATE", "20")),
         help="calls per second each user of the full phase aims at (0: no wait)",
+    )
+    parser.add_argument(
+        "--steady-rate",
+        type=float,
+        default=float(os.environ.get("LOADTEST_STEADY_RATE", "500")),
+        help="calls per second all users of the steady phase offer together",
     )
     parser.add_argument(
         "--processes",
@@ -293,7 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("LOADTEST_TLS", "on"),
         help="off: the stack and the users without TLS, to measure TLS's cost",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start, seed, load (phase by phase), report, stop."""
+    args = parser().parse_args(argv)
     phases = _phases(args)
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="tocsin-loadtest-") as tmp:
@@ -323,6 +358,14 @@ def main(argv: list[str] | None = None) -> int:
         f" {target['measured_in']} phase: {mix['rps']:.0f}/s p99 {mix['p99_ms']} ms:"
         f" {'met' if target['met'] else 'not met'}"
     )
+    if "steady" in report:
+        steady = report["steady"]
+        print(
+            f"loadtest: steady phase, {steady['offered_rps']:.0f} calls/s offered,"
+            f" {steady['rps']:.0f}/s served: reads' p99 {steady['reads_p99_ms']} ms ("
+            + ", ".join(f"{n} {r['p99_ms']} ms" for n, r in steady["reads"].items())
+            + ")"
+        )
     print(f"loadtest: figures in {out.relative_to(ROOT)}, reports bench/results/loadtest*")
     return 0
 
