@@ -78,6 +78,9 @@ async def replay(database_url: str, postmaster: int, args: argparse.Namespace) -
                 addresses=addresses[start : start + count],
                 operators=["proximus"] * count,
                 segments=[1] * count,
+                # As a consumer writes them: itself as the holder, two processes alive.
+                holder="sms-bench-1",
+                live=["sms-bench-1", "sms-bench-2"],
             )
 
         async def submit(start: int, count: int) -> None:

@@ -25,7 +25,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from services.channel import codec, keys, metrics, store
+from services.channel import codec, erase, keys, metrics, store
 from services.channel.codec import PRIORITIES, Priority
 from services.channel.control import ControlCache
 from services.channel.erase import Tombstones
@@ -133,6 +133,9 @@ class StreamConsumer(Generic[J]):
         #: meanwhile (its alert resolved again: a resumed send, Redis's data lost and repaired)
         #: finds its row still `queued` and would be sent a second time; it is not.
         self._holding: dict[tuple[str, int, str], Job] = {}
+        #: The channel's consumers alive at the last control refresh (erase.live_consumers):
+        #: a queued recipient one of them holds is left to it (store.queue).
+        self._live: list[str] = []
         #: Addresses erased (a citizen removed) while entries holding them were pending.
         self._tombstones = Tombstones(redis, channel.name) if tombstones is None else tombstones
         recorder.on_durable = self._durable
@@ -153,6 +156,7 @@ class StreamConsumer(Generic[J]):
         # consumer to have its tombstone (entries taken later are checked as they are taken).
         await self._tombstones.check()
         await self._tombstones.report(self.cfg.consumer, every_s=self.cfg.control_refresh_s)
+        self._live = await erase.live_consumers(self._redis, channel=self._name)
         async with asyncio.TaskGroup() as group:
             name = self._name
             for lane in self.lanes:
@@ -293,12 +297,14 @@ class StreamConsumer(Generic[J]):
             nxt, claimed = reply[0], reply[1]
             if claimed:
                 logger.info("claimed %d abandoned entries of %s", len(claimed), lane.stream)
-                await self._take([[lane.stream, claimed]], lane)
+                # Entries their consumer stopped keeping fresh: it is gone (or stalled past
+                # claim_idle_s), so the recipients it held are taken over whatever it reported.
+                await self._take([[lane.stream, claimed]], lane, takeover=True)
             start = _text(nxt)
             if start == "0-0":
                 return
 
-    async def _take(self, reply: Any, lane: _LaneStream) -> None:
+    async def _take(self, reply: Any, lane: _LaneStream, *, takeover: bool = False) -> None:
         """Turn one lane's stream entries into jobs: queued rows first, then the routes."""
         batch: list[tuple[Entry, list[J]]] = []
         for _stream, items in reply or ():
@@ -356,12 +362,31 @@ class StreamConsumer(Generic[J]):
                 self._finish(entry)
         self._in_flight_gauge.set(self.in_flight)
         if to_queue:
-            await self._queue(to_queue)
+            await self._queue(to_queue, takeover=takeover)
 
-    async def _queue(self, jobs: list[J]) -> None:
+    async def _queue(self, jobs: list[J], *, takeover: bool = False) -> None:
+        live = () if takeover else self._live
+        send = await self._queue_rows(jobs, live)
+        if live and len(send) < len(jobs):
+            # Some are not to send: done already, or held by a consumer alive at the last
+            # refresh. Asked again now, without any that went since (Redis lost its data, or a
+            # consumer stopped): nobody is left to one that will never send them.
+            try:
+                fresh = await erase.live_consumers(self._redis, channel=self._name)
+            except (RedisError, OSError) as exc:
+                logger.warning("reading the live %s consumers failed: %r", self._name, exc)
+                fresh = list(live)
+            if not set(live) <= set(fresh):
+                self._live = fresh
+                again = [j for j in jobs if (j.entry.alert, j.entry.version, j.address) not in send]
+                send |= await self._queue_rows(again, fresh)
+        self._hand_to_lanes(jobs, send)
+
+    async def _queue_rows(self, jobs: list[J], live: Sequence[str]) -> set[tuple[str, int, str]]:
+        """Queue the jobs' rows as held by this consumer; the keys of those to send."""
         while True:
             try:
-                send = await store.queue(
+                return await store.queue(
                     self._pool,
                     self._tables,
                     alerts=[j.entry.alert for j in jobs],
@@ -369,12 +394,19 @@ class StreamConsumer(Generic[J]):
                     addresses=[j.address for j in jobs],
                     operators=[j.route for j in jobs],
                     segments=[j.units for j in jobs],
+                    holder=self.cfg.consumer,
+                    live=live,
                 )
-                break
             except DATABASE_UNAVAILABLE as exc:
                 raise_if_cancelling()
                 logger.warning("queueing %s recipients failed, retrying: %r", self._name, exc)
                 await asyncio.sleep(0.5)
+
+    async def leave(self) -> None:
+        """This consumer stops (after handing its work back): say so to the others."""
+        await self._tombstones.leave(self.cfg.consumer)
+
+    def _hand_to_lanes(self, jobs: list[J], send: set[tuple[str, int, str]]) -> None:
         per_route: dict[str, list[J]] = {}
         done: list[Job] = []
         holding = self._holding
@@ -386,9 +418,9 @@ class StreamConsumer(Generic[J]):
                 holding[key] = job
                 per_route.setdefault(job.route, []).append(job)
             else:
-                # Already has an outcome from an earlier attempt, or this process holds it from
-                # an earlier entry: that copy's entry stays pending until its outcome is durable,
-                # so this one may be acknowledged now.
+                # Already has an outcome from an earlier attempt, or this process (or another
+                # live one) holds it from an earlier entry: that copy's entry stays pending until
+                # its outcome is durable, so this one may be acknowledged now.
                 done.append(job)
         fed = time.monotonic()
         for route, part in per_route.items():
@@ -537,6 +569,7 @@ class StreamConsumer(Generic[J]):
                 # and a removal is answered once every live consumer says it has them.
                 await self._tombstones.check()
                 await self._tombstones.report(self.cfg.consumer, every_s=every)
+                self._live = await erase.live_consumers(self._redis, channel=self._name)
             except (RedisError, OSError) as exc:
                 raise_if_cancelling()
                 logger.warning("reading alert control keys failed: %r", exc)

@@ -237,30 +237,58 @@ _LIVE_INTERVALS = 4
 _FORGET_S = 3600.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Report:
+    consumer: str
+    #: The tombstones' version it applied.
+    seen: float
+    #: When it reported (Unix time), and every how many seconds it does.
+    at: float
+    every: float
+
+    def live(self, now: float) -> bool:
+        return now - self.at <= _LIVE_INTERVALS * self.every + 1.0
+
+
+async def _reports(redis: aioredis.Redis, channel: str) -> list[_Report]:
+    """The consumers' reports; those unreadable or older than _FORGET_S are deleted."""
+    key = keys.consumers(channel)
+    found: dict[Any, Any] = await redis.hgetall(key)
+    now = time.time()
+    reports: list[_Report] = []
+    forget: list[Any] = []
+    for consumer, report in found.items():
+        try:
+            seen, at, every = (float(x) for x in _text(report).split())
+        except ValueError:
+            forget.append(consumer)
+            continue
+        if now - at > _FORGET_S:
+            forget.append(consumer)
+        else:
+            reports.append(_Report(_text(consumer), seen, at, every))
+    if forget:
+        await redis.hdel(key, *forget)
+    return reports
+
+
+async def live_consumers(redis: aioredis.Redis, *, channel: str) -> list[str]:
+    """The consumers of `channel` that reported within four of their intervals and a second."""
+    now = time.time()
+    return [r.consumer for r in await _reports(redis, channel) if r.live(now)]
+
+
 async def caught_up(
     redis: aioredis.Redis, *, channel: str, version: int, wait_s: float = CAUGHT_UP_WAIT_S
 ) -> bool:
     """Wait until every live consumer of `channel` applied the tombstones of `version`
     (Tombstones.report); False if one has not within `wait_s`."""
-    key = keys.erased_seen(channel)
     deadline = time.monotonic() + wait_s
     while True:
-        behind: list[str] = []
-        forget: list[Any] = []
         now = time.time()
-        reports: dict[Any, Any] = await redis.hgetall(key)
-        for consumer, report in reports.items():
-            try:
-                seen, at, every = (float(x) for x in _text(report).split())
-            except ValueError:
-                forget.append(consumer)
-                continue
-            if now - at > _FORGET_S:
-                forget.append(consumer)
-            elif seen < version and now - at <= _LIVE_INTERVALS * every + 1.0:
-                behind.append(_text(consumer))
-        if forget:
-            await redis.hdel(key, *forget)
+        behind = [
+            r.consumer for r in await _reports(redis, channel) if r.seen < version and r.live(now)
+        ]
         if not behind:
             return True
         if time.monotonic() >= deadline:
@@ -304,7 +332,7 @@ class Tombstones:
         self._key = keys.erased(channel)
         self._tokens_key = keys.erased_tokens(channel)
         self._version_key = keys.erased_version(channel)
-        self._seen_key = keys.erased_seen(channel)
+        self._consumers_key = keys.consumers(channel)
         self._version: bytes | str | None = None
         #: Digest -> token of the live tombstones.
         self._tokens: dict[str, str] = {}
@@ -338,8 +366,12 @@ class Tombstones:
         """Tell the erasers which tombstones `consumer` applies (read every `every_s`)."""
         version = int(self._version or 0)
         await self._redis.hset(
-            self._seen_key, consumer, f"{version} {time.time():.3f} {every_s:g}"
+            self._consumers_key, consumer, f"{version} {time.time():.3f} {every_s:g}"
         )
+
+    async def leave(self, consumer: str) -> None:
+        """`consumer` stops: removals no longer wait for it, nor does anyone leave it work."""
+        await self._redis.hdel(self._consumers_key, consumer)
 
     def erased(self, address: str) -> bool:
         """Whether `address` was erased while work for it was pending."""

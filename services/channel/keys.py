@@ -44,11 +44,12 @@ def erased_tokens(channel: str) -> str:
     return f"{STREAM_PREFIX}{channel}:erased:tokens"
 
 
-def erased_seen(channel: str) -> str:
-    """The tombstones' version each live consumer of `channel` has applied (a hash: consumer ->
-    "<version> <unix time> <refresh seconds>"): a removal waits until every live one has its
-    tombstone, so that nothing goes to the address once the removal is answered."""
-    return f"{STREAM_PREFIX}{channel}:erased:seen"
+def consumers(channel: str) -> str:
+    """The live consumers of `channel`, each reporting at start and every `control_refresh_s`
+    (a hash: consumer -> "<tombstones version applied> <unix time> <refresh seconds>"): a
+    removal waits until every live one has its tombstone, and a queued recipient held by a live
+    one is not sent by another (services/channel/erase.py, store.py)."""
+    return f"{STREAM_PREFIX}{channel}:consumers"
 
 
 def erased_version(channel: str) -> str:

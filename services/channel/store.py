@@ -20,15 +20,20 @@ from asyncpg.pool import PoolConnectionProxy
 from services.channel.model import State
 
 # Recipients to send: rows new to this call, plus rows still queued from an earlier attempt
-# (a re-delivered or claimed entry, or an API batch). DO UPDATE, not DO NOTHING: it waits for a
-# concurrent writer of the row and then sees its committed state.
+# (a re-delivered or claimed entry, or an API batch) that no other live consumer holds ($6: this
+# consumer, $7: the live ones): a copy queued again while another process still holds the
+# recipient (a resumed send, Redis's data lost and re-derived) is left to that process, and is
+# taken over once it is gone. DO UPDATE, not DO NOTHING: it waits for a concurrent writer of the
+# row and then sees its committed state.
 _QUEUE = """
-INSERT INTO {messages} AS m (alert, version, address, operator, segments)
-SELECT DISTINCT ON (alert, version, address) alert, version, address, operator, segments
+INSERT INTO {messages} AS m (alert, version, address, operator, segments, holder)
+SELECT DISTINCT ON (alert, version, address) alert, version, address, operator, segments,
+       nullif($6, '')
 FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[])
     AS u(alert, version, address, operator, segments)
-ON CONFLICT (alert, version, address) DO UPDATE SET state = m.state
+ON CONFLICT (alert, version, address) DO UPDATE SET holder = EXCLUDED.holder
 WHERE m.state = 'queued'
+  AND (m.holder IS NULL OR m.holder = EXCLUDED.holder OR m.holder <> ALL($7::text[]))
 RETURNING alert, version, address
 """
 
@@ -273,9 +278,15 @@ async def queue(
     addresses: Sequence[str],
     operators: Sequence[str],
     segments: Sequence[int],
+    holder: str = "",
+    live: Sequence[str] = (),
 ) -> set[tuple[str, int, str]]:
-    """Record recipients as queued; return those to send (new, or still queued from before)."""
-    rows = await conn.fetch(tables.queue, alerts, versions, addresses, operators, segments)
+    """Record recipients as queued, held by consumer `holder` ('': none yet, an API batch);
+    return those to send: new, or still queued from before and not held by another of the
+    `live` consumers."""
+    rows = await conn.fetch(
+        tables.queue, alerts, versions, addresses, operators, segments, holder, list(live)
+    )
     return {(r[0], r[1], r[2]) for r in rows}
 
 

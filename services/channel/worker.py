@@ -144,6 +144,7 @@ class ChannelWorker(Generic[J]):
                 await self.recorder.drain()
                 await self.consumer.flush_acks()
                 handed = await self.consumer.hand_back()
+                await self.consumer.leave()
         except _STORES_AWAY:
             # Not written means not acknowledged: a claiming consumer redoes it (resending only
             # what was in the durability window), so stopping now loses nothing.

@@ -194,3 +194,15 @@ async def test_a_removal_does_not_wait_for_ever_on_a_consumer_that_stopped_answe
     assert (
         await erase.caught_up(redis_client, channel=CHANNEL, version=version, wait_s=0.2) is False
     )
+
+
+async def test_the_live_consumers_are_those_that_reported_lately(
+    redis_client: aioredis.Redis,
+) -> None:
+    for name, every in (("a", 0.5), ("b", 0.01)):
+        tombstones = erase.Tombstones(redis_client, CHANNEL)
+        await tombstones.check()
+        await tombstones.report(name, every_s=every)
+    assert sorted(await erase.live_consumers(redis_client, channel=CHANNEL)) == ["a", "b"]
+    await asyncio.sleep(1.1)  # "b": older than four of its intervals and a second
+    assert await erase.live_consumers(redis_client, channel=CHANNEL) == ["a"]

@@ -37,7 +37,11 @@ def _receipt(w: store.Writes, ref: str, state: str, error: str = "") -> None:
     w.rc_at.append(time.time())
 
 
-async def _queue(conn: PoolConnectionProxy, *addresses: str, units: int = 0) -> None:
+async def _queued_by(
+    conn: PoolConnectionProxy, holder: str, live: list[str], *addresses: str, units: int = 1
+) -> set[str]:
+    """The addresses that consumer `holder` ('': none, an API batch) is told to send, with
+    `live` consumers alive."""
     n = len(addresses)
     send = await store.queue(
         conn,
@@ -47,8 +51,15 @@ async def _queue(conn: PoolConnectionProxy, *addresses: str, units: int = 0) -> 
         addresses=list(addresses),
         operators=["trunk"] * n,
         segments=[units] * n,
+        holder=holder,
+        live=live,
     )
-    assert send == {("a-1", 1, a) for a in addresses}
+    return {address for _, _, address in send}
+
+
+async def _queue(conn: PoolConnectionProxy, *addresses: str, units: int = 0) -> None:
+    send = await _queued_by(conn, "", [], *addresses, units=units)
+    assert send == set(addresses)
 
 
 async def _progress(conn: PoolConnectionProxy) -> dict[str, tuple[int, int]]:
@@ -128,3 +139,29 @@ async def test_a_failed_segment_overwrites_delivered_and_moves_the_counters(
         assert row is not None
         assert tuple(row) == ("failed", "UNDELIV")
         assert await _progress(conn) == {"failed": (1, 2)}
+
+
+async def test_a_queued_recipient_held_by_a_live_consumer_is_not_sent_by_another(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    async with pg_pool.acquire() as conn:
+        # An API batch: queued before any consumer holds it; the first consumer takes it.
+        assert await _queued_by(conn, "", [], "+3201", "+3202") == {"+3201", "+3202"}
+        assert await _queued_by(conn, "A", ["A", "B"], "+3201", "+3202") == {"+3201", "+3202"}
+        # A copy queued again (a resumed send) read by B while A, alive, holds both: left to A.
+        assert await _queued_by(conn, "B", ["A", "B"], "+3201", "+3202", "+3203") == {"+3203"}
+        # A itself, reading a copy of its own (its in-memory holding then drops it), or after
+        # a restart under the same name: told to send.
+        assert await _queued_by(conn, "A", ["A", "B"], "+3201") == {"+3201"}
+        # A gone (no longer reporting): B takes its recipients over, and then holds them.
+        assert await _queued_by(conn, "B", ["B"], "+3201", "+3202") == {"+3201", "+3202"}
+        assert await _queued_by(conn, "A", ["A", "B"], "+3201", "+3202") == set()
+        holders = await conn.fetch("SELECT address, holder FROM voice_messages ORDER BY address")
+        assert [(r["address"], r["holder"]) for r in holders] == [
+            ("+3201", "B"),
+            ("+3202", "B"),
+            ("+3203", "B"),
+        ]
+        # A recipient with an outcome is never sent again, whoever asks.
+        await conn.execute("UPDATE voice_messages SET state = 'submitted' WHERE address = '+3201'")
+        assert await _queued_by(conn, "B", ["B"], "+3201") == set()
