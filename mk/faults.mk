@@ -1,7 +1,7 @@
 # Fault-injection benchmark (docs/faults.md): an SMS campaign through the stack while faults are
 # injected one after another; figures in bench/results/faults.json (faults_channels.json when
 # only the on-demand channel faults run).
-#   make bench-faults                     # 200,000 SMS, 60 s faults
+#   make bench-faults                     # 400,000 SMS (the campaign lasts every fault), 60 s faults
 #   make bench-faults FAULTS_N=20000 FAULT_S=5   # a short run
 #   make bench-faults FAULTS="redis_lost"        # chosen faults (bench/faults.py FAULTS)
 #   make bench-faults FAULTS="email_kill9 voice_kill9 cellbroadcast_kill9"  # the e-mail, voice and
