@@ -9,6 +9,7 @@ import time
 import pytest
 from tocsin.alerting.v1 import alerting_pb2
 
+from bench.realtime import prioritise
 from bench.windows import busiest_window, per_window, rate_share
 from loadtest.campaign import (
     OPEN_RATE,
@@ -16,7 +17,6 @@ from loadtest.campaign import (
     Memory,
     Stalls,
     _figures,
-    _prioritise,
     _simulator_priority,
     rules_text,
     synthetic_operators,
@@ -121,4 +121,4 @@ def test_the_simulators_run_above_the_hog_unless_told_otherwise() -> None:
     assert _simulator_priority(args(0, None)) == "normal"
     assert _simulator_priority(args(2, "nice")) == "nice"
     # Back to normal is always allowed.
-    assert _prioritise("normal") == "normal"
+    assert prioritise("normal") == "normal"
