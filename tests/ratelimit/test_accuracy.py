@@ -25,7 +25,11 @@ async def test_four_processes_share_one_bucket_exactly(
     start_at = reports[0].start_at
 
     assert all(r.start_at == start_at for r in reports)
-    assert all(start_at <= t < start_at + load.duration for t, _ in grants)
+    # A grant is stamped when its process's loop resumes the sender: a loop late under load
+    # (two cores shared with the rest of the suite) stamps a lease Redis answered before the end
+    # a little after it. Whatever was granted counts against the bucket below all the same.
+    late_s = 0.25
+    assert all(start_at <= t < start_at + load.duration + late_s for t, _ in grants)
     assert granted <= theoretical
     assert granted >= 0.99 * theoretical
     # Throttled from the first lease on: one Redis call per lease of 50 tokens at most (counting the
