@@ -1371,7 +1371,6 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
         sampler.alert,
     )
     states = {str(r["state"]): int(r["n"]) for r in rows}
-    await pool.close()
     assert stack.sms is not None
     stack.sms.send_signal(signal.SIGTERM)
     await asyncio.to_thread(stack.sms.wait, 60)
@@ -1379,7 +1378,45 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
         stack.stop_smsc(name)
     for sim in stack.cbcs.values():
         await sim.stop()
-    return _figures(args, stack, faults, normal, states=states, elapsed=elapsed)
+    sample = await _duplicate_sample(pool, stack.arrivals())
+    await pool.close()
+    figures = _figures(args, stack, faults, normal, states=states, elapsed=elapsed)
+    if sample:
+        figures["duplicate_sample"] = sample
+    return figures
+
+
+#: Duplicated destinations shown with their rows (the first ones by first arrival).
+DUPLICATE_SAMPLE = 5
+
+
+async def _duplicate_sample(
+    pool: asyncpg.Pool, arrivals: Mapping[str, list[float]]
+) -> list[dict[str, Any]]:
+    """A few destinations that arrived more than once, each with its arrival times and its rows
+    in sms_messages: what a reader needs to tell which path sent it twice."""
+    repeated = sorted((min(at), dest) for dest, at in arrivals.items() if len(at) > 1)
+    sample: list[dict[str, Any]] = []
+    for _first, dest in repeated[:DUPLICATE_SAMPLE]:
+        rows = await pool.fetch(
+            "SELECT alert, version, state, holder, attempts, message_ids, bind, error,"
+            " created_at, submitted_at, done_at FROM sms_messages WHERE address = $1",
+            dest if dest.startswith("+") else "+" + dest,
+        )
+        sample.append(
+            {
+                "destination": dest,
+                "arrivals": sorted(arrivals[dest]),
+                "rows": [
+                    {
+                        k: (v.timestamp() if hasattr(v, "timestamp") else v)
+                        for k, v in dict(r).items()
+                    }
+                    for r in rows
+                ],
+            }
+        )
+    return sample
 
 
 def _figures(

@@ -366,8 +366,17 @@ class StreamConsumer(Generic[J]):
 
     async def _queue(self, jobs: list[J], *, takeover: bool = False) -> None:
         live = () if takeover else self._live
+        # Held here as the statement starts: not to send, whatever it answers. The first copy's
+        # outcome may become durable (and leave `_holding`) while the statement is on its way
+        # back; it found the row still queued and answers 'to send' for a recipient just sent.
+        held = {
+            key
+            for j in jobs
+            if (key := (j.entry.alert, j.entry.version, j.address)) in self._holding
+        }
         send = await self._queue_rows(jobs, live)
-        if live and len(send) < len(jobs):
+        send -= held
+        if live and len(send) + len(held) < len(jobs):
             # Some are not to send: done already, or held by a consumer alive at the last
             # refresh. Asked again now, without any that went since (Redis lost its data, or a
             # consumer stopped): nobody is left to one that will never send them.
@@ -378,8 +387,13 @@ class StreamConsumer(Generic[J]):
                 fresh = list(live)
             if not set(live) <= set(fresh):
                 self._live = fresh
-                again = [j for j in jobs if (j.entry.alert, j.entry.version, j.address) not in send]
-                send |= await self._queue_rows(again, fresh)
+                again = [
+                    j
+                    for j in jobs
+                    if (key := (j.entry.alert, j.entry.version, j.address)) not in send
+                    and key not in held
+                ]
+                send |= await self._queue_rows(again, fresh) - held
         self._hand_to_lanes(jobs, send)
 
     async def _queue_rows(self, jobs: list[J], live: Sequence[str]) -> set[tuple[str, int, str]]:
@@ -401,6 +415,10 @@ class StreamConsumer(Generic[J]):
                 raise_if_cancelling()
                 logger.warning("queueing %s recipients failed, retrying: %r", self._name, exc)
                 await asyncio.sleep(0.5)
+
+    def holds(self, alert: str, version: int, address: str) -> bool:
+        """Whether this process holds the recipient's work: its outcome is not durable yet."""
+        return (alert, version, address) in self._holding
 
     async def leave(self) -> None:
         """This consumer stops (after handing its work back): say so to the others."""
