@@ -113,12 +113,19 @@ class Watcher:
         self._wake.set()
 
     async def _listen(self) -> asyncpg.Connection | None:
+        conn: asyncpg.Connection | None = None
         try:
-            conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
+            conn = await asyncpg.connect(self._dsn)
             await conn.add_listener(CHANNEL, self._notified)
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("LISTEN %s failed (%s): polling only until it works", CHANNEL, exc)
+            if conn is not None:
+                conn.terminate()  # connected, but LISTEN failed: not left to the collector
             return None
+        except BaseException:
+            if conn is not None:
+                conn.terminate()
+            raise
         return conn
 
     async def run(self) -> None:
@@ -150,7 +157,9 @@ class Watcher:
                     log.warning("CAP feed not refreshed: %s", exc)
         finally:
             if listener is not None:
-                await listener.close()
+                # At once, without a round trip that a second cancellation could cut short
+                # (the connection would then be left to the garbage collector).
+                listener.terminate()
 
     async def _refresh_if_changed(self, *, notified: bool) -> None:
         stamp = tuple(await self._pool.fetchrow(_STAMP) or ())
