@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic
 
@@ -47,6 +47,18 @@ PARKED_FACTOR = 10
 PARKED_RECHECK_S = 0.5
 #: Seconds a route counts as wanting work after it was last given some (its share of the limit).
 FED_S = 10.0
+#: Failures of Redis or PostgreSQL that a retry outlives.
+_STORES_AWAY: tuple[type[Exception], ...] = (RedisError, OSError, *DATABASE_UNAVAILABLE)
+#: Seconds between two heartbeats of the event loop (a plain timer: no Redis, no PostgreSQL).
+HEARTBEAT_S = 0.1
+#: A gap between heartbeats this share of `claim_idle_s` means the process did not run (a frozen
+#: VM, SIGSTOP, swapping): another consumer may have claimed its entries and taken their
+#: recipients over meanwhile (a claim needs two thirds of it at least: entries are touched every
+#: third). Nothing more is delivered until the fence has looked (`StreamConsumer._fence`).
+STALL_SHARE = 0.5
+#: Once its entries are fresh again, how long the fence waits before it reads the rows: a consumer
+#: that claimed some just before has taken their recipients over by then.
+FENCE_SETTLE_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +151,13 @@ class StreamConsumer(Generic[J]):
         #: Addresses erased (a citizen removed) while entries holding them were pending.
         self._tombstones = Tombstones(redis, channel.name) if tombstones is None else tombstones
         recorder.on_durable = self._durable
+        #: When the event loop last ran the heartbeat (monotonic), and the gap that is a stall.
+        self._beat = time.monotonic()
+        self._stall_s = max(config.claim_idle_s * STALL_SHARE, 10 * HEARTBEAT_S)
+        self._fence_task: asyncio.Task[None] | None = None
+        for lane in lanes.values():
+            lane.fence = self.fence
+            lane.abandon = self._abandon
 
     async def ensure_group(self) -> None:
         """Create the consumer group (and the stream) of every lane if missing."""
@@ -162,6 +181,7 @@ class StreamConsumer(Generic[J]):
             for lane in self.lanes:
                 group.create_task(self._read_loop(lane), name=f"{name}-read-{lane.priority}")
             group.create_task(self._claim_loop(), name=f"{name}-claim")
+            group.create_task(self._heartbeat_loop(), name=f"{name}-heartbeat")
             group.create_task(self._ack_loop(), name=f"{name}-ack")
             group.create_task(self._control_loop(), name=f"{name}-control")
             group.create_task(self._gauge_loop(), name=f"{name}-stream-gauges")
@@ -519,6 +539,10 @@ class StreamConsumer(Generic[J]):
 
     def _finish(self, entry: Entry) -> None:
         self.entries.pop((entry.rank, entry.entry_id), None)
+        if entry.lost:  # another consumer's now: its acknowledgement, not ours
+            if not self.entries:
+                self.idle.set()
+            return
         self.lanes[entry.rank].acks.append(entry.entry_id)
         self._ack_wake.set()
         if not self.entries:
@@ -570,6 +594,100 @@ class StreamConsumer(Generic[J]):
             ids, lane.acks = lane.acks, []
             if ids:
                 await self._redis.xack(lane.stream, self.cfg.group, *ids)
+
+    # -- a stalled process (issue 16) -----------------------------------------------------------
+    def fence(self) -> Awaitable[None] | None:
+        """None: deliver. Otherwise the process was stalled (STALL_SHARE): await the returned
+        look at what other consumers took over meanwhile, then check `job.abandoned`."""
+        task = self._fence_task
+        if task is None or task.done():
+            if time.monotonic() - self._beat <= self._stall_s:
+                return None
+            task = self._start_fence()
+        return asyncio.shield(task)
+
+    def _start_fence(self) -> asyncio.Task[None]:
+        gap = time.monotonic() - self._beat
+        logger.warning(
+            "the %s consumer did not run for %.1f s (claim_idle_s %.1f): looking for work other"
+            " consumers took over before delivering more",
+            self._name,
+            gap,
+            self.cfg.claim_idle_s,
+        )
+        metrics.STALLS.labels(self._name).inc()
+        self._fence_task = asyncio.create_task(self._fence(), name=f"{self._name}-fence")
+        return self._fence_task
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            if time.monotonic() - self._beat > self._stall_s and (
+                self._fence_task is None or self._fence_task.done()
+            ):
+                self._start_fence()  # before any sender delivers
+            self._beat = time.monotonic()
+
+    async def _fence(self) -> None:
+        """After a stall: entries another consumer claimed are no longer ours (neither touched nor
+        acknowledged here), ours are made fresh at once, and recipients whose row names another
+        holder (or has an outcome) are abandoned: their new holder sends and records them."""
+        while True:
+            try:
+                abandoned = await self._look_for_takeovers()
+                break
+            except _STORES_AWAY as exc:
+                raise_if_cancelling()
+                logger.warning(
+                    "looking for %s work taken over failed, retrying: %r", self._name, exc
+                )
+                await asyncio.sleep(0.5)
+        if abandoned:
+            logger.warning(
+                "%d %s recipients were taken over by another consumer while this one was stalled:"
+                " left to it",
+                abandoned,
+                self._name,
+            )
+        self._beat = time.monotonic()
+
+    async def _look_for_takeovers(self) -> int:
+        me = self.cfg.consumer
+        for lane in self.lanes:
+            ids = [entry_id for rank, entry_id in self.entries if rank == lane.rank]
+            if not ids:
+                continue
+            pending = await self._redis.xpending_range(
+                lane.stream,
+                self.cfg.group,
+                min="-",
+                max="+",
+                count=len(ids) + 10_000,
+                consumername=me,
+            )
+            mine = {_text(p["message_id"]) for p in pending}
+            for entry_id in ids:
+                if entry_id not in mine:
+                    # Claimed by another consumer (or gone with Redis's data): not ours to touch.
+                    self.entries[lane.rank, entry_id].lost = True
+                    del self.entries[lane.rank, entry_id]
+        await self._touch(list(self.entries), idle_ms=None)
+        await self._tombstones.report(me, every_s=self.cfg.control_refresh_s)
+        await asyncio.sleep(FENCE_SETTLE_S)
+        erased = self._tombstones.erased
+        # An erased recipient's row was renamed: the lane records it under its placeholder.
+        held = [key for key in self._holding if not erased(key[2])]
+        kept = await store.still_held(self._pool, self._tables, held, holder=me)
+        abandoned = 0
+        for key in held:
+            if key not in kept:
+                self._holding[key].abandoned = True
+                abandoned += 1
+        return abandoned
+
+    def _abandon(self, job: Job) -> None:
+        """A job taken over by another consumer: dropped here, unsent and unrecorded."""
+        self._durable([job])
 
     # -- control keys and gauges ----------------------------------------------------------------
     def _alerts_in_flight(self) -> set[str]:

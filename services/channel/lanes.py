@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Generic
 
 from services.channel.codec import PRIORITIES
@@ -102,6 +102,10 @@ class Lane(Generic[J]):
         self._retry_min = retry_min_s
         self._retry_max = retry_max_s
         self._queue: FairQueue[J] = FairQueue()
+        #: Set by the consumer: before each delivery, None, or what to await first (the process
+        #: was stalled: work may have been taken over, `job.abandoned`); and how to drop such a job.
+        self.fence: Callable[[], Awaitable[None] | None] = _no_fence
+        self.abandon: Callable[[J], None] = lambda job: None
         self._ready = asyncio.Event()
         #: Jobs waiting for a retry timer.
         self.waiting = 0
@@ -168,8 +172,13 @@ class Lane(Generic[J]):
             if taken is None:
                 continue
             job = taken
-            if self._erased_now(job):  # removed while it waited for the slot
+            fence = self.fence()
+            if fence is not None:
+                await fence
+            if job.abandoned or self._erased_now(job):  # taken over, or removed, meanwhile
                 slots.release()
+                if job.abandoned:
+                    self.abandon(job)
                 continue
             sent_at = time.time()
             try:
@@ -211,6 +220,9 @@ class Lane(Generic[J]):
         return True
 
     def _settled_without_sending(self, job: J) -> bool:
+        if job.abandoned:
+            self.abandon(job)
+            return True
         if self._erased_now(job):
             return True
         verdict = self._verdict(job.entry.alert, job.entry.version)
@@ -223,3 +235,7 @@ class Lane(Generic[J]):
             self._recorder.final(job, State.EXPIRED)
             return True
         return False
+
+
+def _no_fence() -> Awaitable[None] | None:
+    return None

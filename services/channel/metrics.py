@@ -29,6 +29,12 @@ RECEIPTS_UNMATCHED = Counter(
     "operator receipts that matched no message within the hold time (dropped)",
     ["channel", "route"],
 )
+STALLS = Counter(
+    "tocsin_channel_stalls_total",
+    "times the process did not run for half of claim_idle_s or more (others may have claimed"
+    " its entries): nothing delivered until it looked for work taken over",
+    ["channel"],
+)
 GROUP_LOST = Counter(
     "tocsin_channel_group_lost_total",
     "times the channel's consumer group was found gone (NOGROUP) and created again",

@@ -37,6 +37,8 @@ class Entry:
     rank: int = 1
     #: Whose work it is within its lane (the entity, else the alert): senders take turns.
     owner: str = ""
+    #: Claimed by another consumer while this process was stalled: never acknowledged here.
+    lost: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -65,3 +67,6 @@ class Job:
     #: (alert, version, address) under which this process holds it from its queueing until its
     #: outcome is durable (Consumer._holding); None for a copy that was not queued.
     held_as: tuple[str, int, str] | None = None
+    #: Taken over by another consumer while this process was stalled: dropped unsent and
+    #: unrecorded (the other consumer sends and records it).
+    abandoned: bool = False

@@ -37,6 +37,15 @@ WHERE m.state = 'queued'
 RETURNING alert, version, address
 """
 
+# Of the recipients a consumer holds, those still queued and held by it: the others were taken
+# over by another consumer (or reached an outcome) while it was stalled (Consumer._fence).
+_STILL_HELD = """
+SELECT m.alert, m.version, m.address
+FROM unnest($1::text[], $2::int[], $3::text[]) AS u(alert, version, address)
+JOIN {messages} m ON m.alert = u.alert AND m.version = u.version AND m.address = u.address
+WHERE m.state = 'queued' AND m.holder = $4
+"""
+
 # Submissions, and the operator's references that lead a late answer to the row, in one
 # statement. A submission whose answer the recorder already holds (a receipt that came before
 # the write) is written in its final state at once (`state`, `error`, `done`): one update of the
@@ -237,6 +246,7 @@ class Tables:
     begin: str
     unqueue_erased: str
     rename_erased: str
+    still_held: str
 
     @classmethod
     def of(cls, channel: str) -> Tables:
@@ -256,6 +266,7 @@ class Tables:
             begin=_BEGIN.format(lock=erase_lock(channel)),
             unqueue_erased=_UNQUEUE_ERASED.format(**names),
             rename_erased=_RENAME_ERASED.format(**names),
+            still_held=_STILL_HELD.format(**names),
         )
 
 
@@ -286,6 +297,24 @@ async def queue(
     `live` consumers."""
     rows = await conn.fetch(
         tables.queue, alerts, versions, addresses, operators, segments, holder, list(live)
+    )
+    return {(r[0], r[1], r[2]) for r in rows}
+
+
+async def still_held(
+    conn: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy,
+    tables: Tables,
+    keys: Sequence[tuple[str, int, str]],
+    *,
+    holder: str,
+) -> set[tuple[str, int, str]]:
+    """Of `keys` (alert, version, address), those still queued and held by `holder`."""
+    rows = await conn.fetch(
+        tables.still_held,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        holder,
     )
     return {(r[0], r[1], r[2]) for r in rows}
 
