@@ -47,6 +47,9 @@ PARKED_FACTOR = 10
 PARKED_RECHECK_S = 0.5
 #: Seconds a route counts as wanting work after it was last given some (its share of the limit).
 FED_S = 10.0
+#: After Redis was away, claim rounds left to every consumer to make its own entries fresh before
+#: this one claims any: their idle time counted the outage too, live consumers' included.
+CLAIM_GRACE_ROUNDS = 3
 #: Failures of Redis or PostgreSQL that a retry outlives.
 _STORES_AWAY: tuple[type[Exception], ...] = (RedisError, OSError, *DATABASE_UNAVAILABLE)
 #: Seconds between two heartbeats of the event loop (a plain timer: no Redis, no PostgreSQL).
@@ -288,17 +291,26 @@ class StreamConsumer(Generic[J]):
         idle_ms = int(self.cfg.claim_idle_s * 1000)
         # Often enough that handed-back entries (idle at once) wait little; cheap either way.
         interval = max(0.05, min(self.cfg.claim_idle_s / 3, 5.0))
+        away, claim_from = False, 0.0
         while True:
             raise_if_cancelling()
             await asyncio.sleep(interval)
             try:
+                if away:
+                    # Redis answers again. A live consumer's entries look as idle as a dead
+                    # one's (the outage counted): claimed now, their recipients would be taken
+                    # over while it still sends them. It touches them within a round.
+                    await self._redis.ping()
+                    away, claim_from = False, time.monotonic() + CLAIM_GRACE_ROUNDS * interval
                 if self.entries:
                     # Keep our own work fresh so nobody claims it while retries run.
                     await self._touch(list(self.entries), idle_ms=None)
-                for lane in self.lanes:
-                    await self._claim(lane, idle_ms)
+                if time.monotonic() >= claim_from:
+                    for lane in self.lanes:
+                        await self._claim(lane, idle_ms)
             except (RedisError, OSError) as exc:
                 raise_if_cancelling()
+                away = True
                 logger.warning("claiming %s entries failed, retrying: %r", self._name, exc)
 
     async def _claim(self, lane: _LaneStream, idle_ms: int) -> None:

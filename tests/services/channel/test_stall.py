@@ -37,13 +37,14 @@ def _worker(
     *,
     consumer: str,
     senders: int,
+    claim_idle_s: float = CLAIM_IDLE_S,
 ) -> ChannelWorker[Job]:
     values: dict[str, Any] = {
         "DATABASE_URL": dsn,
         "REDIS_URL": "redis://unused",  # the client is given
         "consumer": consumer,
         "senders": senders,
-        "claim_idle_s": CLAIM_IDLE_S,
+        "claim_idle_s": claim_idle_s,
         "control_refresh_s": 0.05,
         "log_level": "WARNING",
     }
@@ -55,6 +56,14 @@ def _worker(
         redis=redis,
         recorder=make_recorder(channel=CHANNEL, settings=settings, pool=pool),
     )
+
+
+async def delivered_and_settled(pg_pool: asyncpg.Pool, *, total: int) -> None:
+    """Every recipient of ALERT delivered, and a second more: a copy sent twice has left too."""
+    await work.wait_states(
+        pg_pool, channel=CHANNEL, alert=ALERT, total=total, states=["delivered"], timeout=30
+    )
+    await asyncio.sleep(1.0)
 
 
 class _Threaded:
@@ -134,15 +143,7 @@ async def test_work_taken_over_during_a_stall_is_not_delivered_by_the_stalled_pr
                 # that was taken over once its sender is free.
                 await asyncio.sleep(STALL_S)
                 release.set()
-                await work.wait_states(
-                    pg_pool,
-                    channel=CHANNEL,
-                    alert=ALERT,
-                    total=len(others) + 1,
-                    states=["delivered"],
-                    timeout=30,
-                )
-                await asyncio.sleep(1.0)  # anything it would send twice has left by now
+                await delivered_and_settled(pg_pool, total=len(others) + 1)
     finally:
         release.set()
         stalled.stop()
