@@ -255,7 +255,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         name="sms-api-repair",
     )
     kernel.add_background(
-        batches.run_retention(kernel.pg, interval_s=settings.retention_interval_s),
+        batches.BATCHES.run_retention(kernel.pg, interval_s=settings.retention_interval_s),
         name="sms-api-batch-retention",
     )
     kernel.add_service_name(sms_pb2.DESCRIPTOR.services_by_name["SmsService"].full_name)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 
-from services.channel import store
+from services.channel import apibatches, store
 from services.channel.control import API_PREFIX
 from services.channel.model import State
 from services.kernel import context
@@ -194,18 +194,19 @@ class SmsApi:
                 operators=[self._router.route(n) for n in numbers],
                 segments=[segments] * len(numbers),
             )
-            head = batches.header(
+            head = apibatches.header(
                 batch_id=batch_id,
                 sender=sender,
                 text=text,
+                language=batches.LANGUAGE,
                 expires=expires,
                 entity=batches.entity_of(caller),
             )
             # What the entries carry besides the numbers, kept with them: a Redis that loses
             # its data before the workers read the entries loses nothing (services/sms/repair.py).
-            await batches.record(conn, head, text=text)
+            await batches.BATCHES.record(conn, head)
             # Written before commit: if this fails nothing is kept and the caller may retry.
-            await batches.enqueue(self._redis, head, numbers)
+            await batches.BATCHES.enqueue(self._redis, head, numbers)
         self._clients.audit(
             caller=caller, batch_id=batch_id, recipients=len(numbers), sender=sender
         )

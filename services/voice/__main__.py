@@ -15,10 +15,12 @@ from gateways.sip import Credentials, MediaClock, Prompt, SipUac, Timers, Trunk
 from gateways.sip.uac import CallResult
 from gateways.tts import Espeak, TtsError, render_prompt
 from ratelimit.limiter import Limiter, LimiterSettings
+from services.channel.apirepair import ApiRepair, run_repair
 from services.channel.control import ControlCache
 from services.channel.retention import run_retention
 from services.channel.worker import ChannelWorker, make_recorder, run_or_stop
 from services.kernel import Kernel, run_service
+from services.voice import batches
 from services.voice.api import VoiceApi
 from services.voice.capacity import CallPacer, TrunkChannels
 from services.voice.channel import CallPolicy, VoiceChannel
@@ -129,6 +131,18 @@ async def build(kernel: Kernel[Settings]) -> None:
         pool=kernel.pg, redis=kernel.redis, trunk=specs[0].name, sender=settings.default_sender
     )
     voice_pb2_grpc.add_VoiceServiceServicer_to_server(VoiceServicer(api), kernel.server)
+    # API batches whose stream entries Redis lost: at start-up, then whenever its marker is gone.
+    kernel.add_background(
+        run_repair(
+            ApiRepair(batches.BATCHES, pool=kernel.pg, redis=kernel.redis),
+            interval_s=settings.api_repair_interval_s,
+        ),
+        name="voice-api-repair",
+    )
+    kernel.add_background(
+        batches.BATCHES.run_retention(kernel.pg, interval_s=settings.retention_interval_s),
+        name="voice-api-batch-retention",
+    )
     kernel.add_service_name(voice_pb2.DESCRIPTOR.services_by_name["VoiceService"].full_name)
 
     async def shutdown() -> None:

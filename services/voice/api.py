@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 
-from services.channel import codec, keys, store
+from services.channel import apibatches, store
 from services.channel.control import API_PREFIX
 from services.channel.model import State
 from services.kernel.errors import InvalidArgument, NotFound
+from services.voice import batches
 from services.voice.channel import NAME, is_e164
 
 #: Scope of the voice API's rows in `idempotency_keys`.
@@ -131,19 +132,18 @@ class VoiceApi:
                 operators=[self._trunk] * len(unique),
                 segments=[1] * len(unique),
             )
-            header = codec.Header(
-                alert=batch_id,
-                version=1,
-                kind="general",
-                expires=time.time() + (ttl_s or DEFAULT_TTL_S),
+            head = apibatches.header(
+                batch_id=batch_id,
                 sender=self._sender,
-                texts={language: text},
+                text=text,
+                language=language,
+                expires=time.time() + (ttl_s or DEFAULT_TTL_S),
             )
+            # What the entries carry besides the numbers, kept with them: a Redis that loses its
+            # data before the workers read the entries loses no call (services/voice/batches.py).
+            await batches.BATCHES.record(conn, head)
             # Written before commit: if this fails nothing is kept and the caller may retry.
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for fields in codec.entries(header, [(n, language) for n in unique]):
-                    pipe.xadd(keys.stream(NAME), fields)  # type: ignore[arg-type]
-                await pipe.execute()
+            await batches.BATCHES.enqueue(self._redis, head, unique)
         return Placed(batch_id, len(unique), duplicate=False)
 
     async def call(self, *, caller: str, call_id: str) -> CallStatus:

@@ -26,3 +26,11 @@ FAILOVERS = Counter(
     "Times a trunk in trouble (5xx, no answer at all) was passed over for the next one.",
     ["trunk"],
 )
+API_BATCHES_REQUEUED = Counter(
+    "tocsin_voice_api_batches_requeued_total",
+    "Voice API batches whose stream entries Redis lost, written again from PostgreSQL.",
+)
+API_CALLS_REQUEUED = Counter(
+    "tocsin_voice_api_calls_requeued_total",
+    "Calls still queued of voice API batches whose stream entries Redis lost, queued again.",
+)

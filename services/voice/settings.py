@@ -62,6 +62,10 @@ class Settings(ChannelSettings):
     ratelimit_rules: Path | None = None
     # Messages (alert version and language) kept rendered in this process.
     prompt_cache: int = Field(default=64, ge=1)
+    # Seconds between two looks at whether Redis lost its data (the voice service's marker key,
+    # one EXISTS): then the stream entries of API batches with calls still queued are written
+    # again from PostgreSQL (services/channel/apirepair.py). The first look is at start-up.
+    api_repair_interval_s: float = Field(default=2.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -220,6 +220,6 @@ async def test_a_batch_keeps_no_number_and_is_forgotten_a_day_after_it_expired(
     assert (row["sender"], row["text"], row["entity"]) == ("POLICE", "Kept.", "api:")
     assert not any(n in str(v) for n in numbers(3) for v in dict(row).values())
     await asyncio.sleep(1.1)  # expired, but not a day ago
-    assert await api_batches.forget_expired(pg_pool) == 0
-    assert await api_batches.forget_expired(pg_pool, keep_s=0) == 1
+    assert await api_batches.BATCHES.forget_expired(pg_pool) == 0
+    assert await api_batches.BATCHES.forget_expired(pg_pool, keep_s=0) == 1
     assert await pg_pool.fetchval("SELECT count(*) FROM sms_api_batches") == 0
