@@ -49,9 +49,17 @@ parent = "sms:global"
 share = 1.0
 capacity = 1_000_000
 """
-#: Service settings the caller may give the bench's services (an external SMSC's account).
+#: Service settings the caller may give the bench's services (an external SMSC's account, the
+#: recorder's batching to compare).
 PASSED_THROUGH = frozenset(
-    {"TOCSIN_SMPP_SYSTEM_ID", "TOCSIN_SMPP_PASSWORD", "TOCSIN_TLS_DIR", "TOCSIN_INSECURE_DEV"}
+    {
+        "TOCSIN_SMPP_SYSTEM_ID",
+        "TOCSIN_SMPP_PASSWORD",
+        "TOCSIN_TLS_DIR",
+        "TOCSIN_INSECURE_DEV",
+        "TOCSIN_WRITE_INTERVAL_S",
+        "TOCSIN_WRITE_BATCH",
+    }
 )
 TEXT = "BE-Alert TEST: this is a test of the warning system. No action is needed."
 
