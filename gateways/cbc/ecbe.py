@@ -19,9 +19,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from gateways.cbc.answers import Answer, Outcome
+from gateways.rest import RestClient
 
 #: Path prefix of the ECBE API.
 PREFIX = "/api/ecbe/v1"
@@ -113,32 +112,18 @@ class EcbeClient:
     """An ECBE REST client for one operator's CBC."""
 
     def __init__(self, *, base_url: str, timeout_s: float) -> None:
-        self._base = base_url.rstrip("/") + PREFIX
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
+        self._rest = RestClient(base_url=base_url, prefix=PREFIX, timeout_s=timeout_s)
 
     async def create(self, message: EcbeMessage) -> Answer:
         """POST the message; 201 is acceptance."""
-        return await self._call("POST", "/message", message.to_json(), created=201)
+        reply = await self._rest.call("POST", "/message", message.to_json())
+        return _sort(reply.status, reply.text, created=201)
 
     async def delete(self, message_id: int) -> Answer:
         """DELETE the message with this identifier; 200 is acceptance, 404 unknown."""
-        return await self._call("DELETE", f"/message/{message_id}", None, created=200)
-
-    async def _call(self, method: str, path: str, body: Any, *, created: int) -> Answer:
-        try:
-            async with self._client().request(method, self._base + path, json=body) as resp:
-                return _sort(resp.status, await resp.text(), created=created)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            return Answer(Outcome.FAILED, 0, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        reply = await self._rest.call("DELETE", f"/message/{message_id}", None)
+        return _sort(reply.status, reply.text, created=200)
 
     async def close(self) -> None:
         """Close the HTTP connections."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._rest.close()

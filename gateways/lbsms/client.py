@@ -15,9 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from gateways.cbc.answers import Answer, Outcome
+from gateways.rest import Reply, RestClient
 
 PREFIX = "/lbsms/v1"
 
@@ -61,42 +60,30 @@ class LbSmsClient:
     """An LB-SMS client for one operator's platform."""
 
     def __init__(self, *, base_url: str, timeout_s: float) -> None:
-        self._base = base_url.rstrip("/") + PREFIX
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
+        self._rest = RestClient(base_url=base_url, prefix=PREFIX, timeout_s=timeout_s)
 
     async def submit(self, request: LbSmsRequest) -> Answer:
         """Ask for the SMS; 201 (or 409 for our own request id) carries the phones reached."""
-        return await self._call("POST", "/requests", request.to_json(), ok=201)
+        return _sort(await self._rest.call("POST", "/requests", request.to_json()), ok=201)
 
     async def cancel(self, request_id: str) -> Answer:
         """Stop what the platform has not sent yet."""
-        return await self._call("DELETE", f"/requests/{request_id}", None, ok=200)
-
-    async def _call(self, method: str, path: str, body: Any, *, ok: int) -> Answer:
-        try:
-            async with self._client().request(method, self._base + path, json=body) as resp:
-                text = await resp.text()
-                status = resp.status
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            return Answer(Outcome.FAILED, 0, f"{type(exc).__name__}: {exc}".rstrip(": "))
-        if status == ok:
-            return Answer(Outcome.ACCEPTED, status, text, _phones(text))
-        if status == 409:
-            return Answer(Outcome.CONFLICT, status, text, _phones(text))
-        if status == 404:
-            return Answer(Outcome.UNKNOWN, status, text)
-        if status in (400, 422):
-            return Answer(Outcome.REFUSED, status, text)
-        return Answer(Outcome.FAILED, status, text)
+        return _sort(await self._rest.call("DELETE", f"/requests/{request_id}", None), ok=200)
 
     async def close(self) -> None:
         """Close the HTTP connections."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._rest.close()
+
+
+def _sort(reply: Reply, *, ok: int) -> Answer:
+    status, text = reply.status, reply.text
+    if status == ok:
+        return Answer(Outcome.ACCEPTED, status, text, _phones(text))
+    if status == 409:
+        return Answer(Outcome.CONFLICT, status, text, _phones(text))
+    if status == 404:
+        return Answer(Outcome.UNKNOWN, status, text)
+    if status in (400, 422):
+        return Answer(Outcome.REFUSED, status, text)
+    # 0: no answer came (the reason in `text`).
+    return Answer(Outcome.FAILED, status, text)

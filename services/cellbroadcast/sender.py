@@ -259,6 +259,10 @@ class Sender:
         for message_id, (alert_id, _version) in sorted(active.items()):
             if alert_id == request.alert_id:
                 await self._delete(cbc, request, message_id)
+        await self._withdrawn(request)
+
+    async def _withdrawn(self, request: Request) -> None:
+        """Close the alert's broadcasts at the request's operator on its channel: withdrawn."""
         await store.end_broadcasts(
             self._pool,
             alert_id=request.alert_id,
@@ -296,12 +300,4 @@ class Sender:
                 reply = await lbsms.cancel(request_id=str(earlier.payload["request_id"]))
                 if reply.outcome not in (Outcome.ACCEPTED, Outcome.UNKNOWN):
                     raise Retry(f"cancel of {earlier.payload['request_id']}: {_why(reply)}")
-        await store.end_broadcasts(
-            self._pool,
-            alert_id=request.alert_id,
-            channel=request.channel,
-            operator=request.operator,
-            below_version=None,
-            state=State.WITHDRAWN,
-            reason="withdrawn",
-        )
+        await self._withdrawn(request)
