@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 #: Operators a line opens with unless the form asks otherwise (the service agreement).
 DEFAULT_OPERATORS = 4
@@ -96,6 +97,23 @@ class Form:
     #: None: as soon as possible.
     desired_opening: datetime | None
     alert_ids: tuple[str, ...]
+
+    def details(self) -> dict[str, Any]:
+        """What the form says besides its kind, exercise flag and alerts, as JSON values: the
+        stored form (`infoline_lines.form`) and the provider's activation both carry it."""
+        desired = self.desired_opening
+        return {
+            "description": self.description,
+            "advice": self.advice,
+            "liaison": {
+                "name": self.liaison.name,
+                "phone": self.liaison.phone,
+                "email": self.liaison.email,
+            },
+            "opening_hours": self.opening_hours,
+            "operators": self.operators,
+            "desired_opening": None if desired is None else desired.isoformat(),
+        }
 
 
 @dataclass(frozen=True)

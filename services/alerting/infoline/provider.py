@@ -36,16 +36,7 @@ def activation_document(line: Line) -> dict[str, Any]:
         "kind": form.kind.value,
         "handled_by": line.handled_by,
         "exercise": form.exercise,
-        "description": form.description,
-        "advice": form.advice,
-        "liaison": {
-            "name": form.liaison.name,
-            "phone": form.liaison.phone,
-            "email": form.liaison.email,
-        },
-        "opening_hours": form.opening_hours,
-        "operators": form.operators,
-        "desired_opening": _iso(form.desired_opening),
+        **form.details(),
         "requested_at": _iso(line.requested_at),
         "open_by": _iso(line.open_by),
     }

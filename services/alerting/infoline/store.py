@@ -33,22 +33,7 @@ LINE_SELECT = (
 
 def form_json(form: Form) -> str:
     """The form as stored in `infoline_lines.form` (alerts are rows of their own)."""
-    return json.dumps(
-        {
-            "description": form.description,
-            "advice": form.advice,
-            "liaison": {
-                "name": form.liaison.name,
-                "phone": form.liaison.phone,
-                "email": form.liaison.email,
-            },
-            "opening_hours": form.opening_hours,
-            "operators": form.operators,
-            "desired_opening": None
-            if form.desired_opening is None
-            else form.desired_opening.isoformat(),
-        }
-    )
+    return json.dumps(form.details())
 
 
 def line_from_row(row: asyncpg.Record) -> Line:
