@@ -50,8 +50,8 @@ FED_S = 10.0
 #: After Redis was away, claim rounds left to every consumer to make its own entries fresh before
 #: this one claims any: their idle time counted the outage too, live consumers' included.
 CLAIM_GRACE_ROUNDS = 3
-#: Failures of Redis or PostgreSQL that a retry outlives.
-_STORES_AWAY: tuple[type[Exception], ...] = (RedisError, OSError, *DATABASE_UNAVAILABLE)
+#: Redis or PostgreSQL away, or too slow (TimeoutError is an OSError): a retry outlives it.
+STORES_AWAY: tuple[type[Exception], ...] = (RedisError, *DATABASE_UNAVAILABLE)
 #: Seconds between two heartbeats of the event loop (a plain timer: no Redis, no PostgreSQL).
 HEARTBEAT_S = 0.1
 #: A gap between heartbeats this share of `claim_idle_s` means the process did not run (a frozen
@@ -551,12 +551,9 @@ class StreamConsumer(Generic[J]):
 
     def _finish(self, entry: Entry) -> None:
         self.entries.pop((entry.rank, entry.entry_id), None)
-        if entry.lost:  # another consumer's now: its acknowledgement, not ours
-            if not self.entries:
-                self.idle.set()
-            return
-        self.lanes[entry.rank].acks.append(entry.entry_id)
-        self._ack_wake.set()
+        if not entry.lost:  # a lost one is another consumer's now: its acknowledgement
+            self.lanes[entry.rank].acks.append(entry.entry_id)
+            self._ack_wake.set()
         if not self.entries:
             self.idle.set()
 
@@ -611,15 +608,17 @@ class StreamConsumer(Generic[J]):
     def fence(self) -> Awaitable[None] | None:
         """None: deliver. Otherwise the process was stalled (STALL_SHARE): await the returned
         look at what other consumers took over meanwhile, then check `job.abandoned`."""
-        task = self._fence_task
-        if task is None or task.done():
-            if time.monotonic() - self._beat <= self._stall_s:
-                return None
-            task = self._start_fence()
-        return asyncio.shield(task)
+        task = self._fence_if_stalled()
+        return None if task is None else asyncio.shield(task)
 
-    def _start_fence(self) -> asyncio.Task[None]:
+    def _fence_if_stalled(self) -> asyncio.Task[None] | None:
+        """The fence under way, or started now if the heartbeat's gap says a stall; else None."""
+        task = self._fence_task
+        if task is not None and not task.done():
+            return task
         gap = time.monotonic() - self._beat
+        if gap <= self._stall_s:
+            return None
         logger.warning(
             "the %s consumer did not run for %.1f s (claim_idle_s %.1f): looking for work other"
             " consumers took over before delivering more",
@@ -628,16 +627,13 @@ class StreamConsumer(Generic[J]):
             self.cfg.claim_idle_s,
         )
         metrics.STALLS.labels(self._name).inc()
-        self._fence_task = asyncio.create_task(self._fence(), name=f"{self._name}-fence")
-        return self._fence_task
+        task = self._fence_task = asyncio.create_task(self._fence(), name=f"{self._name}-fence")
+        return task
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
-            if time.monotonic() - self._beat > self._stall_s and (
-                self._fence_task is None or self._fence_task.done()
-            ):
-                self._start_fence()  # before any sender delivers
+            self._fence_if_stalled()  # a stall is seen here even before any sender runs
             self._beat = time.monotonic()
 
     async def _fence(self) -> None:
@@ -648,7 +644,7 @@ class StreamConsumer(Generic[J]):
             try:
                 abandoned = await self._look_for_takeovers()
                 break
-            except _STORES_AWAY as exc:
+            except STORES_AWAY as exc:
                 raise_if_cancelling()
                 logger.warning(
                     "looking for %s work taken over failed, retrying: %r", self._name, exc
@@ -661,7 +657,6 @@ class StreamConsumer(Generic[J]):
                 abandoned,
                 self._name,
             )
-        self._beat = time.monotonic()
 
     async def _look_for_takeovers(self) -> int:
         me = self.cfg.consumer

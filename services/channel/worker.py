@@ -16,11 +16,10 @@ from typing import Generic
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from services.channel import keys
 from services.channel.codec import PRIORITIES
-from services.channel.consumer import ConsumerConfig, StreamConsumer
+from services.channel.consumer import STORES_AWAY, ConsumerConfig, StreamConsumer
 from services.channel.control import ControlCache
 from services.channel.erase import Tombstones
 from services.channel.lanes import Lane
@@ -28,15 +27,11 @@ from services.channel.ports import Channel, J
 from services.channel.recorder import Recorder
 from services.channel.settings import ChannelSettings
 from services.channel.slots import Slots
-from services.kernel.errors import DATABASE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
 #: Seconds a shutdown may spend writing what is done before it gives up.
 DRAIN_WRITE_S = 10.0
-
-#: Redis or PostgreSQL away, or either too slow, while the last states are written.
-_STORES_AWAY: tuple[type[Exception], ...] = (TimeoutError, RedisError, *DATABASE_UNAVAILABLE)
 
 
 def make_recorder(*, channel: str, settings: ChannelSettings, pool: asyncpg.Pool) -> Recorder:
@@ -145,7 +140,7 @@ class ChannelWorker(Generic[J]):
                 await self.consumer.flush_acks()
                 handed = await self.consumer.hand_back()
                 await self.consumer.leave()
-        except _STORES_AWAY:
+        except STORES_AWAY:
             # Not written means not acknowledged: a claiming consumer redoes it (resending only
             # what was in the durability window), so stopping now loses nothing.
             logger.exception("could not write the last %s states on shutdown", self.channel.name)
