@@ -129,7 +129,7 @@ WITH u AS (
     WHERE m.alert = r.alert AND m.version = r.version AND m.address = r.address
       AND r.state <> '' AND m.state = 'submitted'
     RETURNING m.operator, m.alert, m.version, 'submitted'::text AS old, m.state, m.segments,
-              r.at - extract(epoch FROM m.submitted_at)::float8 AS latency
+              r.at - date_part('epoch', m.submitted_at) AS latency
 ), late AS (
     UPDATE {messages} m
     SET state = r.state, error = nullif(r.error, ''), done_at = to_timestamp(r.at)
@@ -137,7 +137,7 @@ WITH u AS (
     WHERE m.alert = r.alert AND m.version = r.version AND m.address = r.address
       AND r.state NOT IN ('', 'delivered') AND m.state = 'delivered'
     RETURNING m.operator, m.alert, m.version, 'delivered'::text AS old, m.state, m.segments,
-              r.at - extract(epoch FROM m.submitted_at)::float8 AS latency
+              r.at - date_part('epoch', m.submitted_at) AS latency
 ), upd AS (
     SELECT * FROM sent UNION ALL SELECT * FROM late
 )
@@ -174,14 +174,16 @@ SELECT pg_notify($7, alert) FROM (SELECT DISTINCT alert FROM moved) AS a
 PROGRESS_CHANNEL = "tocsin_progress"
 
 
-# Units count once the recipient reached an operator, whatever came after.
+# Units count once the recipient reached an operator, whatever came after. `version > 0` (always
+# true) lets PostgreSQL use the index of one alert's rows, partial on it so that the writes by
+# primary key never pick it (migrations/0110_message_keys.sql).
 _COUNTS = """
 SELECT version, state, count(*) AS n,
        sum(segments) FILTER (WHERE state IN ('submitted', 'delivered')
                                 OR (state IN ('failed', 'expired')
                                     AND submitted_at IS NOT NULL)) AS units
 FROM {messages}
-WHERE alert = $1 AND ($2::int IS NULL OR version = $2)
+WHERE alert = $1 AND version > 0 AND ($2::int IS NULL OR version = $2)
 GROUP BY version, state
 ORDER BY version
 """

@@ -31,7 +31,7 @@ SELECT version,
             ELSE state END AS outcome,
        count(*) AS n
   FROM email_messages
- WHERE alert = $1 AND ($2::int IS NULL OR version = $2)
+ WHERE alert = $1 AND version > 0 AND ($2::int IS NULL OR version = $2)  -- the alert's index
  GROUP BY 1, 2
 """
 
