@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from telecom import gsm7
+
 #: data_coding for the SMSC default alphabet (GSM 03.38, unpacked).
 DATA_CODING_GSM = 0x00
 #: data_coding for UCS-2 (UTF-16BE).
@@ -28,35 +30,15 @@ UCS2_SINGLE_UNITS = 70
 UCS2_SEGMENT_UNITS = 67
 MAX_SEGMENTS = 255
 
-_ESC = 0x1B
-
-# fmt: off
-_BASIC = (
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-# fmt: on
-_EXTENSION = {
-    "\f": 0x0A,
-    "^": 0x14,
-    "{": 0x28,
-    "}": 0x29,
-    "\\": 0x2F,
-    "[": 0x3C,
-    "~": 0x3D,
-    "]": 0x3E,
-    "|": 0x40,
-    "€": 0x65,
-}
-
+_ESC = gsm7.ESC
+_BASIC = gsm7.BASIC
+_EXTENSION = gsm7.EXTENSION
 _ENCODE: dict[str, bytes] = {ch: bytes([i]) for i, ch in enumerate(_BASIC) if i != _ESC}
 _ENCODE.update({ch: bytes([_ESC, code]) for ch, code in _EXTENSION.items()})
 _DECODE_BASIC: dict[int, str] = {i: ch for i, ch in enumerate(_BASIC) if i != _ESC}
 _DECODE_EXT: dict[int, str] = {code: ch for ch, code in _EXTENSION.items()}
 #: Characters of the basic table and of the extension table (the escape itself excluded).
 GSM_CHARS = frozenset(_ENCODE)
-
-assert len(_BASIC) == 128
 
 
 class GsmDecodeError(ValueError):

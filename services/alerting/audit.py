@@ -31,11 +31,10 @@ GENESIS = "0" * 64
 
 
 @dataclass(frozen=True)
-class Entry:
-    """One audited action: who, what, when, from where, with what result."""
+class Draft:
+    """What a caller asks to audit (who, what, on what, from where, with what result); the
+    writer gives it its place in the chain."""
 
-    seq: int
-    at: datetime
     user_id: int | None
     username: str
     entity_id: int | None
@@ -43,7 +42,21 @@ class Entry:
     target: str
     peer: str
     result: str
-    detail: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class _Place:
+    """An entry's place in the chain: its number and when it was written."""
+
+    seq: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Entry(Draft, _Place):
+    """One audited action as written: a draft in its place. Fields in the table's order: `seq`,
+    `at`, then the draft's (a dataclass takes its bases' fields from the last base on)."""
 
 
 @dataclass(frozen=True)
@@ -91,20 +104,6 @@ def bounded(value: str, field: str) -> str:
     limit = LIMITS[field]
     value = value.replace("\x00", "\ufffd")
     return value if len(value) <= limit else value[: limit - 1] + "\u2026"
-
-
-@dataclass(frozen=True)
-class Draft:
-    """What a caller asks to audit; the writer gives it its place in the chain."""
-
-    user_id: int | None
-    username: str
-    entity_id: int | None
-    action: str
-    target: str
-    peer: str
-    result: str
-    detail: str = ""
 
 
 #: Where the chain ends: the last entry's seq and hash ((0, GENESIS) for an empty log).

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from telecom import gsm7
+
 #: Octets of a page's content (88-octet CBS page less its 6-octet header).
 PAGE_OCTETS = 82
 #: Septets of a 7-bit page (82 * 8 // 7).
@@ -28,27 +30,10 @@ UCS2_PAGE_UNITS = 41
 MAX_PAGES = 15
 #: Carriage return, the padding of a page.
 CR = 0x0D
-_ESC = 0x1B
-
-# fmt: off
-_BASIC = (
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-# fmt: on
+_ESC = gsm7.ESC
+_BASIC = gsm7.BASIC
 _BASIC_CODE = {c: i for i, c in enumerate(_BASIC) if i != _ESC}
-_EXTENSION_CODE = {
-    "\f": 0x0A,
-    "^": 0x14,
-    "{": 0x28,
-    "}": 0x29,
-    "\\": 0x2F,
-    "[": 0x3C,
-    "~": 0x3D,
-    "]": 0x3E,
-    "|": 0x40,
-    "€": 0x65,
-}
+_EXTENSION_CODE = gsm7.EXTENSION
 _EXTENSION_CHAR = {v: k for k, v in _EXTENSION_CODE.items()}
 
 #: TS 23.038 section 5, coding group 0000: 7-bit default alphabet with the language named.

@@ -1,39 +1,19 @@
 """What the cell broadcast service needs of an operator's CBC and LB-SMS platform.
 
 One adapter per operator protocol (the ECBE REST one of osmo-cbc, an operator's LB-SMS request)
-is wired in `__main__`; the service sees only these.
+is wired in `__main__`; the service sees only these. An operator's answer (`Reply`, its `Outcome`)
+is the one the gateways sort it into: telecom.answers, which both may import.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Protocol
 
+from telecom.answers import Answer as Reply
+from telecom.answers import Outcome
 
-class Outcome(enum.StrEnum):
-    """An operator's answer, sorted by what the service does next."""
-
-    #: Taken.
-    ACCEPTED = "accepted"
-    #: Refused for good (the text says why): never retried.
-    REFUSED = "refused"
-    #: The message or request is unknown to the operator (nothing to withdraw).
-    UNKNOWN = "unknown"
-    #: Already there (409): ours if our records say so, else the identifier is busy.
-    CONFLICT = "conflict"
-    #: No answer or an error of the operator's: retried with backoff until the alert expires.
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An operator's answer: outcome, HTTP status (0: none), its text, phones reached (LB-SMS)."""
-
-    outcome: Outcome
-    status: int
-    text: str = ""
-    phones: int | None = None
+__all__ = ["Cbc", "CbsPayload", "LbSms", "Outcome", "Reply"]
 
 
 @dataclass(frozen=True)

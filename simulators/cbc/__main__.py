@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import logging
-import signal
 
+from simulators import cli
 from simulators.cbc.config import CbcConfig
 from simulators.cbc.server import CbcSimulator
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m simulators.cbc", description=__doc__)
+    p = cli.parser("simulators.cbc", __doc__)
     p.add_argument("--name", default="cbc")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--latency-s", type=float, default=0.0)
@@ -37,51 +35,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-lbsms", action="store_true")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--log-level", default="INFO")
     return p
 
 
 async def _serve(config: CbcConfig) -> None:
     sim = CbcSimulator(config)
-    port = await sim.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(json.dumps({"event": "listening", "name": config.name, "port": port}), flush=True)
-    await stop.wait()
-    await sim.stop()
-    summary = {
-        "event": "stopped",
-        "name": config.name,
-        "created": len(sim.state.created()),
-        "message_ids": sorted({m["message_id"] for m in sim.state.created()}),
-        "deleted": sum(1 for e in sim.state.events if e.method == "DELETE" and e.status == 200),
-        "active": sorted(sim.state.active),
-        "lbsms_requests": len(sim.lbsms.requests),
-        "lbsms_zones": sorted({kind for r in sim.lbsms.requests.values() for kind in r["zone"]}),
-    }
-    print(json.dumps(summary), flush=True)
+    await cli.serve(sim, name=config.name)
+    cli.say(
+        "stopped",
+        name=config.name,
+        created=len(sim.state.created()),
+        message_ids=sorted({m["message_id"] for m in sim.state.created()}),
+        deleted=sum(1 for e in sim.state.events if e.method == "DELETE" and e.status == 200),
+        active=sorted(sim.state.active),
+        lbsms_requests=len(sim.lbsms.requests),
+        lbsms_zones=sorted({kind for r in sim.lbsms.requests.values() for kind in r["zone"]}),
+    )
 
 
 def main() -> None:
     """Parse the flags and serve until SIGTERM/SIGINT."""
-    args = _parser().parse_args()
-    logging.basicConfig(level=args.log_level)
+    args = cli.arguments(_parser())
+    zone = args.pop("lbsms_zone")
+    lbsms = not args.pop("no_lbsms")
     config = CbcConfig(
-        name=args.name,
-        port=args.port,
-        latency_s=args.latency_s,
-        refuse_share=args.refuse_share,
-        error_share=args.error_share,
-        conflict_all=args.conflict_all,
-        outage=args.outage,
-        plmn_only=args.plmn_only,
-        phones_per_cell=args.phones_per_cell,
-        phones_per_km2=args.phones_per_km2,
-        lbsms_zones=("cells", "polygon") if args.lbsms_zone == "any" else (args.lbsms_zone,),
-        lbsms=not args.no_lbsms,
-        seed=args.seed,
+        **args, lbsms_zones=("cells", "polygon") if zone == "any" else (zone,), lbsms=lbsms
     )
     asyncio.run(_serve(config))
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import logging
-import signal
 import sys
 
+from simulators import cli
 from simulators.contactcentre.config import ContactCentreConfig
 from simulators.contactcentre.server import ContactCentreSimulator
 
@@ -24,7 +22,7 @@ def _calls(text: str) -> dict[str, int]:
 
 def _parser() -> argparse.ArgumentParser:
     d = ContactCentreConfig()
-    p = argparse.ArgumentParser(prog="python -m simulators.contactcentre", description=__doc__)
+    p = cli.parser("simulators.contactcentre", __doc__)
     p.add_argument("--port", type=int, default=d.port)
     p.add_argument("--number", default=d.number)
     p.add_argument("--ack-after-s", type=float, default=d.ack_after_s)
@@ -35,28 +33,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--aht-s", type=float, default=d.aht_s)
     p.add_argument("--abandon-ratio", type=float, default=d.abandon_ratio)
     p.add_argument("--close-after-s", type=float, default=d.close_after_s)
-    p.add_argument("--log-level", default="INFO")
     return p
 
 
 async def _serve(config: ContactCentreConfig) -> None:
     sim = ContactCentreSimulator(config)
-    port = await sim.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(json.dumps({"event": "listening", "port": port}), flush=True)
-    await stop.wait()
-    await sim.stop()
-    print(json.dumps({"event": "stopped", "lines": len(sim.lines)}), flush=True)
+    await cli.serve(sim)
+    cli.say("stopped", lines=len(sim.lines))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, serve until a signal, return the exit code."""
-    args = vars(_parser().parse_args(argv))
-    logging.basicConfig(level=args.pop("log_level"), stream=sys.stderr)
-    asyncio.run(_serve(ContactCentreConfig(**args)))
+    asyncio.run(_serve(ContactCentreConfig(**cli.arguments(_parser(), argv))))
     return 0
 
 

@@ -7,53 +7,29 @@ with its counters when it stops.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
-import signal
-from dataclasses import fields
 
 import uvloop
 
+from simulators import cli
 from simulators.siptrunk.config import TrunkConfig
 from simulators.siptrunk.server import SipTrunkSimulator
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m simulators.siptrunk", description=__doc__)
-    for f in fields(TrunkConfig):
-        if f.name in ("host", "scripts", "redirects", "keep_audio"):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(f.default, bool):
-            p.add_argument(flag, action="store_true", default=f.default)
-        elif isinstance(f.default, float):
-            p.add_argument(flag, type=float, default=f.default)
-        elif isinstance(f.default, int):
-            p.add_argument(flag, type=int, default=f.default)
-        else:
-            p.add_argument(flag, default=f.default)
-    p.add_argument("--log-level", default="INFO")
+    p = cli.parser("simulators.siptrunk", __doc__)
+    cli.add_config_flags(p, TrunkConfig, skip=("host", "scripts", "redirects", "keep_audio"))
     return p
 
 
 async def _serve(config: TrunkConfig) -> None:
     sim = SipTrunkSimulator(config)
-    port = await sim.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(json.dumps({"event": "listening", "port": port}), flush=True)
-    await stop.wait()
-    await sim.stop()
-    print(json.dumps({"event": "stopped", **sim.summary()}), flush=True)
+    await cli.serve(sim)
+    cli.say("stopped", **sim.summary())
 
 
 def main() -> None:
     """Parse flags and serve."""
-    args = vars(_parser().parse_args())
-    logging.basicConfig(level=args.pop("log_level"), format="%(asctime)s %(name)s %(message)s")
+    args = cli.arguments(_parser(), log_format="%(asctime)s %(name)s %(message)s")
     uvloop.run(_serve(TrunkConfig(**args)))
 
 
