@@ -19,8 +19,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from gateways.cbc.answers import Answer, Outcome
 from gateways.rest import RestClient
+from telecom.answers import Answer, Outcome
 
 #: Path prefix of the ECBE API.
 PREFIX = "/api/ecbe/v1"

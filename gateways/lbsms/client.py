@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gateways.cbc.answers import Answer, Outcome
 from gateways.rest import Reply, RestClient
+from telecom.answers import Answer, Outcome
 
 PREFIX = "/lbsms/v1"
 

@@ -10,19 +10,14 @@ import asyncio
 
 from tocsin.cellbroadcast.v1 import cellbroadcast_pb2, cellbroadcast_pb2_grpc
 
-from gateways.cbc.answers import Answer
 from gateways.cbc.ecbe import EcbeClient, EcbeMessage, GeoScope
 from gateways.lbsms.client import LbSmsClient, LbSmsRequest
 from services.cellbroadcast.broadcasts import Broadcasts, Platforms
-from services.cellbroadcast.ports import CbsPayload, Outcome, Reply
+from services.cellbroadcast.ports import CbsPayload, Reply
 from services.cellbroadcast.sender import Sender
 from services.cellbroadcast.servicer import CellBroadcastServicer
 from services.cellbroadcast.settings import CbcSpec, Settings
 from services.kernel import Kernel, run_service
-
-
-def _reply(answer: Answer) -> Reply:
-    return Reply(Outcome(answer.outcome.value), answer.status, answer.text, answer.phones)
 
 
 class EcbeCbc:
@@ -43,26 +38,24 @@ class EcbeCbc:
     ) -> Reply:
         """POST the message to the CBC."""
         by_cells = self._spec.scope == "cells"
-        return _reply(
-            await self._client.create(
-                EcbeMessage(
-                    cbe_name=self._spec.cbe_name,
-                    message_id=message.message_id,
-                    geo_scope=GeoScope.CELL_WIDE if by_cells else GeoScope.PLMN_WIDE,
-                    msg_code=msg_code,
-                    update_nr=update_nr,
-                    dcs=message.dcs,
-                    pages=message.pages,
-                    repetition_period=self._spec.repetition_period,
-                    warning_period_sec=warning_period_s,
-                    cells=cells if by_cells else (),
-                )
+        return await self._client.create(
+            EcbeMessage(
+                cbe_name=self._spec.cbe_name,
+                message_id=message.message_id,
+                geo_scope=GeoScope.CELL_WIDE if by_cells else GeoScope.PLMN_WIDE,
+                msg_code=msg_code,
+                update_nr=update_nr,
+                dcs=message.dcs,
+                pages=message.pages,
+                repetition_period=self._spec.repetition_period,
+                warning_period_sec=warning_period_s,
+                cells=cells if by_cells else (),
             )
         )
 
     async def delete(self, *, message_id: int) -> Reply:
         """DELETE the message from the CBC."""
-        return _reply(await self._client.delete(message_id))
+        return await self._client.delete(message_id)
 
     async def close(self) -> None:
         """Close the client."""
@@ -86,22 +79,20 @@ class HttpLbSms:
         polygon: str = "",
     ) -> Reply:
         """POST the request to the platform: the zone as the polygon if given, else the cells."""
-        return _reply(
-            await self._client.submit(
-                LbSmsRequest(
-                    request_id=request_id,
-                    texts=texts,
-                    validity_s=validity_s,
-                    sender=sender,
-                    cells=() if polygon else cells,
-                    polygon_geojson=polygon,
-                )
+        return await self._client.submit(
+            LbSmsRequest(
+                request_id=request_id,
+                texts=texts,
+                validity_s=validity_s,
+                sender=sender,
+                cells=() if polygon else cells,
+                polygon_geojson=polygon,
             )
         )
 
     async def cancel(self, *, request_id: str) -> Reply:
         """DELETE the request."""
-        return _reply(await self._client.cancel(request_id))
+        return await self._client.cancel(request_id)
 
     async def close(self) -> None:
         """Close the client."""

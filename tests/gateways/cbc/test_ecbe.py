@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from gateways.cbc.answers import Outcome
 from gateways.cbc.ecbe import EcbeClient, EcbeMessage, GeoScope, serial_number
 from simulators.cbc.config import CbcConfig
 from simulators.cbc.server import CbcSimulator
 from stack.embedded import free_port
+from telecom.answers import Outcome
 
 pytestmark = pytest.mark.timeout(30)
 
