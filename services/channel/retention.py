@@ -61,10 +61,15 @@ _PLACEHOLDER = (
 )
 
 #: Every row of one number ($1), whatever its age, renamed to its placeholder under token $2;
-#: its message ids follow it.
+#: its message ids follow it. Both by primary key (the address leads the rows' key, the message
+#: id the references'): a reference naming the number is always in its row's `message_ids`
+#: (store._SUBMITTED writes references only for the rows it moves), so no table is read whole
+#: while the removal holds the channel's erasure lock and delivery waits.
 _ERASE_ADDRESS = f"""
 WITH ids AS (
-    UPDATE {{ch}}_message_ids SET address = {_PLACEHOLDER} WHERE address = $1
+    UPDATE {{ch}}_message_ids i SET address = {_PLACEHOLDER}
+    FROM (SELECT unnest(m.message_ids) AS mid FROM {{ch}}_messages m WHERE m.address = $1) AS r
+    WHERE i.message_id = r.mid AND i.address = $1
 )
 UPDATE {{ch}}_messages SET address = {_PLACEHOLDER}, erased_at = now() WHERE address = $1
 """

@@ -49,7 +49,11 @@ WHERE m.state = 'queued' AND m.holder = $4
 # Submissions, and the operator's references that lead a late answer to the row, in one
 # statement. A submission whose answer the recorder already holds (a receipt that came before
 # the write) is written in its final state at once (`state`, `error`, `done`): one update of the
-# row instead of two. Answers the progress moves per alert version and state reached.
+# row instead of two. References are written only for the rows the statement moves out of
+# `queued`, so every reference that names an address is in that row's `message_ids` (a removal
+# finds them there, retention._ERASE_ADDRESS); the copy a stalled consumer submitted after
+# another took its work over leaves none: its receipt finds no row and changes nothing. Answers
+# the progress moves per alert version and state reached.
 _SUBMITTED = """
 WITH upd AS (
     UPDATE {messages} m
@@ -61,12 +65,13 @@ WITH upd AS (
         AS u(alert, version, address, ids, bind, attempts, at, state, error, done)
     WHERE m.alert = u.alert AND m.version = u.version AND m.address = u.address
       AND m.state = 'queued'
-    RETURNING m.alert, m.version, m.state, m.segments
+    RETURNING m.alert, m.version, m.address, m.state, m.segments
 ), ids AS (
     INSERT INTO {ids} (operator, message_id, alert, version, address)
     SELECT u.operator, mid, u.alert, u.version, u.address
     FROM unnest($11::text[], $1::text[], $2::int[], $3::text[], $4::text[])
-        AS u(operator, alert, version, address, ids),
+        AS u(operator, alert, version, address, ids)
+    JOIN upd ON upd.alert = u.alert AND upd.version = u.version AND upd.address = u.address,
         unnest(string_to_array(u.ids, ' ')) AS mid
     WHERE mid <> ''
     ON CONFLICT (operator, message_id) DO UPDATE

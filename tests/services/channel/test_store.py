@@ -119,6 +119,31 @@ async def test_a_submission_with_its_answer_in_hand_is_written_final_at_once(
         assert await _progress(conn) == {"failed": (1, 1), "delivered": (1, 1)}
 
 
+async def test_a_submission_of_a_row_another_consumer_finished_leaves_no_reference(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    async with pg_pool.acquire() as conn:
+        await _queue(conn, "+3204", units=1)
+        w = store.Writes.empty()
+        _submission(w, "+3204", "first")
+        _receipt(w, "first", "delivered")
+        await store.write(conn, TABLES, w)
+        # A consumer that stalled while another took its work over submits the copy it held.
+        w = store.Writes.empty()
+        _submission(w, "+3204", "copy")
+        await store.write(conn, TABLES, w)
+        refs = await conn.fetch("SELECT message_id, address FROM voice_message_ids")
+        assert [tuple(r) for r in refs] == [("first", "+3204")]
+        # The copy's failure answer finds no row: the delivered outcome stands.
+        w = store.Writes.empty()
+        _receipt(w, "copy", "failed", "UNDELIV")
+        result = await store.write(conn, TABLES, w)
+        assert result.unmatched == [0]
+        row = await conn.fetchrow("SELECT state, message_ids FROM voice_messages")
+        assert row is not None
+        assert (row["state"], row["message_ids"]) == ("delivered", ["first"])
+
+
 async def test_a_failed_segment_overwrites_delivered_and_moves_the_counters(
     pg_pool: asyncpg.Pool,
 ) -> None:
