@@ -1387,7 +1387,27 @@ async def _bench(args: argparse.Namespace, supervisor: Supervisor, stack: Stack)
 
 
 #: Duplicated destinations shown with their rows (the first ones by first arrival).
-DUPLICATE_SAMPLE = 5
+#: Destinations sampled per burst of duplicates (first copies within BURST_GAP_S of each other),
+#: and in all: each fault's duplicates come in a burst of their own, so every one is sampled
+#: (the first five of the run were all sms_kill9's while 150 more came later, unexplained).
+DUPLICATE_SAMPLE = 3
+DUPLICATE_SAMPLE_MAX = 15
+BURST_GAP_S = 5.0
+
+
+def _sampled(arrivals: Mapping[str, list[float]]) -> list[str]:
+    """The destinations to sample: the first DUPLICATE_SAMPLE of each burst of repeats, in the
+    order of their first copies, at most DUPLICATE_SAMPLE_MAX."""
+    repeated = sorted((min(at), dest) for dest, at in arrivals.items() if len(at) > 1)
+    chosen: list[str] = []
+    in_burst, last = 0, float("-inf")
+    for first, dest in repeated:
+        in_burst = 0 if first - last > BURST_GAP_S else in_burst
+        last = first
+        if in_burst < DUPLICATE_SAMPLE and len(chosen) < DUPLICATE_SAMPLE_MAX:
+            chosen.append(dest)
+        in_burst += 1
+    return chosen
 
 
 async def _duplicate_sample(
@@ -1395,9 +1415,8 @@ async def _duplicate_sample(
 ) -> list[dict[str, Any]]:
     """A few destinations that arrived more than once, each with its arrival times and its rows
     in sms_messages: what a reader needs to tell which path sent it twice."""
-    repeated = sorted((min(at), dest) for dest, at in arrivals.items() if len(at) > 1)
     sample: list[dict[str, Any]] = []
-    for _first, dest in repeated[:DUPLICATE_SAMPLE]:
+    for dest in _sampled(arrivals):
         rows = await pool.fetch(
             "SELECT alert, version, state, holder, attempts, message_ids, bind, error,"
             " created_at, submitted_at, done_at FROM sms_messages WHERE address = $1",

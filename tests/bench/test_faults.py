@@ -19,6 +19,7 @@ from bench.faults import (
     IN_FLIGHT_LEAD_S,
     KILLED_LEAD_S,
     _attribute,
+    _sampled,
     cbc_accounting,
 )
 from bench.realtime import prioritise
@@ -118,6 +119,15 @@ def test_a_killed_process_s_duplicates_are_not_blamed_on_the_fault_after_it() ->
 # straight onto the stream (--campaign stream), the same run loses about 5,000 of its 15,000
 # recipients: the SMS process had read only part of the stream when Redis lost it.
 @pytest.mark.timeout(240)
+def test_the_duplicate_sample_holds_the_first_of_every_burst() -> None:
+    # Two bursts of repeats 200 s apart (sms_kill9's window, then another fault's), a destination
+    # that arrived once; the sample must show the second burst too, not only the first five.
+    arrivals = {f"a{i}": [100.0 + i / 100, 300.0] for i in range(8)}
+    arrivals |= {f"b{i}": [300.0 + i / 100, 500.0] for i in range(8)}
+    arrivals["once"] = [150.0]
+    assert _sampled(arrivals) == ["a0", "a1", "a2", "b0", "b1", "b2"]
+
+
 def test_a_campaign_sent_as_an_alert_is_re_derived_when_redis_loses_its_data(
     tmp_path: Path,
 ) -> None:
