@@ -6,8 +6,10 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import IO
 
 import grpc
 import pytest
@@ -23,6 +25,22 @@ class ServiceProcess:
     popen: subprocess.Popen[bytes]
     grpc_port: int
     metrics_port: int
+    #: Where its output goes: a file, never a pipe nobody reads (a service that logs its
+    #: retries for a while would fill the pipe and block on its next line).
+    log: IO[bytes] | None = None
+
+    def output(self) -> str:
+        """Everything the process wrote so far (stdout and stderr)."""
+        if self.log is None:
+            return ""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def state(self) -> str:
+        """Whether it still runs, and the end of its output: for a failure's message."""
+        code = self.popen.poll()
+        alive = "running" if code is None else f"exited with {code}"
+        return f"{alive}; its output ends:\n{self.output()[-3000:]}"
 
     @property
     def target(self) -> str:
@@ -67,11 +85,14 @@ async def watch_until(target: str, wanted: int, *, timeout: float = 30) -> None:
 def start_service() -> Iterator[object]:
     """Start `python -m services.<name>` with the given stores; stopped after the test."""
     started: list[subprocess.Popen[bytes]] = []
+    logs: list[IO[bytes]] = []
 
     def start(name: str, *, database_url: str, redis_url: str, **env: str) -> ServiceProcess:
         grpc_port = free_port()
         # The caller may choose the metrics port (0: any free one, for itself and its workers).
         metrics_port = int(env.pop("TOCSIN_METRICS_PORT", None) or free_port())
+        log = tempfile.TemporaryFile()  # noqa: SIM115 (closed after the test, below)
+        logs.append(log)
         popen = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
             env=service_env(
@@ -83,19 +104,19 @@ def start_service() -> Iterator[object]:
                 TOCSIN_HEALTH_TIMEOUT_S="0.5",
                 **env,
             ),
-            stdout=subprocess.PIPE,
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
         started.append(popen)
-        return ServiceProcess(popen, grpc_port, metrics_port)
+        return ServiceProcess(popen, grpc_port, metrics_port, log)
 
     yield start
     for popen in started:
         if popen.poll() is None:
             popen.kill()
         popen.wait(10)
-        if popen.stdout:
-            popen.stdout.close()
+    for log in logs:
+        log.close()
 
 
 @pytest.fixture

@@ -29,6 +29,8 @@ async def test_health_follows_redis_down_and_back(
     restarted = start_redis(data_dir=None, port=port)
     try:
         await watch_until(voice_service.target, SERVING)
+    except TimeoutError:
+        raise AssertionError(f"never SERVING again: {voice_service.state()}") from None
     finally:
         restarted.stop()
 
@@ -78,8 +80,7 @@ def test_missing_store_url_is_named() -> None:
 async def test_sigterm_stops_gracefully(voice_service: ServiceProcess) -> None:
     voice_service.popen.send_signal(signal.SIGTERM)
     code = voice_service.popen.wait(30)
-    assert voice_service.popen.stdout is not None
-    log = voice_service.popen.stdout.read().decode()
+    log = voice_service.output()
     assert code == 0, log
     assert "health: NOT_SERVING" in log
     assert log.rstrip().endswith("stopped")
