@@ -1,8 +1,7 @@
 """The GSM 7-bit default alphabet and its extension table (3GPP TS 23.038 section 6.2.1).
 
 The SMPP gateway sends texts in it as unpacked septets (gateways/smpp/gsm.py), the cell broadcast
-service as packed CBS pages (services/cellbroadcast/pages.py); each builds its own lookups from
-these tables.
+service as packed CBS pages (services/cellbroadcast/pages.py); both read these tables and lookups.
 """
 
 from __future__ import annotations
@@ -36,3 +35,8 @@ EXTENSION: Final[Mapping[str, int]] = {
 
 assert len(BASIC) == 128
 assert BASIC[ESC] == "\x1b"
+
+#: The septet of each character of the basic table (the escape excluded).
+BASIC_CODE: Final[Mapping[str, int]] = {c: i for i, c in enumerate(BASIC) if i != ESC}
+#: The character of each septet that may follow the escape.
+EXTENSION_CHAR: Final[Mapping[int, str]] = {code: c for c, code in EXTENSION.items()}

@@ -30,13 +30,9 @@ UCS2_SINGLE_UNITS = 70
 UCS2_SEGMENT_UNITS = 67
 MAX_SEGMENTS = 255
 
-_ESC = gsm7.ESC
-_BASIC = gsm7.BASIC
-_EXTENSION = gsm7.EXTENSION
-_ENCODE: dict[str, bytes] = {ch: bytes([i]) for i, ch in enumerate(_BASIC) if i != _ESC}
-_ENCODE.update({ch: bytes([_ESC, code]) for ch, code in _EXTENSION.items()})
-_DECODE_BASIC: dict[int, str] = {i: ch for i, ch in enumerate(_BASIC) if i != _ESC}
-_DECODE_EXT: dict[int, str] = {code: ch for ch, code in _EXTENSION.items()}
+_ENCODE: dict[str, bytes] = {ch: bytes([i]) for ch, i in gsm7.BASIC_CODE.items()}
+_ENCODE.update({ch: bytes([gsm7.ESC, code]) for ch, code in gsm7.EXTENSION.items()})
+_DECODE_BASIC: dict[int, str] = {i: ch for ch, i in gsm7.BASIC_CODE.items()}
 #: Characters of the basic table and of the extension table (the escape itself excluded).
 GSM_CHARS = frozenset(_ENCODE)
 
@@ -75,10 +71,10 @@ def gsm_decode(data: bytes) -> str:
     n = len(data)
     while i < n:
         b = data[i]
-        if b == _ESC:
-            if i + 1 >= n or data[i + 1] not in _DECODE_EXT:
+        if b == gsm7.ESC:
+            if i + 1 >= n or data[i + 1] not in gsm7.EXTENSION_CHAR:
                 raise GsmDecodeError(f"bad escape sequence at {i}")
-            out.append(_DECODE_EXT[data[i + 1]])
+            out.append(gsm7.EXTENSION_CHAR[data[i + 1]])
             i += 2
             continue
         ch = _DECODE_BASIC.get(b)

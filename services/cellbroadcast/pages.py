@@ -30,11 +30,6 @@ UCS2_PAGE_UNITS = 41
 MAX_PAGES = 15
 #: Carriage return, the padding of a page.
 CR = 0x0D
-_ESC = gsm7.ESC
-_BASIC = gsm7.BASIC
-_BASIC_CODE = {c: i for i, c in enumerate(_BASIC) if i != _ESC}
-_EXTENSION_CODE = gsm7.EXTENSION
-_EXTENSION_CHAR = {v: k for k, v in _EXTENSION_CODE.items()}
 
 #: TS 23.038 section 5, coding group 0000: 7-bit default alphabet with the language named.
 GSM7_LANGUAGE_DCS = {
@@ -79,14 +74,14 @@ def gsm7_septets(text: str) -> list[int] | None:
     """The text's septets in the default alphabet (escapes included), or None if it has none."""
     out: list[int] = []
     for c in text:
-        code = _BASIC_CODE.get(c)
+        code = gsm7.BASIC_CODE.get(c)
         if code is not None:
             out.append(code)
             continue
-        ext = _EXTENSION_CODE.get(c)
+        ext = gsm7.EXTENSION.get(c)
         if ext is None:
             return None
-        out += (_ESC, ext)
+        out += (gsm7.ESC, ext)
     return out
 
 
@@ -116,7 +111,7 @@ def _gsm7_chunks(septets: list[int]) -> list[list[int]]:
     chunks: list[list[int]] = [[]]
     i = 0
     while i < len(septets):
-        width = 2 if septets[i] == _ESC else 1
+        width = 2 if septets[i] == gsm7.ESC else 1
         if len(chunks[-1]) + width > GSM7_PAGE_SEPTETS:
             chunks.append([])
         chunks[-1].extend(septets[i : i + width])
@@ -187,7 +182,7 @@ def decode(pages: Pages) -> tuple[str | None, str]:
         units: list[str] = []
         for n, page in enumerate(pages.pages):
             if n == 0 and pages.dcs == DCS_UCS2_LANGUAGE:
-                language = "".join(_BASIC[s] for s in unpack_septets(page[:2], 2))
+                language = "".join(gsm7.BASIC[s] for s in unpack_septets(page[:2], 2))
                 page = page[2:]
             units.append(page.decode("utf-16-be").rstrip("\r"))
         return language, "".join(units)
@@ -199,11 +194,11 @@ def decode(pages: Pages) -> tuple[str | None, str]:
         chars: list[str] = []
         i = 0
         while i < len(septets):
-            if septets[i] == _ESC and i + 1 < len(septets):
-                chars.append(_EXTENSION_CHAR.get(septets[i + 1], " "))
+            if septets[i] == gsm7.ESC and i + 1 < len(septets):
+                chars.append(gsm7.EXTENSION_CHAR.get(septets[i + 1], " "))
                 i += 2
                 continue
-            chars.append(_BASIC[septets[i]])
+            chars.append(gsm7.BASIC[septets[i]])
             i += 1
         texts.append("".join(chars).rstrip("\r"))
     return _DCS_LANGUAGE.get(pages.dcs), "".join(texts)

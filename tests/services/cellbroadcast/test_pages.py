@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from pycrate_mobile.TS23038 import CBS_DCS, decode_7b  # type: ignore[import-untyped]
 
 from services.cellbroadcast import pages as P
+from telecom import gsm7
 
-GSM_CHARS = [c for c in P._BASIC if c not in "\x1b\r"] + list(P._EXTENSION_CODE)
+GSM_CHARS = [c for c in gsm7.BASIC if c not in "\x1b\r"] + list(gsm7.EXTENSION)
 gsm_text = st.text(alphabet=st.sampled_from(GSM_CHARS), min_size=1, max_size=1300)
 # Any character of the basic multilingual plane and beyond, less CR (the padding) and lone
 # surrogates (not text); at least one outside the 7-bit alphabet so that UCS-2 is used.
