@@ -37,16 +37,21 @@ BATCH = 5000
 #: The channels whose delivery records hold a phone number or an e-mail address.
 CHANNELS = ("sms", "voice", "email")
 
-#: The oldest rows still holding a number, their message ids deleted, the number replaced.
+#: The oldest rows still holding a number, their message ids deleted, the number replaced. The
+#: references are found from the rows' `message_ids`, by primary key, as a removal finds them
+#: (`_ERASE_ADDRESS`): the references' key does not serve (alert, version, address), and a
+#: search by those would read the whole references table for each batch.
 _ERASE_OLD = """
 WITH old AS (
-    SELECT alert, version, address FROM {ch}_messages
+    SELECT alert, version, address, message_ids FROM {ch}_messages
     WHERE erased_at IS NULL AND created_at < now() - $1::interval
     ORDER BY created_at LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), ids AS (
-    DELETE FROM {ch}_message_ids i USING old
-    WHERE i.alert = old.alert AND i.version = old.version AND i.address = old.address
+    DELETE FROM {ch}_message_ids i
+    USING (SELECT alert, version, address, unnest(message_ids) AS mid FROM old) AS r
+    WHERE i.message_id = r.mid
+      AND i.alert = r.alert AND i.version = r.version AND i.address = r.address
 )
 UPDATE {ch}_messages m
 SET address = 'erased:' || md5(m.alert || ':' || m.version || ':' || m.address || random()),

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from services.channel.retention import erase_address, erase_older_than
+from services.channel.retention import _ERASE_OLD, _sql, erase_address, erase_older_than
 
 OLD, NEW, GONE = "+32470000001", "+32470000002", "+32470000003"
 
@@ -91,3 +91,26 @@ async def test_voice_and_email_records_are_erased_too(pg_pool: asyncpg.Pool) -> 
     )
     assert NEW not in dump
     assert mail not in dump
+
+
+async def test_age_erasure_deletes_its_rows_references_by_their_key(pg_pool: asyncpg.Pool) -> None:
+    await _rows(pg_pool)
+    # The same SMSC id from another operator names a recent row: not the old row's reference.
+    await pg_pool.execute("INSERT INTO sms_message_ids VALUES ('orange', 'm1', 'a2', 1, $1)", NEW)
+    # Enough references that reading them all would be the plan's choice if the key did not serve.
+    await pg_pool.execute(
+        "INSERT INTO sms_message_ids SELECT 'base', 'x' || g, 'a9', 1, '+3247' || g"
+        " FROM generate_series(1, 20000) AS g"
+    )
+    await pg_pool.execute("ANALYZE sms_message_ids")
+    await pg_pool.execute("ANALYZE sms_messages")
+    sql = _sql(_ERASE_OLD, "sms").replace("$1::interval", "'30 days'::interval")
+    plan = "\n".join(r[0] for r in await pg_pool.fetch("EXPLAIN " + sql.replace("$2", "5000")))
+    assert "Seq Scan on sms_message_ids" not in plan, plan
+    assert await erase_older_than(pg_pool, keep=timedelta(days=30)) == 2
+    refs = await pg_pool.fetch("SELECT operator, message_id, address FROM sms_message_ids")
+    assert {(r[0], r[1], r[2]) for r in refs if r[0] != "base"} == {
+        ("orange", "m1", NEW),
+        ("orange", "m2", GONE),
+    }
+    assert sum(r[0] == "base" for r in refs) == 20000
