@@ -50,7 +50,8 @@ WHERE m.state = 'queued' AND m.holder = $4
 # statement. A submission whose answer the recorder already holds (a receipt that came before
 # the write) is written in its final state at once (`state`, `error`, `done`): one update of the
 # row instead of two. References are written only for the rows the statement moves out of
-# `queued`, so every reference that names an address is in that row's `message_ids` (a removal
+# `queued`, from what the update returns (no second pass over the arrays, no join), so every
+# reference that names an address is in that row's `message_ids` (a removal
 # finds them there, retention._ERASE_ADDRESS); the copy a stalled consumer submitted after
 # another took its work over leaves none: its receipt finds no row and changes nothing. Answers
 # the progress moves per alert version and state reached.
@@ -61,18 +62,16 @@ WITH upd AS (
         attempts = u.attempts, submitted_at = to_timestamp(u.at), error = nullif(u.error, ''),
         done_at = to_timestamp(nullif(u.done, 0))
     FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[],
-                $7::float8[], $8::text[], $9::text[], $10::float8[])
-        AS u(alert, version, address, ids, bind, attempts, at, state, error, done)
+                $7::float8[], $8::text[], $9::text[], $10::float8[], $11::text[])
+        AS u(alert, version, address, ids, bind, attempts, at, state, error, done, operator)
     WHERE m.alert = u.alert AND m.version = u.version AND m.address = u.address
       AND m.state = 'queued'
-    RETURNING m.alert, m.version, m.address, m.state, m.segments
+    RETURNING m.alert, m.version, m.address, m.state, m.segments, m.message_ids,
+              u.operator AS route
 ), ids AS (
     INSERT INTO {ids} (operator, message_id, alert, version, address)
-    SELECT u.operator, mid, u.alert, u.version, u.address
-    FROM unnest($11::text[], $1::text[], $2::int[], $3::text[], $4::text[])
-        AS u(operator, alert, version, address, ids)
-    JOIN upd ON upd.alert = u.alert AND upd.version = u.version AND upd.address = u.address,
-        unnest(string_to_array(u.ids, ' ')) AS mid
+    SELECT upd.route, mid, upd.alert, upd.version, upd.address
+    FROM upd, unnest(upd.message_ids) AS mid
     WHERE mid <> ''
     ON CONFLICT (operator, message_id) DO UPDATE
     SET alert = EXCLUDED.alert, version = EXCLUDED.version, address = EXCLUDED.address
