@@ -116,16 +116,15 @@ FROM ins GROUP BY alert, version, state
 # row (a row is either submitted or delivered when the statement starts), and a row a
 # concurrent writer changed is left to that writer's change.
 _RECEIPTS = """
-WITH u AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])
-        WITH ORDINALITY AS u(operator, mid, state, error, at, idx)
-), r AS (
+WITH r AS (
     SELECT u.idx, u.state, u.error, u.at, f.alert, f.version, f.address
-    FROM u CROSS JOIN LATERAL (
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])
+        WITH ORDINALITY AS u(operator, mid, state, error, at, idx)
+    LEFT JOIN LATERAL (
         SELECT i.alert, i.version, i.address FROM {ids} i
         WHERE i.operator = u.operator AND i.message_id = u.mid
         LIMIT 1
-    ) AS f
+    ) AS f ON true
 ), sent AS (
     UPDATE {messages} m
     SET state = r.state, error = nullif(r.error, ''), done_at = to_timestamp(r.at)
@@ -146,10 +145,10 @@ WITH u AS (
     SELECT * FROM sent UNION ALL SELECT * FROM late
 )
 SELECT 0 AS kind, NULL::text AS operator, NULL::text AS state,
-       array_agg(u.idx::int) AS unmatched, NULL::float8[] AS latencies,
+       array_agg(r.idx::int) AS unmatched, NULL::float8[] AS latencies,
        NULL::text AS alert, NULL::int AS version, NULL::text AS old, NULL::bigint AS n,
        NULL::bigint AS units
-FROM u WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.idx = u.idx)
+FROM r WHERE r.alert IS NULL
 UNION ALL
 SELECT 1, operator, state, NULL, array_agg(latency), NULL, NULL, NULL, NULL, NULL
 FROM upd GROUP BY operator, state
