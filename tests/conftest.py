@@ -7,12 +7,15 @@ embedded servers for the session, on loopback.
 
 from __future__ import annotations
 
+import importlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import prometheus_client
 import psycopg
 import pytest
 import redis
@@ -133,3 +136,22 @@ def tls_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("pki")
     return pki.stack_identities(root, tuple(s.name for s in SERVICES))
+
+
+@pytest.fixture
+def metrics_servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Services served in the test's own process: the kernel shuts its metrics server down
+    without closing its socket, so each one it starts is closed here when the test ends."""
+    servers: list[Any] = []
+
+    def start_http_server(*args: Any, **kwargs: Any) -> Any:
+        server, thread = prometheus_client.start_http_server(*args, **kwargs)
+        servers.append(server)
+        return server, thread
+
+    monkeypatch.setattr(
+        importlib.import_module("services.kernel.serve"), "start_http_server", start_http_server
+    )
+    yield servers
+    for server in servers:
+        server.server_close()

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 from typing import Generic
 
 import asyncpg
@@ -149,13 +147,3 @@ class ChannelWorker(Generic[J]):
             logger.warning(
                 "handed %d unfinished %s entries back to the group", handed, self.channel.name
             )
-
-
-async def run_or_stop(worker: ChannelWorker[J]) -> None:
-    """Run the worker; if it fails, stop the process rather than serve without it."""
-    try:
-        await worker.run()
-    except Exception:
-        logger.critical("the %s worker failed; stopping", worker.channel.name, exc_info=True)
-        os.kill(os.getpid(), signal.SIGTERM)
-        raise

@@ -24,7 +24,7 @@ from gateways.smtp import (
     tagged_address,
 )
 from services.channel.retention import run_retention
-from services.channel.worker import ChannelWorker, make_recorder, run_or_stop
+from services.channel.worker import ChannelWorker, make_recorder
 from services.email import metrics
 from services.email.bounces import LateAnswers
 from services.email.channel import NAME, EmailChannel
@@ -140,7 +140,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         redis=kernel.redis,
         recorder=recorder,
     )
-    kernel.add_background(run_or_stop(worker), name="email-worker")
+    kernel.add_background(worker.run(), name="email-worker")
     kernel.add_background(
         run_retention(kernel.pg, settings, channel=channel.name),
         name="email-retention",

@@ -46,6 +46,8 @@ class Kernel(Generic[S]):
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _shutdown: list[ShutdownHook] = field(default_factory=list)
     _channels: list[grpc.aio.Channel] = field(default_factory=list)
+    #: Set to stop the process: by SIGTERM or SIGINT, or by a background task that failed.
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def channel(
         self, service: str, address: str, *, options: tls.ChannelOptions = ()
@@ -61,8 +63,22 @@ class Kernel(Generic[S]):
         self.grpc_service_names.append(full_name)
 
     def add_background(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
-        """Run a long-lived task (a stream consumer) for the life of the process."""
-        self._background.append(asyncio.create_task(coro, name=name))
+        """Run a long-lived task (a stream consumer) for the life of the process. If it fails,
+        the process stops (health NOT_SERVING, then the usual graceful shutdown) rather than
+        serve without it: a supervisor starts it again, where a dead loop would go unseen."""
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._ended)
+        self._background.append(task)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        logger.critical(
+            "background task %s failed; stopping the process",
+            task.get_name(),
+            exc_info=task.exception(),
+        )
+        self._stop.set()
 
     def on_shutdown(self, hook: ShutdownHook) -> None:
         """Call `hook` on SIGTERM, after health went NOT_SERVING, before the server stops."""
@@ -153,7 +169,7 @@ async def serve(
         await health_server.start()
     # Before health may say SERVING: a SIGTERM from then on must find its handler (the loop runs
     # the background tasks while the first check awaits the stores).
-    stop = asyncio.Event()
+    stop = kernel._stop
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

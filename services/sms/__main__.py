@@ -29,7 +29,7 @@ from ratelimit.limiter import Limiter, LimiterSettings
 from services.channel.recorder import Recorder
 from services.channel.retention import run_retention
 from services.channel.units import Units
-from services.channel.worker import DRAIN_WRITE_S, ChannelWorker, make_recorder, run_or_stop
+from services.channel.worker import DRAIN_WRITE_S, ChannelWorker, make_recorder
 from services.kernel import Kernel, SettingsError, load_settings, run_service
 from services.kernel.process import dies_with_parent
 from services.sms import batches, metrics
@@ -231,7 +231,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     for op_binds in binds.values():
         for bind in op_binds:
             await bind.client.start()
-    kernel.add_background(run_or_stop(worker), name="sms-worker")
+    kernel.add_background(worker.run(), name="sms-worker")
     api = SmsApi(
         pool=kernel.pg,
         redis=kernel.redis,

@@ -18,7 +18,7 @@ from ratelimit.limiter import Limiter, LimiterSettings
 from services.channel.apirepair import ApiRepair, run_repair
 from services.channel.control import ControlCache
 from services.channel.retention import run_retention
-from services.channel.worker import ChannelWorker, make_recorder, run_or_stop
+from services.channel.worker import ChannelWorker, make_recorder
 from services.kernel import Kernel, run_service
 from services.voice import batches
 from services.voice.api import VoiceApi
@@ -119,7 +119,7 @@ async def build(kernel: Kernel[Settings]) -> None:
     worker = ChannelWorker(
         channel=channel, settings=settings, pool=kernel.pg, redis=kernel.redis, recorder=recorder
     )
-    kernel.add_background(run_or_stop(worker), name="voice-worker")
+    kernel.add_background(worker.run(), name="voice-worker")
     kernel.add_background(
         run_retention(kernel.pg, settings, channel=channel.name),
         name="voice-retention",

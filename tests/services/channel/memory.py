@@ -15,7 +15,7 @@ from services.channel.codec import Header
 from services.channel.model import Entry, Job, State
 from services.channel.ports import Answer, Sorted
 from services.channel.settings import ChannelSettings
-from services.channel.worker import ChannelWorker, make_recorder, run_or_stop
+from services.channel.worker import ChannelWorker, make_recorder
 from services.kernel import Kernel, run_service
 
 #: The channel's name: stream `tocsin:stream:memory`, tables `memory_messages`, ...
@@ -114,10 +114,14 @@ class PeerClient:
         self._lock = asyncio.Lock()
 
     async def send(self, address: str) -> str:
-        """The peer's reply to one delivery, or `lost` if the connection went."""
+        """The peer's reply to one delivery, or `lost` if the connection went or could not be
+        made (the peer stopped: delivered again later, as a real channel's link would)."""
         async with self._lock:
             if self._writer is None or self._writer.is_closing():
-                reader, self._writer = await asyncio.open_connection(*self._address)
+                try:
+                    reader, self._writer = await asyncio.open_connection(*self._address)
+                except OSError:
+                    return "lost"
                 self._reading = asyncio.create_task(self._read(reader))
         ident = str(next(self._ids))
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -209,7 +213,7 @@ async def build(kernel: Kernel[Settings]) -> None:
         redis=kernel.redis,
         recorder=recorder,
     )
-    kernel.add_background(run_or_stop(worker), name="memory-worker")
+    kernel.add_background(worker.run(), name="memory-worker")
 
     async def shutdown() -> None:
         await worker.drain(timeout=settings.shutdown_grace_s)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 
 import asyncpg
 import grpc
-import prometheus_client
 import pytest
 import redis.asyncio as aioredis
 from tocsin.sms.v1 import sms_pb2_grpc
@@ -28,7 +26,6 @@ from tests.services.kernel.conftest import start_service, watch_until
 __all__ = ["start_service", "watch_until"]
 
 #: The kernel's serve module (the package exports its `serve` function under the same name).
-kernel_serve = importlib.import_module("services.kernel.serve")
 
 #: Rate-limit rules that never hold a test back (throttling comes from the simulator).
 WIDE_OPEN_RULES = Path(__file__).with_name("wide_open_rules.toml")
@@ -128,18 +125,9 @@ ServeHere = Callable[[str, Any, Callable[[Any], Awaitable[None]]], Awaitable["as
 
 
 @pytest.fixture
-async def serve_here(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ServeHere]:
+async def serve_here(metrics_servers: list[Any]) -> AsyncIterator[ServeHere]:
     """Serve a service in this process until the test ends: (name, settings, build) -> task."""
     tasks: list[asyncio.Task[None]] = []
-    metrics_servers: list[Any] = []
-
-    def start_http_server(*args: Any, **kwargs: Any) -> Any:
-        # The kernel shuts its metrics server down without server_close(); close it here.
-        server, thread = prometheus_client.start_http_server(*args, **kwargs)
-        metrics_servers.append(server)
-        return server, thread
-
-    monkeypatch.setattr(kernel_serve, "start_http_server", start_http_server)
 
     async def start(
         name: str, settings: Any, build: Callable[[Any], Awaitable[None]]
@@ -160,8 +148,6 @@ async def serve_here(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ServeHere
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    for server in metrics_servers:
-        server.server_close()
 
 
 @pytest.fixture
