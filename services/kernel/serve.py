@@ -73,6 +73,13 @@ class Kernel(Generic[S]):
     def _ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:
             return
+        if self._stop.is_set():
+            # Stopped while the process shuts down: a library may turn the cancellation into
+            # an error of its own (kernel/tasks.py). Said, not alarmed.
+            logger.warning(
+                "background task %s ended while stopping: %r", task.get_name(), task.exception()
+            )
+            return
         logger.critical(
             "background task %s failed; stopping the process",
             task.get_name(),
@@ -194,6 +201,7 @@ async def serve(
         # One budget for the whole shutdown: the hooks take their share of it, the server's
         # last calls get what is left (never the whole grace again, or SIGKILL lands first).
         deadline = loop.time() + settings.shutdown_grace_s
+        stop.set()  # also when cancelled: what ends from here on ends by the shutdown
         await reporter.stop_serving()
         # Each hook keeps to the grace itself (a worker's drain takes a timeout) and then closes
         # what it holds: cut short from here, it would leave sockets open.

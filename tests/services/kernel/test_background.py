@@ -59,14 +59,22 @@ async def test_a_background_task_that_fails_stops_the_process_and_says_which(
     assert other_stopped.is_set()
 
 
-async def test_a_background_task_that_is_cancelled_or_returns_stops_nothing(
+async def test_a_background_task_that_returns_or_ends_in_the_shutdown_stops_nothing(
     pg_dsn: str, redis_url: str, metrics_servers: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def returns() -> None:
         await asyncio.sleep(0.05)
 
+    async def turns_cancel_into_error() -> None:
+        # As a library may: the cancellation of the shutdown comes out as an error of its own.
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("connection closed") from None
+
     async def build(kernel: Kernel[_Settings]) -> None:
         kernel.add_background(returns(), name="returns")
+        kernel.add_background(turns_cancel_into_error(), name="turns")
 
     ready = asyncio.Event()
     task = asyncio.create_task(
@@ -80,3 +88,6 @@ async def test_a_background_task_that_is_cancelled_or_returns_stops_nothing(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert "background task turns ended while stopping: ConnectionError('connection closed')" in [
+        r.getMessage() for r in caplog.records
+    ]
