@@ -51,10 +51,10 @@ WHERE m.state = 'queued' AND m.holder = $4
 # the write) is written in its final state at once (`state`, `error`, `done`): one update of the
 # row instead of two. References are written only for the rows the statement moves out of
 # `queued`, from what the update returns (no second pass over the arrays, no join), so every
-# reference that names an address is in that row's `message_ids` (a removal
-# finds them there, retention._ERASE_ADDRESS); the copy a stalled consumer submitted after
-# another took its work over leaves none: its receipt finds no row and changes nothing. Answers
-# the progress moves per alert version and state reached.
+# reference that names an address is in that row's `message_ids` (a removal finds them there,
+# retention._ERASE_ADDRESS); the copy a stalled consumer submitted after another took its work
+# over leaves none: its receipt finds no row and changes nothing. Answers the progress moves per
+# alert version and state reached.
 _SUBMITTED = """
 WITH upd AS (
     UPDATE {messages} m

@@ -71,19 +71,16 @@ class Kernel(Generic[S]):
         self._background.append(task)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
+        exc = None if task.cancelled() else task.exception()
+        if exc is None:
             return
         if self._stop.is_set():
             # Stopped while the process shuts down: a library may turn the cancellation into
             # an error of its own (kernel/tasks.py). Said, not alarmed.
-            logger.warning(
-                "background task %s ended while stopping: %r", task.get_name(), task.exception()
-            )
+            logger.warning("background task %s ended while stopping: %r", task.get_name(), exc)
             return
         logger.critical(
-            "background task %s failed; stopping the process",
-            task.get_name(),
-            exc_info=task.exception(),
+            "background task %s failed; stopping the process", task.get_name(), exc_info=exc
         )
         self._stop.set()
 
