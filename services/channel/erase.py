@@ -322,6 +322,10 @@ async def _holding(
         start = "(" + _text(page[-1][0])
 
 
+#: What Tombstones._version holds before the first read.
+_UNREAD = object()
+
+
 class Tombstones:
     """The tombstones of one channel as its worker sees them: a copy in memory, read again
     whenever the erasers' version counter moved (one GET), so that the hot path costs a look
@@ -333,7 +337,8 @@ class Tombstones:
         self._tokens_key = keys.erased_tokens(channel)
         self._version_key = keys.erased_version(channel)
         self._consumers_key = keys.consumers(channel)
-        self._version: bytes | str | None = None
+        #: The erasers' version counter as last read (None: no erasure yet); _UNREAD before.
+        self._version: object = _UNREAD
         #: Digest -> token of the live tombstones.
         self._tokens: dict[str, str] = {}
         # One read at a time: a slower read finishing last would put back an older set.
@@ -354,17 +359,20 @@ class Tombstones:
         digests = [_text(d) for d in found]
         tokens: list[Any] = await self._redis.hmget(self._tokens_key, digests) if digests else []
         self._tokens = {d: _text(t) for d, t in zip(digests, tokens, strict=True) if t}
-        self._version = version if version is not None else b""
+        self._version = version
 
     async def check(self) -> None:
         """Read the tombstones again if an erasure happened since the last read (one GET)."""
         async with self._reading:
-            if self._version is None or await self._redis.get(self._version_key) != self._version:
+            if (
+                self._version is _UNREAD
+                or await self._redis.get(self._version_key) != self._version
+            ):
                 await self._read()
 
     async def report(self, consumer: str, *, every_s: float) -> None:
         """Tell the erasers which tombstones `consumer` applies (read every `every_s`)."""
-        version = int(self._version or 0)
+        version = int(self._version) if isinstance(self._version, bytes | str) else 0
         await self._redis.hset(
             self._consumers_key, consumer, f"{version} {time.time():.3f} {every_s:g}"
         )

@@ -11,6 +11,8 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from services.channel import erase, keys
+from services.kernel.redis_client import connect as connect_redis
+from stack.embedded import ManagedProcess
 from tests.services.channel import work
 from tests.services.channel.conftest import Harness
 from tests.services.sms.conftest import numbers
@@ -206,3 +208,25 @@ async def test_the_live_consumers_are_those_that_reported_lately(
     assert sorted(await erase.live_consumers(redis_client, channel=CHANNEL)) == ["a", "b"]
     await asyncio.sleep(1.1)  # "b": older than four of its intervals and a second
     assert await erase.live_consumers(redis_client, channel=CHANNEL) == ["a"]
+
+
+async def test_a_check_while_nothing_was_ever_erased_is_one_get(
+    private_redis: ManagedProcess,
+) -> None:
+    # A server of the test's own: the command counts are its alone.
+    client = connect_redis(private_redis.url)
+    try:
+        tombstones = erase.Tombstones(client, CHANNEL)
+        await tombstones.check()  # the first check reads the set
+        await client.config_resetstat()
+        for _ in range(3):
+            await tombstones.check()
+        stats: Any = await client.info("commandstats")
+        assert stats["cmdstat_get"]["calls"] == 3
+        assert "cmdstat_zrangebyscore" not in stats
+        # The first erasure moves the counter: the next check reads the set again.
+        await erase.erase(client, channel=CHANNEL, addresses=["+32470999997"], wait=False)
+        await tombstones.check()
+        assert tombstones.erased("+32470999997")
+    finally:
+        await client.aclose()
