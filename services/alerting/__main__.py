@@ -24,17 +24,9 @@ from services.alerting.servicer import add_servicers
 from services.alerting.settings import Settings
 from services.channel.units import Units
 from services.kernel import Kernel, run_service
+from services.kernel.database import create_pool
 
 logger = logging.getLogger(__name__)
-
-
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Pool reset: nothing beyond asyncpg's own rollback of an open transaction.
-
-    The alerting service keeps no session state (no LISTEN, SET, session advisory locks or
-    cursors outside a transaction), so the default reset query (`RESET ALL; UNLISTEN *; ...`)
-    would only cost a round trip on every release: about an eighth of the service's CPU under load.
-    """
 
 
 async def _close_when_stopped(
@@ -65,16 +57,8 @@ async def build(kernel: Kernel[Settings]) -> None:
     use_cost(settings.scrypt_log2_n)
     if not settings.audit_key.get_secret_value():
         logger.warning("TOCSIN_AUDIT_KEY is not set: the audit chain is not keyed")
-    # A pool of the service's own (the kernel's serves health), without the per-release reset.
-    # No inactivity timer either: asyncpg re-arms it on every release (a timer per query), and
-    # a pool of at most pg_pool_size connections may as well keep them.
-    pool = await asyncpg.create_pool(
-        settings.database_url,
-        min_size=0,
-        max_size=settings.pg_pool_size,
-        reset=_keep_session,
-        max_inactive_connection_lifetime=0,
-    )
+    # A pool of the service's own (the kernel's serves health), busy all the time: kept.
+    pool = await create_pool(settings.database_url, max_size=settings.pg_pool_size, keep_idle=True)
     targeting_channel = kernel.channel("targeting", settings.targeting_addr)
     cb_channel = kernel.channel("cellbroadcast", settings.cellbroadcast_addr)
     targeting = TargetingClient(

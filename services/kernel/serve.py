@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from services.kernel import redis_client, tls
+from services.kernel import database, redis_client, tls
 from services.kernel.context import configure_logging
 from services.kernel.health import HealthReporter
 from services.kernel.interceptors import ErrorInterceptor
@@ -134,9 +134,7 @@ async def serve(
     material = tls.check(settings)
     if material is None:
         logger.warning("INSECURE DEVELOPMENT MODE: plaintext gRPC, callers not authenticated")
-    pool = await asyncpg.create_pool(
-        settings.database_url, min_size=0, max_size=settings.pg_pool_size
-    )
+    pool = await database.create_pool(settings.database_url, max_size=settings.pg_pool_size)
     redis = redis_client.connect(
         settings.redis_url, socket_timeout=5, socket_connect_timeout=2, retry_on_timeout=True
     )
