@@ -62,6 +62,10 @@ STALL_SHARE = 0.5
 #: Once its entries are fresh again, how long the fence waits before it reads the rows: a consumer
 #: that claimed some just before has taken their recipients over by then.
 FENCE_SETTLE_S = 0.2
+#: While Redis or PostgreSQL does not answer, the fence looks again this often, and says so once
+#: in this many failures.
+FENCE_RETRY_S = 0.5
+FENCE_LOG_EVERY = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +161,9 @@ class StreamConsumer(Generic[J]):
         #: When the event loop last ran the heartbeat (monotonic), and the gap that is a stall.
         self._beat = time.monotonic()
         self._stall_s = max(config.claim_idle_s * STALL_SHARE, 10 * HEARTBEAT_S)
+        #: When the last touch that made every held entry fresh in Redis began (monotonic): the
+        #: entries held cannot be claimed before `claim_idle_s` after it.
+        self._fresh_at = self._beat
         self._fence_task: asyncio.Task[None] | None = None
         for lane in lanes.values():
             lane.fence = self.fence
@@ -302,9 +309,11 @@ class StreamConsumer(Generic[J]):
                     # over while it still sends them. It touches them within a round.
                     await self._redis.ping()
                     away, claim_from = False, time.monotonic() + CLAIM_GRACE_ROUNDS * interval
+                began = time.monotonic()
                 if self.entries:
                     # Keep our own work fresh so nobody claims it while retries run.
                     await self._touch(list(self.entries), idle_ms=None)
+                self._fresh_at = began
                 if time.monotonic() >= claim_from:
                     for lane in self.lanes:
                         await self._claim(lane, idle_ms)
@@ -338,6 +347,7 @@ class StreamConsumer(Generic[J]):
 
     async def _take(self, reply: Any, lane: _LaneStream, *, takeover: bool = False) -> None:
         """Turn one lane's stream entries into jobs: queued rows first, then the routes."""
+        read_at = time.monotonic()  # when Redis delivered them, or a little later
         batch: list[tuple[Entry, list[J]]] = []
         for _stream, items in reply or ():
             for raw_id, fields in items:
@@ -363,6 +373,8 @@ class StreamConsumer(Generic[J]):
             logger.warning("reading erased addresses failed: %r", exc)
         to_queue: list[J] = []
         channel, now = self._channel, time.time()
+        if not self.entries:  # none held: these are the freshest, and the oldest
+            self._fresh_at = read_at
         for entry, jobs in batch:
             self.entries[entry.rank, entry.entry_id] = entry
             entry.remaining = len(jobs)
@@ -616,17 +628,33 @@ class StreamConsumer(Generic[J]):
         task = self._fence_task
         if task is not None and not task.done():
             return task
-        gap = time.monotonic() - self._beat
-        if gap <= self._stall_s:
+        now = time.monotonic()
+        gap = now - self._beat
+        unrenewed = now - self._fresh_at if self.entries else 0.0
+        if gap > self._stall_s:
+            logger.warning(
+                "the %s consumer did not run for %.1f s (claim_idle_s %.1f): looking for work"
+                " other consumers took over before delivering more",
+                self._name,
+                gap,
+                self.cfg.claim_idle_s,
+            )
+            metrics.STALLS.labels(self._name).inc()
+        elif unrenewed > self._stall_s:
+            # Cut off from Redis (an outage, or a partition while the others still reach it):
+            # its entries may be claimed once idle for claim_idle_s, and their recipients sent
+            # by another consumer. Nothing more is delivered until Redis says which are ours.
+            logger.warning(
+                "the %s consumer could not keep its entries fresh in Redis for %.1f s"
+                " (claim_idle_s %.1f): delivering nothing more until it can look for work other"
+                " consumers took over",
+                self._name,
+                unrenewed,
+                self.cfg.claim_idle_s,
+            )
+            metrics.LAPSES.labels(self._name).inc()
+        else:
             return None
-        logger.warning(
-            "the %s consumer did not run for %.1f s (claim_idle_s %.1f): looking for work other"
-            " consumers took over before delivering more",
-            self._name,
-            gap,
-            self.cfg.claim_idle_s,
-        )
-        metrics.STALLS.labels(self._name).inc()
         task = self._fence_task = asyncio.create_task(self._fence(), name=f"{self._name}-fence")
         return task
 
@@ -640,16 +668,22 @@ class StreamConsumer(Generic[J]):
         """After a stall: entries another consumer claimed are no longer ours (neither touched nor
         acknowledged here), ours are made fresh at once, and recipients whose row names another
         holder (or has an outcome) are abandoned: their new holder sends and records them."""
+        failures = 0
         while True:
             try:
                 abandoned = await self._look_for_takeovers()
                 break
             except STORES_AWAY as exc:
                 raise_if_cancelling()
-                logger.warning(
-                    "looking for %s work taken over failed, retrying: %r", self._name, exc
-                )
-                await asyncio.sleep(0.5)
+                if failures % FENCE_LOG_EVERY == 0:  # a long outage: a line every 10 s
+                    logger.warning(
+                        "looking for %s work taken over failed (%d times), retrying: %r",
+                        self._name,
+                        failures + 1,
+                        exc,
+                    )
+                failures += 1
+                await asyncio.sleep(FENCE_RETRY_S)
         if abandoned:
             logger.warning(
                 "%d %s recipients were taken over by another consumer while this one was stalled:"
@@ -678,7 +712,9 @@ class StreamConsumer(Generic[J]):
                     # Claimed by another consumer (or gone with Redis's data): not ours to touch.
                     self.entries[lane.rank, entry_id].lost = True
                     del self.entries[lane.rank, entry_id]
+        began = time.monotonic()
         await self._touch(list(self.entries), idle_ms=None)
+        self._fresh_at = began
         await self._tombstones.report(me, every_s=self.cfg.control_refresh_s)
         await asyncio.sleep(FENCE_SETTLE_S)
         erased = self._tombstones.erased

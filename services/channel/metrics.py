@@ -35,6 +35,12 @@ STALLS = Counter(
     " its entries): nothing delivered until it looked for work taken over",
     ["channel"],
 )
+LAPSES = Counter(
+    "tocsin_channel_lease_lapses_total",
+    "times the process could not keep its entries fresh in Redis for half of claim_idle_s (others"
+    " may claim them): nothing delivered until Redis answered and it looked for work taken over",
+    ["channel"],
+)
 GROUP_LOST = Counter(
     "tocsin_channel_group_lost_total",
     "times the channel's consumer group was found gone (NOGROUP) and created again",

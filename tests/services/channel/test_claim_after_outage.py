@@ -17,12 +17,18 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from services.channel import erase
+from services.channel.model import Job
+from services.channel.worker import ChannelWorker
 from services.kernel.redis_client import connect as connect_redis
 from tests.services.channel import memory, work
 from tests.services.channel.conftest import CHANNEL, working
 from tests.services.channel.test_erase_race import ALERT, TEXTS
-from tests.services.channel.test_stall import _worker, delivered_and_settled
-from tests.services.sms.conftest import numbers
+from tests.services.channel.test_stall import (
+    _worker,
+    all_taken_over,
+    delivered_and_settled,
+    peer_holding_first,
+)
 
 #: Entries idle this long are claimed (claim rounds every third of it).
 CLAIM_IDLE_S = 2.0
@@ -87,42 +93,57 @@ class _Relay:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _through(url: str, port: int) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=f"127.0.0.1:{port}"))
+async def _relayed(redis_url: str) -> tuple[_Relay, aioredis.Redis]:
+    """A started relay to Redis, and a client that reaches Redis through it."""
+    relay = _Relay(urlsplit(redis_url).port or 6379)
+    await relay.start()
+    parts = urlsplit(redis_url)
+    return relay, connect_redis(urlunsplit(parts._replace(netloc=f"127.0.0.1:{relay.port}")))
+
+
+def _holder_and_other(
+    dsn: str,
+    pool: asyncpg.Pool,
+    peer: memory.Peer,
+    redis_holder: aioredis.Redis,
+    redis_other: aioredis.Redis,
+) -> tuple[tuple[ChannelWorker[Job], ChannelWorker[Job]], tuple[memory.PeerClient, ...]]:
+    """The holder (one sender) and the other consumer (four senders), each on its own Redis
+    client and its own connection to the peer; and those two connections."""
+    clients = tuple(memory.PeerClient("127.0.0.1", peer.port) for _ in range(2))
+    workers = tuple(
+        _worker(dsn, redis, pool, client, consumer=name, senders=senders, claim_idle_s=CLAIM_IDLE_S)
+        for redis, client, name, senders in (
+            (redis_holder, clients[0], "holder", 1),
+            (redis_other, clients[1], "other", 4),
+        )
+    )
+    return (workers[0], workers[1]), clients
+
+
+async def _holder_busy(
+    redis: aioredis.Redis, peer: memory.Peer, first: str, others: list[str]
+) -> None:
+    """Queue the numbers; return once the holder's one sender is at the peer with `first` (its
+    answer held), the others waiting in its lane. Another delivery of `first` is answered."""
+    await work.add_work(redis, channel=CHANNEL, alert=ALERT, to=[first, *others], texts=TEXTS)
+    await peer.arrived[first].wait()
+    del peer.held[first]
 
 
 async def test_a_live_consumer_s_work_is_not_claimed_when_redis_answers_again(
     pg_dsn: str, redis_url: str, pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
     await pg_pool.execute(memory.TABLES_SQL)
-    peer = memory.Peer()
-    await peer.start()
-    target = urlsplit(redis_url).port or 6379
-    relay_a, relay_b = _Relay(target), _Relay(target)
-    await relay_a.start()
-    await relay_b.start()
-    first, *others = numbers(12, start=700)
-    release = peer.held[first] = asyncio.Event()
-    peer.arrived[first] = asyncio.Event()
-    redis_a = connect_redis(_through(redis_url, relay_a.port))
-    redis_b = connect_redis(_through(redis_url, relay_b.port))
-    client_a = memory.PeerClient("127.0.0.1", peer.port)
-    client_b = memory.PeerClient("127.0.0.1", peer.port)
-    holder = _worker(
-        pg_dsn, redis_a, pg_pool, client_a, consumer="holder", senders=1, claim_idle_s=CLAIM_IDLE_S
-    )
-    other = _worker(
-        pg_dsn, redis_b, pg_pool, client_b, consumer="other", senders=4, claim_idle_s=CLAIM_IDLE_S
+    peer, first, others, release = await peer_holding_first(700)
+    relay_a, redis_a = await _relayed(redis_url)
+    relay_b, redis_b = await _relayed(redis_url)
+    (holder, other), (client_a, client_b) = _holder_and_other(
+        pg_dsn, pg_pool, peer, redis_a, redis_b
     )
     try:
         async with asyncio.timeout(60), working(holder):
-            await work.add_work(
-                redis_client, channel=CHANNEL, alert=ALERT, to=[first, *others], texts=TEXTS
-            )
-            # Its one sender held at the peer with `first`; the others wait in its lane.
-            await peer.arrived[first].wait()
-            del peer.held[first]  # that delivery stays held; another one of it is answered
+            await _holder_busy(redis_client, peer, first, others)
             async with working(other):
                 while True:  # both consumers up: their groups made, their reports written
                     live = await erase.live_consumers(redis_client, channel=CHANNEL)
@@ -152,3 +173,39 @@ async def test_a_live_consumer_s_work_is_not_claimed_when_redis_answers_again(
         "SELECT DISTINCT holder FROM memory_messages WHERE alert = $1", ALERT
     )
     assert [r["holder"] for r in holders] == ["holder"]
+
+
+async def test_a_consumer_cut_off_from_redis_alone_delivers_none_of_what_was_taken_over(
+    pg_dsn: str, redis_url: str, pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    # A partition: the holder no longer reaches Redis, the other consumer does. The holder's
+    # entries go idle, the other claims them and sends their recipients; the holder, which goes
+    # on running, must not send them too once its sender is free.
+    await pg_pool.execute(memory.TABLES_SQL)
+    peer, first, others, release = await peer_holding_first(800)
+    relay, redis_a = await _relayed(redis_url)
+    (holder, other), (client_a, client_b) = _holder_and_other(
+        pg_dsn, pg_pool, peer, redis_a, redis_client
+    )
+    try:
+        async with asyncio.timeout(60), working(holder):
+            await _holder_busy(redis_client, peer, first, others)
+            async with working(other):
+                relay.cut()
+                await all_taken_over(pg_pool, peer, [first, *others])
+                # The holder's sender is free while Redis is still out of its reach: it sends
+                # nothing more, then, once Redis answers, learns what was taken over.
+                release.set()
+                await asyncio.sleep(CLAIM_IDLE_S)
+                assert {n: peer.received[n] for n in others} == dict.fromkeys(others, 1)
+                relay.restore()
+                await delivered_and_settled(pg_pool, total=len(others) + 1)
+    finally:
+        release.set()
+        for closing in (client_a.close(), client_b.close(), redis_a.aclose()):
+            await closing
+        await relay.stop()
+        await peer.stop()
+    assert {n: peer.received[n] for n in others} == dict.fromkeys(others, 1)
+    # `first` was at the peer when Redis went out of reach: its delivery and the taker's.
+    assert 1 <= peer.received[first] <= 2

@@ -58,6 +58,29 @@ def _worker(
     )
 
 
+async def peer_holding_first(start: int) -> tuple[memory.Peer, str, list[str], asyncio.Event]:
+    """A started peer, 12 numbers from `start`, and the event that answers the first one's
+    deliveries: until it is set, a delivery of the first arrives and waits for its answer."""
+    peer = memory.Peer()
+    await peer.start()
+    first, *others = numbers(12, start=start)
+    release = peer.held[first] = asyncio.Event()
+    peer.arrived[first] = asyncio.Event()
+    return peer, first, others, release
+
+
+async def all_taken_over(pg_pool: asyncpg.Pool, peer: memory.Peer, addresses: list[str]) -> None:
+    """Wait for the peer to have every address; their rows are all held by `other` then."""
+    while True:
+        if all(peer.received[n] for n in addresses):
+            break
+        await asyncio.sleep(0.05)  # polling the peer's counts
+    holders = await pg_pool.fetch(
+        "SELECT DISTINCT holder FROM memory_messages WHERE alert = $1", ALERT
+    )
+    assert [r["holder"] for r in holders] == ["other"]
+
+
 async def delivered_and_settled(pg_pool: asyncpg.Pool, *, total: int) -> None:
     """Every recipient of ALERT delivered, and a second more: a copy sent twice has left too."""
     await work.wait_states(
@@ -108,11 +131,7 @@ async def test_work_taken_over_during_a_stall_is_not_delivered_by_the_stalled_pr
     pg_dsn: str, redis_url: str, pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
     await pg_pool.execute(memory.TABLES_SQL)
-    peer = memory.Peer()
-    await peer.start()
-    first, *others = numbers(12, start=600)
-    release = peer.held[first] = asyncio.Event()
-    peer.arrived[first] = asyncio.Event()
+    peer, first, others, release = await peer_holding_first(600)
     client = memory.PeerClient("127.0.0.1", peer.port)
     stalled = _Threaded(pg_dsn, redis_url, peer.port)
     stalled.thread.start()
@@ -131,14 +150,7 @@ async def test_work_taken_over_during_a_stall_is_not_delivered_by_the_stalled_pr
                 stalled.stall(STALL_S)
                 # The other consumer claims the idle entry, takes its recipients over and sends
                 # every one of them.
-                while True:
-                    if all(peer.received[n] for n in [first, *others]):
-                        break
-                    await asyncio.sleep(0.05)  # polling the peer's counts
-                holders = await pg_pool.fetch(
-                    "SELECT DISTINCT holder FROM memory_messages WHERE alert = $1", ALERT
-                )
-                assert [r["holder"] for r in holders] == ["other"]
+                await all_taken_over(pg_pool, peer, [first, *others])
                 # The stalled process runs again (its sleep ends), looks, and delivers nothing
                 # that was taken over once its sender is free.
                 await asyncio.sleep(STALL_S)
