@@ -56,8 +56,8 @@ STORES_AWAY: tuple[type[Exception], ...] = (RedisError, *DATABASE_UNAVAILABLE)
 HEARTBEAT_S = 0.1
 #: A gap between heartbeats this share of `claim_idle_s` means the process did not run (a frozen
 #: VM, SIGSTOP, swapping): another consumer may have claimed its entries and taken their
-#: recipients over meanwhile (a claim needs two thirds of it at least: entries are touched every
-#: third). Nothing more is delivered until the fence has looked (`StreamConsumer._fence`).
+#: recipients over meanwhile (a claim needs five sixths of it at least: entries are touched every
+#: sixth). Nothing more is delivered until the fence has looked (`StreamConsumer._fence`).
 STALL_SHARE = 0.5
 #: Once its entries are fresh again, how long the fence waits before it reads the rows: a consumer
 #: that claimed some just before has taken their recipients over by then.
@@ -191,6 +191,7 @@ class StreamConsumer(Generic[J]):
             for lane in self.lanes:
                 group.create_task(self._read_loop(lane), name=f"{name}-read-{lane.priority}")
             group.create_task(self._claim_loop(), name=f"{name}-claim")
+            group.create_task(self._touch_loop(), name=f"{name}-touch")
             group.create_task(self._heartbeat_loop(), name=f"{name}-heartbeat")
             group.create_task(self._ack_loop(), name=f"{name}-ack")
             group.create_task(self._control_loop(), name=f"{name}-control")
@@ -309,11 +310,6 @@ class StreamConsumer(Generic[J]):
                     # over while it still sends them. It touches them within a round.
                     await self._redis.ping()
                     away, claim_from = False, time.monotonic() + CLAIM_GRACE_ROUNDS * interval
-                began = time.monotonic()
-                if self.entries:
-                    # Keep our own work fresh so nobody claims it while retries run.
-                    await self._touch(list(self.entries), idle_ms=None)
-                self._fresh_at = began
                 if time.monotonic() >= claim_from:
                     for lane in self.lanes:
                         await self._claim(lane, idle_ms)
@@ -321,6 +317,23 @@ class StreamConsumer(Generic[J]):
                 raise_if_cancelling()
                 away = True
                 logger.warning("claiming %s entries failed, retrying: %r", self._name, exc)
+
+    async def _touch_loop(self) -> None:
+        """Keep the entries held fresh in Redis, so that nobody claims them while retries run:
+        twice as often as claims are looked for, apart from them (a long claim round does not
+        hold it back). The lease to deliver them (`_fresh_at`) runs from the last touch."""
+        every = max(0.05, min(self.cfg.claim_idle_s / 6, 2.5))
+        while True:
+            raise_if_cancelling()
+            await asyncio.sleep(every)
+            began = time.monotonic()
+            try:
+                if self.entries:
+                    await self._touch(list(self.entries), idle_ms=None)
+            except (RedisError, OSError):
+                raise_if_cancelling()
+                continue  # the claim and read loops say so; the lease runs out meanwhile
+            self._fresh_at = began
 
     async def _claim(self, lane: _LaneStream, idle_ms: int) -> None:
         """Claim the lane's entries that a dead consumer left, while the lane has room."""
@@ -723,8 +736,9 @@ class StreamConsumer(Generic[J]):
         kept = await store.still_held(self._pool, self._tables, held, holder=me)
         abandoned = 0
         for key in held:
-            if key not in kept:
-                self._holding[key].abandoned = True
+            job = self._holding.get(key)  # None: its outcome became durable meanwhile
+            if key not in kept and job is not None:
+                job.abandoned = True
                 abandoned += 1
         return abandoned
 
