@@ -165,3 +165,48 @@ async def test_work_taken_over_during_a_stall_is_not_delivered_by_the_stalled_pr
     # `first` was at the peer when the process stalled: its delivery and the taker's (the
     # durability window, as after a crash).
     assert 1 <= peer.received[first] <= 2
+
+
+async def test_the_fence_skips_a_recipient_whose_outcome_became_durable_while_it_read_the_rows(
+    pg_dsn: str, pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    # bench-faults found it: the fence read which rows were still held, a recipient's outcome was
+    # committed meanwhile (its row left `queued`, the job left `_holding`), and the fence failed
+    # on the missing job, which stopped the process. The test holds the rows' table locked while
+    # the fence reads, and writes one outcome under that lock as the recorder would.
+    await pg_pool.execute(memory.TABLES_SQL)
+    peer, first, others, release = await peer_holding_first(900)
+    client = memory.PeerClient("127.0.0.1", peer.port)
+    worker = _worker(pg_dsn, redis_client, pg_pool, client, consumer="holder", senders=1)
+    consumer = worker.consumer
+    try:
+        async with asyncio.timeout(30), working(worker):
+            await work.add_work(
+                redis_client, channel=CHANNEL, alert=ALERT, to=[first, *others], texts=TEXTS
+            )
+            await peer.arrived[first].wait()  # the other 11 wait in the lane, held
+            key = next(k for k in consumer._holding if k[2] == others[0])
+            async with pg_pool.acquire() as conn, conn.transaction():
+                await conn.execute("LOCK TABLE memory_messages IN ACCESS EXCLUSIVE MODE")
+                looking = asyncio.create_task(consumer._look_for_takeovers())
+                while True:  # until the fence's read of the rows waits for the lock
+                    # pg_stat_activity is read once per transaction unless told to read it again.
+                    await conn.execute("SELECT pg_stat_clear_snapshot()")
+                    if await conn.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE '%m.holder = $4%'"
+                    ):
+                        break
+                    await asyncio.sleep(0.02)  # polling PostgreSQL: nothing to await on
+                # The recorder's commit of that recipient's outcome, and its callback.
+                await conn.execute(
+                    "UPDATE memory_messages SET state = 'delivered'"
+                    " WHERE alert = $1 AND version = $2 AND address = $3",
+                    *key,
+                )
+                consumer._durable([consumer._holding[key]])
+            assert await looking == 0  # the rest still queued under this holder: kept
+    finally:
+        release.set()
+        await client.close()
+        await peer.stop()
