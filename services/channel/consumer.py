@@ -326,14 +326,10 @@ class StreamConsumer(Generic[J]):
         while True:
             raise_if_cancelling()
             await asyncio.sleep(every)
-            began = time.monotonic()
             try:
-                if self.entries:
-                    await self._touch(list(self.entries), idle_ms=None)
+                await self._refresh()
             except (RedisError, OSError):
-                raise_if_cancelling()
-                continue  # the claim and read loops say so; the lease runs out meanwhile
-            self._fresh_at = began
+                raise_if_cancelling()  # the claim and read loops say so; the lease runs out
 
     async def _claim(self, lane: _LaneStream, idle_ms: int) -> None:
         """Claim the lane's entries that a dead consumer left, while the lane has room."""
@@ -615,6 +611,12 @@ class StreamConsumer(Generic[J]):
                     justid=True,
                 )
 
+    async def _refresh(self) -> None:
+        """Touch every entry held; the lease to deliver them runs from when this began."""
+        began = time.monotonic()
+        await self._touch(list(self.entries), idle_ms=None)
+        self._fresh_at = began
+
     async def hand_back(self) -> int:
         """Mark the entries still in hand as idle for `claim_idle_s`: claimable by others now."""
         held = list(self.entries)
@@ -725,9 +727,7 @@ class StreamConsumer(Generic[J]):
                     # Claimed by another consumer (or gone with Redis's data): not ours to touch.
                     self.entries[lane.rank, entry_id].lost = True
                     del self.entries[lane.rank, entry_id]
-        began = time.monotonic()
-        await self._touch(list(self.entries), idle_ms=None)
-        self._fresh_at = began
+        await self._refresh()
         await self._tombstones.report(me, every_s=self.cfg.control_refresh_s)
         await asyncio.sleep(FENCE_SETTLE_S)
         erased = self._tombstones.erased
